@@ -1,0 +1,598 @@
+/* config.linux.seccomp -> a BPF program, built on the host side with
+ * libseccomp and loaded late with seccomp(2) directly.
+ *
+ * libseccomp compiles the rules; the program is exported right away, so
+ * seccomp_install is a single seccomp(2) call (plus one sendmsg for a
+ * notify listener) and needs no allocation once the filter is in force.
+ * Loading it ourselves also lets every kernel flag through
+ * (WAIT_KILLABLE_RECV included) whatever the libseccomp version. */
+#include "seccomp.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/capability.h>
+#include <linux/filter.h>
+#include <seccomp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* Kernel flag bits (linux/seccomp.h), spelled out so that this file builds
+ * against older kernel headers too. */
+#define FLAG_TSYNC (1U << 0)
+#define FLAG_LOG (1U << 1)
+#define FLAG_SPEC_ALLOW (1U << 2)
+#define FLAG_NEW_LISTENER (1U << 3)
+#define FLAG_TSYNC_ESRCH (1U << 4)
+#define FLAG_WAIT_KILLABLE_RECV (1U << 5)
+#define SET_MODE_FILTER 1
+
+struct berth_seccomp {
+  struct sock_fprog prog;
+  unsigned int flags;
+  bool notify;
+  int listener_fd; /* connected to listenerPath; -1 without notify */
+  char *metadata;  /* listenerMetadata, or NULL */
+};
+
+/* ------------------------------------------------------------------ tables */
+
+typedef struct {
+  const char *name;
+  uint32_t action; /* base action; ERRNO and TRACE take errnoRet */
+  bool takes_errno;
+} action_def;
+
+/* Sorted, as `features` lists them. SCMP_ACT_KILL is KILL_THREAD, as the
+ * spec and runc define it. */
+static const action_def actions[] = {
+    {"SCMP_ACT_ALLOW", SCMP_ACT_ALLOW, false},
+    {"SCMP_ACT_ERRNO", SCMP_ACT_ERRNO(0), true},
+    {"SCMP_ACT_KILL", SCMP_ACT_KILL_THREAD, false},
+    {"SCMP_ACT_KILL_PROCESS", SCMP_ACT_KILL_PROCESS, false},
+    {"SCMP_ACT_KILL_THREAD", SCMP_ACT_KILL_THREAD, false},
+    {"SCMP_ACT_LOG", SCMP_ACT_LOG, false},
+    {"SCMP_ACT_NOTIFY", SCMP_ACT_NOTIFY, false},
+    {"SCMP_ACT_TRACE", SCMP_ACT_TRACE(0), true},
+    {"SCMP_ACT_TRAP", SCMP_ACT_TRAP, false},
+};
+
+typedef struct {
+  const char *name;
+  enum scmp_compare op;
+} operator_def;
+
+static const operator_def operators[] = {
+    {"SCMP_CMP_EQ", SCMP_CMP_EQ}, {"SCMP_CMP_GE", SCMP_CMP_GE},
+    {"SCMP_CMP_GT", SCMP_CMP_GT}, {"SCMP_CMP_LE", SCMP_CMP_LE},
+    {"SCMP_CMP_LT", SCMP_CMP_LT}, {"SCMP_CMP_MASKED_EQ", SCMP_CMP_MASKED_EQ},
+    {"SCMP_CMP_NE", SCMP_CMP_NE},
+};
+
+typedef struct {
+  const char *name;
+  uint32_t token; /* 0: named by the spec, unknown to this libseccomp */
+} arch_def;
+
+static const arch_def archs[] = {
+    {"SCMP_ARCH_AARCH64", SCMP_ARCH_AARCH64},
+    {"SCMP_ARCH_ARM", SCMP_ARCH_ARM},
+#ifdef SCMP_ARCH_LOONGARCH64
+    {"SCMP_ARCH_LOONGARCH64", SCMP_ARCH_LOONGARCH64},
+#else
+    {"SCMP_ARCH_LOONGARCH64", 0},
+#endif
+#ifdef SCMP_ARCH_M68K
+    {"SCMP_ARCH_M68K", SCMP_ARCH_M68K},
+#else
+    {"SCMP_ARCH_M68K", 0},
+#endif
+    {"SCMP_ARCH_MIPS", SCMP_ARCH_MIPS},
+    {"SCMP_ARCH_MIPS64", SCMP_ARCH_MIPS64},
+    {"SCMP_ARCH_MIPS64N32", SCMP_ARCH_MIPS64N32},
+    {"SCMP_ARCH_MIPSEL", SCMP_ARCH_MIPSEL},
+    {"SCMP_ARCH_MIPSEL64", SCMP_ARCH_MIPSEL64},
+    {"SCMP_ARCH_MIPSEL64N32", SCMP_ARCH_MIPSEL64N32},
+    {"SCMP_ARCH_PARISC", SCMP_ARCH_PARISC},
+    {"SCMP_ARCH_PARISC64", SCMP_ARCH_PARISC64},
+    {"SCMP_ARCH_PPC", SCMP_ARCH_PPC},
+    {"SCMP_ARCH_PPC64", SCMP_ARCH_PPC64},
+    {"SCMP_ARCH_PPC64LE", SCMP_ARCH_PPC64LE},
+    {"SCMP_ARCH_RISCV64", SCMP_ARCH_RISCV64},
+    {"SCMP_ARCH_S390", SCMP_ARCH_S390},
+    {"SCMP_ARCH_S390X", SCMP_ARCH_S390X},
+#ifdef SCMP_ARCH_SH
+    {"SCMP_ARCH_SH", SCMP_ARCH_SH},
+    {"SCMP_ARCH_SHEB", SCMP_ARCH_SHEB},
+#else
+    {"SCMP_ARCH_SH", 0},
+    {"SCMP_ARCH_SHEB", 0},
+#endif
+    {"SCMP_ARCH_X32", SCMP_ARCH_X32},
+    {"SCMP_ARCH_X86", SCMP_ARCH_X86},
+    {"SCMP_ARCH_X86_64", SCMP_ARCH_X86_64},
+};
+
+typedef struct {
+  const char *name;
+  unsigned int bit;
+} flag_def;
+
+static const flag_def flags_known[] = {
+    {"SECCOMP_FILTER_FLAG_TSYNC", FLAG_TSYNC},
+    {"SECCOMP_FILTER_FLAG_LOG", FLAG_LOG},
+    {"SECCOMP_FILTER_FLAG_SPEC_ALLOW", FLAG_SPEC_ALLOW},
+    {"SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV", FLAG_WAIT_KILLABLE_RECV},
+};
+
+/* A flag is supported when the kernel gets past flag validation and only
+ * then fails to read the (NULL) program: EFAULT. WAIT_KILLABLE_RECV is only
+ * valid beside NEW_LISTENER, so it is probed with it. */
+static bool kernel_has_flag(unsigned int bit) {
+  unsigned int probe = bit;
+  if (bit == FLAG_WAIT_KILLABLE_RECV) probe |= FLAG_NEW_LISTENER;
+  return syscall(SYS_seccomp, SET_MODE_FILTER, probe, NULL) < 0 && errno == EFAULT;
+}
+
+/* ------------------------------------------------------------------ parsing */
+
+static int parse_errno_ret(json_t *v, const char *field, uint32_t *out, berth_error *e) {
+  if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 0xffff)
+    return berth_fail(e, 0, "%s: expected an integer 0-65535", field);
+  *out = (uint32_t)json_integer_value(v);
+  return 0;
+}
+
+/* Action from name and optional errnoRet (EPERM when absent, like runc). */
+static int parse_action(json_t *name, json_t *errno_ret, const char *field,
+                        const char *errno_field, uint32_t *out, berth_error *e) {
+  if (!json_is_string(name)) return berth_fail(e, 0, "%s: expected an action name", field);
+  const char *s = json_string_value(name);
+  for (size_t i = 0; i < BERTH_ARRAY_LEN(actions); i++) {
+    if (strcmp(actions[i].name, s) != 0) continue;
+    *out = actions[i].action;
+    if (actions[i].takes_errno) {
+      uint32_t err = EPERM;
+      if (errno_ret && !json_is_null(errno_ret) &&
+          parse_errno_ret(errno_ret, errno_field, &err, e) < 0)
+        return -1;
+      *out |= err;
+    }
+    return 0;
+  }
+  return berth_fail(e, 0, "%s: unknown action \"%s\"", field, s);
+}
+
+static int parse_u64(json_t *v, const char *field, uint64_t *out, berth_error *e) {
+  if (!v || json_is_null(v)) {
+    *out = 0;
+    return 0;
+  }
+  if (!json_is_integer(v)) return berth_fail(e, 0, "%s: expected an integer", field);
+  *out = (uint64_t)json_integer_value(v);
+  return 0;
+}
+
+static int parse_arg(json_t *a, const char *field, struct scmp_arg_cmp *out, berth_error *e) {
+  char sub[256];
+  if (!json_is_object(a)) return berth_fail(e, 0, "%s: expected an object", field);
+  json_t *index = json_object_get(a, "index");
+  if (!json_is_integer(index) || json_integer_value(index) < 0 || json_integer_value(index) > 5)
+    return berth_fail(e, 0, "%s.index: expected an integer 0-5", field);
+  json_t *op = json_object_get(a, "op");
+  if (!json_is_string(op)) return berth_fail(e, 0, "%s.op: expected an operator name", field);
+  const operator_def *found = NULL;
+  for (size_t i = 0; i < BERTH_ARRAY_LEN(operators); i++)
+    if (strcmp(operators[i].name, json_string_value(op)) == 0) found = &operators[i];
+  if (!found)
+    return berth_fail(e, 0, "%s.op: unknown operator \"%s\"", field, json_string_value(op));
+  memset(out, 0, sizeof *out);
+  out->arg = (unsigned int)json_integer_value(index);
+  out->op = found->op;
+  snprintf(sub, sizeof sub, "%s.value", field);
+  if (parse_u64(json_object_get(a, "value"), sub, &out->datum_a, e) < 0) return -1;
+  snprintf(sub, sizeof sub, "%s.valueTwo", field);
+  if (parse_u64(json_object_get(a, "valueTwo"), sub, &out->datum_b, e) < 0) return -1;
+  return 0;
+}
+
+static void release_ctx(scmp_filter_ctx *ctx) {
+  if (*ctx) seccomp_release(*ctx);
+  *ctx = NULL;
+}
+
+/* Adds the rules of one syscalls[] entry. Several conditions on the same
+ * argument index cannot all hold at once in one rule, so, like runc, they
+ * then become one rule each (OR); otherwise all conditions form a single
+ * rule (AND). */
+static int add_entry(scmp_filter_ctx ctx, json_t *entry, size_t idx, uint32_t def_action,
+                     bool *uses_notify, berth_error *e) {
+  char field[128], sub[192], sub2[192];
+  snprintf(field, sizeof field, "linux.seccomp.syscalls[%zu]", idx);
+  if (!json_is_object(entry)) return berth_fail(e, 0, "%s: expected an object", field);
+
+  uint32_t action;
+  snprintf(sub, sizeof sub, "%s.action", field);
+  snprintf(sub2, sizeof sub2, "%s.errnoRet", field);
+  if (parse_action(json_object_get(entry, "action"), json_object_get(entry, "errnoRet"), sub, sub2,
+                   &action, e) < 0)
+    return -1;
+
+  struct scmp_arg_cmp conds[6 * 8];
+  unsigned int nconds = 0, per_index[6] = {0};
+  json_t *args = json_object_get(entry, "args");
+  if (args && !json_is_null(args)) {
+    if (!json_is_array(args)) return berth_fail(e, 0, "%s.args: expected an array", field);
+    if (json_array_size(args) > BERTH_ARRAY_LEN(conds))
+      return berth_fail(e, 0, "%s.args: more than %zu conditions", field, BERTH_ARRAY_LEN(conds));
+    size_t i;
+    json_t *a;
+    json_array_foreach(args, i, a) {
+      snprintf(sub, sizeof sub, "%s.args[%zu]", field, i);
+      if (parse_arg(a, sub, &conds[nconds], e) < 0) return -1;
+      per_index[conds[nconds].arg]++;
+      nconds++;
+    }
+  }
+  bool separate = false;
+  for (int i = 0; i < 6; i++)
+    if (per_index[i] > 1) separate = true;
+
+  /* "names" is the spec's field; "name" is what early Docker profiles used. */
+  json_t *names = json_object_get(entry, "names");
+  json_t *single = json_object_get(entry, "name");
+  json_t *list = NULL;
+  cleanup_json json_t *owned = NULL;
+  if (names && !json_is_null(names)) {
+    if (!json_is_array(names)) return berth_fail(e, 0, "%s.names: expected an array", field);
+    list = names;
+  } else if (json_is_string(single)) {
+    list = owned = json_pack("[O]", single);
+    if (!owned) return berth_fail(e, ENOMEM, "%s.name", field);
+  } else {
+    return berth_fail(e, 0, "%s.names: expected an array of syscall names", field);
+  }
+
+  size_t i;
+  json_t *n;
+  json_array_foreach(list, i, n) {
+    if (!json_is_string(n) || json_string_length(n) == 0)
+      return berth_fail(e, 0, "%s.names[%zu]: expected a syscall name", field, i);
+    const char *name = json_string_value(n);
+    if (action == SCMP_ACT_NOTIFY) {
+      /* seccomp_install hands the listener its fd with sendmsg after the
+       * filter is loaded: notifying sendmsg would wait on a listener that
+       * never gets the fd. */
+      if (strcmp(name, "sendmsg") == 0)
+        return berth_fail(e, 0,
+                          "%s: SCMP_ACT_NOTIFY cannot be used for sendmsg (the runtime sends the "
+                          "listener its fd with it)",
+                          field);
+      *uses_notify = true;
+    }
+    /* The same action as the default needs no rule (libseccomp refuses it). */
+    if (action == def_action) continue;
+    int nr = seccomp_syscall_resolve_name(name);
+    /* Unknown here: kernels and libseccomp versions differ, so skip it. */
+    if (nr == __NR_SCMP_ERROR) continue;
+    int rc;
+    if (separate) {
+      for (unsigned int c = 0; c < nconds; c++) {
+        rc = seccomp_rule_add_array(ctx, action, nr, 1, &conds[c]);
+        if (rc < 0) return berth_fail(e, -rc, "%s: add rule for syscall %s", field, name);
+      }
+    } else {
+      rc = seccomp_rule_add_array(ctx, action, nr, nconds, conds);
+      if (rc < 0) return berth_fail(e, -rc, "%s: add rule for syscall %s", field, name);
+    }
+  }
+  return 0;
+}
+
+/* Exports the compiled program into memory (libseccomp 2.5 only writes it
+ * to an fd). */
+static int export_prog(scmp_filter_ctx ctx, struct sock_fprog *prog, berth_error *e) {
+  cleanup_fd int fd = memfd_create("berth-seccomp", MFD_CLOEXEC);
+  if (fd < 0) return berth_fail_errno(e, "memfd_create for the seccomp program");
+  int rc = seccomp_export_bpf(ctx, fd);
+  if (rc < 0) return berth_fail(e, -rc, "seccomp_export_bpf");
+  struct stat st;
+  if (fstat(fd, &st) < 0) return berth_fail_errno(e, "fstat seccomp program");
+  size_t len = (size_t)st.st_size;
+  if (len == 0 || len % sizeof(struct sock_filter) != 0 ||
+      len / sizeof(struct sock_filter) > BPF_MAXINSNS)
+    return berth_fail(e, E2BIG, "seccomp program of %zu bytes", len);
+  struct sock_filter *insns = malloc(len);
+  if (!insns) return berth_fail(e, ENOMEM, "seccomp program");
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = pread(fd, (char *)insns + got, len - got, (off_t)got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      int saved = r < 0 ? errno : EIO;
+      free(insns);
+      return berth_fail(e, saved, "read seccomp program");
+    }
+    got += (size_t)r;
+  }
+  prog->filter = insns;
+  prog->len = (unsigned short)(len / sizeof(struct sock_filter));
+  return 0;
+}
+
+static int connect_listener(const char *path, int *out, berth_error *e) {
+  struct sockaddr_un addr = {.sun_family = AF_UNIX};
+  if (strlen(path) >= sizeof addr.sun_path)
+    return berth_fail(e, ENAMETOOLONG, "linux.seccomp.listenerPath '%s'", path);
+  strcpy(addr.sun_path, path);
+  cleanup_fd int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return berth_fail_errno(e, "socket for seccomp listener");
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
+    return berth_fail_errno(e, "connect to seccomp listener '%s'", path);
+  *out = fd;
+  fd = -1;
+  return 0;
+}
+
+int seccomp_build(json_t *config, berth_seccomp **out, berth_error *e) {
+  *out = NULL;
+  if (!config || json_is_null(config)) return 0;
+  if (!json_is_object(config)) return berth_fail(e, 0, "linux.seccomp: expected an object");
+
+  uint32_t def_action;
+  if (parse_action(json_object_get(config, "defaultAction"),
+                   json_object_get(config, "defaultErrnoRet"), "linux.seccomp.defaultAction",
+                   "linux.seccomp.defaultErrnoRet", &def_action, e) < 0)
+    return -1;
+  /* Every syscall, sendmsg to the listener included, would wait on it. */
+  if (def_action == SCMP_ACT_NOTIFY)
+    return berth_fail(e, 0, "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default");
+
+  __attribute__((cleanup(release_ctx))) scmp_filter_ctx ctx = seccomp_init(def_action);
+  if (!ctx)
+    return berth_fail(e, EINVAL, "linux.seccomp.defaultAction: libseccomp refused %s",
+                      json_string_value(json_object_get(config, "defaultAction")));
+
+  json_t *arch_list = json_object_get(config, "architectures");
+  if (arch_list && !json_is_null(arch_list)) {
+    if (!json_is_array(arch_list))
+      return berth_fail(e, 0, "linux.seccomp.architectures: expected an array");
+    size_t i;
+    json_t *a;
+    json_array_foreach(arch_list, i, a) {
+      const char *name = json_string_value(a);
+      const arch_def *found = NULL;
+      for (size_t k = 0; name && k < BERTH_ARRAY_LEN(archs); k++)
+        if (strcmp(archs[k].name, name) == 0) found = &archs[k];
+      if (!found)
+        return berth_fail(e, 0, "linux.seccomp.architectures[%zu]: unknown architecture \"%s\"", i,
+                          name ? name : "(not a string)");
+      if (found->token == 0)
+        return berth_fail(e, 0,
+                          "linux.seccomp.architectures[%zu]: %s is not supported by libseccomp "
+                          "%u.%u.%u",
+                          i, name, seccomp_version()->major, seccomp_version()->minor,
+                          seccomp_version()->micro);
+      int rc = seccomp_arch_add(ctx, found->token);
+      if (rc < 0 && rc != -EEXIST)
+        return berth_fail(e, -rc, "linux.seccomp.architectures[%zu]: add %s", i, name);
+    }
+  }
+
+  unsigned int flags = 0;
+  json_t *flag_list = json_object_get(config, "flags");
+  if (flag_list && !json_is_null(flag_list)) {
+    if (!json_is_array(flag_list)) return berth_fail(e, 0, "linux.seccomp.flags: expected an array");
+    size_t i;
+    json_t *f;
+    json_array_foreach(flag_list, i, f) {
+      const char *name = json_string_value(f);
+      const flag_def *found = NULL;
+      for (size_t k = 0; name && k < BERTH_ARRAY_LEN(flags_known); k++)
+        if (strcmp(flags_known[k].name, name) == 0) found = &flags_known[k];
+      if (!found)
+        return berth_fail(e, 0, "linux.seccomp.flags[%zu]: unknown flag \"%s\"", i,
+                          name ? name : "(not a string)");
+      if (!kernel_has_flag(found->bit))
+        return berth_fail(e, 0, "linux.seccomp.flags[%zu]: %s is not supported by this kernel", i,
+                          name);
+      flags |= found->bit;
+    }
+  }
+
+  bool uses_notify = false;
+  json_t *syscalls = json_object_get(config, "syscalls");
+  if (syscalls && !json_is_null(syscalls)) {
+    if (!json_is_array(syscalls))
+      return berth_fail(e, 0, "linux.seccomp.syscalls: expected an array");
+    size_t i;
+    json_t *entry;
+    json_array_foreach(syscalls, i, entry) {
+      if (add_entry(ctx, entry, i, def_action, &uses_notify, e) < 0) return -1;
+    }
+  }
+
+  const char *listener = json_str(config, "listenerPath");
+  const char *metadata = json_str(config, "listenerMetadata");
+  if (uses_notify && (!listener || !*listener))
+    return berth_fail(e, 0, "linux.seccomp.listenerPath: required when SCMP_ACT_NOTIFY is used");
+  if (uses_notify) {
+    flags |= FLAG_NEW_LISTENER;
+    /* TSYNC and a listener both report through the return value; the kernel
+     * wants TSYNC_ESRCH to tell them apart. */
+    if (flags & FLAG_TSYNC) flags |= FLAG_TSYNC_ESRCH;
+  } else {
+    /* The kernel refuses this flag without a listener; with no notify rule
+     * there is nothing for it to change, so it is dropped. */
+    flags &= ~FLAG_WAIT_KILLABLE_RECV;
+  }
+
+  berth_seccomp *s = calloc(1, sizeof *s);
+  if (!s) return berth_fail(e, ENOMEM, "linux.seccomp");
+  s->listener_fd = -1;
+  s->flags = flags;
+  s->notify = uses_notify;
+  if (export_prog(ctx, &s->prog, e) < 0) {
+    seccomp_free(s);
+    return berth_wrap(e, "linux.seccomp");
+  }
+  if (uses_notify) {
+    if (metadata && !(s->metadata = strdup(metadata))) {
+      seccomp_free(s);
+      return berth_fail(e, ENOMEM, "linux.seccomp.listenerMetadata");
+    }
+    if (connect_listener(listener, &s->listener_fd, e) < 0) {
+      seccomp_free(s);
+      return -1;
+    }
+  }
+  *out = s;
+  return 0;
+}
+
+/* ------------------------------------------------------------------ loading */
+
+/* Without no_new_privs the kernel wants CAP_SYS_ADMIN in the effective set.
+ * After setresuid to a non-root user (keepcaps on) the effective set is
+ * empty while permitted still holds it: raise it from there. caps_apply
+ * sets the final effective set afterwards. */
+static int ensure_sys_admin_effective(berth_error *e) {
+  int nnp = prctl(PR_GET_NO_NEW_PRIVS, 0L, 0L, 0L, 0L);
+  if (nnp != 0) return 0;
+  struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+  struct __user_cap_data_struct d[2];
+  memset(d, 0, sizeof d);
+  if (syscall(SYS_capget, &hdr, d) < 0) return berth_fail_errno(e, "capget");
+  unsigned int word = CAP_SYS_ADMIN / 32, bit = 1U << (CAP_SYS_ADMIN % 32);
+  if (d[word].effective & bit) return 0;
+  if (!(d[word].permitted & bit))
+    return berth_fail(e, EPERM,
+                      "load seccomp filter: without no_new_privileges the process needs "
+                      "CAP_SYS_ADMIN, which it no longer holds");
+  d[word].effective |= bit;
+  if (syscall(SYS_capset, &hdr, d) < 0) return berth_fail_errno(e, "capset: raise CAP_SYS_ADMIN");
+  return 0;
+}
+
+/* The OCI containerProcessState: what the listener gets beside the fd. */
+static char *process_state(const berth_seccomp *s, const char *state_json, berth_error *e) {
+  json_error_t jerr;
+  cleanup_json json_t *state = state_json ? json_loads(state_json, 0, &jerr) : json_object();
+  if (!json_is_object(state)) {
+    berth_fail(e, EINVAL, "seccomp listener: container state is not a JSON object");
+    return NULL;
+  }
+  const char *version = json_str(state, "ociVersion");
+  json_t *pid = json_object_get(state, "pid");
+  cleanup_json json_t *msg =
+      json_pack("{s:s, s:[s], s:I, s:s, s:O}", "ociVersion", version ? version : "1.0.2", "fds",
+                "seccompFd", "pid",
+                json_is_integer(pid) ? json_integer_value(pid) : (json_int_t)getpid(), "metadata",
+                s->metadata ? s->metadata : "", "state", state);
+  char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+  if (!text) berth_fail(e, ENOMEM, "seccomp listener: container process state");
+  return text;
+}
+
+static int send_fd(int sock, int fd, const char *text) {
+  struct iovec iov = {.iov_base = (void *)text, .iov_len = strlen(text)};
+  union {
+    char buf[CMSG_SPACE(sizeof(int))];
+    struct cmsghdr align;
+  } ctrl;
+  memset(&ctrl, 0, sizeof ctrl);
+  struct msghdr msg = {
+      .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctrl.buf, .msg_controllen = sizeof ctrl.buf};
+  struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+  c->cmsg_level = SOL_SOCKET;
+  c->cmsg_type = SCM_RIGHTS;
+  c->cmsg_len = CMSG_LEN(sizeof(int));
+  memcpy(CMSG_DATA(c), &fd, sizeof fd);
+  ssize_t n;
+  do {
+    n = sendmsg(sock, &msg, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) return -1;
+  if ((size_t)n != iov.iov_len) {
+    errno = EMSGSIZE;
+    return -1;
+  }
+  return 0;
+}
+
+int seccomp_install(berth_seccomp *s, const char *state_json, berth_error *e) {
+  if (!s) return 0;
+  /* Everything that allocates happens before the filter is in force. */
+  cleanup_free char *text = NULL;
+  if (s->notify && !(text = process_state(s, state_json, e))) return -1;
+  if (ensure_sys_admin_effective(e) < 0) return -1;
+
+  long rc = syscall(SYS_seccomp, SET_MODE_FILTER, s->flags, &s->prog);
+  if (rc < 0) return berth_fail_errno(e, "load seccomp filter (%u instructions)", s->prog.len);
+  if (!s->notify) {
+    /* With TSYNC alone a positive value names a thread that could not be
+     * synchronized. */
+    if (rc > 0) return berth_fail(e, EAGAIN, "load seccomp filter: thread %ld not synchronized", rc);
+    return 0;
+  }
+
+  cleanup_fd int notify_fd = (int)rc;
+  if (send_fd(s->listener_fd, notify_fd, text) < 0)
+    return berth_fail_errno(e, "send seccomp notify fd to the listener");
+  close(s->listener_fd);
+  s->listener_fd = -1;
+  return 0;
+}
+
+void seccomp_free(berth_seccomp *s) {
+  if (!s) return;
+  free(s->prog.filter);
+  if (s->listener_fd >= 0) close(s->listener_fd);
+  free(s->metadata);
+  free(s);
+}
+
+/* ------------------------------------------------------------------ features */
+
+json_t *seccomp_features(void) {
+  json_t *f = json_object();
+  json_t *a = json_array(), *o = json_array(), *ar = json_array(), *known = json_array(),
+         *supported = json_array();
+  if (!f || !a || !o || !ar || !known || !supported) {
+    json_decref(f);
+    json_decref(a);
+    json_decref(o);
+    json_decref(ar);
+    json_decref(known);
+    json_decref(supported);
+    return NULL;
+  }
+  for (size_t i = 0; i < BERTH_ARRAY_LEN(actions); i++)
+    json_array_append_new(a, json_string(actions[i].name));
+  for (size_t i = 0; i < BERTH_ARRAY_LEN(operators); i++)
+    json_array_append_new(o, json_string(operators[i].name));
+  for (size_t i = 0; i < BERTH_ARRAY_LEN(archs); i++)
+    if (archs[i].token) json_array_append_new(ar, json_string(archs[i].name));
+  for (size_t i = 0; i < BERTH_ARRAY_LEN(flags_known); i++) {
+    json_array_append_new(known, json_string(flags_known[i].name));
+    if (kernel_has_flag(flags_known[i].bit))
+      json_array_append_new(supported, json_string(flags_known[i].name));
+  }
+  json_object_set_new(f, "enabled", json_true());
+  json_object_set_new(f, "actions", a);
+  json_object_set_new(f, "operators", o);
+  json_object_set_new(f, "archs", ar);
+  json_object_set_new(f, "knownFlags", known);
+  json_object_set_new(f, "supportedFlags", supported);
+  return f;
+}
