@@ -1,0 +1,435 @@
+// seccomp as berth-runtime loads it (native/src/seccomp.c), checked on the
+// real kernel: a probe child (native/tests/security/) loads the filter
+// built from a linux.seccomp config and then makes a syscall, execs a
+// static busybox, or reports /proc/self/status.
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+
+const repo = fileURLToPath(new URL('../../', import.meta.url));
+const probePath = `${repo}native/build/security/berth-secprobe`;
+const listenerPath = `${repo}native/build/security/berth-seclistener`;
+const busybox = '/bin/busybox';
+const isRoot = process.getuid?.() === 0;
+
+const EPERM = 1;
+const EINVAL = 22;
+const SIGSYS = 31;
+
+interface ProbeResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+type Seccomp = Record<string, unknown>;
+
+function probe(seccomp: Seccomp | undefined, args: string[], opts: string[] = []): ProbeResult {
+  const full = [...opts, ...(seccomp ? ['--seccomp', JSON.stringify(seccomp)] : []), ...args];
+  const r = spawnSync(probePath, full, { encoding: 'utf8', timeout: 20_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Makes one raw syscall under the filter; returns its result and errno. */
+function sys(seccomp: Seccomp, name: string, ...args: (number | string)[]): { ret: number; errno: number } {
+  const r = probe(seccomp, ['syscall', name, ...args.map(String)]);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  return JSON.parse(r.stdout) as { ret: number; errno: number };
+}
+
+function status(seccomp: Seccomp, opts: string[] = []): Record<string, string> {
+  const r = probe(seccomp, ['status'], opts);
+  expect(r.stderr).toBe('');
+  expect(r.status).toBe(0);
+  return JSON.parse(r.stdout) as Record<string, string>;
+}
+
+function allowAllBut(...syscalls: Record<string, unknown>[]): Seccomp {
+  return { defaultAction: 'SCMP_ACT_ALLOW', syscalls };
+}
+
+// What a static busybox needs to run `true` (strace of busybox 1.35 on
+// x86_64), plus write for error messages.
+const BUSYBOX_TRUE = [
+  'execve', 'arch_prctl', 'brk', 'exit_group', 'getrandom', 'getuid', 'mprotect', 'prctl',
+  'prlimit64', 'readlink', 'rseq', 'set_robust_list', 'set_tid_address', 'write',
+];
+
+const tmpDirs: string[] = [];
+const children: ChildProcess[] = [];
+
+function tempDir(): string {
+  const d = mkdtempSync(join(tmpdir(), 'berth-seccomp-'));
+  tmpDirs.push(d);
+  return d;
+}
+
+afterEach(() => {
+  for (const c of children.splice(0)) {
+    if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) process.kill(c.pid, 'SIGKILL');
+  }
+  for (const d of tmpDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe.skipIf(!isRoot)('seccomp (needs root: loads filters without no_new_privs, changes uid)', () => {
+  beforeAll(() => {
+    execFileSync('make', ['-s', '-C', `${repo}native/tests/security`], { stdio: 'inherit' });
+  });
+
+  describe('actions and errno', () => {
+    it('makes mkdir fail with EPERM under SCMP_ACT_ERRNO without errnoRet', () => {
+      const dir = tempDir();
+      const r = probe(
+        allowAllBut({ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO' }),
+        ['exec', busybox, 'mkdir', join(dir, 'x')],
+      );
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain('Operation not permitted');
+      expect(existsSync(join(dir, 'x'))).toBe(false);
+    });
+
+    it('makes mkdir fail with the configured errnoRet', () => {
+      const dir = tempDir();
+      const r = probe(
+        allowAllBut({ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 28 }),
+        ['exec', busybox, 'mkdir', join(dir, 'x')],
+      );
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain('No space left on device');
+      expect(existsSync(join(dir, 'x'))).toBe(false);
+    });
+
+    it('leaves mkdir alone when the rule names other syscalls', () => {
+      const dir = tempDir();
+      const r = probe(allowAllBut({ names: ['rmdir'], action: 'SCMP_ACT_ERRNO' }), [
+        'exec', busybox, 'mkdir', join(dir, 'x'),
+      ]);
+      expect(r.status).toBe(0);
+      expect(existsSync(join(dir, 'x'))).toBe(true);
+    });
+
+    for (const action of ['SCMP_ACT_KILL', 'SCMP_ACT_KILL_THREAD', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_TRAP']) {
+      it(`kills the process with SIGSYS under ${action}`, () => {
+        const r = probe(allowAllBut({ names: ['getppid'], action }), ['syscall', 'getppid']);
+        expect(r.status).toBe(128 + SIGSYS);
+        expect(r.stderr).toContain(`killed by signal ${SIGSYS}`);
+        expect(r.stdout).toBe('');
+      });
+    }
+
+    it('lets a syscall through under SCMP_ACT_LOG', () => {
+      const r = sys(allowAllBut({ names: ['getppid'], action: 'SCMP_ACT_LOG' }), 'getppid');
+      expect(r.errno).toBe(0);
+      expect(r.ret).toBeGreaterThan(0);
+    });
+
+    it('fails a traced syscall with ENOSYS when no tracer is attached (SCMP_ACT_TRACE)', () => {
+      // Without a tracer the kernel fails the call with ENOSYS, whatever errnoRet says.
+      const r = sys(allowAllBut({ names: ['getppid'], action: 'SCMP_ACT_TRACE', errnoRet: 5 }), 'getppid');
+      expect(r.ret).toBe(-1);
+      expect(r.errno).toBe(38);
+    });
+
+    it('lets a static busybox run `true` under defaultAction ERRNO with an allow list', () => {
+      const seccomp = {
+        defaultAction: 'SCMP_ACT_ERRNO',
+        syscalls: [{ names: BUSYBOX_TRUE, action: 'SCMP_ACT_ALLOW' }],
+      };
+      const ok = probe(seccomp, ['exec', busybox, 'true'], ['--no-new-privs']);
+      expect(ok.stderr).toBe('');
+      expect(ok.status).toBe(0);
+      // The same list does not hold mkdir: it fails with the default errno.
+      const dir = tempDir();
+      const denied = probe(seccomp, ['exec', busybox, 'mkdir', join(dir, 'x')], ['--no-new-privs']);
+      expect(denied.status).toBe(1);
+      expect(denied.stderr).toContain('Operation not permitted');
+      // And without execve in the list nothing runs at all.
+      const noExec = probe(
+        { ...seccomp, syscalls: [{ names: BUSYBOX_TRUE.filter((s) => s !== 'execve'), action: 'SCMP_ACT_ALLOW' }] },
+        ['exec', busybox, 'true'],
+        ['--no-new-privs'],
+      );
+      expect(noExec.status).toBe(127);
+      expect(noExec.stderr).toContain('exec /bin/busybox: Operation not permitted');
+    });
+
+    it('uses defaultErrnoRet for the default action', () => {
+      const dir = tempDir();
+      const r = probe(
+        { defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 38, syscalls: [{ names: BUSYBOX_TRUE, action: 'SCMP_ACT_ALLOW' }] },
+        ['exec', busybox, 'mkdir', join(dir, 'x')],
+        ['--no-new-privs'],
+      );
+      expect(r.status).toBe(1);
+      expect(r.stderr).toContain('Function not implemented');
+    });
+
+    it('skips a rule whose action is the default action instead of failing', () => {
+      const r = sys(
+        { defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['getppid'], action: 'SCMP_ACT_ALLOW' }] },
+        'getppid',
+      );
+      expect(r.errno).toBe(0);
+    });
+  });
+
+  describe('argument conditions', () => {
+    const blockQuery = allowAllBut({
+      names: ['personality'],
+      action: 'SCMP_ACT_ERRNO',
+      args: [{ index: 0, value: 0xffffffff, op: 'SCMP_CMP_EQ' }],
+    });
+
+    it('blocks personality(0xffffffff) only and allows other personalities', () => {
+      expect(sys(blockQuery, 'personality', '0xffffffff')).toEqual({ ret: -1, errno: EPERM });
+      const other = sys(blockQuery, 'personality', '0');
+      expect(other.errno).toBe(0);
+      expect(other.ret).toBeGreaterThanOrEqual(0);
+    });
+
+    // getpriority(which, who) with an invalid `which` fails with EINVAL when
+    // the filter lets it through, so errno 99 can only come from the filter.
+    const rule = (args: Record<string, unknown>[]) =>
+      allowAllBut({ names: ['getpriority'], action: 'SCMP_ACT_ERRNO', errnoRet: 99, args });
+
+    it('matches SCMP_CMP_MASKED_EQ as (arg & value) == valueTwo', () => {
+      const f = rule([{ index: 0, value: 0xf0, valueTwo: 0x30, op: 'SCMP_CMP_MASKED_EQ' }]);
+      expect(sys(f, 'getpriority', '0x35', '0').errno).toBe(99);
+      expect(sys(f, 'getpriority', '0x3f', '0').errno).toBe(99);
+      expect(sys(f, 'getpriority', '0x45', '0').errno).toBe(EINVAL);
+    });
+
+    it('matches NE, LT, LE, GE and GT', () => {
+      const cases: [string, number, number[], number[]][] = [
+        ['SCMP_CMP_NE', 50, [49, 51], [50]],
+        ['SCMP_CMP_LT', 50, [49], [50, 51]],
+        ['SCMP_CMP_LE', 50, [49, 50], [51]],
+        ['SCMP_CMP_GE', 50, [50, 51], [49]],
+        ['SCMP_CMP_GT', 50, [51], [49, 50]],
+      ];
+      for (const [op, value, blocked, allowed] of cases) {
+        // index 1 (`who`), with an invalid `which` so allowed calls give EINVAL.
+        const f = rule([{ index: 1, value, op }]);
+        for (const v of blocked) expect(sys(f, 'getpriority', 100, v).errno, `${op} ${v}`).toBe(99);
+        for (const v of allowed) expect(sys(f, 'getpriority', 100, v).errno, `${op} ${v}`).toBe(EINVAL);
+      }
+    });
+
+    it('ANDs conditions on different arguments in one rule', () => {
+      const f = rule([
+        { index: 0, value: 100, op: 'SCMP_CMP_EQ' },
+        { index: 1, value: 8, op: 'SCMP_CMP_EQ' },
+      ]);
+      expect(sys(f, 'getpriority', 100, 8).errno).toBe(99);
+      expect(sys(f, 'getpriority', 100, 9).errno).toBe(EINVAL);
+      expect(sys(f, 'getpriority', 101, 8).errno).toBe(EINVAL);
+    });
+
+    it('ORs conditions that share an argument index, as runc does', () => {
+      const f = rule([
+        { index: 0, value: 100, op: 'SCMP_CMP_EQ' },
+        { index: 0, value: 102, op: 'SCMP_CMP_EQ' },
+      ]);
+      expect(sys(f, 'getpriority', 100, 0).errno).toBe(99);
+      expect(sys(f, 'getpriority', 102, 0).errno).toBe(99);
+      expect(sys(f, 'getpriority', 101, 0).errno).toBe(EINVAL);
+    });
+  });
+
+  describe('flags, architectures and no_new_privs', () => {
+    it('accepts SECCOMP_FILTER_FLAG_LOG, SPEC_ALLOW and TSYNC and loads one filter', () => {
+      for (const flag of ['SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW', 'SECCOMP_FILTER_FLAG_TSYNC']) {
+        const st = status({ defaultAction: 'SCMP_ACT_ALLOW', flags: [flag] });
+        expect(st.Seccomp, flag).toBe('2');
+        expect(st.Seccomp_filters, flag).toBe('1');
+      }
+    });
+
+    it('accepts the x86 family of architectures', () => {
+      const st = status({
+        defaultAction: 'SCMP_ACT_ALLOW',
+        architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+        syscalls: [{ names: ['getppid'], action: 'SCMP_ACT_ERRNO' }],
+      });
+      expect(st.Seccomp).toBe('2');
+    });
+
+    it('loads the filter with and without no_new_privs, as root and as another user', () => {
+      const f = allowAllBut({ names: ['getppid'], action: 'SCMP_ACT_ERRNO' });
+      const plain = status(f);
+      expect([plain.NoNewPrivs, plain.Seccomp, plain.Seccomp_filters]).toEqual(['0', '2', '1']);
+      const nnp = status(f, ['--no-new-privs']);
+      expect([nnp.NoNewPrivs, nnp.Seccomp, nnp.Seccomp_filters]).toEqual(['1', '2', '1']);
+      // Without no_new_privs, after setresuid to a non-root user (the
+      // runtime's order), the filter still loads.
+      const user = status(f, ['--user', '1000:1000']);
+      expect([user.Uid, user.NoNewPrivs, user.Seccomp]).toEqual(['1000\t1000\t1000\t1000', '0', '2']);
+      expect(user.CapEff).toBe('0000000000000000');
+    });
+
+    it('loads nothing when linux.seccomp is absent', () => {
+      const r = probe(undefined, ['status']);
+      expect(r.status).toBe(0);
+      expect((JSON.parse(r.stdout) as Record<string, string>).Seccomp).toBe('0');
+    });
+  });
+
+  describe('validation', () => {
+    const bad: [string, Seccomp, string][] = [
+      ['an unknown default action', { defaultAction: 'SCMP_ACT_FOO' }, 'linux.seccomp.defaultAction: unknown action "SCMP_ACT_FOO"'],
+      [
+        'an unknown rule action',
+        allowAllBut({ names: ['read'], action: 'SCMP_ACT_NOPE' }),
+        'linux.seccomp.syscalls[0].action: unknown action "SCMP_ACT_NOPE"',
+      ],
+      [
+        'an unknown operator',
+        allowAllBut({ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 1, op: 'SCMP_CMP_XX' }] }),
+        'linux.seccomp.syscalls[0].args[0].op: unknown operator "SCMP_CMP_XX"',
+      ],
+      [
+        'an argument index past 5',
+        allowAllBut({ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: 6, value: 1, op: 'SCMP_CMP_EQ' }] }),
+        'linux.seccomp.syscalls[0].args[0].index: expected an integer 0-5',
+      ],
+      [
+        'an unknown architecture',
+        { defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_VAX'] },
+        'linux.seccomp.architectures[1]: unknown architecture "SCMP_ARCH_VAX"',
+      ],
+      [
+        'an unknown flag',
+        { defaultAction: 'SCMP_ACT_ALLOW', flags: ['SECCOMP_FILTER_FLAG_NOPE'] },
+        'linux.seccomp.flags[0]: unknown flag "SECCOMP_FILTER_FLAG_NOPE"',
+      ],
+      [
+        'an errnoRet out of range',
+        allowAllBut({ names: ['read'], action: 'SCMP_ACT_ERRNO', errnoRet: -1 }),
+        'linux.seccomp.syscalls[0].errnoRet: expected an integer 0-65535',
+      ],
+      [
+        'SCMP_ACT_NOTIFY without listenerPath',
+        allowAllBut({ names: ['getppid'], action: 'SCMP_ACT_NOTIFY' }),
+        'linux.seccomp.listenerPath: required when SCMP_ACT_NOTIFY is used',
+      ],
+      [
+        'SCMP_ACT_NOTIFY as the default action',
+        { defaultAction: 'SCMP_ACT_NOTIFY', listenerPath: '/nonexistent' },
+        'linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default',
+      ],
+    ];
+    for (const [what, config, message] of bad) {
+      it(`refuses ${what}, naming the field, before forking`, () => {
+        const r = probe(config, ['status']);
+        expect(r.status).toBe(2);
+        expect(r.stdout).toBe('');
+        expect(r.stderr).toContain(message);
+      });
+    }
+
+    it('skips syscall names this libseccomp does not know and applies the rest', () => {
+      const f = allowAllBut({ names: ['no_such_syscall_2099', 'getppid'], action: 'SCMP_ACT_ERRNO', errnoRet: 99 });
+      expect(sys(f, 'getppid')).toEqual({ ret: -1, errno: 99 });
+    });
+
+    it('refuses a notify listener that is not there, naming its path', () => {
+      const path = join(tempDir(), 'absent.sock');
+      const r = probe(
+        { ...allowAllBut({ names: ['getppid'], action: 'SCMP_ACT_NOTIFY' }), listenerPath: path },
+        ['status'],
+      );
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(`connect to seccomp listener '${path}'`);
+    });
+  });
+
+  it('sends the notify fd and the container process state to the listener, which answers the syscall', async () => {
+    const dir = tempDir();
+    const sock = join(dir, 'listener.sock');
+    const listener = spawn(listenerPath, [sock, '4242'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(listener);
+    let out = '';
+    let err = '';
+    listener.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+    listener.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+    const exited = new Promise<number | null>((resolve) => listener.on('exit', (code) => resolve(code)));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`listener not ready: ${err}`)), 10_000);
+      const check = () => {
+        if (out.includes('ready\n')) {
+          clearTimeout(timer);
+          resolve();
+        } else setTimeout(check, 10);
+      };
+      check();
+    });
+
+    const state = { ociVersion: '1.2.0', id: 'seccomp-notify', status: 'creating', pid: 4711, bundle: '/bundle' };
+    const seccomp = {
+      defaultAction: 'SCMP_ACT_ALLOW',
+      listenerPath: sock,
+      listenerMetadata: 'MKNOD=/dev/null',
+      syscalls: [{ names: ['personality'], action: 'SCMP_ACT_NOTIFY' }],
+    };
+    // spawnSync would block the event loop that reads the listener's output.
+    const probeChild = spawn(probePath, ['--state', JSON.stringify(state), '--seccomp', JSON.stringify(seccomp), 'syscall', 'personality', '0x1234'], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    children.push(probeChild);
+    let pout = '';
+    let perr = '';
+    probeChild.stdout?.setEncoding('utf8').on('data', (d: string) => (pout += d));
+    probeChild.stderr?.setEncoding('utf8').on('data', (d: string) => (perr += d));
+    const probeCode = await new Promise<number | null>((resolve) => probeChild.on('exit', (code) => resolve(code)));
+
+    expect(perr).toBe('');
+    expect(probeCode).toBe(0);
+    // The listener's answer became the syscall's return value.
+    expect(JSON.parse(pout)).toEqual({ ret: 4242, errno: 0 });
+    expect(await exited).toBe(0);
+    const report = JSON.parse(out.split('\n')[1] ?? '') as {
+      processState: Record<string, unknown>;
+      fds: number;
+      syscall: string;
+      args: number[];
+    };
+    expect(report.fds).toBe(1);
+    expect(report.syscall).toBe('personality');
+    expect(report.args[0]).toBe(0x1234);
+    expect(report.processState).toEqual({
+      ociVersion: '1.2.0',
+      fds: ['seccompFd'],
+      pid: 4711,
+      metadata: 'MKNOD=/dev/null',
+      state,
+    });
+  });
+
+  it('reports what `runc features` reports for seccomp', () => {
+    const r = spawnSync(probePath, ['features'], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    const f = (JSON.parse(r.stdout) as { seccomp: Record<string, unknown> }).seccomp;
+    expect(f.enabled).toBe(true);
+    expect(f.actions).toEqual([
+      'SCMP_ACT_ALLOW', 'SCMP_ACT_ERRNO', 'SCMP_ACT_KILL', 'SCMP_ACT_KILL_PROCESS', 'SCMP_ACT_KILL_THREAD',
+      'SCMP_ACT_LOG', 'SCMP_ACT_NOTIFY', 'SCMP_ACT_TRACE', 'SCMP_ACT_TRAP',
+    ]);
+    expect(f.operators).toEqual([
+      'SCMP_CMP_EQ', 'SCMP_CMP_GE', 'SCMP_CMP_GT', 'SCMP_CMP_LE', 'SCMP_CMP_LT', 'SCMP_CMP_MASKED_EQ', 'SCMP_CMP_NE',
+    ]);
+    expect(f.archs).toEqual(expect.arrayContaining(['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32', 'SCMP_ARCH_AARCH64']));
+    expect(f.knownFlags).toEqual([
+      'SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_LOG', 'SECCOMP_FILTER_FLAG_SPEC_ALLOW',
+      'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV',
+    ]);
+    // Every flag in supportedFlags is one this kernel takes: each loads.
+    for (const flag of f.supportedFlags as string[]) {
+      if (flag === 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV') continue; // only with a listener
+      expect(status({ defaultAction: 'SCMP_ACT_ALLOW', flags: [flag] }).Seccomp, flag).toBe('2');
+    }
+  });
+});
