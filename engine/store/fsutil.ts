@@ -1,0 +1,110 @@
+/**
+ * Small filesystem helpers for crash-safe metadata: atomic writes (temp
+ * file, fsync, rename, fsync of the directory) and an inter-process lock
+ * file that the CLI and the agent share.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fsp, constants as C } from 'node:fs';
+import * as path from 'node:path';
+import { conflict, fail, sys } from '../errors.js';
+
+export const randomSuffix = (): string => randomBytes(6).toString('hex');
+
+export const fsyncDir = async (dir: string): Promise<void> => {
+  await sys(dir, async () => {
+    const h = await fsp.open(dir, C.O_RDONLY | C.O_DIRECTORY);
+    try {
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  });
+};
+
+/** Replace `file` with `data` so that a crash leaves either the old or the new content. */
+export const writeFileAtomic = async (file: string, data: string | Uint8Array, mode = 0o644): Promise<void> => {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomSuffix()}.tmp`);
+  await sys(tmp, async () => {
+    const h = await fsp.open(tmp, 'wx', mode);
+    try {
+      await h.writeFile(data);
+      await h.sync();
+    } finally {
+      await h.close();
+    }
+  });
+  try {
+    await sys(file, () => fsp.rename(tmp, file));
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
+  await fsyncDir(dir);
+};
+
+export const exists = async (p: string): Promise<boolean> => {
+  try {
+    await fsp.lstat(p);
+    return true;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw e;
+  }
+};
+
+export const pidAlive = (pid: number): boolean => {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Hold an exclusive lock file (holding our pid) while `fn` runs. A lock
+ * left by a dead process is taken over. Not reentrant.
+ */
+export const withLock = async <A>(lockFile: string, what: string, fn: () => Promise<A>, timeoutMs = 60_000): Promise<A> => {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const h = await fsp.open(lockFile, 'wx', 0o600);
+      await h.writeFile(String(process.pid));
+      await h.close();
+      break;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      let holder = NaN;
+      try {
+        holder = Number((await fsp.readFile(lockFile, 'utf8')).trim());
+      } catch (re) {
+        if ((re as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        throw re;
+      }
+      // an empty file is a lock being written right now: wait for it
+      if (!Number.isNaN(holder) && holder !== 0 && !pidAlive(holder)) {
+        // take over a stale lock atomically: rename it away, then retry
+        const stale = `${lockFile}.stale.${randomSuffix()}`;
+        try {
+          await fsp.rename(lockFile, stale);
+          await fsp.rm(stale, { force: true });
+        } catch (re) {
+          if ((re as NodeJS.ErrnoException).code !== 'ENOENT') throw re;
+        }
+        continue;
+      }
+      if (Date.now() > deadline) fail(conflict('lock', what, `held by pid ${holder} (${lockFile}); retry when it finishes`));
+      await sleep(15 + Math.random() * 20);
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await fsp.rm(lockFile, { force: true });
+  }
+};

@@ -1,0 +1,238 @@
+/**
+ * The layer store (a snapshotter for image layers): every layer unpacked
+ * once, under its chain ID, as a directory that overlayfs can use as a
+ * lower layer.
+ *
+ * Vocabulary:
+ * - diff ID: the digest of a layer's uncompressed tar (image config
+ *   rootfs.diff_ids).
+ * - chain ID: the identity of a layer together with all layers below it.
+ *   chain(L1) = diffID(L1); chain(L1..Ln) = sha256(chain(L1..Ln-1) + " " + diffID(Ln)).
+ *   Example: diff IDs [sha256:aa.., sha256:bb..] give chain IDs
+ *   [sha256:aa.., sha256("sha256:aa.. sha256:bb..")].
+ * - parent: the chain ID of the layers below.
+ *
+ * On disk: <root>/layers/<chain hex>/diff (the lower dir) and
+ * <root>/layers/<chain hex>/layer.json (chain ID, diff ID, parent, size).
+ * Unpacking goes to <root>/layers/extract-<pid>-<random>; the diff ID is
+ * verified while unpacking, the directory synced and then renamed to the
+ * chain ID. An existing chain ID means done. An `extract-*` directory whose
+ * pid is gone is garbage (`cleanExtracts`).
+ */
+import { promises as fsp } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import * as path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import * as t from 'io-ts';
+import { corrupt, fail, invalidSpec, notFound, sys, EngineFailure } from '../errors.js';
+import { Digest, digestOfHash, encodedOf, newHash, sha256, type Digest as DigestT } from './digest.js';
+import { decompressAuto } from './compression.js';
+import { decodeJson } from './decode.js';
+import { fsyncDir, pidAlive, randomSuffix, writeFileAtomic } from './fsutil.js';
+import type { Mount } from './mount.js';
+import { unpackLayer } from './unpack.js';
+import type { Compression } from './oci.js';
+
+const run = promisify(execFile);
+
+export const chainIds = (diffIds: readonly DigestT[]): DigestT[] => {
+  const out: DigestT[] = [];
+  for (const d of diffIds) {
+    const prev = out[out.length - 1];
+    out.push(prev === undefined ? d : sha256(`${prev} ${d}`));
+  }
+  return out;
+};
+
+export const LayerMeta = t.intersection([
+  t.type({ chainId: Digest, diffId: Digest, size: t.number, created: t.string }),
+  t.partial({ parent: Digest }),
+]);
+export type LayerMeta = t.TypeOf<typeof LayerMeta>;
+
+export interface LayerInfo extends LayerMeta {
+  /** The overlay lower directory. */
+  readonly diffPath: string;
+}
+
+export interface UnpackRequest {
+  readonly chainId: DigestT;
+  readonly diffId: DigestT;
+  readonly parent?: DigestT;
+  /** Layer bytes, compressed (gzip, zstd) or not. */
+  readonly source: AsyncIterable<Uint8Array>;
+  /** Names the image and layer in errors. */
+  readonly label: string;
+  /** Runs after the diff ID checked out and before the layer is published (e.g. verify the compressed blob). */
+  readonly beforeCommit?: () => Promise<void>;
+}
+
+export interface LayerStore {
+  readonly dir: string;
+  has(chainId: DigestT): Promise<boolean>;
+  get(chainId: DigestT): Promise<LayerInfo | undefined>;
+  diffPath(chainId: DigestT): string;
+  /** Unpack once; if the chain ID exists already the source is not read. */
+  unpack(req: UnpackRequest): Promise<LayerInfo & { compression?: Compression; unpacked: boolean }>;
+  remove(chainId: DigestT): Promise<void>;
+  list(): Promise<LayerInfo[]>;
+  cleanExtracts(): Promise<number>;
+  /**
+   * The overlay mount for a chain of layers (chain IDs bottom to top) with
+   * a writable upper and work dir (both must exist, on one filesystem).
+   */
+  mount(chain: readonly DigestT[], upper: string, work: string, target: string): Promise<Mount>;
+  /** A read-only view of a chain: a bind mount for one layer, an overlay of lowers otherwise. */
+  view(chain: readonly DigestT[], target: string): Promise<Mount>;
+}
+
+export interface LayerStoreOptions {
+  /** syncfs the unpacked tree before publishing it (default true). */
+  readonly durable?: boolean;
+}
+
+export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): LayerStore => {
+  const durable = options.durable ?? true;
+  const layerDir = (c: DigestT): string => path.join(dir, encodedOf(c));
+  const diffPath = (c: DigestT): string => path.join(layerDir(c), 'diff');
+
+  const get = async (chainId: DigestT): Promise<LayerInfo | undefined> => {
+    let raw: Buffer;
+    try {
+      raw = await fsp.readFile(path.join(layerDir(chainId), 'layer.json'));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    }
+    const meta = decodeJson(LayerMeta, raw, `layer ${chainId} metadata`);
+    return { ...meta, diffPath: diffPath(chainId) };
+  };
+
+  const requireChain = async (chain: readonly DigestT[]): Promise<string[]> => {
+    const lowers: string[] = [];
+    for (const c of chain) {
+      if (!(await get(c))) fail(notFound('layer', c, 'pull the image again to unpack it'));
+      lowers.unshift(diffPath(c)); // overlay wants the topmost lower first
+    }
+    return lowers;
+  };
+
+  return {
+    dir,
+    diffPath,
+    get,
+    has: async (c) => (await get(c)) !== undefined,
+    async unpack(req) {
+      const existing = await get(req.chainId);
+      if (existing) return { ...existing, unpacked: false };
+      if (req.parent !== undefined && !(await get(req.parent))) {
+        fail(notFound('layer', req.parent, `parent of ${req.chainId} must be unpacked first`));
+      }
+      await sys(dir, () => fsp.mkdir(dir, { recursive: true }));
+      const work = path.join(dir, `extract-${process.pid}-${randomSuffix()}`);
+      await sys(work, () => fsp.mkdir(work, 0o700));
+      try {
+        const diff = path.join(work, 'diff');
+        await fsp.mkdir(diff, 0o755);
+        const { compression, stream } = await decompressAuto(req.source);
+        const hash = newHash('sha256');
+        const hashing = new Transform({
+          highWaterMark: 1 << 20,
+          transform(chunk: Buffer, _enc, cb) {
+            hash.update(chunk);
+            cb(null, chunk);
+          },
+        });
+        stream.on('error', (e) => hashing.destroy(e));
+        stream.pipe(hashing);
+        const res = await unpackLayer(hashing as Readable, { dest: diff, label: req.label });
+        const actual = digestOfHash('sha256', hash);
+        if (actual !== req.diffId) fail(corrupt(`${req.label} (uncompressed diff ID)`, req.diffId, actual));
+        if (req.beforeCommit) await req.beforeCommit();
+        const meta: LayerMeta = {
+          chainId: req.chainId,
+          diffId: req.diffId,
+          size: res.bytes,
+          created: new Date().toISOString(),
+          ...(req.parent !== undefined ? { parent: req.parent } : {}),
+        };
+        await writeFileAtomic(path.join(work, 'layer.json'), JSON.stringify(meta));
+        if (durable) await run('sync', ['-f', work]);
+        try {
+          await fsp.rename(work, layerDir(req.chainId));
+        } catch (e) {
+          const code = (e as NodeJS.ErrnoException).code;
+          if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw new EngineFailure({ _tag: 'Kernel', syscall: 'rename', errno: code ?? 'EUNKNOWN', path: layerDir(req.chainId), message: (e as Error).message });
+          // someone else published the same chain ID meanwhile: theirs is as good as ours
+          await fsp.rm(work, { recursive: true, force: true });
+        }
+        await fsyncDir(dir);
+        return { ...meta, diffPath: diffPath(req.chainId), compression, unpacked: true };
+      } catch (e) {
+        await fsp.rm(work, { recursive: true, force: true });
+        if (e instanceof EngineFailure) throw e;
+        throw new EngineFailure(invalidSpec(req.label, [(e as Error).message]), { cause: e });
+      }
+    },
+    async remove(chainId) {
+      const d = layerDir(chainId);
+      // rename first so a crash never leaves a half-deleted layer under its chain ID
+      const doomed = path.join(dir, `extract-${process.pid}-${randomSuffix()}`);
+      try {
+        await fsp.rename(d, doomed);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw e;
+      }
+      await fsp.rm(doomed, { recursive: true, force: true });
+    },
+    async list() {
+      let names: string[];
+      try {
+        names = await fsp.readdir(dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+        throw e;
+      }
+      const out: LayerInfo[] = [];
+      for (const n of names) {
+        if (!/^[a-f0-9]{64}$/.test(n)) continue;
+        const info = await get(`sha256:${n}` as DigestT);
+        if (info) out.push(info);
+      }
+      return out;
+    },
+    async cleanExtracts() {
+      let names: string[];
+      try {
+        names = await fsp.readdir(dir);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+        throw e;
+      }
+      let n = 0;
+      for (const name of names) {
+        if (!name.startsWith('extract-')) continue;
+        const pid = Number(name.split('-')[1]);
+        if (pid === process.pid || pidAlive(pid)) continue;
+        await fsp.rm(path.join(dir, name), { recursive: true, force: true });
+        n++;
+      }
+      // a crash between creating a chain dir's contents and its metadata cannot happen (rename is last),
+      // but a chain dir without layer.json would be from an older or foreign writer: leave it, list() ignores it
+      return n;
+    },
+    async mount(chain, upper, work, target) {
+      if (chain.length === 0) fail(invalidSpec('layer chain', ['an image needs at least one layer to mount']));
+      const lowers = await requireChain(chain);
+      return { type: 'overlay', source: 'overlay', target, options: [`lowerdir=${lowers.join(':')}`, `upperdir=${upper}`, `workdir=${work}`] };
+    },
+    async view(chain, target) {
+      if (chain.length === 0) fail(invalidSpec('layer chain', ['an image needs at least one layer to mount']));
+      const lowers = await requireChain(chain);
+      if (lowers.length === 1) return { type: 'bind', source: lowers[0] as string, target, options: ['ro', 'rbind'] };
+      return { type: 'overlay', source: 'overlay', target, options: [`lowerdir=${lowers.join(':')}`] };
+    },
+  };
+};

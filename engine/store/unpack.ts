@@ -1,0 +1,323 @@
+/**
+ * Unpacking an untrusted layer tar into an overlay lower directory.
+ *
+ * Rules (the tar is hostile until proven otherwise):
+ * - Entry names are paths inside the layer: absolute names and any `..`
+ *   component are refused. Every parent directory is resolved inside the
+ *   destination without following symlinks (lstat each component; a
+ *   symlinked or non-directory parent is refused; a missing one is created
+ *   0755). Files are created with O_EXCL after removing what was there, so
+ *   the final component is never followed either.
+ * - Hardlink targets obey the same rules and must already exist in this
+ *   layer as a non-directory.
+ * - OCI whiteouts become overlay whiteouts: `.wh.NAME` -> character device
+ *   0/0 named NAME; `.wh..wh..opq` -> xattr trusted.overlay.opaque=y on its
+ *   directory; other `.wh..wh.*` entries (aufs bookkeeping) are dropped.
+ * - Kept: uid/gid (lchown), mode including setuid/setgid/sticky (chmod after
+ *   chown, which would clear them), mtimes (directories last), PAX
+ *   SCHILY.xattr.* extended attributes, hardlinks, device nodes and fifos.
+ *
+ * Node has no mknod(2) or setxattr(2): device nodes are made with
+ * coreutils `mknod`, extended attributes applied in one `setfattr -h
+ * --restore=-` run (package `attr`) at the end.
+ *
+ * Limitation: tar-stream decodes PAX values as UTF-8, so xattr values
+ * that are not valid UTF-8 (e.g. binary security.capability) are refused
+ * rather than silently altered.
+ */
+import { promises as fsp } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import * as path from 'node:path';
+import type { Readable } from 'node:stream';
+import * as tar from 'tar-stream';
+import { EngineFailure, fail, invalidSpec, kernel } from '../errors.js';
+
+const run = promisify(execFile);
+
+export interface UnpackResult {
+  readonly entries: number;
+  /** Sum of regular file sizes written. */
+  readonly bytes: number;
+}
+
+export interface UnpackOptions {
+  /** An existing, empty directory that becomes the layer's diff. */
+  readonly dest: string;
+  /** Names the layer in errors, e.g. `image docker.io/library/x:1 layer sha256:ab..`. */
+  readonly label: string;
+}
+
+interface Xattr {
+  readonly file: string;
+  readonly name: string;
+  readonly value: Buffer;
+}
+
+type Refuse = (entry: string, why: string) => never;
+
+/** Split a tar name into safe components, or refuse it. */
+export const safeComponents = (name: string, refuse: (why: string) => never): string[] => {
+  if (name.includes('\0')) refuse('name contains a NUL byte');
+  if (name.startsWith('/')) refuse('absolute path');
+  const parts = name.split('/').filter((c) => c !== '' && c !== '.');
+  if (parts.includes('..')) refuse("path contains '..'");
+  return parts;
+};
+
+const octalEscape = (p: string): string => {
+  let out = '';
+  for (const b of Buffer.from(p, 'utf8')) {
+    if (b <= 0x20 || b >= 0x7f || b === 0x5c) out += `\\${b.toString(8).padStart(3, '0')}`;
+    else out += String.fromCharCode(b);
+  }
+  return out;
+};
+
+const XATTR_NAME = /^(user|trusted|security)\.[\x21-\x7e]+$/;
+
+/** Apply xattrs in a single setfattr run (no per-file process). */
+const applyXattrs = async (xattrs: readonly Xattr[], label: string): Promise<void> => {
+  if (xattrs.length === 0) return;
+  let dump = '';
+  for (const x of xattrs) dump += `# file: ${octalEscape(x.file)}\n${x.name}=0x${x.value.toString('hex')}\n\n`;
+  await new Promise<void>((resolve, reject) => {
+    const child = execFile('setfattr', ['-h', '--restore=-'], (err, _out, stderr) => {
+      if (err) {
+        const e = err as NodeJS.ErrnoException;
+        if (e.code === 'ENOENT') reject(new EngineFailure(invalidSpec(label, ['extended attributes need the `setfattr` program (Debian package attr)'])));
+        else reject(new EngineFailure(invalidSpec(label, [`setting extended attributes failed: ${String(stderr).trim() || e.message}`])));
+      } else resolve();
+    });
+    child.stdin?.end(dump);
+  });
+};
+
+const mknod = async (file: string, kind: 'c' | 'b' | 'p', major: number, minor: number, label: string): Promise<void> => {
+  const args = kind === 'p' ? ['-m', '0600', '--', file, 'p'] : ['-m', '0600', '--', file, kind, String(major), String(minor)];
+  try {
+    await run('mknod', args);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException & { stderr?: string };
+    fail(invalidSpec(label, [`mknod ${file}: ${(err.stderr ?? '').trim() || err.message}`]), e);
+  }
+};
+
+/**
+ * Extract `tarStream` (uncompressed tar bytes) into `opts.dest`. On any
+ * refusal or failure it throws; the caller owns `dest` and removes it.
+ */
+export const unpackLayer = async (tarStream: Readable, opts: UnpackOptions): Promise<UnpackResult> => {
+  const root = path.resolve(opts.dest);
+  const refuse: Refuse = (entry, why) => fail(invalidSpec(opts.label, [`refused entry ${JSON.stringify(entry)}: ${why}`]));
+  /** Directories known to be real directories inside root (relative keys). */
+  const dirs = new Set<string>(['']);
+  const dirTimes: Array<{ rel: string; mtime: Date }> = [];
+  const xattrs: Xattr[] = [];
+  let entries = 0;
+  let bytes = 0;
+
+  const abs = (rel: string): string => (rel === '' ? root : path.join(root, rel));
+
+  const forgetUnder = (rel: string): void => {
+    dirs.delete(rel);
+    const prefix = `${rel}/`;
+    for (const d of dirs) if (d.startsWith(prefix)) dirs.delete(d);
+  };
+
+  /** Make sure every component of `parts` is a real directory inside root. */
+  const ensureDir = async (parts: readonly string[], entry: string, create: boolean): Promise<void> => {
+    let rel = '';
+    for (const c of parts) {
+      rel = rel === '' ? c : `${rel}/${c}`;
+      if (dirs.has(rel)) continue;
+      let st;
+      try {
+        st = await fsp.lstat(abs(rel));
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new EngineFailure(kernel(e as NodeJS.ErrnoException, abs(rel)));
+        if (!create) refuse(entry, `parent ${JSON.stringify(rel)} does not exist in this layer`);
+        await fsp.mkdir(abs(rel), 0o755);
+        dirs.add(rel);
+        continue;
+      }
+      if (st.isSymbolicLink()) refuse(entry, `parent ${JSON.stringify(rel)} is a symlink`);
+      if (!st.isDirectory()) refuse(entry, `parent ${JSON.stringify(rel)} is not a directory`);
+      dirs.add(rel);
+    }
+  };
+
+  /** Remove whatever is at rel, unless it is a directory and keepDir. Returns true if a directory was kept. */
+  const clear = async (rel: string, keepDir: boolean): Promise<boolean> => {
+    let st;
+    try {
+      st = await fsp.lstat(abs(rel));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
+      throw new EngineFailure(kernel(e as NodeJS.ErrnoException, abs(rel)));
+    }
+    if (st.isDirectory()) {
+      if (keepDir) return true;
+      await fsp.rm(abs(rel), { recursive: true, force: true });
+      forgetUnder(rel);
+      return false;
+    }
+    await fsp.unlink(abs(rel));
+    return false;
+  };
+
+  const drain = async (s: AsyncIterable<unknown>): Promise<void> => {
+    for await (const _ of s) void _;
+  };
+
+  const extract = tar.extract();
+  const feed = new Promise<void>((resolve, reject) => {
+    tarStream.on('error', (e) => {
+      extract.destroy(e);
+      reject(e);
+    });
+    extract.on('error', reject);
+    tarStream.on('end', resolve);
+    tarStream.pipe(extract as unknown as NodeJS.WritableStream);
+  });
+  feed.catch(() => undefined); // observed below through the iterator or awaited at the end
+
+  try {
+    for await (const entryStream of extract) {
+      const h = entryStream.header;
+      const name = h.name;
+      entries++;
+      const parts = safeComponents(name, (why) => refuse(name, why));
+      const base = parts[parts.length - 1];
+      const parentParts = parts.slice(0, -1);
+      const rel = parts.join('/');
+
+      if (base === undefined) {
+        // the layer root itself ("./"): keep its metadata
+        if (h.type === 'directory') {
+          await fsp.lchown(root, h.uid ?? 0, h.gid ?? 0);
+          await fsp.chmod(root, (h.mode ?? 0o755) & 0o7777);
+          if (h.mtime) dirTimes.push({ rel: '', mtime: h.mtime });
+        }
+        await drain(entryStream);
+        continue;
+      }
+
+      if (base.startsWith('.wh.')) {
+        await drain(entryStream);
+        await ensureDir(parentParts, name, true);
+        const parentRel = parentParts.join('/');
+        if (base === '.wh..wh..opq') {
+          xattrs.push({ file: abs(parentRel), name: 'trusted.overlay.opaque', value: Buffer.from('y') });
+        } else if (!base.startsWith('.wh..wh.')) {
+          const target = base.slice(4);
+          if (target === '' || target === '.' || target === '..') refuse(name, 'whiteout of an invalid name');
+          const targetRel = parentRel === '' ? target : `${parentRel}/${target}`;
+          await clear(targetRel, false);
+          await mknod(abs(targetRel), 'c', 0, 0, opts.label);
+        }
+        continue;
+      }
+
+      await ensureDir(parentParts, name, true);
+      const file = abs(rel);
+      const mode = (h.mode ?? 0o644) & 0o7777;
+      const uid = h.uid ?? 0;
+      const gid = h.gid ?? 0;
+
+      switch (h.type) {
+        case 'file':
+        case 'contiguous-file': {
+          await clear(rel, false);
+          const fh = await fsp.open(file, 'wx', 0o600);
+          try {
+            for await (const chunk of entryStream as AsyncIterable<Buffer>) {
+              let off = 0;
+              while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+              bytes += chunk.length;
+            }
+          } finally {
+            await fh.close();
+          }
+          break;
+        }
+        case 'directory': {
+          await drain(entryStream);
+          const kept = await clear(rel, true);
+          if (!kept) await fsp.mkdir(file, 0o755);
+          dirs.add(rel);
+          break;
+        }
+        case 'symlink': {
+          await drain(entryStream);
+          if (!h.linkname) refuse(name, 'symlink without a target');
+          await clear(rel, false);
+          await fsp.symlink(h.linkname as string, file);
+          break;
+        }
+        case 'link': {
+          await drain(entryStream);
+          const ln = h.linkname ?? '';
+          const lparts = safeComponents(ln, (why) => refuse(name, `hardlink target ${JSON.stringify(ln)}: ${why}`));
+          if (lparts.length === 0) refuse(name, 'hardlink to the layer root');
+          await ensureDir(lparts.slice(0, -1), name, false);
+          const lrel = lparts.join('/');
+          let lst;
+          try {
+            lst = await fsp.lstat(abs(lrel));
+          } catch {
+            return refuse(name, `hardlink target ${JSON.stringify(ln)} does not exist in this layer`);
+          }
+          if (lst.isDirectory()) refuse(name, `hardlink target ${JSON.stringify(ln)} is a directory`);
+          if (lrel === rel) break; // a link to itself: nothing to do
+          await clear(rel, false);
+          await fsp.link(abs(lrel), file);
+          // a hardlink shares the inode: its metadata is the target's
+          continue;
+        }
+        case 'character-device':
+        case 'block-device':
+        case 'fifo': {
+          await drain(entryStream);
+          await clear(rel, false);
+          const kind = h.type === 'fifo' ? 'p' : h.type === 'character-device' ? 'c' : 'b';
+          await mknod(file, kind, h.devmajor ?? 0, h.devminor ?? 0, opts.label);
+          break;
+        }
+        default:
+          await drain(entryStream);
+          refuse(name, `unsupported tar entry type ${JSON.stringify(h.type)}`);
+      }
+
+      await fsp.lchown(file, uid, gid);
+      if (h.type !== 'symlink') await fsp.chmod(file, mode);
+      if (h.pax) {
+        for (const [k, v] of Object.entries(h.pax)) {
+          if (!k.startsWith('SCHILY.xattr.')) continue;
+          const xname = k.slice('SCHILY.xattr.'.length);
+          if (!XATTR_NAME.test(xname)) refuse(name, `xattr name ${JSON.stringify(xname)} not allowed`);
+          if (xname.startsWith('trusted.overlay.')) refuse(name, `xattr ${xname} would change overlayfs behaviour`);
+          if (v.includes('\uFFFD')) refuse(name, `xattr ${xname} has a binary value that cannot be read exactly`);
+          xattrs.push({ file, name: xname, value: Buffer.from(v, 'utf8') });
+        }
+      }
+      if (h.type === 'directory') {
+        if (h.mtime) dirTimes.push({ rel, mtime: h.mtime });
+      } else if (h.mtime) {
+        await fsp.lutimes(file, h.mtime, h.mtime);
+      }
+    }
+    await feed;
+  } catch (e) {
+    extract.destroy();
+    tarStream.destroy();
+    if (e instanceof EngineFailure) throw e;
+    const err = e as NodeJS.ErrnoException;
+    if (typeof err.code === 'string' && typeof err.syscall === 'string') throw new EngineFailure(kernel(err), { cause: e });
+    throw new EngineFailure(invalidSpec(opts.label, [`not a valid tar stream: ${(e as Error).message}`]), { cause: e });
+  }
+
+  await applyXattrs(xattrs, opts.label);
+  for (const d of dirTimes) await fsp.utimes(abs(d.rel), d.mtime, d.mtime);
+  return { entries, bytes };
+};

@@ -1,0 +1,211 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { mkdtemp, rm, mkdir, lstat, readFile, readlink, readdir, writeFile, stat } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { unpackLayer } from '../../../engine/store/unpack.js';
+import { makeTar, streamOf, type Entry } from './tars.js';
+
+const isRoot = process.getuid?.() === 0;
+let base: string;
+let dest: string;
+let outside: string;
+
+beforeEach(async () => {
+  base = await mkdtemp(path.join(tmpdir(), 'berth-unpack-'));
+  dest = path.join(base, 'diff');
+  outside = path.join(base, 'outside');
+  await mkdir(dest);
+  await mkdir(outside);
+});
+afterEach(async () => {
+  await rm(base, { recursive: true, force: true });
+});
+
+const unpack = async (entries: Entry[]) => unpackLayer(streamOf(await makeTar(entries)), { dest, label: 'image test layer sha256:x' });
+const xattr = (p: string, name: string): string => execFileSync('getfattr', ['-h', '--only-values', '-n', name, p]).toString();
+
+describe.skipIf(!isRoot)('unpackLayer keeps what a layer says', () => {
+  it('files, dirs, symlinks, ownership, modes with setuid, mtimes', async () => {
+    const mtime = new Date('2020-01-02T03:04:05Z');
+    const r = await unpack([
+      { name: 'bin/', type: 'directory', mode: 0o755, mtime },
+      { name: 'bin/su', content: 'SU', mode: 0o4755, uid: 0, gid: 0 },
+      { name: 'home/u/file', content: 'data', uid: 1000, gid: 1001, mode: 0o640, mtime },
+      { name: 'tmp/', type: 'directory', mode: 0o1777 },
+      { name: 'bin/sh', type: 'symlink', linkname: '/bin/busybox', uid: 5, gid: 6 },
+    ]);
+    expect(r.entries).toBe(5);
+    expect(r.bytes).toBe(6);
+    expect((await lstat(path.join(dest, 'bin/su'))).mode & 0o7777).toBe(0o4755);
+    const f = await lstat(path.join(dest, 'home/u/file'));
+    expect([f.uid, f.gid, f.mode & 0o7777]).toEqual([1000, 1001, 0o640]);
+    expect(f.mtime.getTime()).toBe(mtime.getTime());
+    expect((await lstat(path.join(dest, 'tmp'))).mode & 0o7777).toBe(0o1777);
+    expect((await lstat(path.join(dest, 'bin'))).mtime.getTime()).toBe(mtime.getTime());
+    const l = await lstat(path.join(dest, 'bin/sh'));
+    expect(l.isSymbolicLink()).toBe(true);
+    expect([l.uid, l.gid]).toEqual([5, 6]);
+    expect(await readlink(path.join(dest, 'bin/sh'))).toBe('/bin/busybox');
+    // implicit parent made for home/u
+    expect((await lstat(path.join(dest, 'home/u'))).isDirectory()).toBe(true);
+  });
+
+  it('hardlinks inside the layer share the inode', async () => {
+    await unpack([
+      { name: 'bin/busybox', content: 'BB', mode: 0o755 },
+      { name: 'bin/ls', type: 'link', linkname: 'bin/busybox' },
+    ]);
+    const a = await stat(path.join(dest, 'bin/busybox'));
+    const b = await stat(path.join(dest, 'bin/ls'));
+    expect(b.ino).toBe(a.ino);
+    expect(a.nlink).toBe(2);
+  });
+
+  it('device nodes and fifos', async () => {
+    await unpack([
+      { name: 'dev/null', type: 'character-device', devmajor: 1, devminor: 3, mode: 0o666 },
+      { name: 'dev/loop9', type: 'block-device', devmajor: 7, devminor: 9, mode: 0o660, gid: 6 },
+      { name: 'run/fifo', type: 'fifo', mode: 0o600 },
+    ]);
+    const n = await lstat(path.join(dest, 'dev/null'));
+    expect(n.isCharacterDevice()).toBe(true);
+    expect(n.rdev).toBe((1 << 8) | 3);
+    expect(n.mode & 0o7777).toBe(0o666);
+    const b = await lstat(path.join(dest, 'dev/loop9'));
+    expect(b.isBlockDevice()).toBe(true);
+    expect(b.gid).toBe(6);
+    expect((await lstat(path.join(dest, 'run/fifo'))).isFIFO()).toBe(true);
+  });
+
+  it('PAX SCHILY.xattr records become extended attributes', async () => {
+    await unpack([{ name: 'etc/conf', content: 'x', pax: { 'SCHILY.xattr.user.berth': 'hello', 'SCHILY.xattr.trusted.note': 'n' } }]);
+    expect(xattr(path.join(dest, 'etc/conf'), 'user.berth')).toBe('hello');
+    expect(xattr(path.join(dest, 'etc/conf'), 'trusted.note')).toBe('n');
+  });
+
+  it('OCI whiteouts become overlay whiteouts', async () => {
+    await unpack([
+      { name: 'etc/', type: 'directory' },
+      { name: 'etc/.wh.passwd', content: '' },
+      { name: 'var/cache/.wh..wh..opq', content: '' },
+      { name: 'var/cache/new', content: 'n' },
+      { name: '.wh..wh.plnk/', type: 'directory' },
+    ]);
+    const w = await lstat(path.join(dest, 'etc/passwd'));
+    expect(w.isCharacterDevice()).toBe(true);
+    expect(w.rdev).toBe(0);
+    expect(await readdir(path.join(dest, 'etc'))).toEqual(['passwd']);
+    expect(xattr(path.join(dest, 'var/cache'), 'trusted.overlay.opaque')).toBe('y');
+    expect(await readdir(dest)).toEqual(['etc', 'var']);
+  });
+
+  it('later entries replace earlier ones, a directory by a file too', async () => {
+    await unpack([
+      { name: 'a/', type: 'directory' },
+      { name: 'a/inner', content: 'x' },
+      { name: 'a', content: 'now a file' },
+      { name: 'b', content: 'one' },
+      { name: 'b', content: 'two' },
+    ]);
+    expect(await readFile(path.join(dest, 'a'), 'utf8')).toBe('now a file');
+    expect(await readFile(path.join(dest, 'b'), 'utf8')).toBe('two');
+  });
+
+  it('whiteouts and an overlay mount hide lower files for real', async () => {
+    const lower = path.join(base, 'lower');
+    await mkdir(path.join(lower, 'etc'), { recursive: true });
+    await mkdir(path.join(lower, 'var/cache'), { recursive: true });
+    await writeFile(path.join(lower, 'etc/passwd'), 'root');
+    await writeFile(path.join(lower, 'etc/group'), 'g');
+    await writeFile(path.join(lower, 'var/cache/old'), 'o');
+    await unpack([
+      { name: 'etc/.wh.passwd', content: '' },
+      { name: 'var/cache/.wh..wh..opq', content: '' },
+      { name: 'var/cache/new', content: 'n' },
+    ]);
+    const mnt = path.join(base, 'mnt');
+    await mkdir(mnt);
+    execFileSync('mount', ['-t', 'overlay', 'overlay', '-o', `lowerdir=${dest}:${lower}`, mnt]);
+    try {
+      expect((await readdir(path.join(mnt, 'etc'))).sort()).toEqual(['group']);
+      expect(await readdir(path.join(mnt, 'var/cache'))).toEqual(['new']);
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
+  });
+});
+
+describe.skipIf(!isRoot)('unpackLayer refuses hostile layers', () => {
+  const refuses = async (entries: Entry[], message: string | RegExp): Promise<void> => {
+    const p = unpack(entries);
+    await expect(p).rejects.toMatchObject({ error: { _tag: 'InvalidSpec', source: 'image test layer sha256:x' } });
+    await expect(p).rejects.toThrow(message);
+    expect(await readdir(outside)).toEqual([]);
+  };
+
+  it('.. traversal', async () => {
+    await refuses([{ name: '../outside/pwned', content: 'x' }], /refused entry "..\/outside\/pwned": path contains '..'/);
+  });
+  it('.. in the middle', async () => {
+    await refuses([{ name: 'a/../../outside/pwned', content: 'x' }], "path contains '..'");
+  });
+  it('absolute path', async () => {
+    await refuses([{ name: `${outside}/pwned`, content: 'x' }], 'absolute path');
+  });
+  it('file written through a symlinked parent', async () => {
+    await refuses(
+      [
+        { name: 'evil', type: 'symlink', linkname: outside },
+        { name: 'evil/pwned', content: 'x' },
+      ],
+      'parent "evil" is a symlink',
+    );
+  });
+  it('symlinked parent with a relative target', async () => {
+    await refuses(
+      [
+        { name: 'd/', type: 'directory' },
+        { name: 'd/up', type: 'symlink', linkname: '../../outside' },
+        { name: 'd/up/pwned', content: 'x' },
+      ],
+      'is a symlink',
+    );
+  });
+  it('directory replaced by a symlink after it was used', async () => {
+    await refuses(
+      [
+        { name: 'd/', type: 'directory' },
+        { name: 'd/a', content: 'x' },
+        { name: 'd', type: 'symlink', linkname: outside },
+        { name: 'd/pwned', content: 'x' },
+      ],
+      'parent "d" is a symlink',
+    );
+  });
+  it('hardlink pointing out of the layer', async () => {
+    await refuses([{ name: 'passwd', type: 'link', linkname: '../outside/secret' }], 'hardlink target');
+  });
+  it('hardlink with an absolute target', async () => {
+    await writeFile(path.join(outside, 'secret'), 's');
+    const p = unpack([{ name: 'passwd', type: 'link', linkname: path.join(outside, 'secret') }]);
+    await expect(p).rejects.toThrow('absolute path');
+    expect((await stat(path.join(outside, 'secret'))).nlink).toBe(1);
+  });
+  it('hardlink through a symlinked parent', async () => {
+    await writeFile(path.join(outside, 'secret'), 's');
+    const p = unpack([
+      { name: 'l', type: 'symlink', linkname: outside },
+      { name: 'x', type: 'link', linkname: 'l/secret' },
+    ]);
+    await expect(p).rejects.toThrow('is a symlink');
+    expect((await stat(path.join(outside, 'secret'))).nlink).toBe(1);
+  });
+  it('xattr that would forge overlay metadata', async () => {
+    await refuses([{ name: 'f', content: 'x', pax: { 'SCHILY.xattr.trusted.overlay.redirect': '/etc' } }], 'trusted.overlay.redirect');
+  });
+  it('a truncated tar', async () => {
+    const t = await makeTar([{ name: 'big', content: 'x'.repeat(5000) }]);
+    await expect(unpackLayer(streamOf(t.subarray(0, 2048)), { dest, label: 'L' })).rejects.toMatchObject({ error: { _tag: 'InvalidSpec' } });
+  });
+});
