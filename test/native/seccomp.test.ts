@@ -3,11 +3,11 @@
 // built from a linux.seccomp config and then makes a syscall, execs a
 // static busybox, or reports /proc/self/status.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 
 const repo = fileURLToPath(new URL('../../', import.meta.url));
 const probePath = `${repo}native/build/security/berth-secprobe`;
@@ -59,6 +59,23 @@ const BUSYBOX_TRUE = [
   'prlimit64', 'readlink', 'rseq', 'set_robust_list', 'set_tid_address', 'write',
 ];
 
+// Built at collection time: which flags this kernel takes decides which
+// tests can run.
+if (isRoot) execFileSync('make', ['-s', '-C', `${repo}native/tests/security`], { stdio: 'inherit' });
+const features = isRoot
+  ? (JSON.parse(execFileSync(probePath, ['features'], { encoding: 'utf8' })) as {
+      seccomp: { supportedFlags: string[] };
+    })
+  : { seccomp: { supportedFlags: [] as string[] } };
+const hasWaitKillable = features.seccomp.supportedFlags.includes('SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV');
+
+// Every x86_64 syscall the kernel headers name: a profile as long as Docker's.
+const unistd = '/usr/include/x86_64-linux-gnu/asm/unistd_64.h';
+const allSyscalls =
+  process.arch === 'x64' && existsSync(unistd)
+    ? [...readFileSync(unistd, 'utf8').matchAll(/^#define __NR_(\w+)\s+\d+/gm)].map((m) => m[1] ?? '')
+    : [];
+
 const tmpDirs: string[] = [];
 const children: ChildProcess[] = [];
 
@@ -76,10 +93,6 @@ afterEach(() => {
 });
 
 describe.skipIf(!isRoot)('seccomp (needs root: loads filters without no_new_privs, changes uid)', () => {
-  beforeAll(() => {
-    execFileSync('make', ['-s', '-C', `${repo}native/tests/security`], { stdio: 'inherit' });
-  });
-
   describe('actions and errno', () => {
     it('makes mkdir fail with EPERM under SCMP_ACT_ERRNO without errnoRet', () => {
       const dir = tempDir();
@@ -167,6 +180,25 @@ describe.skipIf(!isRoot)('seccomp (needs root: loads filters without no_new_priv
       expect(r.status).toBe(1);
       expect(r.stderr).toContain('Function not implemented');
     });
+
+    it.skipIf(allSyscalls.length < 300)(
+      'runs a busybox shell under a Docker-sized allow list that leaves out mkdir (skipped without x86_64 kernel headers)',
+      () => {
+        const seccomp = {
+          defaultAction: 'SCMP_ACT_ERRNO',
+          architectures: ['SCMP_ARCH_X86_64', 'SCMP_ARCH_X86', 'SCMP_ARCH_X32'],
+          syscalls: [
+            { names: allSyscalls.filter((n) => n !== 'mkdir' && n !== 'mkdirat'), action: 'SCMP_ACT_ALLOW' },
+          ],
+        };
+        const dir = tempDir();
+        const r = probe(seccomp, ['exec', busybox, 'sh', '-c', `echo hi; ls / >/dev/null && mkdir ${join(dir, 'x')}`]);
+        expect(r.stdout).toBe('hi\n');
+        expect(r.stderr).toContain('Operation not permitted');
+        expect(r.status).toBe(1);
+        expect(existsSync(join(dir, 'x'))).toBe(false);
+      },
+    );
 
     it('skips a rule whose action is the default action instead of failing', () => {
       const r = sys(
@@ -347,67 +379,74 @@ describe.skipIf(!isRoot)('seccomp (needs root: loads filters without no_new_priv
     });
   });
 
-  it('sends the notify fd and the container process state to the listener, which answers the syscall', async () => {
-    const dir = tempDir();
-    const sock = join(dir, 'listener.sock');
-    const listener = spawn(listenerPath, [sock, '4242'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    children.push(listener);
-    let out = '';
-    let err = '';
-    listener.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
-    listener.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-    const exited = new Promise<number | null>((resolve) => listener.on('exit', (code) => resolve(code)));
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`listener not ready: ${err}`)), 10_000);
-      const check = () => {
-        if (out.includes('ready\n')) {
-          clearTimeout(timer);
-          resolve();
-        } else setTimeout(check, 10);
+  const notifyFlags: [string, string[], boolean][] = [
+    ['', [], false],
+    [' with TSYNC and WAIT_KILLABLE_RECV (skipped where the kernel lacks WAIT_KILLABLE_RECV)', ['SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'], !hasWaitKillable],
+  ];
+  for (const [label, flags, skip] of notifyFlags) {
+    it.skipIf(skip)(`sends the notify fd and the container process state to the listener, which answers the syscall${label}`, async () => {
+      const dir = tempDir();
+      const sock = join(dir, 'listener.sock');
+      const listener = spawn(listenerPath, [sock, '4242'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      children.push(listener);
+      let out = '';
+      let err = '';
+      listener.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+      listener.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+      const exited = new Promise<number | null>((resolve) => listener.on('exit', (code) => resolve(code)));
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`listener not ready: ${err}`)), 10_000);
+        const check = () => {
+          if (out.includes('ready\n')) {
+            clearTimeout(timer);
+            resolve();
+          } else setTimeout(check, 10);
+        };
+        check();
+      });
+
+      const state = { ociVersion: '1.2.0', id: 'seccomp-notify', status: 'creating', pid: 4711, bundle: '/bundle' };
+      const seccomp = {
+        defaultAction: 'SCMP_ACT_ALLOW',
+        flags,
+        listenerPath: sock,
+        listenerMetadata: 'MKNOD=/dev/null',
+        syscalls: [{ names: ['personality'], action: 'SCMP_ACT_NOTIFY' }],
       };
-      check();
-    });
+      // spawnSync would block the event loop that reads the listener's output.
+      const probeChild = spawn(probePath, ['--state', JSON.stringify(state), '--seccomp', JSON.stringify(seccomp), 'syscall', 'personality', '0x1234'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      children.push(probeChild);
+      let pout = '';
+      let perr = '';
+      probeChild.stdout?.setEncoding('utf8').on('data', (d: string) => (pout += d));
+      probeChild.stderr?.setEncoding('utf8').on('data', (d: string) => (perr += d));
+      const probeCode = await new Promise<number | null>((resolve) => probeChild.on('exit', (code) => resolve(code)));
 
-    const state = { ociVersion: '1.2.0', id: 'seccomp-notify', status: 'creating', pid: 4711, bundle: '/bundle' };
-    const seccomp = {
-      defaultAction: 'SCMP_ACT_ALLOW',
-      listenerPath: sock,
-      listenerMetadata: 'MKNOD=/dev/null',
-      syscalls: [{ names: ['personality'], action: 'SCMP_ACT_NOTIFY' }],
-    };
-    // spawnSync would block the event loop that reads the listener's output.
-    const probeChild = spawn(probePath, ['--state', JSON.stringify(state), '--seccomp', JSON.stringify(seccomp), 'syscall', 'personality', '0x1234'], {
-      stdio: ['ignore', 'pipe', 'pipe'],
+      expect(perr).toBe('');
+      expect(probeCode).toBe(0);
+      // The listener's answer became the syscall's return value.
+      expect(JSON.parse(pout)).toEqual({ ret: 4242, errno: 0 });
+      expect(await exited).toBe(0);
+      const report = JSON.parse(out.split('\n')[1] ?? '') as {
+        processState: Record<string, unknown>;
+        fds: number;
+        syscall: string;
+        args: number[];
+      };
+      expect(report.fds).toBe(1);
+      expect(report.syscall).toBe('personality');
+      expect(report.args[0]).toBe(0x1234);
+      expect(report.processState).toEqual({
+        ociVersion: '1.2.0',
+        fds: ['seccompFd'],
+        pid: 4711,
+        metadata: 'MKNOD=/dev/null',
+        state,
+      });
     });
-    children.push(probeChild);
-    let pout = '';
-    let perr = '';
-    probeChild.stdout?.setEncoding('utf8').on('data', (d: string) => (pout += d));
-    probeChild.stderr?.setEncoding('utf8').on('data', (d: string) => (perr += d));
-    const probeCode = await new Promise<number | null>((resolve) => probeChild.on('exit', (code) => resolve(code)));
-
-    expect(perr).toBe('');
-    expect(probeCode).toBe(0);
-    // The listener's answer became the syscall's return value.
-    expect(JSON.parse(pout)).toEqual({ ret: 4242, errno: 0 });
-    expect(await exited).toBe(0);
-    const report = JSON.parse(out.split('\n')[1] ?? '') as {
-      processState: Record<string, unknown>;
-      fds: number;
-      syscall: string;
-      args: number[];
-    };
-    expect(report.fds).toBe(1);
-    expect(report.syscall).toBe('personality');
-    expect(report.args[0]).toBe(0x1234);
-    expect(report.processState).toEqual({
-      ociVersion: '1.2.0',
-      fds: ['seccompFd'],
-      pid: 4711,
-      metadata: 'MKNOD=/dev/null',
-      state,
-    });
-  });
+  }
 
   it('reports what `runc features` reports for seccomp', () => {
     const r = spawnSync(probePath, ['features'], { encoding: 'utf8' });
