@@ -5,7 +5,10 @@
  * rootfs_finalize, and finally either execs the command after "--" inside
  * the container or prints a JSON report of /proc/self/mountinfo and /dev.
  *
- *   rootfs-driver [--userns] [--no-pivot] [--console] CONFIG ROOTFS [-- CMD...]
+ *   rootfs-driver [--userns] [--no-pivot] [--console] [--no-openat2] CONFIG ROOTFS [-- CMD...]
+ *
+ * --no-openat2 makes openat2 fail with ENOSYS (a seccomp filter), as on a
+ * kernel older than 5.6, so the runtime's fallback resolver is exercised.
  *
  * Everything it mounts lives in namespaces that die with it. */
 #include <dirent.h>
@@ -22,6 +25,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <seccomp.h>
 
 #include "../../src/rootfs.h"
 #include "../../src/util.h"
@@ -95,10 +99,23 @@ static void report(void) {
   json_decref(out);
 }
 
+static void hide_openat2(void) {
+  scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+  if (!ctx) die_errno("seccomp_init");
+  int rc = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(openat2), 0);
+  if (rc == 0) rc = seccomp_load(ctx);
+  seccomp_release(ctx);
+  if (rc < 0) {
+    errno = -rc;
+    die_errno("seccomp filter for openat2");
+  }
+}
+
 static void container(json_t *config, const char *rootfs, bool userns, bool no_pivot,
-                      bool console, char **cmd) {
+                      bool console, bool no_openat2, char **cmd) {
   berth_error e;
   berth_error_clear(&e);
+  if (no_openat2) hide_openat2();
   if (rootfs_prepare(config, rootfs, NULL, userns, &e) < 0) die("prepare", &e);
   if (rootfs_pivot(rootfs, no_pivot, &e) < 0) die("pivot", &e);
   if (console) {
@@ -134,7 +151,7 @@ static int wait_status(pid_t pid) {
 }
 
 int main(int argc, char **argv) {
-  bool userns = false, no_pivot = false, console = false;
+  bool userns = false, no_pivot = false, console = false, no_openat2 = false;
   int i = 1;
   for (; i < argc && strncmp(argv[i], "--", 2) == 0 && argv[i][2]; i++) {
     if (strcmp(argv[i], "--userns") == 0)
@@ -143,6 +160,8 @@ int main(int argc, char **argv) {
       no_pivot = true;
     else if (strcmp(argv[i], "--console") == 0)
       console = true;
+    else if (strcmp(argv[i], "--no-openat2") == 0)
+      no_openat2 = true;
     else {
       fprintf(stderr, "rootfs-driver: unknown flag %s\n", argv[i]);
       return 2;
@@ -150,7 +169,8 @@ int main(int argc, char **argv) {
   }
   if (argc - i < 2) {
     fprintf(stderr,
-            "usage: rootfs-driver [--userns] [--no-pivot] [--console] CONFIG ROOTFS [-- CMD...]\n");
+            "usage: rootfs-driver [--userns] [--no-pivot] [--console] [--no-openat2] CONFIG ROOTFS "
+            "[-- CMD...]\n");
     return 2;
   }
   json_error_t jerr;
@@ -179,7 +199,7 @@ int main(int argc, char **argv) {
     if (unshare(CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWIPC) < 0) die_errno("unshare");
     pid_t init = fork();
     if (init < 0) die_errno("fork");
-    if (init == 0) container(config, rootfs, userns, no_pivot, console, cmd);
+    if (init == 0) container(config, rootfs, userns, no_pivot, console, no_openat2, cmd);
     exit(wait_status(init));
   }
   if (userns) {
