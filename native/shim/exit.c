@@ -1,0 +1,50 @@
+#include "exit.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "timefmt.h"
+#include "util.h"
+
+char *exit_record_json(const struct exit_record *r) {
+  int code = 0, sig = 0;
+  if (WIFEXITED(r->wstatus)) code = WEXITSTATUS(r->wstatus);
+  else if (WIFSIGNALED(r->wstatus)) sig = WTERMSIG(r->wstatus), code = 128 + sig;
+  char when[TIMEFMT_LEN];
+  timefmt_rfc3339nano(&r->at, when);
+  cleanup_json json_t *o = json_object();
+  if (!o) return NULL;
+  json_object_set_new(o, "pid", json_integer(r->pid));
+  json_object_set_new(o, "exitCode", json_integer(code));
+  if (sig) {
+    const char *abbrev = sigabbrev_np(sig);
+    char name[32];
+    if (abbrev) snprintf(name, sizeof name, "SIG%s", abbrev);
+    else snprintf(name, sizeof name, "SIG%d", sig);
+    json_object_set_new(o, "signal", json_string(name));
+  } else {
+    json_object_set_new(o, "signal", json_null());
+  }
+  json_object_set_new(o, "exitedAt", json_string(when));
+  if (r->oom_killed >= 0) json_object_set_new(o, "oomKilled", json_boolean(r->oom_killed));
+  if (r->cleanup_error) json_object_set_new(o, "cleanupError", json_string(r->cleanup_error));
+  char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+  if (!text) return NULL;
+  size_t n = strlen(text);
+  char *line = realloc(text, n + 2);
+  if (!line) {
+    free(text);
+    return NULL;
+  }
+  line[n] = '\n', line[n + 1] = '\0';
+  return line;
+}
+
+int exit_record_write(const char *json, berth_error *e) {
+  if (write_file_atomic(EXIT_FILE, json, strlen(json), 0644, e) < 0)
+    return berth_wrap(e, "record container exit");
+  return 0;
+}

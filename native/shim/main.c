@@ -1,0 +1,141 @@
+/* berth-shim: argv, detaching, and the one place that prints and exits.
+ * See README.md for the command line and the protocols. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemonize.h"
+#include "monitor.h"
+#include "options.h"
+#include "util.h"
+
+static const char usage[] =
+    "usage: berth-shim --id ID --state-dir DIR --runtime PATH [--runtime-root DIR] --bundle DIR\n"
+    "                  [--log-path FILE [--log-max-size BYTES[k|m|g]] [--log-max-files N]]\n"
+    "                  [--terminal] [--stdin [--stdin-once]] [--rm]\n"
+    "Creates the container through the runtime and stays with it, detached.\n"
+    "Prints {\"shimPid\":N,\"pid\":N} once it is created; exit status 1 and the\n"
+    "reason on stderr if it could not be.\n";
+
+enum { OPT_ID = 1, OPT_STATE_DIR, OPT_RUNTIME, OPT_RUNTIME_ROOT, OPT_BUNDLE, OPT_LOG_PATH, OPT_LOG_MAX_SIZE,
+       OPT_LOG_MAX_FILES, OPT_TERMINAL, OPT_STDIN, OPT_STDIN_ONCE, OPT_RM, OPT_HELP };
+
+static const struct option long_opts[] = {
+    {"id", required_argument, NULL, OPT_ID},
+    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+    {"runtime", required_argument, NULL, OPT_RUNTIME},
+    {"runtime-root", required_argument, NULL, OPT_RUNTIME_ROOT},
+    {"bundle", required_argument, NULL, OPT_BUNDLE},
+    {"log-path", required_argument, NULL, OPT_LOG_PATH},
+    {"log-max-size", required_argument, NULL, OPT_LOG_MAX_SIZE},
+    {"log-max-files", required_argument, NULL, OPT_LOG_MAX_FILES},
+    {"terminal", no_argument, NULL, OPT_TERMINAL},
+    {"stdin", no_argument, NULL, OPT_STDIN},
+    {"stdin-once", no_argument, NULL, OPT_STDIN_ONCE},
+    {"rm", no_argument, NULL, OPT_RM},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+static int bad_usage(const char *fmt, const char *arg) {
+  fprintf(stderr, "berth-shim: ");
+  fprintf(stderr, fmt, arg);
+  fprintf(stderr, "\n%s", usage);
+  return 2;
+}
+
+static bool parse_size(const char *s, unsigned long long *out) {
+  char *end;
+  errno = 0;
+  unsigned long long v = strtoull(s, &end, 10);
+  if (errno || end == s || *s == '-') return false;
+  unsigned long long mul = 1;
+  if (*end == 'k' || *end == 'K') mul = 1024ULL, end++;
+  else if (*end == 'm' || *end == 'M') mul = 1024ULL * 1024, end++;
+  else if (*end == 'g' || *end == 'G') mul = 1024ULL * 1024 * 1024, end++;
+  if (*end || (v && mul > ~0ULL / v)) return false;
+  *out = v * mul;
+  return true;
+}
+
+/* The shim moves to its state dir, so every path it is given becomes absolute
+ * first. A runtime named without a slash is looked up in PATH at exec. */
+static const char *absolute(const char *path, char *buf) {
+  if (path[0] == '/') return path;
+  char cwd[PATH_MAX];
+  if (!getcwd(cwd, sizeof cwd)) return NULL;
+  if (snprintf(buf, PATH_MAX, "%s/%s", cwd, path) >= PATH_MAX) return NULL;
+  return buf;
+}
+
+int main(int argc, char **argv) {
+  static struct shim_options o = {.log_max_files = 1};
+  static char abs_state[PATH_MAX], abs_bundle[PATH_MAX], abs_log[PATH_MAX], abs_root[PATH_MAX], abs_rt[PATH_MAX];
+  int c;
+  while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
+    switch (c) {
+      case OPT_ID: o.id = optarg; break;
+      case OPT_STATE_DIR: o.state_dir = optarg; break;
+      case OPT_RUNTIME: o.runtime = optarg; break;
+      case OPT_RUNTIME_ROOT: o.runtime_root = optarg; break;
+      case OPT_BUNDLE: o.bundle = optarg; break;
+      case OPT_LOG_PATH: o.log_path = optarg; break;
+      case OPT_LOG_MAX_SIZE:
+        if (!parse_size(optarg, &o.log_max_size)) return bad_usage("--log-max-size: expected a byte count such as 10m, got '%s'", optarg);
+        break;
+      case OPT_LOG_MAX_FILES: {
+        unsigned long long v;
+        if (!parse_size(optarg, &v) || v < 1 || v > 1000) return bad_usage("--log-max-files: expected 1-1000, got '%s'", optarg);
+        o.log_max_files = (unsigned)v;
+        break;
+      }
+      case OPT_TERMINAL: o.terminal = true; break;
+      case OPT_STDIN: o.stdin_open = true; break;
+      case OPT_STDIN_ONCE: o.stdin_once = true; break;
+      case OPT_RM: o.remove = true; break;
+      case OPT_HELP: fputs(usage, stdout); return 0;
+      default: return bad_usage("%s", "unknown option");
+    }
+  }
+  if (optind != argc) return bad_usage("unexpected argument '%s'", argv[optind]);
+  if (!o.id || !*o.id) return bad_usage("%s is required", "--id");
+  if (strchr(o.id, '/') || o.id[0] == '-') return bad_usage("--id: '%s' must not contain '/' or start with '-'", o.id);
+  if (!o.state_dir) return bad_usage("%s is required", "--state-dir");
+  if (!o.runtime) return bad_usage("%s is required", "--runtime");
+  if (!o.bundle) return bad_usage("%s is required", "--bundle");
+  if (o.stdin_once && !o.stdin_open) return bad_usage("%s needs --stdin", "--stdin-once");
+
+  berth_error e;
+  berth_error_clear(&e);
+  if (mkdir_p(o.state_dir, 0700, &e) < 0) {
+    fprintf(stderr, "berth-shim: state dir: %s\n", e.msg);
+    return 1;
+  }
+  if (!(o.state_dir = realpath(o.state_dir, abs_state))) return bad_usage("--state-dir: cannot resolve '%s'", argv[0]);
+  if (!(o.bundle = absolute(o.bundle, abs_bundle))) return bad_usage("%s: path too long", "--bundle");
+  if (o.log_path && !(o.log_path = absolute(o.log_path, abs_log))) return bad_usage("%s: path too long", "--log-path");
+  if (o.runtime_root && !(o.runtime_root = absolute(o.runtime_root, abs_root)))
+    return bad_usage("%s: path too long", "--runtime-root");
+  if (strchr(o.runtime, '/') && !(o.runtime = absolute(o.runtime, abs_rt))) return bad_usage("%s: path too long", "--runtime");
+
+  bool is_shim = false;
+  cleanup_fd int sync_fd = -1;
+  if (daemonize(&is_shim, &sync_fd, &e) < 0) {
+    if (is_shim) daemonize_report_failure(&sync_fd, &e);
+    else fprintf(stderr, "berth-shim: %s\n", e.msg);
+    return 1;
+  }
+  if (is_shim) return monitor_run(&o, &sync_fd, &e) < 0 ? 1 : 0;
+
+  pid_t shim_pid = 0, pid = 0;
+  if (daemonize_wait_ready(sync_fd, &shim_pid, &pid, &e) < 0) {
+    fprintf(stderr, "berth-shim: %s\n", e.msg);
+    return 1;
+  }
+  printf("{\"shimPid\":%d,\"pid\":%d}\n", (int)shim_pid, (int)pid);
+  return 0;
+}
