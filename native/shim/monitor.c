@@ -333,13 +333,14 @@ static int finish(berth_error *e) {
   stdin_sink_close(&m.in);
   log_close(&m.log);
 
+  /* The cgroup goes with `runtime delete`: read its OOM count first. */
+  int oom_killed = oom_watch_killed(&m.oom);
+  oom_watch_stop(&m.oom);
   berth_error cleanup;
   berth_error_clear(&cleanup);
   if (o->remove) (void)runtime_delete(o, &cleanup);
-  struct exit_record r = {.pid = m.pid, .wstatus = m.wstatus, .at = m.exited_at,
-                          .oom_killed = oom_watch_killed(&m.oom),
+  struct exit_record r = {.pid = m.pid, .wstatus = m.wstatus, .at = m.exited_at, .oom_killed = oom_killed,
                           .cleanup_error = cleanup.msg[0] ? cleanup.msg : NULL};
-  oom_watch_stop(&m.oom);
   cleanup_free char *json = exit_record_json(&r);
   if (!json) return berth_fail(e, ENOMEM, "format exit record of container '%s'", o->id);
   int rc = exit_record_write(json, e);

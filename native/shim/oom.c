@@ -24,7 +24,7 @@ static bool memory_cgroup(const char *who, char *out, size_t cap, bool *v2) {
     char *c1 = strchr(line, ':');
     char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
     if (!c2) continue;
-    *c2 = '\0';
+    *c1 = *c2 = '\0';
     const char *ctrls = c1 + 1;
     bool is_v2 = strcmp(line, "0") == 0 && *ctrls == '\0';
     bool is_mem = false;
