@@ -78,7 +78,7 @@ static void report(void) {
   char *mi = NULL;
   if (read_file("/proc/self/mountinfo", &mi, NULL, &e) < 0) die("read mountinfo", &e);
   json_t *dev = json_object();
-  int dfd = open("/dev", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  int dfd = open("/dev", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dfd >= 0) {
     DIR *d = fdopendir(dfd);
     struct dirent *de;
