@@ -5,11 +5,14 @@
  * seccomp_install is a single seccomp(2) call (plus one sendmsg for a
  * notify listener) and needs no allocation once the filter is in force.
  * Loading it ourselves also lets every kernel flag through
- * (WAIT_KILLABLE_RECV included) whatever the libseccomp version. */
+ * (WAIT_KILLABLE_RECV included) whatever the libseccomp version, and lets
+ * seccomp_build_cached keep compiled programs (libseccomp is the slow part
+ * of a container start with a Docker-sized profile). */
 #include "seccomp.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <seccomp.h>
@@ -23,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -281,7 +285,7 @@ static int add_entry(scmp_filter_ctx ctx, json_t *entry, size_t idx, uint32_t de
       *uses_notify = true;
     }
     /* The same action as the default needs no rule (libseccomp refuses it). */
-    if (action == def_action) continue;
+    if (action == def_action || !ctx) continue;
     int nr = seccomp_syscall_resolve_name(name);
     /* Unknown here: kernels and libseccomp versions differ, so skip it. */
     if (nr == __NR_SCMP_ERROR) continue;
@@ -345,24 +349,24 @@ static int connect_listener(const char *path, int *out, berth_error *e) {
   return 0;
 }
 
-int seccomp_build(json_t *config, berth_seccomp **out, berth_error *e) {
-  *out = NULL;
-  if (!config || json_is_null(config)) return 0;
-  if (!json_is_object(config)) return berth_fail(e, 0, "linux.seccomp: expected an object");
+/* Looks an architecture name up; NULL when unknown. */
+static const arch_def *find_arch(const char *name) {
+  for (size_t k = 0; name && k < BERTH_ARRAY_LEN(archs); k++)
+    if (strcmp(archs[k].name, name) == 0) return &archs[k];
+  return NULL;
+}
 
-  uint32_t def_action;
+/* Checks everything in the config that libseccomp is not needed for, so a
+ * cached program is only used for a config that would compile. */
+static int validate(json_t *config, uint32_t *def_action, unsigned int *flags, bool *uses_notify,
+                    berth_error *e) {
   if (parse_action(json_object_get(config, "defaultAction"),
                    json_object_get(config, "defaultErrnoRet"), "linux.seccomp.defaultAction",
-                   "linux.seccomp.defaultErrnoRet", &def_action, e) < 0)
+                   "linux.seccomp.defaultErrnoRet", def_action, e) < 0)
     return -1;
   /* Every syscall, sendmsg to the listener included, would wait on it. */
-  if (def_action == SCMP_ACT_NOTIFY)
+  if (*def_action == SCMP_ACT_NOTIFY)
     return berth_fail(e, 0, "linux.seccomp.defaultAction: SCMP_ACT_NOTIFY cannot be the default");
-
-  __attribute__((cleanup(release_ctx))) scmp_filter_ctx ctx = seccomp_init(def_action);
-  if (!ctx)
-    return berth_fail(e, EINVAL, "linux.seccomp.defaultAction: libseccomp refused %s",
-                      json_string_value(json_object_get(config, "defaultAction")));
 
   json_t *arch_list = json_object_get(config, "architectures");
   if (arch_list && !json_is_null(arch_list)) {
@@ -372,9 +376,7 @@ int seccomp_build(json_t *config, berth_seccomp **out, berth_error *e) {
     json_t *a;
     json_array_foreach(arch_list, i, a) {
       const char *name = json_string_value(a);
-      const arch_def *found = NULL;
-      for (size_t k = 0; name && k < BERTH_ARRAY_LEN(archs); k++)
-        if (strcmp(archs[k].name, name) == 0) found = &archs[k];
+      const arch_def *found = find_arch(name);
       if (!found)
         return berth_fail(e, 0, "linux.seccomp.architectures[%zu]: unknown architecture \"%s\"", i,
                           name ? name : "(not a string)");
@@ -384,13 +386,10 @@ int seccomp_build(json_t *config, berth_seccomp **out, berth_error *e) {
                           "%u.%u.%u",
                           i, name, seccomp_version()->major, seccomp_version()->minor,
                           seccomp_version()->micro);
-      int rc = seccomp_arch_add(ctx, found->token);
-      if (rc < 0 && rc != -EEXIST)
-        return berth_fail(e, -rc, "linux.seccomp.architectures[%zu]: add %s", i, name);
     }
   }
 
-  unsigned int flags = 0;
+  *flags = 0;
   json_t *flag_list = json_object_get(config, "flags");
   if (flag_list && !json_is_null(flag_list)) {
     if (!json_is_array(flag_list)) return berth_fail(e, 0, "linux.seccomp.flags: expected an array");
@@ -407,11 +406,11 @@ int seccomp_build(json_t *config, berth_seccomp **out, berth_error *e) {
       if (!kernel_has_flag(found->bit))
         return berth_fail(e, 0, "linux.seccomp.flags[%zu]: %s is not supported by this kernel", i,
                           name);
-      flags |= found->bit;
+      *flags |= found->bit;
     }
   }
 
-  bool uses_notify = false;
+  *uses_notify = false;
   size_t rules = 0;
   json_t *syscalls = json_object_get(config, "syscalls");
   if (syscalls && !json_is_null(syscalls)) {
@@ -420,45 +419,172 @@ int seccomp_build(json_t *config, berth_seccomp **out, berth_error *e) {
     size_t i;
     json_t *entry;
     json_array_foreach(syscalls, i, entry) {
-      if (add_entry(ctx, entry, i, def_action, &uses_notify, &rules, e) < 0) return -1;
+      if (add_entry(NULL, entry, i, *def_action, uses_notify, &rules, e) < 0) return -1;
     }
+  }
+
+  const char *listener = json_str(config, "listenerPath");
+  if (*uses_notify && (!listener || !*listener))
+    return berth_fail(e, 0, "linux.seccomp.listenerPath: required when SCMP_ACT_NOTIFY is used");
+  if (*uses_notify) {
+    *flags |= FLAG_NEW_LISTENER;
+    /* TSYNC and a listener both report through the return value; the kernel
+     * wants TSYNC_ESRCH to tell them apart. */
+    if (*flags & FLAG_TSYNC) *flags |= FLAG_TSYNC_ESRCH;
+  } else {
+    /* The kernel refuses this flag without a listener; with no notify rule
+     * there is nothing for it to change, so it is dropped. */
+    *flags &= ~FLAG_WAIT_KILLABLE_RECV;
+  }
+  return 0;
+}
+
+/* Compiles a validated config with libseccomp into a BPF program. */
+static int compile(json_t *config, uint32_t def_action, struct sock_fprog *prog, berth_error *e) {
+  __attribute__((cleanup(release_ctx))) scmp_filter_ctx ctx = seccomp_init(def_action);
+  if (!ctx)
+    return berth_fail(e, EINVAL, "linux.seccomp.defaultAction: libseccomp refused %s",
+                      json_string_value(json_object_get(config, "defaultAction")));
+  size_t i;
+  json_t *a;
+  json_array_foreach(json_object_get(config, "architectures"), i, a) {
+    int rc = seccomp_arch_add(ctx, find_arch(json_string_value(a))->token);
+    if (rc < 0 && rc != -EEXIST)
+      return berth_fail(e, -rc, "linux.seccomp.architectures[%zu]: add %s", i,
+                        json_string_value(a));
+  }
+  bool uses_notify = false;
+  size_t rules = 0;
+  json_t *entry;
+  json_array_foreach(json_object_get(config, "syscalls"), i, entry) {
+    if (add_entry(ctx, entry, i, def_action, &uses_notify, &rules, e) < 0) return -1;
   }
   /* A binary search over syscall numbers instead of a linear list: a
    * Docker-sized profile then costs a few comparisons per syscall. Only for
    * longer lists (libseccomp up to 2.5.4 mishandles the tree with no rules);
    * an older libseccomp without it still works, only slower. */
   if (rules > 32) (void)seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+  return export_prog(ctx, prog, e);
+}
 
-  const char *listener = json_str(config, "listenerPath");
-  const char *metadata = json_str(config, "listenerMetadata");
-  if (uses_notify && (!listener || !*listener))
-    return berth_fail(e, 0, "linux.seccomp.listenerPath: required when SCMP_ACT_NOTIFY is used");
-  if (uses_notify) {
-    flags |= FLAG_NEW_LISTENER;
-    /* TSYNC and a listener both report through the return value; the kernel
-     * wants TSYNC_ESRCH to tell them apart. */
-    if (flags & FLAG_TSYNC) flags |= FLAG_TSYNC_ESRCH;
-  } else {
-    /* The kernel refuses this flag without a listener; with no notify rule
-     * there is nothing for it to change, so it is dropped. */
-    flags &= ~FLAG_WAIT_KILLABLE_RECV;
-  }
+/* ------------------------------------------------------------------ cache
+ *
+ * libseccomp needs tens of milliseconds for a Docker-sized profile on three
+ * architectures, more than the rest of a container start. The program only
+ * depends on the rules, the libseccomp version and the kernel, so it is
+ * kept in <cache_dir>/<hash>.bpf. A file holds a header line, the whole key
+ * (compared in full on every hit, so a hash collision is a miss, never a
+ * wrong filter), and the instructions. */
+
+#define CACHE_MAGIC "berth-seccomp-bpf 1\n"
+
+static char *cache_key(json_t *config) {
+  cleanup_json json_t *rules = json_copy(config);
+  if (!rules) return NULL;
+  /* Where the listener lives does not change the program. */
+  json_object_del(rules, "listenerPath");
+  json_object_del(rules, "listenerMetadata");
+  cleanup_free char *text = json_dumps(rules, JSON_COMPACT | JSON_SORT_KEYS);
+  struct utsname u;
+  if (!text || uname(&u) < 0) return NULL;
+  const struct scmp_version *v = seccomp_version();
+  char *key = NULL;
+  if (asprintf(&key, "libseccomp %u.%u.%u; linux %s %s; %s", v->major, v->minor, v->micro,
+               u.release, u.machine, text) < 0)
+    return NULL;
+  return key;
+}
+
+static uint64_t fnv1a(const char *s) {
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+  return h;
+}
+
+static void cache_path(const char *dir, const char *key, char *buf, size_t len) {
+  snprintf(buf, len, "%s/%016llx.bpf", dir, (unsigned long long)fnv1a(key));
+}
+
+/* True when a program for exactly this key was cached. */
+static bool cache_load(const char *dir, const char *key, struct sock_fprog *prog) {
+  char path[PATH_MAX];
+  cache_path(dir, key, path, sizeof path);
+  berth_error ignored;
+  cleanup_free char *data = NULL;
+  size_t len = 0, keylen = strlen(key), head = strlen(CACHE_MAGIC);
+  if (read_file(path, &data, &len, &ignored) < 0) return false;
+  if (len <= head + keylen + 1 || memcmp(data, CACHE_MAGIC, head) != 0 ||
+      memcmp(data + head, key, keylen) != 0 || data[head + keylen] != '\0')
+    return false;
+  size_t off = head + keylen + 1, size = len - off;
+  if (size == 0 || size % sizeof(struct sock_filter) != 0 ||
+      size / sizeof(struct sock_filter) > BPF_MAXINSNS)
+    return false;
+  struct sock_filter *insns = malloc(size);
+  if (!insns) return false;
+  memcpy(insns, data + off, size);
+  prog->filter = insns;
+  prog->len = (unsigned short)(size / sizeof(struct sock_filter));
+  return true;
+}
+
+static int cache_store(const char *dir, const char *key, const struct sock_fprog *prog,
+                       berth_error *e) {
+  char path[PATH_MAX];
+  cache_path(dir, key, path, sizeof path);
+  size_t head = strlen(CACHE_MAGIC), keylen = strlen(key),
+         size = prog->len * sizeof(struct sock_filter);
+  cleanup_free char *data = malloc(head + keylen + 1 + size);
+  if (!data) return berth_fail(e, ENOMEM, "seccomp cache");
+  memcpy(data, CACHE_MAGIC, head);
+  memcpy(data + head, key, keylen + 1);
+  memcpy(data + head + keylen + 1, prog->filter, size);
+  if (mkdir_p(dir, 0700, e) < 0) return -1;
+  return write_file_atomic(path, data, head + keylen + 1 + size, 0600, e);
+}
+
+/* ------------------------------------------------------------------ build */
+
+int seccomp_build(json_t *config, berth_seccomp **out, berth_error *e) {
+  return seccomp_build_cached(config, NULL, out, e);
+}
+
+int seccomp_build_cached(json_t *config, const char *cache_dir, berth_seccomp **out,
+                         berth_error *e) {
+  *out = NULL;
+  if (!config || json_is_null(config)) return 0;
+  if (!json_is_object(config)) return berth_fail(e, 0, "linux.seccomp: expected an object");
+
+  uint32_t def_action = 0;
+  unsigned int flags = 0;
+  bool uses_notify = false;
+  if (validate(config, &def_action, &flags, &uses_notify, e) < 0) return -1;
 
   berth_seccomp *s = calloc(1, sizeof *s);
   if (!s) return berth_fail(e, ENOMEM, "linux.seccomp");
   s->listener_fd = -1;
   s->flags = flags;
   s->notify = uses_notify;
-  if (export_prog(ctx, &s->prog, e) < 0) {
-    seccomp_free(s);
-    return berth_wrap(e, "linux.seccomp");
+
+  cleanup_free char *key = cache_dir ? cache_key(config) : NULL;
+  if (!key || !cache_load(cache_dir, key, &s->prog)) {
+    if (compile(config, def_action, &s->prog, e) < 0) {
+      seccomp_free(s);
+      return -1;
+    }
+    /* The cache only saves time: a failure to store it costs the next
+     * start a compile, nothing else, so it does not fail this one. */
+    berth_error ignored;
+    if (key) (void)cache_store(cache_dir, key, &s->prog, &ignored);
   }
+
   if (uses_notify) {
+    const char *metadata = json_str(config, "listenerMetadata");
     if (metadata && !(s->metadata = strdup(metadata))) {
       seccomp_free(s);
       return berth_fail(e, ENOMEM, "linux.seccomp.listenerMetadata");
     }
-    if (connect_listener(listener, &s->listener_fd, e) < 0) {
+    if (connect_listener(json_str(config, "listenerPath"), &s->listener_fd, e) < 0) {
       seccomp_free(s);
       return -1;
     }

@@ -3,7 +3,7 @@
 // built from a linux.seccomp config and then makes a syscall, execs a
 // static busybox, or reports /proc/self/status.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -307,6 +307,62 @@ describe.skipIf(!isRoot)('seccomp (needs root: loads filters without no_new_priv
       const r = probe(undefined, ['status']);
       expect(r.status).toBe(0);
       expect((JSON.parse(r.stdout) as Record<string, string>).Seccomp).toBe('0');
+    });
+  });
+
+  describe('program cache', () => {
+    const mkdirRule = (errnoRet: number) =>
+      allowAllBut({ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet });
+    const mkdirUnder = (cache: string, errnoRet: number) => {
+      const dir = tempDir();
+      const r = probe(mkdirRule(errnoRet), ['exec', busybox, 'mkdir', join(dir, 'x')], ['--seccomp-cache', cache]);
+      expect(existsSync(join(dir, 'x'))).toBe(false);
+      return r;
+    };
+
+    it('stores the compiled program once and loads the same filter from it', () => {
+      const cache = join(tempDir(), 'seccomp-cache');
+      const first = mkdirUnder(cache, 28);
+      expect(first.stderr).toContain('No space left on device');
+      const files = readdirSync(cache);
+      expect(files).toHaveLength(1);
+      expect(statSync(cache).mode & 0o777).toBe(0o700);
+      const file = join(cache, files[0] ?? '');
+      expect(statSync(file).mode & 0o777).toBe(0o600);
+      const stored = readFileSync(file);
+      const mtime = statSync(file).mtimeMs;
+
+      const second = mkdirUnder(cache, 28);
+      expect(second.stderr).toContain('No space left on device');
+      expect(statSync(file).mtimeMs).toBe(mtime); // a hit: not written again
+      expect(readFileSync(file).equals(stored)).toBe(true);
+
+      // Another errno is another program, in its own file.
+      expect(mkdirUnder(cache, 13).stderr).toContain('Permission denied');
+      expect(readdirSync(cache)).toHaveLength(2);
+    });
+
+    it('compiles again when the stored key does not match the config', () => {
+      const cache = join(tempDir(), 'seccomp-cache');
+      mkdirUnder(cache, 28);
+      const file = join(cache, readdirSync(cache)[0] ?? '');
+      const good = readFileSync(file);
+      // Damage the key (28 -> 27 inside the stored config text): the file
+      // must not be trusted for the errnoRet 28 config any more.
+      const text = good.toString('latin1');
+      const at = text.indexOf('"errnoRet":28');
+      expect(at).toBeGreaterThan(0);
+      writeFileSync(file, Buffer.from(text.slice(0, at) + '"errnoRet":27' + text.slice(at + 13), 'latin1'));
+      expect(mkdirUnder(cache, 28).stderr).toContain('No space left on device');
+      expect(readFileSync(file).equals(good)).toBe(true); // rewritten
+    });
+
+    it('still validates a config before looking in the cache', () => {
+      const cache = join(tempDir(), 'seccomp-cache');
+      const r = probe({ defaultAction: 'SCMP_ACT_NOPE' }, ['status'], ['--seccomp-cache', cache]);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain('linux.seccomp.defaultAction: unknown action "SCMP_ACT_NOPE"');
+      expect(existsSync(cache)).toBe(false);
     });
   });
 

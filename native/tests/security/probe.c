@@ -5,6 +5,7 @@
  *
  *   berth-secprobe [--caps JSON] [--seccomp JSON] [--user UID:GID]
  *                  [--groups GID,GID] [--no-new-privs] [--state JSON]
+ *                  [--seccomp-cache DIR]
  *                  status | syscall NAME [ARG...] | exec PATH [ARG...]
  *   berth-secprobe features
  *
@@ -29,7 +30,7 @@
 #include "util.h"
 
 typedef struct {
-  const char *caps, *seccomp, *state, *groups;
+  const char *caps, *seccomp, *state, *groups, *cache;
   bool set_user, nnp;
   uid_t uid;
   gid_t gid;
@@ -38,8 +39,8 @@ typedef struct {
 static void usage(void) {
   fprintf(stderr,
           "usage: berth-secprobe [--caps JSON] [--seccomp JSON] [--user UID:GID] "
-          "[--groups G,G] [--no-new-privs] [--state JSON] status|syscall NAME ARGS|exec PATH "
-          "ARGS\n       berth-secprobe features\n");
+          "[--groups G,G] [--no-new-privs] [--state JSON] [--seccomp-cache DIR] status|syscall "
+          "NAME ARGS|exec PATH ARGS\n       berth-secprobe features\n");
   exit(2);
 }
 
@@ -146,6 +147,8 @@ int main(int argc, char **argv) {
       o.caps = val;
     } else if (strcmp(opt, "--seccomp") == 0) {
       o.seccomp = val;
+    } else if (strcmp(opt, "--seccomp-cache") == 0) {
+      o.cache = val;
     } else if (strcmp(opt, "--state") == 0) {
       o.state = val;
     } else if (strcmp(opt, "--groups") == 0) {
@@ -180,7 +183,7 @@ int main(int argc, char **argv) {
   cleanup_json json_t *caps_json = o.caps ? load_json("--caps", o.caps) : NULL;
   cleanup_json json_t *sc_json = o.seccomp ? load_json("--seccomp", o.seccomp) : NULL;
   berth_seccomp *sc = NULL;
-  if (caps_parse(caps_json, &caps, &e) < 0 || seccomp_build(sc_json, &sc, &e) < 0) {
+  if (caps_parse(caps_json, &caps, &e) < 0 || seccomp_build_cached(sc_json, o.cache, &sc, &e) < 0) {
     fprintf(stderr, "berth-secprobe: %s\n", e.msg);
     return 2;
   }
