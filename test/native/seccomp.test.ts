@@ -85,6 +85,47 @@ function tempDir(): string {
   return d;
 }
 
+interface Listener {
+  sock: string;
+  exited: Promise<number | null>;
+  output: () => string;
+}
+
+/** Starts the test listener and waits until it accepts connections. */
+async function startListener(answer: number): Promise<Listener> {
+  const sock = join(tempDir(), 'listener.sock');
+  const child = spawn(listenerPath, [sock, String(answer)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let out = '';
+  let err = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`listener not ready: ${err}`)), 10_000);
+    const check = () => {
+      if (out.includes('ready\n')) {
+        clearTimeout(timer);
+        resolve();
+      } else setTimeout(check, 10);
+    };
+    check();
+  });
+  return { sock, exited, output: () => out };
+}
+
+/** Like probe(), without blocking the event loop that serves the listener. */
+async function probeAsync(args: string[]): Promise<ProbeResult> {
+  const child = spawn(probePath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+  child.stderr?.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+  const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  return { status, stdout, stderr };
+}
+
 afterEach(() => {
   for (const c of children.splice(0)) {
     if (c.exitCode === null && c.signalCode === null && c.pid !== undefined) process.kill(c.pid, 'SIGKILL');
@@ -435,74 +476,66 @@ describe.skipIf(!isRoot)('seccomp (needs root: loads filters without no_new_priv
     });
   });
 
-  const notifyFlags: [string, string[], boolean][] = [
-    ['', [], false],
-    [' with TSYNC and WAIT_KILLABLE_RECV (skipped where the kernel lacks WAIT_KILLABLE_RECV)', ['SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'], !hasWaitKillable],
-  ];
-  for (const [label, flags, skip] of notifyFlags) {
-    it.skipIf(skip)(`sends the notify fd and the container process state to the listener, which answers the syscall${label}`, async () => {
-      const dir = tempDir();
-      const sock = join(dir, 'listener.sock');
-      const listener = spawn(listenerPath, [sock, '4242'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      children.push(listener);
-      let out = '';
-      let err = '';
-      listener.stdout?.setEncoding('utf8').on('data', (d: string) => (out += d));
-      listener.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-      const exited = new Promise<number | null>((resolve) => listener.on('exit', (code) => resolve(code)));
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`listener not ready: ${err}`)), 10_000);
-        const check = () => {
-          if (out.includes('ready\n')) {
-            clearTimeout(timer);
-            resolve();
-          } else setTimeout(check, 10);
+  describe('notify listener', () => {
+    const notifyFlags: [string, string[], boolean][] = [
+      ['', [], false],
+      [
+        ' with TSYNC and WAIT_KILLABLE_RECV (skipped where the kernel lacks WAIT_KILLABLE_RECV)',
+        ['SECCOMP_FILTER_FLAG_TSYNC', 'SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV'],
+        !hasWaitKillable,
+      ],
+    ];
+    for (const [label, flags, skip] of notifyFlags) {
+      it.skipIf(skip)(`sends the notify fd and the container process state to the listener, which answers the syscall${label}`, async () => {
+        const listener = await startListener(4242);
+        const state = { ociVersion: '1.2.0', id: 'seccomp-notify', status: 'creating', pid: 4711, bundle: '/bundle' };
+        const seccomp = {
+          defaultAction: 'SCMP_ACT_ALLOW',
+          flags,
+          listenerPath: listener.sock,
+          listenerMetadata: 'MKNOD=/dev/null',
+          syscalls: [{ names: ['personality'], action: 'SCMP_ACT_NOTIFY' }],
         };
-        check();
+        const r = await probeAsync(['--state', JSON.stringify(state), '--seccomp', JSON.stringify(seccomp), 'syscall', 'personality', '0x1234']);
+        expect(r.stderr).toBe('');
+        expect(r.status).toBe(0);
+        // The listener's answer became the syscall's return value.
+        expect(JSON.parse(r.stdout)).toEqual({ ret: 4242, errno: 0 });
+        expect(await listener.exited).toBe(0);
+        const report = JSON.parse(listener.output().split('\n')[1] ?? '') as {
+          processState: Record<string, unknown>;
+          fds: number;
+          syscall: string;
+          args: number[];
+        };
+        expect(report.fds).toBe(1);
+        expect(report.syscall).toBe('personality');
+        expect(report.args[0]).toBe(0x1234);
+        expect(report.processState).toEqual({
+          ociVersion: '1.2.0',
+          fds: ['seccompFd'],
+          pid: 4711,
+          metadata: 'MKNOD=/dev/null',
+          state,
+        });
       });
+    }
 
-      const state = { ociVersion: '1.2.0', id: 'seccomp-notify', status: 'creating', pid: 4711, bundle: '/bundle' };
+    it('leaves neither the listener socket nor the notify fd open in the exec\'d program', async () => {
+      const plain = probe(undefined, ['exec', busybox, 'ls', '/proc/self/fd']);
+      expect(plain.status).toBe(0);
+      const listener = await startListener(0);
       const seccomp = {
         defaultAction: 'SCMP_ACT_ALLOW',
-        flags,
-        listenerPath: sock,
-        listenerMetadata: 'MKNOD=/dev/null',
+        listenerPath: listener.sock,
         syscalls: [{ names: ['personality'], action: 'SCMP_ACT_NOTIFY' }],
       };
-      // spawnSync would block the event loop that reads the listener's output.
-      const probeChild = spawn(probePath, ['--state', JSON.stringify(state), '--seccomp', JSON.stringify(seccomp), 'syscall', 'personality', '0x1234'], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      children.push(probeChild);
-      let pout = '';
-      let perr = '';
-      probeChild.stdout?.setEncoding('utf8').on('data', (d: string) => (pout += d));
-      probeChild.stderr?.setEncoding('utf8').on('data', (d: string) => (perr += d));
-      const probeCode = await new Promise<number | null>((resolve) => probeChild.on('exit', (code) => resolve(code)));
-
-      expect(perr).toBe('');
-      expect(probeCode).toBe(0);
-      // The listener's answer became the syscall's return value.
-      expect(JSON.parse(pout)).toEqual({ ret: 4242, errno: 0 });
-      expect(await exited).toBe(0);
-      const report = JSON.parse(out.split('\n')[1] ?? '') as {
-        processState: Record<string, unknown>;
-        fds: number;
-        syscall: string;
-        args: number[];
-      };
-      expect(report.fds).toBe(1);
-      expect(report.syscall).toBe('personality');
-      expect(report.args[0]).toBe(0x1234);
-      expect(report.processState).toEqual({
-        ociVersion: '1.2.0',
-        fds: ['seccompFd'],
-        pid: 4711,
-        metadata: 'MKNOD=/dev/null',
-        state,
-      });
+      const r = await probeAsync(['--seccomp', JSON.stringify(seccomp), 'exec', busybox, 'ls', '/proc/self/fd']);
+      expect(r.stderr).toBe('');
+      expect(r.status).toBe(0);
+      expect(r.stdout).toBe(plain.stdout);
     });
-  }
+  });
 
   it('reports what `runc features` reports for seccomp', () => {
     const r = spawnSync(probePath, ['features'], { encoding: 'utf8' });
