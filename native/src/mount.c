@@ -146,7 +146,13 @@ static int resolve_in_root(int root_fd, const char *path, int flags) {
         .flags = (uint64_t)(O_PATH | O_CLOEXEC | flags),
         .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
     };
-    int fd = (int)syscall(SYS_openat2, root_fd, p, &how, sizeof how);
+    int fd;
+    /* EAGAIN: a rename elsewhere raced with a ".." lookup; the kernel asks
+     * for a retry rather than risk an escape. */
+    for (int tries = 0; tries < 16; tries++) {
+      fd = (int)syscall(SYS_openat2, root_fd, p, &how, sizeof how);
+      if (fd >= 0 || errno != EAGAIN) break;
+    }
     if (fd >= 0 || errno != ENOSYS) {
       have_openat2 = 1;
       return fd;

@@ -514,6 +514,20 @@ describe.skipIf(!!skipReason).each([
     for (const d of ['dots', 'sub', 'viaup']) expect(fs.existsSync(path.join(rootfs, outside, d)), d).toBe(true);
     expect(fs.existsSync(path.join(rootfs, hostFile))).toBe(true);
   });
+  it('a bind onto a dangling relative symlink (an Ubuntu-style /etc/resolv.conf) creates its target inside', () => {
+    const rootfs = makeRootfs();
+    const src = path.join(base, `resolv-${counter++}`);
+    fs.writeFileSync(src, 'nameserver 192.0.2.53\n');
+    fs.symlinkSync('../run/systemd/resolve/stub-resolv.conf', path.join(rootfs, 'etc/resolv.conf'));
+    const out = sh(
+      { mounts: [PROC, { destination: '/etc/resolv.conf', type: 'bind', source: src, options: ['bind', 'ro'] }] },
+      rootfs,
+      'cat /etc/resolv.conf',
+      flags,
+    );
+    expect(out).toMatch(/nameserver 192\.0\.2\.53/);
+    expect(fs.statSync(path.join(rootfs, 'run/systemd/resolve/stub-resolv.conf')).isFile()).toBe(true);
+  });
 });
 
 describe.skipIf(!!skipReason)('rootfs errors', () => {
