@@ -416,10 +416,22 @@ int mount_opts_parse(json_t *options, mount_opts *o, berth_error *e) {
         mount_opts_free(o);
         return berth_fail(e, 0, "mount: invalid option \"%s\"", s);
       }
-      if (push_str(&o->data, &o->n_data, s, e) < 0) {
+      /* "mode=755,size=64k" in one entry is mount(8)'s data string:
+       * fsconfig takes its parts one at a time. */
+      char *copy = strdup(s);
+      if (!copy) {
         mount_opts_free(o);
-        return -1;
+        return berth_fail(e, ENOMEM, "option \"%s\"", s);
       }
+      char *save = NULL;
+      for (char *part = strtok_r(copy, ",", &save); part; part = strtok_r(NULL, ",", &save)) {
+        if (push_str(&o->data, &o->n_data, part, e) < 0) {
+          free(copy);
+          mount_opts_free(o);
+          return -1;
+        }
+      }
+      free(copy);
       continue;
     }
     switch (d->kind) {

@@ -221,6 +221,32 @@ describe.skipIf(!!skipReason)(`rootfs mounts ${skipReason ? `(skipped: ${skipRea
     expect(rel.opts).not.toContain('nodiratime');
   });
 
+  it('mounts overlay with its data given as one mount(8) string or as separate options', () => {
+    const rootfs = makeRootfs();
+    const ov = fs.mkdtempSync(path.join(base, 'ov-'));
+    for (const d of ['l1', 'l2', 'u', 'w']) fs.mkdirSync(path.join(ov, d));
+    fs.writeFileSync(path.join(ov, 'l1/a'), 'a\n');
+    fs.writeFileSync(path.join(ov, 'l2/b'), 'b\n');
+    const out = sh(
+      {
+        mounts: [
+          PROC,
+          {
+            destination: '/ov',
+            type: 'overlay',
+            source: 'overlay',
+            options: [`lowerdir=${ov}/l1:${ov}/l2,upperdir=${ov}/u`, `workdir=${ov}/w`, 'nodev'],
+          },
+        ],
+      },
+      rootfs,
+      'cat /ov/a /ov/b; echo c > /ov/c; grep " /ov " /proc/self/mountinfo',
+    );
+    expect(out).toMatch(/^a\nb\n/);
+    expect(out).toMatch(/ \/ov rw,nodev,relatime( \S+)* - overlay overlay .*lowerdir=/);
+    expect(fs.readFileSync(path.join(ov, 'u/c'), 'utf8')).toBe('c\n');
+  });
+
   it('makes ro binds and ro mounts really read-only, and leaves rw binds writable', () => {
     const rootfs = makeRootfs();
     const roDir = fs.mkdtempSync(path.join(base, 'ro-'));
