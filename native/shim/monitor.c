@@ -290,6 +290,7 @@ static int setup(struct setup_fds *f, berth_error *e) {
   if (m.sigfd < 0) return berth_fail_errno(e, "signalfd");
   m.epfd = epoll_create1(EPOLL_CLOEXEC);
   if (m.epfd < 0) return berth_fail_errno(e, "epoll_create1");
+  m.in.epfd = m.epfd;
 
   if (log_open(&m.log, o->log_path, o->log_max_size, o->log_max_files, e) < 0) return -1;
   if (notify_listen(&m.notify, e) < 0) return -1;
@@ -352,7 +353,7 @@ static int finish(berth_error *e) {
 
 int monitor_run(const struct shim_options *o, int *sync_fd, berth_error *e) {
   m.opt = o;
-  m.epfd = m.sigfd = m.out_fd = m.err_fd = m.in.fd = -1;
+  m.epfd = m.sigfd = m.out_fd = m.err_fd = m.in.fd = m.in.epfd = -1;
   struct setup_fds f = {-1, -1, -1, -1, -1, -1};
   if (setup(&f, e) < 0) {
     daemonize_report_failure(sync_fd, e);

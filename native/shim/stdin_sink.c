@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <termios.h>
 #include <unistd.h>
 
@@ -21,6 +22,7 @@ static void really_close(struct stdin_sink *s) {
       char eof = tcgetattr(s->fd, &t) == 0 ? (char)t.c_cc[VEOF] : 4;
       if (write(s->fd, &eof, 1) < 0) { /* the container has gone: nothing to end */ }
     }
+    if (s->epfd >= 0) epoll_ctl(s->epfd, EPOLL_CTL_DEL, s->fd, NULL);
     close(s->fd);
   }
   s->fd = -1;

@@ -12,6 +12,8 @@
 
 struct stdin_sink {
   int fd;          /* non-blocking; -1 when closed or absent */
+  int epfd;        /* epoll set the fd may be in: left before closing, since a
+                    * pty's fd is a dup and closing it alone would not */
   bool is_pty;     /* closing means sending VEOF, the pty stays */
   bool close_wanted;
   char *pending;
