@@ -15,12 +15,15 @@
 #include "mount.h"
 #include "util.h"
 
-/* rootfsPropagation is applied in two steps. Before pivot_root, "/" of the
- * new mount namespace must never be shared: mounts made while building the
- * rootfs would propagate to the host, and pivot_root refuses a shared root
- * or new-root parent. So prepare applies only slave or private forms there
- * (rslave by default) and finalize applies the configured value, whatever
- * it is, to the container's own root, last. */
+/* rootfsPropagation is applied in two steps, as runc does. prepare applies
+ * it to "/" of the new mount namespace, so that with "rshared" a bind mount
+ * marked rshared stays in the host's peer group (mount propagation both
+ * ways); "unbindable" becomes rprivate there, since the rootfs must still be
+ * bound onto itself. The mount holding the rootfs and the rootfs bind are
+ * made private when "/" is shared, so the mounts made while building the
+ * rootfs never reach the host, and pivot_root (which refuses shared mounts)
+ * works. finalize applies the configured value to the container's root,
+ * last. Without a configured value, "/" becomes rslave. */
 static int parse_root_propagation(json_t *config, bool *set, unsigned long *prop, bool *rec,
                                   berth_error *e) {
   const char *word = json_str(json_object_get(config, "linux"), "rootfsPropagation");
@@ -31,6 +34,36 @@ static int parse_root_propagation(json_t *config, bool *set, unsigned long *prop
   if (mount_parse_propagation(word, prop, rec, e) < 0)
     return berth_wrap(e, "linux.rootfsPropagation");
   return 0;
+}
+
+/* O_PATH fd of the root of the mount that holds path: climb ".." while the
+ * mount id stays the same (path is the trusted bundle path, not inside the
+ * container). */
+static int open_mount_root(const char *path, berth_error *e) {
+  int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return berth_fail_errno(e, "open '%s'", path);
+  for (int depth = 0; depth < 4096; depth++) {
+    struct statx here, up;
+    if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID | STATX_INO, &here) < 0 ||
+        statx(fd, "..", 0, STATX_MNT_ID | STATX_INO, &up) < 0) {
+      int saved = errno;
+      close(fd);
+      return berth_fail(e, saved, "find the mount holding '%s'", path);
+    }
+    if (!(here.stx_mask & STATX_MNT_ID)) {
+      close(fd);
+      return berth_fail(e, ENOSYS, "find the mount holding '%s': no mount ids", path);
+    }
+    bool top = up.stx_ino == here.stx_ino && up.stx_dev_major == here.stx_dev_major &&
+               up.stx_dev_minor == here.stx_dev_minor;
+    if (up.stx_mnt_id != here.stx_mnt_id || top) return fd;
+    int parent = openat(fd, "..", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    close(fd);
+    if (parent < 0) return berth_fail_errno(e, "find the mount holding '%s'", path);
+    fd = parent;
+  }
+  close(fd);
+  return berth_fail(e, ELOOP, "find the mount holding '%s'", path);
 }
 
 static bool has_bind_dev(json_t *mounts) {
@@ -55,11 +88,19 @@ int rootfs_prepare(json_t *config, const char *rootfs, const berth_cgroup *cg, b
   bool configured, rec;
   unsigned long prop;
   if (parse_root_propagation(config, &configured, &prop, &rec, e) < 0) return -1;
-  unsigned long early = (prop == MS_PRIVATE || prop == MS_SLAVE) ? prop : MS_SLAVE;
-  bool early_rec = (prop == MS_PRIVATE || prop == MS_SLAVE) ? rec : true;
-  if (mount(NULL, "/", NULL, early | (early_rec ? MS_REC : 0), NULL) < 0)
-    return berth_fail_errno(e, "make / %s%s", early_rec ? "r" : "",
-                            early == MS_PRIVATE ? "private" : "slave");
+  unsigned long early = prop == MS_UNBINDABLE ? MS_PRIVATE : prop;
+  bool shared = early == MS_SHARED;
+  if (mount(NULL, "/", NULL, early | (rec ? MS_REC : 0), NULL) < 0)
+    return berth_fail_errno(e, "set the propagation of / (rootfsPropagation)");
+  /* The mount holding the rootfs, whatever "/" became (a non-recursive
+   * value leaves it as the host had it, possibly shared). */
+  unsigned long own = shared ? MS_PRIVATE : early;
+  {
+    cleanup_fd int holder = open_mount_root(rootfs, e);
+    if (holder < 0) return -1;
+    if (mount_set_propagation(holder, own, false, e) < 0)
+      return berth_wrap(e, "the mount holding rootfs '%s'", rootfs);
+  }
 
   /* A bind mount of the rootfs onto itself makes it a mount point, which
    * pivot_root needs and which the mounts below attach to. */
@@ -67,7 +108,7 @@ int rootfs_prepare(json_t *config, const char *rootfs, const berth_cgroup *cg, b
     return berth_fail_errno(e, "bind rootfs '%s' onto itself", rootfs);
   cleanup_fd int root_fd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
   if (root_fd < 0) return berth_fail_errno(e, "open rootfs '%s'", rootfs);
-  if (mount_set_propagation(root_fd, early == MS_PRIVATE ? MS_PRIVATE : MS_SLAVE, false, e) < 0)
+  if (mount_set_propagation(root_fd, own, !shared, e) < 0)
     return berth_wrap(e, "rootfs '%s'", rootfs);
 
   json_t *mounts = json_object_get(config, "mounts");
@@ -102,6 +143,10 @@ int rootfs_pivot(const char *rootfs, bool no_pivot, berth_error *e) {
   cleanup_fd int new_root = open(rootfs, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
   if (new_root < 0) return berth_fail_errno(e, "open rootfs '%s'", rootfs);
   if (fchdir(new_root) < 0) return berth_fail_errno(e, "chdir '%s'", rootfs);
+  /* pivot_root refuses a shared current root; it is detached just below,
+   * so its propagation no longer matters (submounts keep theirs). */
+  if (mount(NULL, "/", NULL, MS_PRIVATE, NULL) < 0)
+    return berth_fail_errno(e, "make the old root private");
   /* pivot_root(".", ".") stacks the old root on top of the new one at "/";
    * no put_old directory is needed inside the (hostile) rootfs. */
   if (syscall(SYS_pivot_root, ".", ".") < 0)

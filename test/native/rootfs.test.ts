@@ -321,6 +321,31 @@ describe.skipIf(!!skipReason)(`rootfs mounts ${skipReason ? `(skipped: ${skipRea
     expect(mountAt(mi, '/proc').optional).toContain('unbindable');
   });
 
+  it('with rootfsPropagation rshared, a container mount under an rshared bind reaches the outer namespace', () => {
+    // The "host" is a private mount namespace of its own (unshare -m), so
+    // nothing reaches the real host; in it the bind source is a shared mount.
+    const rootfs = makeRootfs();
+    const src = fs.mkdtempSync(path.join(base, 'shared-'));
+    fs.mkdirSync(path.join(src, 'sub'));
+    const outer = (config: Json): string => {
+      const cfgPath = path.join(base, `config-${counter++}.json`);
+      fs.writeFileSync(cfgPath, JSON.stringify({ ociVersion: '1.2.0', root: { path: rootfs }, ...config }));
+      const script = [
+        `mount --bind ${src} ${src}`,
+        `mount --make-shared ${src}`,
+        `${driver} ${cfgPath} ${rootfs} -- /bin/sh -c 'mount -t tmpfs fromctr /shared/sub && echo mounted'`,
+        'echo outer-sees=$(grep -c fromctr /proc/self/mountinfo)',
+      ].join(' && ');
+      const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', script], { encoding: 'utf8', timeout: 30_000 });
+      expect(r.status, r.stderr).toBe(0);
+      return r.stdout;
+    };
+    const mounts = [PROC, { destination: '/shared', type: 'bind', source: src, options: ['rbind', 'rshared'] }];
+    expect(outer({ mounts, linux: { rootfsPropagation: 'rshared' } })).toMatch(/mounted\nouter-sees=1/);
+    // The default (rslave) lets nothing out.
+    expect(outer({ mounts })).toMatch(/mounted\nouter-sees=0/);
+  });
+
   it('masks files with /dev/null and directories with an empty read-only tmpfs; missing paths are fine', () => {
     const rootfs = makeRootfs();
     fs.writeFileSync(path.join(rootfs, 'etc/secret'), 'top secret\n');
