@@ -82,6 +82,18 @@ describe('berth-shim with the fake runtime', () => {
     expect(nums.length).toBeLessThan(300);
   });
 
+  it('starts the file over at the size limit with --log-max-files 1', async () => {
+    const box = fakeBox(`i=0; while [ $i -lt 100 ]; do echo "line $i"; i=$((i+1)); done`);
+    await startShim(box, ['--log-max-size', '1k']);
+    runtime(box, 'start', box.id);
+    await waitShimGone(box);
+    expect(fs.statSync(box.log).size).toBeLessThanOrEqual(1024);
+    expect(fs.existsSync(`${box.log}.1`)).toBe(false);
+    const kept = readLog(box.log).map((r) => r.log);
+    expect(kept.at(-1)).toBe('line 99\n');
+    expect(kept.length).toBeGreaterThan(3);
+  });
+
   it('records the exit code in exit.json', async () => {
     const box = fakeBox('exit 3');
     const { pid } = await startShim(box);
@@ -323,7 +335,7 @@ const runcSkip = !runcPath ? 'runc is not installed' : !busybox ? 'busybox is no
   : process.getuid?.() !== 0 ? 'runc needs root' : undefined;
 
 /** A bundle from `runc spec` around a rootfs holding only static busybox. */
-function runcBox(args: string[], terminal: boolean): Box {
+function runcBox(args: string[], terminal: boolean, memoryLimit?: number): Box {
   const dir = fs.mkdtempSync('/tmp/berth-test-shim-');
   const box: Box = trackBox({
     dir,
@@ -341,11 +353,12 @@ function runcBox(args: string[], terminal: boolean): Box {
   const cfgPath = path.join(box.bundle, 'config.json');
   const cfg = JSON.parse(fs.readFileSync(cfgPath, 'utf8')) as {
     process: { terminal: boolean; args: string[] };
-    linux: { cgroupsPath?: string };
+    linux: { cgroupsPath?: string; resources?: { memory?: { limit: number } } };
   };
   cfg.process.terminal = terminal;
   cfg.process.args = ['/bin/busybox', ...args];
   cfg.linux.cgroupsPath = `/${box.id}`;
+  if (memoryLimit !== undefined) cfg.linux.resources = { ...cfg.linux.resources, memory: { limit: memoryLimit } };
   fs.writeFileSync(cfgPath, JSON.stringify(cfg));
   return box;
 }
@@ -393,6 +406,14 @@ describe.skipIf(runcSkip !== undefined)(`berth-shim with runc${runcSkip ? ` (ski
     expect(mem.pssKiB).toBeGreaterThan(0);
     runtime(box, 'kill', box.id, 'KILL');
     expect(await waitShimGone(box)).toMatchObject({ exitCode: 137, signal: 'SIGKILL', oomKilled: false });
+  });
+
+  it('records oomKilled when the kernel OOM-kills the container in its memory cgroup', async () => {
+    // The shell doubles a variable until it outgrows 8 MiB.
+    const box = runcBox(['sh', '-c', 'echo start; x=a; while true; do x=$x$x; done'], false, 8 * 1024 * 1024);
+    await startShim(box, ['--rm']);
+    runtime(box, 'start', box.id);
+    expect(await waitShimGone(box)).toMatchObject({ exitCode: 137, signal: 'SIGKILL', oomKilled: true });
   });
 
   it('fails with runc\'s own error when the bundle is bad', async () => {
