@@ -672,9 +672,28 @@ static int do_cgroup(const mount_ctx *ctx, const char *dest, const mount_opts *o
                      berth_error *e) {
   cleanup_fd int target = path_create_in_root(ctx->root_fd, dest, PATH_DIR, e);
   if (target < 0) return berth_wrap(e, "destination");
-  char via[64];
+  /* cgroup_mount mounts in several steps (a tmpfs, then a hierarchy in each
+   * of its directories), so it needs a path that sees each new mount, which
+   * /proc/self/fd/N does not: hand it the canonical path of the resolved
+   * target, checked to lie inside the rootfs and to be that same inode. */
+  char via[64], real[PATH_MAX];
   snprintf(via, sizeof via, "/proc/self/fd/%d", target);
-  if (cgroup_mount(ctx->cg, via, o->ms_flags, e) < 0) return -1;
+  ssize_t n = readlink(via, real, sizeof real - 1);
+  if (n < 0) return berth_fail_errno(e, "destination: readlink %s", via);
+  real[n] = '\0';
+  char root[PATH_MAX];
+  snprintf(via, sizeof via, "/proc/self/fd/%d", ctx->root_fd);
+  ssize_t rn = readlink(via, root, sizeof root - 1);
+  if (rn < 0) return berth_fail_errno(e, "rootfs: readlink %s", via);
+  root[rn] = '\0';
+  size_t rlen = strcmp(root, "/") == 0 ? 0 : (size_t)rn;
+  if (strncmp(real, root, rlen) != 0 || (real[rlen] != '/' && real[rlen] != '\0'))
+    return berth_fail(e, EXDEV, "destination: '%s' is outside the rootfs", real);
+  struct stat want, got;
+  if (fstat(target, &want) < 0 || stat(real, &got) < 0 || want.st_dev != got.st_dev ||
+      want.st_ino != got.st_ino)
+    return berth_fail(e, EXDEV, "destination: '%s' changed while it was mounted on", real);
+  if (cgroup_mount(ctx->cg, real, o->ms_flags, e) < 0) return -1;
   if (o->propagation) {
     cleanup_fd int now = path_open_in_root(ctx->root_fd, dest, 0, e);
     if (now < 0) return -1;
