@@ -50,6 +50,13 @@ int daemonize(bool *is_shim, int *sync_fd, berth_error *e) {
   /* Orphans of the container (its init above all, once `runtime create`
    * exits) are reparented to us, so we can wait for them. */
   if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) return berth_fail_errno(e, "set child subreaper");
+  /* Whatever the starter ignored or blocked must not reach the container
+   * (exec keeps ignored signals and the mask). */
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
   signal(SIGPIPE, SIG_IGN);
   signal(SIGHUP, SIG_IGN);
   umask(022);

@@ -7,7 +7,8 @@ import * as path from 'node:path';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import {
   AttachClient, type Box, alive, buildShim, childrenOf, cleanupAll, fakeBox, memoryOf, notifyClient,
-  procStat, readExit, readLog, runShim, runtime, shimArgs, shimBinary, sleep, startShim, trackBox, trackPid,
+  fakeRuntime, procStat, readExit, readLog, runShim, runtime, shimArgs, shimBinary, sleep, startShim, trackBox,
+  trackPid,
   waitFor, waitShimGone,
 } from '../helpers/shim/harness.js';
 
@@ -260,6 +261,26 @@ describe('berth-shim with the fake runtime', () => {
     fs.writeFileSync(path.join(box.bundle, 'run.sh.go'), 'go\n');
     expect(await waitShimGone(box)).toMatchObject({ exitCode: 6 });
     expect(readLog(box.log).map((r) => r.log)).toEqual(['survived\n']);
+  });
+
+  it('passes no signal the starter ignored or blocked on to the runtime', async () => {
+    const box = fakeBox('true');
+    // A runtime that notes its signal state, then acts as the fake one.
+    const noted = path.join(box.dir, 'runtime-signals');
+    box.runtime = path.join(box.dir, 'noting-runtime.sh');
+    fs.writeFileSync(box.runtime,
+      `#!/bin/sh\n[ -e '${noted}' ] || grep -E '^Sig(Ign|Blk)' /proc/$$/status > '${noted}'\nexec '${fakeRuntime}' "$@"\n`,
+      { mode: 0o755 });
+    // The starter ignores INT, TERM and USR1 (exec keeps that) and blocks nothing it can show here.
+    const r = spawnSync('/bin/sh', ['-c', 'trap "" INT TERM USR1; exec "$@"', 'starter', shimBinary, ...shimArgs(box)],
+      { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(0);
+    const ready = JSON.parse(r.stdout) as { shimPid: number; pid: number };
+    box.shimPid = ready.shimPid;
+    box.pid = ready.pid;
+    expect(fs.readFileSync(noted, 'utf8')).toBe('SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n');
+    runtime(box, 'start', box.id);
+    await waitShimGone(box);
   });
 
   it('reaps orphans of the container as subreaper and leaves no zombie', async () => {
