@@ -30,7 +30,7 @@ static int have_openat2 = -1;
  * ".." pops a stack of directory fds that never goes below root_fd. Magic
  * links are read as plain text, so they cannot jump out either. Returns an
  * O_PATH fd or -1 with errno set. */
-static int walk_in_root(int root_fd, const char *path, int flags) {
+static int walk_in_root(int root_fd, const char *path, int flags, bool no_symlinks) {
   char *buf = malloc(2 * PATH_MAX);
   if (!buf) return -1;
   if (snprintf(buf, 2 * PATH_MAX, "%s", path) >= 2 * PATH_MAX) {
@@ -79,6 +79,11 @@ static int walk_in_root(int root_fd, const char *path, int flags) {
       goto out;
     }
     if (S_ISLNK(st.st_mode) && !(last && (flags & O_NOFOLLOW))) {
+      if (no_symlinks) {
+        close(fd);
+        err = ELOOP;
+        goto out;
+      }
       char target[PATH_MAX];
       ssize_t n = readlinkat(fd, "", target, sizeof target - 1);
       close(fd);
@@ -139,12 +144,12 @@ out:
 }
 
 /* O_PATH fd of path inside root_fd, or -1 with errno. */
-static int resolve_in_root(int root_fd, const char *path, int flags) {
+static int resolve_in_root_ex(int root_fd, const char *path, int flags, bool no_symlinks) {
   const char *p = (path[0] == '\0') ? "." : path;
   if (have_openat2 != 0) {
     struct open_how how = {
         .flags = (uint64_t)(O_PATH | O_CLOEXEC | flags),
-        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | (no_symlinks ? RESOLVE_NO_SYMLINKS : 0),
     };
     int fd;
     /* EAGAIN: a rename elsewhere raced with a ".." lookup; the kernel asks
@@ -159,7 +164,11 @@ static int resolve_in_root(int root_fd, const char *path, int flags) {
     }
     have_openat2 = 0;
   }
-  return walk_in_root(root_fd, p, flags);
+  return walk_in_root(root_fd, p, flags, no_symlinks);
+}
+
+static int resolve_in_root(int root_fd, const char *path, int flags) {
+  return resolve_in_root_ex(root_fd, path, flags, false);
 }
 
 int path_open_in_root(int root_fd, const char *path, int extra_flags, berth_error *e) {
@@ -704,6 +713,19 @@ static int do_cgroup(const mount_ctx *ctx, const char *dest, const mount_opts *o
 
 static int do_new_fs(const mount_ctx *ctx, const char *type, const char *source, const char *dest,
                      const mount_opts *o, berth_error *e) {
+  cleanup_fd int target = path_create_in_root(ctx->root_fd, dest, PATH_DIR, e);
+  if (target < 0) return berth_wrap(e, "destination");
+  /* The runtime and LSMs write under /proc (and read /sys) after pivot: a
+   * symlink on the way could later be covered by another mount and turn
+   * those writes into writes to plain files (CVE-2019-19921). */
+  if (strcmp(type, "proc") == 0 || strcmp(type, "sysfs") == 0) {
+    int plain = resolve_in_root_ex(ctx->root_fd, dest, O_DIRECTORY, true);
+    if (plain < 0 && errno == ELOOP)
+      return berth_fail(e, EXDEV, "destination: %s must be mounted on a plain directory, not "
+                        "through a symlink", type);
+    if (plain < 0) return berth_fail_errno(e, "destination");
+    close(plain);
+  }
   cleanup_fd int mnt = new_fs_mount(type, source, o, e);
   if (mnt < 0) {
     /* A user namespace that does not own the network namespace may not mount
@@ -723,8 +745,6 @@ static int do_new_fs(const mount_ctx *ctx, const char *type, const char *source,
     if (sfs.f_type != PROC_SUPER_MAGIC)
       return berth_fail(e, EINVAL, "mount: new proc mount is not procfs");
   }
-  cleanup_fd int target = path_create_in_root(ctx->root_fd, dest, PATH_DIR, e);
-  if (target < 0) return berth_wrap(e, "destination");
   if (attach(mnt, target, e) < 0) return -1;
   if (o->propagation && mount_set_propagation(mnt, o->propagation, o->propagation_recursive, e))
     return -1;

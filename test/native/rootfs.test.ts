@@ -579,6 +579,22 @@ describe.skipIf(!!skipReason).each([
     expect(out).toMatch(/nameserver 192\.0\.2\.53/);
     expect(fs.statSync(path.join(rootfs, 'run/systemd/resolve/stub-resolv.conf')).isFile()).toBe(true);
   });
+  it('refuses proc and sysfs through a symlink (a later mount could cover their target)', () => {
+    const rootfs = makeRootfs();
+    fs.rmSync(path.join(rootfs, 'proc'), { recursive: true });
+    fs.mkdirSync(path.join(rootfs, 'tmp/fakeproc'));
+    fs.symlinkSync('/tmp/fakeproc', path.join(rootfs, 'proc'));
+    const r = run({ mounts: [PROC, { destination: '/tmp', type: 'tmpfs', source: 'tmpfs' }] }, rootfs, flags);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/mounts\[0\] \(proc on \/proc\): destination: proc must be mounted on a plain directory, not through a symlink/);
+
+    const rootfs2 = makeRootfs();
+    fs.mkdirSync(path.join(rootfs2, 'real'));
+    fs.symlinkSync('real', path.join(rootfs2, 'sysdir'));
+    const r2 = run({ mounts: [{ destination: '/sysdir/sys', type: 'sysfs', source: 'sysfs' }] }, rootfs2, flags);
+    expect(r2.status).toBe(1);
+    expect(r2.stderr).toMatch(/mounts\[0\] \(sysfs on \/sysdir\/sys\): destination: sysfs must be mounted on a plain directory/);
+  });
 });
 
 describe.skipIf(!!skipReason)('rootfs errors', () => {
