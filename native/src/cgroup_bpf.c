@@ -49,7 +49,9 @@ static int emit(struct prog *p, struct bpf_insn i) {
 #define EXIT() INSN(BPF_JMP | BPF_EXIT, 0, 0, 0, 0)
 
 /* Registers after the prologue: r2 device type, r3 access, r4 major, r5 minor. */
-static int emit_rule(struct prog *p, const struct cg_dev_rule *r) {
+/* Sets *always when the rule matches every access: nothing after it could
+ * run, and the verifier refuses unreachable instructions. */
+static int emit_rule(struct prog *p, const struct cg_dev_rule *r, bool *always) {
   /* The block's tests, each jumping past the block when it fails. */
   struct bpf_insn tests[8];
   size_t nt = 0;
@@ -65,6 +67,7 @@ static int emit_rule(struct prog *p, const struct cg_dev_rule *r) {
   }
   if (r->major >= 0) tests[nt++] = JMP_K(BPF_JNE, BPF_REG_4, (int32_t)r->major, 0);
   if (r->minor >= 0) tests[nt++] = JMP_K(BPF_JNE, BPF_REG_5, (int32_t)r->minor, 0);
+  *always = nt == 0;
   size_t total = nt + 2; /* + mov r0, exit */
   for (size_t i = 0; i < nt; i++) {
     if (BPF_CLASS(tests[i].code) == BPF_JMP) tests[i].off = (int16_t)(total - i - 1);
@@ -83,8 +86,11 @@ static int build(const struct cg_dev_rule *rules, size_t n, struct prog *p) {
   };
   for (size_t i = 0; i < BERTH_ARRAY_LEN(prologue); i++)
     if (emit(p, prologue[i]) < 0) return -1;
-  for (size_t i = n; i-- > 0;)
-    if (emit_rule(p, &rules[i]) < 0) return -1;
+  for (size_t i = n; i-- > 0;) {
+    bool always;
+    if (emit_rule(p, &rules[i], &always) < 0) return -1;
+    if (always) return 0;
+  }
   if (emit(p, MOV64_K(BPF_REG_0, 0)) < 0 || emit(p, EXIT()) < 0) return -1;
   return 0;
 }
