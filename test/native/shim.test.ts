@@ -263,15 +263,20 @@ describe('berth-shim with the fake runtime', () => {
     expect(readLog(box.log).map((r) => r.log)).toEqual(['survived\n']);
   });
 
-  it('passes no signal the starter ignored or blocked on to the runtime', async () => {
+  it('passes the runtime no signal the starter ignored or blocked, and no fd but its stdio', async () => {
     const box = fakeBox('true');
-    // A runtime that notes its signal state, then acts as the fake one.
+    // A runtime that notes its signal state and open fds, then acts as the fake one.
     const noted = path.join(box.dir, 'runtime-signals');
+    const fds = path.join(box.dir, 'runtime-fds');
     box.runtime = path.join(box.dir, 'noting-runtime.sh');
-    fs.writeFileSync(box.runtime,
-      `#!/bin/sh\n[ -e '${noted}' ] || grep -E '^Sig(Ign|Blk)' /proc/$$/status > '${noted}'\nexec '${fakeRuntime}' "$@"\n`,
-      { mode: 0o755 });
-    // The starter ignores INT, TERM and USR1 (exec keeps that) and blocks nothing it can show here.
+    fs.writeFileSync(box.runtime, [
+      '#!/bin/sh',
+      `[ -e '${noted}' ] || grep -E '^Sig(Ign|Blk)' /proc/self/status > '${noted}'`,
+      `[ -e '${fds}' ] || ls -l /proc/$$/fd > '${fds}'`,
+      `exec '${fakeRuntime}' "$@"`,
+      '',
+    ].join('\n'), { mode: 0o755 });
+    // The starter ignores INT, TERM and USR1; exec keeps that for the shim.
     const r = spawnSync('/bin/sh', ['-c', 'trap "" INT TERM USR1; exec "$@"', 'starter', shimBinary, ...shimArgs(box)],
       { encoding: 'utf8', timeout: 30_000 });
     expect(r.status).toBe(0);
@@ -279,6 +284,11 @@ describe('berth-shim with the fake runtime', () => {
     box.shimPid = ready.shimPid;
     box.pid = ready.pid;
     expect(fs.readFileSync(noted, 'utf8')).toBe('SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n');
+    // Besides the shell's own (its script, a saved stdout), only the
+    // container's stdout and stderr pipes: no socket, log, sync pipe.
+    const targets = fs.readFileSync(fds, 'utf8').split('\n').filter((l) => l.includes(' -> ')).map((l) => l.split(' -> ')[1]);
+    expect(targets.filter((t) => /socket:|ctr\.log|state/.test(t ?? ''))).toEqual([]);
+    expect(new Set(targets.filter((t) => t?.startsWith('pipe:'))).size).toBeLessThanOrEqual(2);
     runtime(box, 'start', box.id);
     await waitShimGone(box);
   });
