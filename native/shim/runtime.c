@@ -152,6 +152,10 @@ int runtime_create(const struct shim_options *o, const struct runtime_stdio *io,
                    struct runtime_output *out, pid_t *pid, berth_error *e) {
   char console[PATH_MAX];
   snprintf(console, sizeof console, "%s/%s", o->state_dir, RUNTIME_CONSOLE_SOCKET);
+  /* A unix socket path must fit sun_path (108 bytes); our cwd is the state
+   * dir, and /proc/<pid>/cwd names it in a few bytes for any process. */
+  if (strlen(console) >= 108)
+    snprintf(console, sizeof console, "/proc/%d/cwd/%s", (int)getpid(), RUNTIME_CONSOLE_SOCKET);
   char pidfile[PATH_MAX];
   snprintf(pidfile, sizeof pidfile, "%s/%s", o->state_dir, RUNTIME_PID_FILE);
   unlink(RUNTIME_PID_FILE);

@@ -447,6 +447,15 @@ describe.skipIf(runcSkip !== undefined)(`berth-shim with runc${runcSkip ? ` (ski
     expect(await waitShimGone(box)).toMatchObject({ exitCode: 137, signal: 'SIGKILL', oomKilled: true });
   });
 
+  it('passes runc a console socket path that fits even under a state dir too long for sun_path', async () => {
+    const box = runcBox(['echo', 'hi'], true);
+    box.state = path.join(box.dir, 'd'.repeat(120));
+    await startShim(box, ['--terminal', '--rm']);
+    runtime(box, 'start', box.id);
+    expect(await waitShimGone(box)).toMatchObject({ exitCode: 0 });
+    expect(readLog(box.log).map((r) => r.log)).toEqual(['hi\r\n']);
+  });
+
   it('fails with runc\'s own error when the bundle is bad', async () => {
     const box = runcBox(['true'], false);
     fs.rmSync(path.join(box.bundle, 'rootfs'), { recursive: true });
