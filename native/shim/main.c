@@ -115,7 +115,11 @@ int main(int argc, char **argv) {
     fprintf(stderr, "berth-shim: state dir: %s\n", e.msg);
     return 1;
   }
-  if (!(o.state_dir = realpath(o.state_dir, abs_state))) return bad_usage("--state-dir: cannot resolve '%s'", argv[0]);
+  if (!realpath(o.state_dir, abs_state)) {
+    fprintf(stderr, "berth-shim: resolve state dir '%s': %s\n", o.state_dir, strerror(errno));
+    return 1;
+  }
+  o.state_dir = abs_state;
   if (!(o.bundle = absolute(o.bundle, abs_bundle))) return bad_usage("%s: path too long", "--bundle");
   if (o.log_path && !(o.log_path = absolute(o.log_path, abs_log))) return bad_usage("%s: path too long", "--log-path");
   if (o.runtime_root && !(o.runtime_root = absolute(o.runtime_root, abs_root)))
