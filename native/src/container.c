@@ -40,6 +40,7 @@ typedef struct child_ctx {
   bool terminal;
   bool wants_mount_hooks;
   bool exec_mode;      /* exec into a running container instead of create */
+  int parent_only_fds[3]; /* the parent's fds that must not live on in the container (state lock...) */
 } child_ctx;
 
 static void child_fail(child_ctx *c, berth_error *e) {
@@ -86,6 +87,11 @@ static void stage2_init(child_ctx *c) {
   const char *domain = json_str(config, "domainname");
   if (domain && setdomainname(domain, strlen(domain)) < 0) {
     berth_fail_errno(e, "domainname \"%s\"", domain);
+    child_fail(c, e);
+  }
+  /* Relative bind sources are relative to the bundle, as with runc. */
+  if (chdir(c->spec->bundle) < 0) {
+    berth_fail_errno(e, "chdir to the bundle '%s'", c->spec->bundle);
     child_fail(c, e);
   }
   if (rootfs_prepare(config, c->spec->rootfs, &c->cg, c->proc.in_userns, e) < 0) child_fail(c, e);
@@ -152,6 +158,10 @@ static void stage1(child_ctx *c) {
   berth_error err;
   berth_error *e = &err;
   sync_msg m;
+  /* A flock belongs to the open file: a copy kept here would hold the
+   * container's state lock for as long as the container runs. */
+  for (size_t i = 0; i < BERTH_ARRAY_LEN(c->parent_only_fds); i++)
+    if (c->parent_only_fds[i] >= 0) close(c->parent_only_fds[i]);
   if (sync_expect(c->sock, SYNC_GO, &m, e) < 0) _exit(1);
   /* Nothing in the container may ptrace us or open /proc/<pid>/exe or our
    * fds until execve resets this. */
@@ -219,6 +229,28 @@ static int host_uid_of_root(json_t *linux_, uid_t *uid, gid_t *gid) {
   return 0;
 }
 
+/* The devices every container gets whatever its device rules say, as runc
+ * does: mknod of any node (access is still checked on open), the default
+ * devices, /dev/console and ptys. */
+static void add_default_device_rules(json_t *linux_) {
+  json_t *res = json_object_get(linux_, "resources");
+  json_t *rules = json_object_get(res, "devices");
+  if (!json_is_array(rules) || json_array_size(rules) == 0) return;
+  static const struct {
+    const char *type;
+    long long major, minor;
+    const char *access;
+  } defaults[] = {{"c", -1, -1, "m"},  {"b", -1, -1, "m"},   {"c", 1, 3, "rwm"}, {"c", 1, 5, "rwm"},
+                  {"c", 1, 7, "rwm"},  {"c", 1, 8, "rwm"},   {"c", 1, 9, "rwm"}, {"c", 5, 0, "rwm"},
+                  {"c", 5, 1, "rwm"},  {"c", 5, 2, "rwm"},   {"c", 136, -1, "rwm"}};
+  for (size_t i = 0; i < BERTH_ARRAY_LEN(defaults); i++) {
+    json_t *r = json_pack("{s:b, s:s, s:s}", "allow", 1, "type", defaults[i].type, "access", defaults[i].access);
+    if (defaults[i].major >= 0) json_object_set_new(r, "major", json_integer(defaults[i].major));
+    if (defaults[i].minor >= 0) json_object_set_new(r, "minor", json_integer(defaults[i].minor));
+    json_array_append_new(rules, r);
+  }
+}
+
 static char *state_json_text(const berth_state *st, berth_status status) {
   cleanup_json json_t *j = state_to_json(st, status);
   return j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -273,7 +305,7 @@ static int check_create_config(berth_spec *spec, const create_opts *o, ns_plan *
 int container_create(const create_opts *o, berth_state *st, int *console_master, berth_error *e) {
   *console_master = -1;
   berth_spec spec;
-  child_ctx c = {.spec = &spec, .sock = -1, .state_dirfd = -1, .no_pivot = o->no_pivot};
+  child_ctx c = {.spec = &spec, .sock = -1, .state_dirfd = -1, .no_pivot = o->no_pivot, .parent_only_fds = {-1, -1, -1}};
   int parent_sock = -1, console_sock = -1;
   pid_t stage1_pid = -1, init_pid = -1;
   bool dir_made = false, cgroup_made = false;
@@ -326,6 +358,7 @@ int container_create(const create_opts *o, berth_state *st, int *console_master,
     berth_fail_errno(e, "open '%s'", st->dir);
     goto fail;
   }
+  add_default_device_rules(spec.linux_);
   if (cgroup_create(&c.cg, json_object_get(spec.linux_, "resources"), e) < 0) goto fail;
   cgroup_made = true;
 
@@ -336,17 +369,16 @@ int container_create(const create_opts *o, berth_state *st, int *console_master,
   }
   parent_sock = sp[0];
   c.sock = sp[1];
+  c.parent_only_fds[0] = st->lock_fd;
+  c.parent_only_fds[1] = parent_sock;
+  c.parent_only_fds[2] = console_sock;
   if (o->foreground && foreground_prepare(e) < 0) goto fail;
   stage1_pid = fork();
   if (stage1_pid < 0) {
     berth_fail_errno(e, "fork");
     goto fail;
   }
-  if (stage1_pid == 0) {
-    close(parent_sock);
-    if (console_sock >= 0) close(console_sock);
-    stage1(&c);
-  }
+  if (stage1_pid == 0) stage1(&c);
   close(c.sock);
   c.sock = -1;
   if (cgroup_enter(&c.cg, stage1_pid, e) < 0) goto fail;
@@ -513,7 +545,7 @@ int container_load_config(const berth_state *st, json_t **config, berth_error *e
 int container_exec(const exec_opts *o, berth_error *e) {
   berth_state st;
   cleanup_json json_t *config = NULL;
-  child_ctx c = {.sock = -1, .state_dirfd = -1, .exec_mode = true};
+  child_ctx c = {.sock = -1, .state_dirfd = -1, .exec_mode = true, .parent_only_fds = {-1, -1, -1}};
   berth_spec spec = {0};
   int parent_sock = -1, console_sock = -1, master = -1, rc = -1;
   pid_t stage1_pid = -1, pid = -1;
@@ -548,17 +580,15 @@ int container_exec(const exec_opts *o, berth_error *e) {
   }
   parent_sock = sp[0];
   c.sock = sp[1];
+  c.parent_only_fds[0] = parent_sock;
+  c.parent_only_fds[1] = console_sock;
   if (!o->detach && foreground_prepare(e) < 0) goto out;
   stage1_pid = fork();
   if (stage1_pid < 0) {
     berth_fail_errno(e, "fork");
     goto out;
   }
-  if (stage1_pid == 0) {
-    close(parent_sock);
-    if (console_sock >= 0) close(console_sock);
-    stage1(&c);
-  }
+  if (stage1_pid == 0) stage1(&c);
   close(c.sock);
   c.sock = -1;
   if (cgroup_enter(&c.cg, stage1_pid, e) < 0 || sync_send(parent_sock, SYNC_GO, 0, e) < 0) goto out;
