@@ -211,6 +211,18 @@ int cg_rmdir_tree(const char *dir, berth_error *e) {
   return berth_fail_errno(e, "rmdir '%s'", dir);
 }
 
+void cg_rmdir_parents(const char *root, const char *path) {
+  char rel[PATH_MAX];
+  snprintf(rel, sizeof rel, "%s", path);
+  for (char *slash = strrchr(rel, '/'); slash && slash != rel; slash = strrchr(rel, '/')) {
+    *slash = '\0';
+    const char *base = strrchr(rel, '/') + 1;
+    if (strncmp(base, "berth", 5) != 0) return;
+    char dir[PATH_MAX];
+    if (!cg_join(dir, sizeof dir, root, rel) || (rmdir(dir) < 0 && errno != ENOENT)) return;
+  }
+}
+
 int cg_collect_pids(const char *dir, pid_t **pids, size_t *n, size_t *cap, berth_error *e) {
   cleanup_free char *procs = NULL;
   if (cg_read(dir, "cgroup.procs", &procs, e) < 0) return -1;
@@ -377,8 +389,9 @@ static int check_cpuset(json_t *cpu, const char *key, const char *online_file, c
   if (!json_is_string(v)) return berth_fail(e, 0, F "cpu.%s: expected a string like \"0-2,4\"", key);
   const char *s = json_string_value(v);
   if (!*s) return 0;
-  uint64_t want[16], have[16];
-  if (cg_parse_list(s, want, 16) < 0)
+  /* Room for the kernel's largest NR_CPUS (8192). */
+  uint64_t want[128], have[128];
+  if (cg_parse_list(s, want, 128) < 0)
     return berth_fail(e, 0, F "cpu.%s: '%s' is not a list like \"0-2,4\"", key, s);
   cleanup_free char *online = NULL;
   berth_error ignored;
@@ -387,8 +400,8 @@ static int check_cpuset(json_t *cpu, const char *key, const char *online_file, c
     online = strdup("0");
     if (!online) return berth_fail(e, ENOMEM, "read '%s'", online_file);
   }
-  if (cg_parse_list(online, have, 16) < 0) return 0;
-  for (size_t i = 0; i < 16; i++)
+  if (cg_parse_list(online, have, 128) < 0) return 0;
+  for (size_t i = 0; i < 128; i++)
     if (want[i] & ~have[i])
       return berth_fail(e, 0, F "cpu.%s: '%s' names %s that are not online (online: %s)", key, s,
                         strcmp(key, "cpus") == 0 ? "CPUs" : "memory nodes", strtok(online, "\n"));
@@ -699,14 +712,14 @@ int cgroup_create(berth_cgroup *cg, json_t *resources, berth_error *e) {
   if (!cg->ops) return 0;
   cg_res r;
   if (cg_res_parse(resources, &r, e) < 0) return -1;
+  /* Only a group this call made is removed when it fails. */
+  bool existed = cg->ops->exists(cg);
   int rc = cg->ops->create(cg, e);
-  if (rc == 0) {
-    rc = cg->ops->check(cg, &r, e);
-    if (rc == 0) rc = cg->ops->apply(cg, &r, e);
-    if (rc < 0) {
-      berth_error ignored;
-      cg->ops->destroy(cg, &ignored);
-    }
+  if (rc == 0) rc = cg->ops->check(cg, &r, e);
+  if (rc == 0) rc = cg->ops->apply(cg, &r, e);
+  if (rc < 0 && !existed) {
+    berth_error ignored;
+    cg->ops->destroy(cg, &ignored);
   }
   cg_res_free(&r);
   return rc < 0 ? berth_wrap(e, "cgroup '%s'", cg->path) : 0;

@@ -114,6 +114,9 @@ bool cg_kv_get(const char *text, const char *key, uint64_t *v);
 int cg_mkdir(const char *path, bool *created, berth_error *e);
 /* rmdir of dir and every group below it, retrying while it drains. */
 int cg_rmdir_tree(const char *dir, berth_error *e);
+/* Removes the ancestors of path under root that Berth made (named berth*)
+ * once they are empty; stops at the first that is not. */
+void cg_rmdir_parents(const char *root, const char *path);
 /* Every pid in dir's cgroup.procs and those of its descendants. */
 int cg_collect_pids(const char *dir, pid_t **pids, size_t *n, size_t *cap, berth_error *e);
 /* Writes pid to <dir>/cgroup.procs. */
@@ -151,6 +154,7 @@ int cg_bpf_apply_devices(const char *dir, const struct cg_dev_rule *rules, size_
                          berth_error *e);
 
 struct cgroup_ops {
+  bool (*exists)(const berth_cgroup *cg);
   int (*create)(const berth_cgroup *cg, berth_error *e);
   int (*check)(const berth_cgroup *cg, const cg_res *r, berth_error *e);
   int (*apply)(const berth_cgroup *cg, const cg_res *r, berth_error *e);

@@ -109,23 +109,32 @@ static int mkdir_levels(const char *root, const char *rel, bool cpuset, berth_er
   return 0;
 }
 
-static int v1_destroy(const berth_cgroup *cg, berth_error *e);
+static bool v1_exists(const berth_cgroup *cg) {
+  const struct cg_host *h = cg_host(&(berth_error){0});
+  char dir[PATH_MAX];
+  if (!h) return false;
+  for (size_t i = 0; i < h->nhier; i++)
+    if (cg_join(dir, sizeof dir, h->hier[i].mnt, cg->path) && access(dir, F_OK) == 0) return true;
+  return unified_dir(cg, dir, sizeof dir) && access(dir, F_OK) == 0;
+}
 
 static int v1_create(const berth_cgroup *cg, berth_error *e) {
   const struct cg_host *h = cg_host(e);
   if (!h) return -1;
   int rc = 0;
-  for (size_t i = 0; rc == 0 && i < h->nhier; i++)
-    rc = mkdir_levels(h->hier[i].mnt, cg->path, has_controller(&h->hier[i], "cpuset"), e);
-  if (rc == 0 && h->unified[0]) {
-    char dir[PATH_MAX];
-    cg_join(dir, sizeof dir, h->unified, cg->path);
-    rc = cg2_enable_controllers(h->unified, cg->path, e);
-    if (rc == 0) rc = cg_mkdir(dir, NULL, e);
-  }
-  if (rc < 0) {
-    berth_error ignored;
-    v1_destroy(cg, &ignored);
+  /* A parent can vanish under us when the last sibling's delete removes it
+   * (cg_rmdir_parents): start over then. */
+  for (int attempt = 0; attempt < 5; attempt++) {
+    rc = 0;
+    for (size_t i = 0; rc == 0 && i < h->nhier; i++)
+      rc = mkdir_levels(h->hier[i].mnt, cg->path, has_controller(&h->hier[i], "cpuset"), e);
+    if (rc == 0 && h->unified[0]) {
+      char dir[PATH_MAX];
+      cg_join(dir, sizeof dir, h->unified, cg->path);
+      rc = cg2_enable_controllers(h->unified, cg->path, e);
+      if (rc == 0) rc = cg_mkdir(dir, NULL, e);
+    }
+    if (rc == 0 || e->errnum != ENOENT) break;
   }
   return rc;
 }
@@ -658,8 +667,12 @@ static int v1_destroy(const berth_cgroup *cg, berth_error *e) {
   for (size_t i = 0; i < h->nhier; i++) {
     cg_join(dir, sizeof dir, h->hier[i].mnt, cg->path);
     if (cg_rmdir_tree(dir, rc < 0 ? &later : e) < 0) rc = -1;
+    else cg_rmdir_parents(h->hier[i].mnt, cg->path);
   }
-  if (unified_dir(cg, dir, sizeof dir) && cg_rmdir_tree(dir, rc < 0 ? &later : e) < 0) rc = -1;
+  if (unified_dir(cg, dir, sizeof dir)) {
+    if (cg_rmdir_tree(dir, rc < 0 ? &later : e) < 0) rc = -1;
+    else cg_rmdir_parents(h->unified, cg->path);
+  }
   return rc;
 }
 
@@ -703,6 +716,7 @@ static int v1_mount(const berth_cgroup *cg, const char *target, unsigned long fl
 }
 
 const struct cgroup_ops cg_v1_ops = {
+    .exists = v1_exists,
     .create = v1_create,
     .check = v1_check,
     .apply = v1_apply,

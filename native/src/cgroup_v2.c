@@ -409,13 +409,24 @@ int cg2_stats_hugetlb(const char *dir, json_t *out, berth_error *e) {
 
 /* ---- operations -------------------------------------------------------- */
 
+static bool v2_exists(const berth_cgroup *cg) {
+  char dir[PATH_MAX];
+  group_dir(cg, dir, sizeof dir);
+  return access(dir, F_OK) == 0;
+}
+
 static int v2_create(const berth_cgroup *cg, berth_error *e) {
   const struct cg_host *h = cg_host(e);
   if (!h) return -1;
-  if (cg2_enable_controllers(h->unified, cg->path, e) < 0) return -1;
   char dir[PATH_MAX];
   group_dir(cg, dir, sizeof dir);
-  return cg_mkdir(dir, NULL, e);
+  /* A parent can vanish under us when the last sibling's delete removes it
+   * (cg_rmdir_parents): start over then. */
+  for (int attempt = 0;; attempt++) {
+    int rc = cg2_enable_controllers(h->unified, cg->path, e);
+    if (rc == 0) rc = cg_mkdir(dir, NULL, e);
+    if (rc == 0 || e->errnum != ENOENT || attempt == 5) return rc;
+  }
 }
 
 static int v2_check(const berth_cgroup *cg, const cg_res *r, berth_error *e) {
@@ -510,7 +521,10 @@ static int v2_stats(const berth_cgroup *cg, json_t *out, berth_error *e) {
 static int v2_destroy(const berth_cgroup *cg, berth_error *e) {
   char dir[PATH_MAX];
   group_dir(cg, dir, sizeof dir);
-  return cg_rmdir_tree(dir, e);
+  if (cg_rmdir_tree(dir, e) < 0) return -1;
+  const struct cg_host *h = cg_host(e);
+  if (h) cg_rmdir_parents(h->unified, cg->path);
+  return 0;
 }
 
 static int v2_mount(const berth_cgroup *cg, const char *target, unsigned long flags, berth_error *e) {
@@ -521,6 +535,7 @@ static int v2_mount(const berth_cgroup *cg, const char *target, unsigned long fl
 }
 
 const struct cgroup_ops cg_v2_ops = {
+    .exists = v2_exists,
     .create = v2_create,
     .check = v2_check,
     .apply = v2_apply,
