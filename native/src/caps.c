@@ -122,13 +122,13 @@ int caps_parse(json_t *capabilities, caps_sets *out, berth_error *e) {
   out->permitted &= mask;
   out->ambient &= mask;
 
-  if (check_subset(out->ambient, out->permitted, "ambient",
-                   "is not in the permitted set (an ambient capability must be permitted and "
-                   "inheritable)", e) < 0 ||
-      check_subset(out->ambient, out->inheritable, "ambient",
-                   "is not in the inheritable set (an ambient capability must be permitted and "
-                   "inheritable)", e) < 0 ||
-      check_subset(out->effective, out->permitted, "effective",
+  /* The kernel raises an ambient capability only when it is permitted and
+   * inheritable. runc's own `runc spec` lists ambient ones without the
+   * inheritable set and runc goes on without them; so do we, so that the
+   * bundles of runc users run unchanged. */
+  out->ambient &= out->permitted & out->inheritable;
+
+  if (check_subset(out->effective, out->permitted, "effective",
                    "is not in the permitted set (effective must be a subset of permitted)",
                    e) < 0 ||
       check_subset(out->inheritable, out->bounding, "inheritable",

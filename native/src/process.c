@@ -49,7 +49,7 @@ static int check_rlimits(json_t *process, berth_error *e) {
   return 0;
 }
 
-int process_prepare(proc_plan *pp, json_t *process, json_t *linux_, berth_error *e) {
+int process_prepare(proc_plan *pp, json_t *process, json_t *linux_, const char *seccomp_cache, berth_error *e) {
   memset(pp, 0, sizeof *pp);
   pp->process = process;
   pp->linux_ = linux_;
@@ -57,7 +57,7 @@ int process_prepare(proc_plan *pp, json_t *process, json_t *linux_, berth_error 
   if (caps_parse(json_object_get(process, "capabilities"), &pp->caps, e) < 0) return -1;
   pp->no_new_privs = json_is_true(json_object_get(process, "noNewPrivileges"));
   json_t *sc = linux_ ? json_object_get(linux_, "seccomp") : NULL;
-  if (sc && seccomp_build(sc, &pp->seccomp, e) < 0) return berth_wrap(e, "linux.seccomp");
+  if (sc && seccomp_build_cached(sc, seccomp_cache, &pp->seccomp, e) < 0) return -1;
   json_t *pers = linux_ ? json_object_get(linux_, "personality") : NULL;
   if (pers) {
     const char *dom = json_str(pers, "domain");
@@ -237,8 +237,7 @@ int process_exec(proc_plan *pp, const char *state_json, berth_error *e) {
 
   /* Without no_new_privs, installing a filter needs CAP_SYS_ADMIN: load it
    * while we still have every capability. */
-  if (!pp->no_new_privs && pp->seccomp && seccomp_install(pp->seccomp, state_json, e) < 0)
-    return berth_wrap(e, "linux.seccomp");
+  if (!pp->no_new_privs && pp->seccomp && seccomp_install(pp->seccomp, state_json, e) < 0) return -1;
 
   json_t *gids = json_object_get(user, "additionalGids");
   size_t ngids = json_array_size(gids);
@@ -257,7 +256,7 @@ int process_exec(proc_plan *pp, const char *state_json, berth_error *e) {
 
   if (pp->no_new_privs) {
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0) return berth_fail_errno(e, "process.noNewPrivileges: prctl");
-    if (pp->seccomp && seccomp_install(pp->seccomp, state_json, e) < 0) return berth_wrap(e, "linux.seccomp");
+    if (pp->seccomp && seccomp_install(pp->seccomp, state_json, e) < 0) return -1;
   }
   execve(pp->exe, argv, envp);
   return berth_fail_errno(e, "exec '%s'", pp->exe);

@@ -26,8 +26,10 @@ typedef struct proc_plan {
 } proc_plan;
 
 /* Host side, before anything is created: parses capabilities and builds the
- * seccomp filter, so a bad config fails early. */
-int process_prepare(proc_plan *pp, json_t *process, json_t *linux_, berth_error *e);
+ * seccomp filter, so a bad config fails early. Compiled filters are kept in
+ * seccomp_cache (a directory, may be NULL) since compiling a Docker-sized
+ * profile costs ~30 ms per container. */
+int process_prepare(proc_plan *pp, json_t *process, json_t *linux_, const char *seccomp_cache, berth_error *e);
 void process_plan_free(proc_plan *pp);
 /* rlimits, oom_score_adj, ioPriority and linux.personality. */
 int process_apply_limits(proc_plan *pp, berth_error *e);
