@@ -191,7 +191,13 @@ static void stage1(child_ctx *c) {
     child_fail(c, e);
   }
   if (flags & 0x80 /* CLONE_NEWTIME */) {
-    if (ns_write_time_offsets(json_object_get(c->spec->linux_, "timeOffsets"), e) < 0) child_fail(c, e);
+    /* Non-dumpable, our /proc/self files belong to the host's root, which a
+     * new user namespace cannot write as; nothing of the container runs yet,
+     * so lift it for this one write. */
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    int r = ns_write_time_offsets(json_object_get(c->spec->linux_, "timeOffsets"), e);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    if (r < 0) child_fail(c, e);
   }
   pid_t pid = fork();
   if (pid < 0) {
