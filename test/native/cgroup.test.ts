@@ -376,6 +376,14 @@ describe.skipIf(!isRoot)('cgroups (needs root: creates cgroups)', () => {
 
 // ---- pure cgroup v2, in a guest ---------------------------------------------
 
+const runtime = `${repo}native/build/berth-runtime`;
+const fixtureRootfs = `${repo}test/fixtures/build/rootfs`;
+const runtimeReason = !fs.existsSync(runtime)
+  ? 'native/build/berth-runtime is not built (make -C native)'
+  : !fs.existsSync(`${fixtureRootfs}/bin/busybox`)
+    ? 'no fixture rootfs (test/fixtures/make-fixtures.sh)'
+    : '';
+
 const vmReason = !isRoot
   ? 'needs root (installs qemu and a kernel, reads /boot)'
   : !fs.existsSync('/dev/kvm') && !fs.existsSync('/usr/bin/qemu-system-x86_64') && !fs.existsSync('/usr/bin/apt-get')
@@ -386,17 +394,61 @@ describe.skipIf(vmReason !== '')(`pure cgroup v2 in a KVM/TCG guest${vmReason ? 
   const checks = new Map<string, string>();
   let stats: Record<string, unknown> = {};
 
+  const container: string[] = [];
+  let bundleDir = '';
+
   beforeAll(() => {
     execFileSync('make', ['-s', '-C', `${repo}native/tests/cgroup`], { stdio: 'inherit' });
-    const r = spawnSync(`${repo}test/vm/run-in-vm.sh`, [`${repo}test/vm/cgroup-v2-checks.sh`, driver], {
-      encoding: 'utf8',
-      timeout: 280_000,
-    });
-    if (r.status !== 0) throw new Error(`the guest failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
-    for (const line of r.stdout.split('\n')) {
-      const m = /^CHECK (\S+) ?(.*)$/.exec(line);
-      if (m?.[1]) checks.set(m[1], (m[2] ?? '').trim());
-      if (line.startsWith('STATS ')) stats = JSON.parse(line.slice(6)) as Record<string, unknown>;
+    const files = [driver];
+    if (runtimeReason === '') {
+      // A bundle for the whole runtime: its config from `berth-runtime spec`.
+      bundleDir = fs.mkdtempSync(`${os.tmpdir()}/berth-test-vmbundle-`);
+      execFileSync(runtime, ['spec'], { cwd: bundleDir });
+      const config = JSON.parse(fs.readFileSync(`${bundleDir}/config.json`, 'utf8')) as {
+        process: { terminal: boolean; args: string[]; capabilities?: Record<string, string[]> };
+        root: { path: string; readonly: boolean };
+        linux: { resources?: object; cgroupsPath?: string; namespaces: { type: string }[] };
+      };
+      config.process.terminal = false;
+      config.process.args = ['/bin/sh', '-c', [
+        'echo "pids.max $(cat /sys/fs/cgroup/pids.max)"',
+        'echo "memory.max $(cat /sys/fs/cgroup/memory.max)"',
+        'echo "cpu.max $(cat /sys/fs/cgroup/cpu.max)"',
+        'echo "self $(cat /proc/self/cgroup)"',
+        '(echo x > /dev/null) 2>/dev/null && echo "null ok" || echo "null denied"',
+        // berth-runtime adds runc's default rules (mknod of anything, the
+        // standard nodes) to the config's: a serial port stays denied.
+        'mknod /dev/berth-ttyS0 c 4 64 && { (: < /dev/berth-ttyS0) 2>&1 | grep -q "not permitted" && echo "ttyS0 denied" || echo "ttyS0 opened"; }',
+      ].join('; ')];
+      // mknod needs CAP_MKNOD, which `spec`'s default set leaves out.
+      for (const set of ['bounding', 'effective', 'permitted'])
+        config.process.capabilities = { ...config.process.capabilities, [set]: [...(config.process.capabilities?.[set] ?? []), 'CAP_MKNOD'] };
+      config.root = { path: 'rootfs', readonly: true };
+      config.linux.cgroupsPath = '/berth-test-vm/ctr';
+      config.linux.resources = {
+        pids: { limit: 10 },
+        memory: { limit: 67108864 },
+        cpu: { quota: 20000, period: 100000 },
+        devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }],
+      };
+      if (!config.linux.namespaces.some((n) => n.type === 'cgroup')) config.linux.namespaces.push({ type: 'cgroup' });
+      fs.writeFileSync(`${bundleDir}/config.json`, JSON.stringify(config));
+      files.push(runtime, `${bundleDir}/config.json`, fixtureRootfs);
+    }
+    try {
+      const r = spawnSync(`${repo}test/vm/run-in-vm.sh`, [`${repo}test/vm/cgroup-v2-checks.sh`, ...files], {
+        encoding: 'utf8',
+        timeout: 280_000,
+      });
+      if (r.status !== 0) throw new Error(`the guest failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
+      for (const line of r.stdout.split('\n')) {
+        const m = /^CHECK (\S+) ?(.*)$/.exec(line);
+        if (m?.[1]) checks.set(m[1], (m[2] ?? '').trim());
+        if (line.startsWith('STATS ')) stats = JSON.parse(line.slice(6)) as Record<string, unknown>;
+        if (line.startsWith('CONTAINER ')) container.push(line.slice(10));
+      }
+    } finally {
+      if (bundleDir) fs.rmSync(bundleDir, { recursive: true, force: true });
     }
   }, 300_000);
 
@@ -498,4 +550,15 @@ describe.skipIf(vmReason !== '')(`pure cgroup v2 in a KVM/TCG guest${vmReason ? 
     expect(c('mount.pids.max')).toBe('7');
     expect(c('end')).toBe('0');
   });
+
+  it.skipIf(runtimeReason !== '')(
+    `runs a berth-runtime container that sees its own limits through its cgroup namespace${runtimeReason ? ` (skipped: ${runtimeReason})` : ''}`,
+    () => {
+      expect(c('container.rc'), container.join('\n')).toBe('0');
+      expect(container).toEqual(expect.arrayContaining([
+        'pids.max 10', 'memory.max 67108864', 'cpu.max 20000 100000', 'self 0::/', 'null ok', 'ttyS0 denied',
+      ]));
+      expect(c('container.cgroups.left')).toBe('0');
+    },
+  );
 });

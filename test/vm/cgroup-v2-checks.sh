@@ -108,3 +108,14 @@ $D create $P '{"pids":{"limit":7}}'
 $D mount $P /tmp/cgmnt -- cat /tmp/cgmnt/cgroup/pids.max 2>&1 | sed 's/^/CHECK mount.pids.max /'
 $D destroy $P
 check end "$(ls /sys/fs/cgroup | grep -c berth-test)"
+
+# The whole runtime, when the test passed it a bundle: a container run by
+# berth-runtime sees its own limits through its cgroup namespace.
+if [ -x /test/berth-runtime ] && [ -f /test/config.json ] && [ -d /test/rootfs ]; then
+  mkdir -p /tmp/bundle && cp /test/config.json /tmp/bundle/ && cp -a /test/rootfs /tmp/bundle/rootfs
+  out=$(cd /tmp/bundle && /test/berth-runtime --root /run/berth run berth-test-ctr 2>&1)
+  rc=$?
+  echo "$out" | sed 's/^/CONTAINER /'
+  check container.rc "$rc"
+  check container.cgroups.left "$(ls /sys/fs/cgroup | grep -c berth)"
+fi

@@ -70,6 +70,17 @@ if [ ! -f "$base" ] || [ "$(cat "$base.stamp" 2>/dev/null)" != "$stamp" ]; then
 #!/bin/busybox sh
 /bin/busybox --install -s
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+# pivot_root cannot leave the initramfs: move everything to a tmpfs root
+# first, so runtimes under test can pivot_root as on a real host.
+if [ "$$" = 1 ] && [ -z "$BERTH_VM_SWITCHED" ]; then
+  mkdir -p /newroot
+  mount -t tmpfs -o mode=755 tmpfs /newroot
+  for f in /*; do
+    case $f in /newroot|/proc|/sys|/dev) mkdir -p "/newroot$f" ;; *) cp -a "$f" /newroot/ ;; esac
+  done
+  export BERTH_VM_SWITCHED=1
+  exec switch_root /newroot /init
+fi
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
@@ -108,7 +119,8 @@ add_libs() {
   local f=$1
   file_out=$(head -c 4 "$f" 2>/dev/null | od -An -c | tr -d ' ')
   [ "$file_out" = '177ELF' ] || return 0
-  ldd "$f" 2>/dev/null | grep -oE '/[^ ]+' | while read -r lib; do
+  # Static binaries have no libraries: ldd fails and grep finds nothing.
+  { ldd "$f" 2>/dev/null || true; } | { grep -oE '/[^ ]+' || true; } | while read -r lib; do
     [ -f "$lib" ] || continue
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
