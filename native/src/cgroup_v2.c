@@ -86,11 +86,36 @@ int cg2_check_controllers(const char *dir, unsigned need, berth_error *e) {
   return 0;
 }
 
+/* ln and exp by series, so the runtime needs no libm for one formula. */
+static double ln_series(double x) {
+  int k = 0;
+  while (x >= 2.0) x /= 2.0, k++;
+  while (x < 1.0) x *= 2.0, k--;
+  double z = (x - 1.0) / (x + 1.0), z2 = z * z, term = z, sum = 0.0;
+  for (int n = 1; n < 80; n += 2, term *= z2) sum += term / n;
+  return 2.0 * sum + k * 0.69314718055994530942;
+}
+
+static double exp_series(double y) {
+  int n = (int)(y / 0.69314718055994530942);
+  double r = y - n * 0.69314718055994530942, term = 1.0, sum = 1.0;
+  for (int i = 1; i < 40; i++) sum += (term *= r / i);
+  for (; n > 0; n--) sum *= 2.0;
+  for (; n < 0; n++) sum /= 2.0;
+  return sum;
+}
+
 uint64_t cg2_shares_to_weight(uint64_t shares) {
-  /* Linear map of v1's [2, 262144] onto v2's [1, 10000], as runc and crun. */
-  if (shares < 2) shares = 2;
-  if (shares > 262144) shares = 262144;
-  return 1 + ((shares - 2) * 9999) / 262142;
+  /* crun's documented map of v1's [2, 262144] onto v2's [1, 10000] (runc
+   * since 1.3.2 too): weight = 10^((l^2 + 125 l) / 612 - 7/34), l = log2
+   * shares, rounded up. It keeps the defaults together: 1024 -> 100. */
+  if (shares <= 2) return 1;
+  if (shares >= 262144) return 10000;
+  double l = ln_series((double)shares) / 0.69314718055994530942;
+  double w = exp_series(((l * l + 125.0 * l) / 612.0 - 7.0 / 34.0) * 2.30258509299404568402);
+  /* Round to 1e-6 first so that an exact 100 does not become 101. */
+  uint64_t micro = (uint64_t)(w * 1e6 + 0.5);
+  return micro / 1000000 + (micro % 1000000 ? 1 : 0);
 }
 
 int cg2_swap_max(const cg_res *r, int64_t limit, int64_t *out, berth_error *e) {

@@ -5,8 +5,8 @@
 #include "cli.h"
 
 int cli_take_id(int argc, char **argv, int optind_, const char *cmd, const char **id, berth_error *e) {
-  if (optind_ >= argc) return berth_fail(e, EINVAL, "%s: missing the container ID (usage: %s [options] ID)", cmd, cmd);
-  if (argc - optind_ > 1) return berth_fail(e, EINVAL, "%s: unexpected argument \"%s\" after the ID", cmd, argv[optind_ + 1]);
+  if (optind_ >= argc) return berth_fail_msg(e, EINVAL, "%s: missing the container ID (usage: %s [options] ID)", cmd, cmd);
+  if (argc - optind_ > 1) return berth_fail_msg(e, EINVAL, "%s: unexpected argument \"%s\" after the ID", cmd, argv[optind_ + 1]);
   *id = argv[optind_];
   return 0;
 }
@@ -22,7 +22,7 @@ int cli_parse_int(const char *opt, const char *s, long long *out, berth_error *e
   errno = 0;
   long long v = strtoll(s, &end, 10);
   if (errno || *end || end == s || v < 0)
-    return berth_fail(e, EINVAL, "%s: expected a non-negative integer, got \"%s\"", opt, s);
+    return berth_fail_msg(e, EINVAL, "%s: expected a non-negative integer, got \"%s\"", opt, s);
   *out = v;
   return 0;
 }

@@ -37,7 +37,7 @@ static int parse_create(cli_globals *g, int argc, char **argv, create_opts *o, b
     case 'd': *detach = true; break;
     case 'C': o->config_path = optarg; break;
     case 'k': case 'K': case 'S': break;
-    default: return berth_fail(e, EINVAL, "%s: unknown option (see --help)", argv[0]);
+    default: return berth_fail_msg(e, EINVAL, "%s: unknown option (see --help)", argv[0]);
     }
   }
   return cli_take_id(argc, argv, optind, argv[0], &o->id, e);

@@ -15,7 +15,7 @@ int cli_delete(cli_globals *g, int argc, char **argv, berth_error *e) {
   int c;
   while ((c = getopt_long(argc, argv, "f", opts, NULL)) != -1) {
     if (c == 'f') force = true;
-    else return berth_fail(e, EINVAL, "delete: unknown option");
+    else return berth_fail_msg(e, EINVAL, "delete: unknown option");
   }
   const char *id;
   if (cli_take_id(argc, argv, optind, "delete", &id, e) < 0) return -1;
@@ -39,7 +39,7 @@ int cli_delete(cli_globals *g, int argc, char **argv, berth_error *e) {
   berth_status s = state_status(&st);
   int rc;
   if (s != STATUS_STOPPED && s != STATUS_CREATED && !force)
-    rc = berth_fail(e, EBUSY, "cannot delete container \"%s\" that is %s (stop it first or use --force)", id,
+    rc = berth_fail_msg(e, EBUSY, "cannot delete container \"%s\" that is %s (stop it first or use --force)", id,
                     state_status_name(s));
   else
     rc = container_destroy(&st, e);

@@ -21,8 +21,8 @@ int cli_events(cli_globals *g, int argc, char **argv, berth_error *e) {
       char buf[32];
       snprintf(buf, sizeof buf, "%.*s", (int)(n && optarg[n - 1] == 's' ? n - 1 : n), optarg);
       if (cli_parse_int("--interval", buf, &interval, e) < 0 || interval == 0)
-        return berth_fail(e, EINVAL, "--interval: expected seconds such as 5s");
-    } else return berth_fail(e, EINVAL, "events: unknown option");
+        return berth_fail_msg(e, EINVAL, "--interval: expected seconds such as 5s");
+    } else return berth_fail_msg(e, EINVAL, "events: unknown option");
   }
   const char *id;
   if (cli_take_id(argc, argv, optind, "events", &id, e) < 0) return -1;
@@ -33,7 +33,7 @@ int cli_events(cli_globals *g, int argc, char **argv, berth_error *e) {
     json_t *data = NULL;
     int rc = 0;
     if (st.cgroup_disabled)
-      rc = berth_fail(e, EOPNOTSUPP, "events: container \"%s\" has no cgroup", id);
+      rc = berth_fail_msg(e, EOPNOTSUPP, "events: container \"%s\" has no cgroup", id);
     else if (cgroup_open(&cg, st.cgroup_path, st.id, false, e) < 0 || cgroup_stats(&cg, &data, e) < 0)
       rc = -1;
     berth_status status = state_status(&st);

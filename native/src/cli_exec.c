@@ -86,7 +86,7 @@ int cli_exec(cli_globals *g, int argc, char **argv, berth_error *e) {
     case 't': tty = true; break;
     case 'w': cwd = optarg; break;
     case 'e':
-      if (!strchr(optarg, '=')) return berth_fail(e, EINVAL, "exec --env \"%s\": expected KEY=value", optarg);
+      if (!strchr(optarg, '=')) return berth_fail_msg(e, EINVAL, "exec --env \"%s\": expected KEY=value", optarg);
       json_array_append_new(env_add, json_string(optarg));
       break;
     case 'u': user = optarg; break;
@@ -104,21 +104,21 @@ int cli_exec(cli_globals *g, int argc, char **argv, berth_error *e) {
     case 'C': json_array_append_new(caps_add, json_string(optarg)); break;
     case 'n': nnp = true; break;
     case 'L': case 'A': case 'I': break;
-    default: return berth_fail(e, EINVAL, "exec: unknown option (see --help)");
+    default: return berth_fail_msg(e, EINVAL, "exec: unknown option (see --help)");
     }
   }
-  if (optind >= argc) return berth_fail(e, EINVAL, "exec: missing the container ID (usage: exec [options] ID COMMAND...)");
+  if (optind >= argc) return berth_fail_msg(e, EINVAL, "exec: missing the container ID (usage: exec [options] ID COMMAND...)");
   o.id = argv[optind];
   char **args = argv + optind + 1;
   int nargs = argc - optind - 1;
   cleanup_json json_t *process = NULL;
   if (process_file) {
-    if (nargs > 0) return berth_fail(e, EINVAL, "exec: give either --process or a command, not both");
+    if (nargs > 0) return berth_fail_msg(e, EINVAL, "exec: give either --process or a command, not both");
     json_error_t jerr;
     process = json_load_file(process_file, JSON_REJECT_DUPLICATES, &jerr);
-    if (!process) return berth_fail(e, EINVAL, "exec --process %s: line %d: %s", process_file, jerr.line, jerr.text);
+    if (!process) return berth_fail_msg(e, EINVAL, "exec --process %s: line %d: %s", process_file, jerr.line, jerr.text);
   } else {
-    if (nargs == 0) return berth_fail(e, EINVAL, "exec: missing the command to run (or --process FILE)");
+    if (nargs == 0) return berth_fail_msg(e, EINVAL, "exec: missing the command to run (or --process FILE)");
     if (build_process(g, o.id, args, nargs, env_add, caps_add, cwd, user, gids, tty, nnp, &process, e) < 0) return -1;
   }
   o.process = process;

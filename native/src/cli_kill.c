@@ -16,14 +16,14 @@ static int parse_signal(const char *s, berth_error *e) {
   if (isdigit((unsigned char)s[0])) {
     int n = atoi(s);
     if (n > 0 && n < NSIG) return n;
-    return berth_fail(e, EINVAL, "kill: invalid signal \"%s\"", s);
+    return berth_fail_msg(e, EINVAL, "kill: invalid signal \"%s\"", s);
   }
   const char *name = strncasecmp(s, "SIG", 3) == 0 ? s + 3 : s;
   for (int n = 1; n < NSIG; n++) {
     const char *abbrev = sigabbrev_np(n);
     if (abbrev && strcasecmp(abbrev, name) == 0) return n;
   }
-  return berth_fail(e, EINVAL, "kill: unknown signal \"%s\" (e.g. TERM, KILL, 9)", s);
+  return berth_fail_msg(e, EINVAL, "kill: unknown signal \"%s\" (e.g. TERM, KILL, 9)", s);
 }
 
 int cli_kill(cli_globals *g, int argc, char **argv, berth_error *e) {
@@ -32,9 +32,9 @@ int cli_kill(cli_globals *g, int argc, char **argv, berth_error *e) {
   int c;
   while ((c = getopt_long(argc, argv, "a", opts, NULL)) != -1) {
     if (c == 'a') all = true;
-    else return berth_fail(e, EINVAL, "kill: unknown option");
+    else return berth_fail_msg(e, EINVAL, "kill: unknown option");
   }
-  if (optind >= argc) return berth_fail(e, EINVAL, "kill: missing the container ID (usage: kill [--all] ID [SIGNAL])");
+  if (optind >= argc) return berth_fail_msg(e, EINVAL, "kill: missing the container ID (usage: kill [--all] ID [SIGNAL])");
   const char *id = argv[optind];
   int sig = SIGTERM;
   if (optind + 1 < argc && (sig = parse_signal(argv[optind + 1], e)) < 0) return -1;
@@ -43,7 +43,7 @@ int cli_kill(cli_globals *g, int argc, char **argv, berth_error *e) {
   int rc = 0;
   berth_status s = state_status(&st);
   if (s == STATUS_STOPPED) {
-    rc = berth_fail(e, ESRCH, "container \"%s\" is not running", id);
+    rc = berth_fail_msg(e, ESRCH, "container \"%s\" is not running", id);
   } else if (all && !st.cgroup_disabled) {
     berth_cgroup cg;
     if (cgroup_open(&cg, st.cgroup_path, st.id, false, e) < 0 || cgroup_kill_all(&cg, sig, e) < 0) rc = -1;
@@ -51,7 +51,7 @@ int cli_kill(cli_globals *g, int argc, char **argv, berth_error *e) {
     /* pidfd: the signal cannot hit a process that reused the pid */
     int pidfd = (int)syscall(SYS_pidfd_open, st.pid, 0);
     if (pidfd < 0 || !state_pid_alive(st.pid, st.pid_start)) {
-      rc = berth_fail(e, ESRCH, "container \"%s\" is not running", id);
+      rc = berth_fail_msg(e, ESRCH, "container \"%s\" is not running", id);
     } else if (syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0) < 0) {
       rc = berth_fail_errno(e, "kill container \"%s\" (pid %d) with signal %d", id, (int)st.pid, sig);
     }

@@ -15,7 +15,7 @@ int cli_list(cli_globals *g, int argc, char **argv, berth_error *e) {
   while ((c = getopt_long(argc, argv, "f:q", opts, NULL)) != -1) {
     if (c == 'q') quiet = true;
     else if (c == 'f' && (strcmp(optarg, "json") == 0 || strcmp(optarg, "table") == 0)) json = strcmp(optarg, "json") == 0;
-    else return berth_fail(e, EINVAL, "list: expected --format table|json or --quiet");
+    else return berth_fail_msg(e, EINVAL, "list: expected --format table|json or --quiet");
   }
   json_t *all = json_array();
   DIR *d = opendir(g->root);

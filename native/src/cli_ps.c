@@ -27,7 +27,7 @@ int cli_ps(cli_globals *g, int argc, char **argv, berth_error *e) {
   int c;
   while ((c = getopt_long(argc, argv, "f:", opts, NULL)) != -1) {
     if (c == 'f' && (strcmp(optarg, "json") == 0 || strcmp(optarg, "table") == 0)) json = strcmp(optarg, "json") == 0;
-    else return berth_fail(e, EINVAL, "ps: --format: expected table or json");
+    else return berth_fail_msg(e, EINVAL, "ps: --format: expected table or json");
   }
   const char *id;
   if (cli_take_id(argc, argv, optind, "ps", &id, e) < 0) return -1;
@@ -38,7 +38,7 @@ int cli_ps(cli_globals *g, int argc, char **argv, berth_error *e) {
   size_t n = 0;
   int rc = 0;
   if (st.cgroup_disabled)
-    rc = berth_fail(e, EOPNOTSUPP, "ps: container \"%s\" has no cgroup (--cgroup-manager disabled)", id);
+    rc = berth_fail_msg(e, EOPNOTSUPP, "ps: container \"%s\" has no cgroup (--cgroup-manager disabled)", id);
   else if (cgroup_open(&cg, st.cgroup_path, st.id, false, e) < 0 || cgroup_pids(&cg, &pids, &n, e) < 0)
     rc = -1;
   if (rc == 0) {

@@ -46,11 +46,11 @@ int cli_spec(cli_globals *g, int argc, char **argv, berth_error *e) {
   while ((c = getopt_long(argc, argv, "b:", opts, NULL)) != -1) {
     if (c == 'b') bundle = optarg;
     else if (c == 'r') rootless = true;
-    else return berth_fail(e, EINVAL, "spec: unknown option");
+    else return berth_fail_msg(e, EINVAL, "spec: unknown option");
   }
   json_error_t jerr;
   cleanup_json json_t *spec = json_loads(default_spec, 0, &jerr);
-  if (!spec) return berth_fail(e, EINVAL, "spec: built-in template: %s", jerr.text);
+  if (!spec) return berth_fail_msg(e, EINVAL, "spec: built-in template: %s", jerr.text);
   if (rootless) {
     json_t *linux_ = json_object_get(spec, "linux");
     json_array_append_new(json_object_get(linux_, "namespaces"), json_pack("{s:s}", "type", "user"));
@@ -60,7 +60,7 @@ int cli_spec(cli_globals *g, int argc, char **argv, berth_error *e) {
   }
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/config.json", bundle);
-  if (access(path, F_OK) == 0) return berth_fail(e, EEXIST, "spec: '%s' already exists (remove it first)", path);
+  if (access(path, F_OK) == 0) return berth_fail_msg(e, EEXIST, "spec: '%s' already exists (remove it first)", path);
   cleanup_free char *text = json_dumps(spec, JSON_INDENT(2));
   int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0) return berth_fail_errno(e, "spec: create '%s'", path);

@@ -6,7 +6,7 @@
 
 int cli_state(cli_globals *g, int argc, char **argv, berth_error *e) {
   if (getopt_long(argc, argv, "", (struct option[]){{NULL, 0, NULL, 0}}, NULL) != -1)
-    return berth_fail(e, EINVAL, "state: unknown option");
+    return berth_fail_msg(e, EINVAL, "state: unknown option");
   const char *id;
   if (cli_take_id(argc, argv, optind, "state", &id, e) < 0) return -1;
   berth_state st;

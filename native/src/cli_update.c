@@ -19,7 +19,7 @@ static int parse_bytes(const char *opt, const char *s, long long *out, berth_err
   char *end;
   errno = 0;
   double v = strtod(s, &end);
-  if (errno || end == s || v < 0) return berth_fail(e, EINVAL, "%s: expected a size such as 512m, got \"%s\"", opt, s);
+  if (errno || end == s || v < 0) return berth_fail_msg(e, EINVAL, "%s: expected a size such as 512m, got \"%s\"", opt, s);
   long long mult = 1;
   switch (tolower((unsigned char)*end)) {
   case '\0': break;
@@ -28,10 +28,10 @@ static int parse_bytes(const char *opt, const char *s, long long *out, berth_err
   case 'm': mult = 1LL << 20; break;
   case 'g': mult = 1LL << 30; break;
   case 't': mult = 1LL << 40; break;
-  default: return berth_fail(e, EINVAL, "%s: unknown unit in \"%s\" (use b, k, m, g or t)", opt, s);
+  default: return berth_fail_msg(e, EINVAL, "%s: unknown unit in \"%s\" (use b, k, m, g or t)", opt, s);
   }
   if (*end && end[1] && !(tolower((unsigned char)end[1]) == 'b' && end[2] == '\0'))
-    return berth_fail(e, EINVAL, "%s: unknown unit in \"%s\"", opt, s);
+    return berth_fail_msg(e, EINVAL, "%s: unknown unit in \"%s\"", opt, s);
   *out = (long long)(v * (double)mult);
   return 0;
 }
@@ -69,7 +69,7 @@ int cli_update(cli_globals *g, int argc, char **argv, berth_error *e) {
       char *end;
       errno = 0;
       n = strtoll(optarg, &end, 10);
-      if (errno || *end || end == optarg) return berth_fail(e, EINVAL, "--%s: expected an integer, got \"%s\"", opt, optarg);
+      if (errno || *end || end == optarg) return berth_fail_msg(e, EINVAL, "--%s: expected an integer, got \"%s\"", opt, optarg);
       const char *key = c == 'P' ? "period" : c == 'Q' ? "quota" : c == 'T' ? "realtimePeriod" : c == 'R' ? "realtimeRuntime" : "shares";
       json_object_set_new(section(res, "cpu"), key, json_integer(n));
       break;
@@ -87,11 +87,11 @@ int cli_update(cli_globals *g, int argc, char **argv, berth_error *e) {
     case 'p': {
       char *end;
       n = strtoll(optarg, &end, 10);
-      if (*end || end == optarg) return berth_fail(e, EINVAL, "--pids-limit: expected an integer, got \"%s\"", optarg);
+      if (*end || end == optarg) return berth_fail_msg(e, EINVAL, "--pids-limit: expected an integer, got \"%s\"", optarg);
       json_object_set_new(section(res, "pids"), "limit", json_integer(n));
       break;
     }
-    default: return berth_fail(e, EINVAL, "update: unknown option (see --help)");
+    default: return berth_fail_msg(e, EINVAL, "update: unknown option (see --help)");
     }
   }
   const char *id;
@@ -101,7 +101,7 @@ int cli_update(cli_globals *g, int argc, char **argv, berth_error *e) {
     json_t *from = strcmp(file, "-") == 0 ? json_loadf(stdin, 0, &jerr) : json_load_file(file, 0, &jerr);
     if (!from || !json_is_object(from)) {
       if (from) json_decref(from);
-      return berth_fail(e, EINVAL, "update --resources %s: line %d: %s", file, jerr.line,
+      return berth_fail_msg(e, EINVAL, "update --resources %s: line %d: %s", file, jerr.line,
                         from ? "expected a JSON object (linux.resources)" : jerr.text);
     }
     json_object_update(from, res); /* flags win over the file */
@@ -114,9 +114,9 @@ int cli_update(cli_globals *g, int argc, char **argv, berth_error *e) {
   berth_cgroup cg;
   berth_status s = state_status(&st);
   if (s == STATUS_STOPPED)
-    rc = berth_fail(e, EINVAL, "container \"%s\" is stopped: nothing to update", id);
+    rc = berth_fail_msg(e, EINVAL, "container \"%s\" is stopped: nothing to update", id);
   else if (st.cgroup_disabled)
-    rc = berth_fail(e, EOPNOTSUPP, "update: container \"%s\" has no cgroup (--cgroup-manager disabled)", id);
+    rc = berth_fail_msg(e, EOPNOTSUPP, "update: container \"%s\" has no cgroup (--cgroup-manager disabled)", id);
   else if (cgroup_open(&cg, st.cgroup_path, st.id, false, e) < 0 || cgroup_update(&cg, res, e) < 0)
     rc = berth_wrap(e, "update container \"%s\"", id);
   state_free(&st);

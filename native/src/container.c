@@ -284,27 +284,27 @@ static int check_create_config(berth_spec *spec, const create_opts *o, ns_plan *
   json_t *config = spec->config, *linux_ = spec->linux_;
   if (ns_plan_parse(linux_ ? json_object_get(linux_, "namespaces") : NULL, ns, e) < 0) return -1;
   if (!ns->has[NS_MNT] || ns->join_fd[NS_MNT] >= 0)
-    return berth_fail(e, EINVAL, "linux.namespaces: a new mount namespace is required (add {\"type\": \"mount\"})");
+    return berth_fail_msg(e, EINVAL, "linux.namespaces: a new mount namespace is required (add {\"type\": \"mount\"})");
   bool userns = ns->has[NS_USER];
   if (!userns && (json_array_size(json_object_get(linux_, "uidMappings")) ||
                   json_array_size(json_object_get(linux_, "gidMappings"))))
-    return berth_fail(e, EINVAL, "linux.uidMappings: mappings need a user namespace in linux.namespaces");
+    return berth_fail_msg(e, EINVAL, "linux.uidMappings: mappings need a user namespace in linux.namespaces");
   if ((ns->new_flags & CLONE_NEWUSER) && ns_write_id_maps(0, linux_, e) < 0) return -1;
   if (hostname_of(config) && !ns->has[NS_UTS])
-    return berth_fail(e, EINVAL, "hostname: setting it needs a uts namespace in linux.namespaces");
+    return berth_fail_msg(e, EINVAL, "hostname: setting it needs a uts namespace in linux.namespaces");
   if (json_str(config, "domainname") && !ns->has[NS_UTS])
-    return berth_fail(e, EINVAL, "domainname: setting it needs a uts namespace in linux.namespaces");
+    return berth_fail_msg(e, EINVAL, "domainname: setting it needs a uts namespace in linux.namespaces");
   if (json_object_get(linux_, "timeOffsets") && !(ns->new_flags & 0x80))
-    return berth_fail(e, EINVAL, "linux.timeOffsets: needs a new time namespace in linux.namespaces");
+    return berth_fail_msg(e, EINVAL, "linux.timeOffsets: needs a new time namespace in linux.namespaces");
   if (sysctl_check(linux_ ? json_object_get(linux_, "sysctl") : NULL, ns, e) < 0) return -1;
   if (hooks_check(json_object_get(config, "hooks"), e) < 0) return -1;
   if (json_object_get(linux_, "intelRdt"))
-    return berth_fail(e, EOPNOTSUPP, "linux.intelRdt: Intel RDT is not supported by berth-runtime on this host");
+    return berth_fail_msg(e, EOPNOTSUPP, "linux.intelRdt: Intel RDT is not supported by berth-runtime on this host");
   bool terminal = json_is_true(json_object_get(spec->process, "terminal"));
   if (terminal && !o->console_socket && !o->foreground)
-    return berth_fail(e, EINVAL, "process.terminal is true: --console-socket is required for a detached container");
+    return berth_fail_msg(e, EINVAL, "process.terminal is true: --console-socket is required for a detached container");
   if (!terminal && o->console_socket)
-    return berth_fail(e, EINVAL, "--console-socket given but process.terminal is false");
+    return berth_fail_msg(e, EINVAL, "--console-socket given but process.terminal is false");
   return 0;
 }
 
@@ -399,7 +399,7 @@ int container_create(const create_opts *o, berth_state *st, int *console_master,
     if (m.type == SYNC_READY) break;
     switch (m.type) {
     case 0:
-      berth_fail(e, EPIPE, "the container's init exited before it was ready");
+      berth_fail_msg(e, EPIPE, "the container's init exited before it was ready");
       goto fail;
     case SYNC_ERROR:
       e->errnum = m.errnum;
@@ -439,12 +439,12 @@ int container_create(const create_opts *o, berth_state *st, int *console_master,
       break;
     }
     default:
-      berth_fail(e, EPROTO, "sync: unexpected message %u", m.type);
+      berth_fail_msg(e, EPROTO, "sync: unexpected message %u", m.type);
       goto fail;
     }
   }
   if (init_pid <= 0) {
-    berth_fail(e, EPROTO, "sync: the container's pid was never reported");
+    berth_fail_msg(e, EPROTO, "sync: the container's pid was never reported");
     goto fail;
   }
   st->pid = init_pid;
@@ -492,7 +492,7 @@ int container_start(berth_state *st, berth_error *e) {
   snprintf(path, sizeof path, "%s/exec.fifo", st->dir);
   cleanup_fd int fifo = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fifo < 0) {
-    if (errno == ENOENT) return berth_fail(e, EINVAL, "container \"%s\" was already started", st->id);
+    if (errno == ENOENT) return berth_fail_msg(e, EINVAL, "container \"%s\" was already started", st->id);
     return berth_fail_errno(e, "open '%s'", path);
   }
   /* The init opens the fifo for writing and writes one byte once it sees a
@@ -506,7 +506,7 @@ int container_start(berth_state *st, berth_error *e) {
       if (read(fifo, &b, 1) == 1) break;
     }
     if (!state_pid_alive(st->pid, st->pid_start))
-      return berth_fail(e, ESRCH, "container \"%s\": its init process exited before start", st->id);
+      return berth_fail_msg(e, ESRCH, "container \"%s\": its init process exited before start", st->id);
   }
   unlink(path);
   cleanup_free char *sj = state_json_text(st, STATUS_RUNNING);
@@ -533,7 +533,7 @@ int container_destroy(berth_state *st, berth_error *e) {
   }
   if (have_cg) cgroup_kill_all(&cg, SIGKILL, e);
   if (!wait_gone(st->pid, st->pid_start, 10000))
-    return berth_fail(e, EBUSY, "container \"%s\": init %d did not die after SIGKILL", st->id, (int)st->pid);
+    return berth_fail_msg(e, EBUSY, "container \"%s\": init %d did not die after SIGKILL", st->id, (int)st->pid);
   cleanup_free char *sj = state_json_text(st, STATUS_STOPPED);
   if (sj && hooks_run(st->hooks, "poststop", sj, e) < 0)
     dprintf(STDERR_FILENO, "berth-runtime: warning: %s\n", e->msg);
@@ -546,7 +546,7 @@ int container_load_config(const berth_state *st, json_t **config, berth_error *e
   snprintf(path, sizeof path, "%s/config.json", st->dir);
   json_error_t jerr;
   *config = json_load_file(path, 0, &jerr);
-  if (!*config) return berth_fail(e, EINVAL, "container \"%s\": read '%s': %s", st->id, path, jerr.text);
+  if (!*config) return berth_fail_msg(e, EINVAL, "container \"%s\": read '%s': %s", st->id, path, jerr.text);
   return 0;
 }
 
@@ -561,7 +561,7 @@ int container_exec(const exec_opts *o, berth_error *e) {
   if (state_load(&st, o->root, o->id, false, e) < 0) return -1;
   berth_status status = state_status(&st);
   if (status != STATUS_RUNNING && status != STATUS_CREATED) {
-    berth_fail(e, EINVAL, "container \"%s\" is %s: exec needs it running", st.id, state_status_name(status));
+    berth_fail_msg(e, EINVAL, "container \"%s\" is %s: exec needs it running", st.id, state_status_name(status));
     goto out;
   }
   if (container_load_config(&st, &config, e) < 0) goto out;
@@ -576,7 +576,7 @@ int container_exec(const exec_opts *o, berth_error *e) {
   c.proc.preserve_fds = o->preserve_fds;
   c.terminal = json_is_true(json_object_get(o->process, "terminal"));
   if (c.terminal && o->detach && !o->console_socket) {
-    berth_fail(e, EINVAL, "exec with a terminal and --detach needs --console-socket");
+    berth_fail_msg(e, EINVAL, "exec with a terminal and --detach needs --console-socket");
     goto out;
   }
   if (o->console_socket && (console_sock = terminal_connect_socket(o->console_socket, e)) < 0) goto out;
@@ -608,7 +608,7 @@ int container_exec(const exec_opts *o, berth_error *e) {
     if (sync_recv(parent_sock, &m, &fd, e) < 0) goto out;
     if (m.type == 0) {
       if (ready) break; /* execve closed the socket: it worked */
-      berth_fail(e, EPIPE, "exec: the process exited before it was ready");
+      berth_fail_msg(e, EPIPE, "exec: the process exited before it was ready");
       goto out;
     }
     if (m.type == SYNC_ERROR) {

@@ -23,6 +23,15 @@ int berth_fail(berth_error *e, int errnum, const char *fmt, ...) {
   return -1;
 }
 
+int berth_fail_msg(berth_error *e, int errnum, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vfail(e, 0, fmt, ap);
+  va_end(ap);
+  e->errnum = errnum;
+  return -1;
+}
+
 int berth_fail_errno(berth_error *e, const char *fmt, ...) {
   int saved = errno;
   va_list ap;

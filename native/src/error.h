@@ -16,6 +16,11 @@ typedef struct berth_error {
 int berth_fail(berth_error *e, int errnum, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A failure of our own making (validation, state): records errnum for
+ * callers that branch on it but appends no strerror text. */
+int berth_fail_msg(berth_error *e, int errnum, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* Like berth_fail with errno as it is now. */
 int berth_fail_errno(berth_error *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

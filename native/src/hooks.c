@@ -19,7 +19,7 @@ static const char *hook_kinds[] = {"prestart", "createRuntime", "createContainer
 
 int hooks_check(json_t *hooks, berth_error *e) {
   if (!hooks) return 0;
-  if (!json_is_object(hooks)) return berth_fail(e, EINVAL, "hooks: expected an object");
+  if (!json_is_object(hooks)) return berth_fail_msg(e, EINVAL, "hooks: expected an object");
   const char *kind;
   json_t *list;
   json_object_foreach(hooks, kind, list) {
@@ -27,19 +27,19 @@ int hooks_check(json_t *hooks, berth_error *e) {
     for (size_t i = 0; i < BERTH_ARRAY_LEN(hook_kinds); i++)
       if (strcmp(kind, hook_kinds[i]) == 0) known = true;
     if (!known)
-      return berth_fail(e, EINVAL,
+      return berth_fail_msg(e, EINVAL,
                         "hooks.%s: unknown hook kind (expected prestart, createRuntime, createContainer, "
                         "startContainer, poststart or poststop)",
                         kind);
-    if (!json_is_array(list)) return berth_fail(e, EINVAL, "hooks.%s: expected an array", kind);
+    if (!json_is_array(list)) return berth_fail_msg(e, EINVAL, "hooks.%s: expected an array", kind);
     size_t i;
     json_t *h;
     json_array_foreach(list, i, h) {
       const char *path = json_str(h, "path");
-      if (!path || path[0] != '/') return berth_fail(e, EINVAL, "hooks.%s[%zu].path: expected an absolute path", kind, i);
+      if (!path || path[0] != '/') return berth_fail_msg(e, EINVAL, "hooks.%s[%zu].path: expected an absolute path", kind, i);
       json_t *t = json_object_get(h, "timeout");
       if (t && (!json_is_integer(t) || json_integer_value(t) <= 0))
-        return berth_fail(e, EINVAL, "hooks.%s[%zu].timeout: expected a positive number of seconds", kind, i);
+        return berth_fail_msg(e, EINVAL, "hooks.%s[%zu].timeout: expected a positive number of seconds", kind, i);
     }
   }
   return 0;
@@ -132,9 +132,9 @@ static int run_one(json_t *h, const char *kind, size_t idx, const char *state_js
     return berth_fail(e, ETIMEDOUT, "hooks.%s[%zu] '%s': killed after its timeout of %llds", kind, idx, path, timeout);
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
   if (WIFSIGNALED(status))
-    return berth_fail(e, ECHILD, "hooks.%s[%zu] '%s': killed by signal %d%s%s", kind, idx, path, WTERMSIG(status),
+    return berth_fail_msg(e, ECHILD, "hooks.%s[%zu] '%s': killed by signal %d%s%s", kind, idx, path, WTERMSIG(status),
                       errlen ? ": " : "", errbuf);
-  return berth_fail(e, ECHILD, "hooks.%s[%zu] '%s': exited with status %d%s%s", kind, idx, path, WEXITSTATUS(status),
+  return berth_fail_msg(e, ECHILD, "hooks.%s[%zu] '%s': exited with status %d%s%s", kind, idx, path, WEXITSTATUS(status),
                     errlen ? ": " : "", errbuf);
 }
 

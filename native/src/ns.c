@@ -39,21 +39,21 @@ static void plan_init(ns_plan *p) {
 int ns_plan_parse(json_t *namespaces, ns_plan *p, berth_error *e) {
   plan_init(p);
   if (!namespaces) return 0;
-  if (!json_is_array(namespaces)) return berth_fail(e, EINVAL, "linux.namespaces: expected an array");
+  if (!json_is_array(namespaces)) return berth_fail_msg(e, EINVAL, "linux.namespaces: expected an array");
   size_t i;
   json_t *v;
   json_array_foreach(namespaces, i, v) {
     const char *type = json_str(v, "type");
-    if (!type) return berth_fail(e, EINVAL, "linux.namespaces[%zu].type: expected a string", i);
+    if (!type) return berth_fail_msg(e, EINVAL, "linux.namespaces[%zu].type: expected a string", i);
     int idx = -1;
     for (int k = 0; k < NS_COUNT; k++)
       if (strcmp(ns_table[k].spec_name, type) == 0) idx = k;
     if (idx < 0)
-      return berth_fail(e, EINVAL,
+      return berth_fail_msg(e, EINVAL,
                         "linux.namespaces[%zu].type: unknown namespace \"%s\" (expected pid, network, mount, ipc, "
                         "uts, user, cgroup or time)",
                         i, type);
-    if (p->has[idx]) return berth_fail(e, EINVAL, "linux.namespaces[%zu]: namespace \"%s\" listed twice", i, type);
+    if (p->has[idx]) return berth_fail_msg(e, EINVAL, "linux.namespaces[%zu]: namespace \"%s\" listed twice", i, type);
     p->has[idx] = true;
     const char *path = json_str(v, "path");
     if (path && path[0]) {
@@ -109,11 +109,11 @@ static int write_map(pid_t pid, const char *file, json_t *maps, const char *fiel
   size_t used = 0;
   size_t i;
   json_t *m;
-  if (!json_is_array(maps)) return berth_fail(e, EINVAL, "linux.%s: expected an array", field);
+  if (!json_is_array(maps)) return berth_fail_msg(e, EINVAL, "linux.%s: expected an array", field);
   json_array_foreach(maps, i, m) {
     json_t *c = json_object_get(m, "containerID"), *h = json_object_get(m, "hostID"), *s = json_object_get(m, "size");
     if (!json_is_integer(c) || !json_is_integer(h) || !json_is_integer(s) || json_integer_value(s) <= 0)
-      return berth_fail(e, EINVAL, "linux.%s[%zu]: expected {\"containerID\": n, \"hostID\": n, \"size\": n > 0}",
+      return berth_fail_msg(e, EINVAL, "linux.%s[%zu]: expected {\"containerID\": n, \"hostID\": n, \"size\": n > 0}",
                         field, i);
     int n = snprintf(buf + used, sizeof buf - used, "%lld %lld %lld\n", (long long)json_integer_value(c),
                      (long long)json_integer_value(h), (long long)json_integer_value(s));
@@ -130,7 +130,7 @@ static int write_map(pid_t pid, const char *file, json_t *maps, const char *fiel
 int ns_write_id_maps(pid_t pid, json_t *linux_, berth_error *e) {
   json_t *u = json_object_get(linux_, "uidMappings"), *g = json_object_get(linux_, "gidMappings");
   if (!u || !g || json_array_size(u) == 0 || json_array_size(g) == 0)
-    return berth_fail(e, EINVAL,
+    return berth_fail_msg(e, EINVAL,
                       "linux.uidMappings/gidMappings: a new user namespace needs both, e.g. "
                       "[{\"containerID\": 0, \"hostID\": 100000, \"size\": 65536}]");
   if (write_map(pid, "uid_map", u, "uidMappings", e) < 0) return -1;
@@ -155,7 +155,7 @@ int ns_write_time_offsets(json_t *offsets, berth_error *e) {
   json_t *v;
   json_object_foreach(offsets, key, v) {
     if (strcmp(key, "monotonic") != 0 && strcmp(key, "boottime") != 0)
-      return berth_fail(e, EINVAL, "linux.timeOffsets.%s: unknown clock (expected monotonic or boottime)", key);
+      return berth_fail_msg(e, EINVAL, "linux.timeOffsets.%s: unknown clock (expected monotonic or boottime)", key);
   }
   if (used == 0) return 0;
   if (write_file("/proc/self/timens_offsets", buf, used, e) < 0) return berth_wrap(e, "linux.timeOffsets");

@@ -40,11 +40,11 @@ static int check_rlimits(json_t *process, berth_error *e) {
   json_array_foreach(json_object_get(process, "rlimits"), i, v) {
     const char *type = json_str(v, "type");
     if (rlimit_lookup(type) < 0)
-      return berth_fail(e, EINVAL, "process.rlimits[%zu].type: unknown rlimit \"%s\" (expected RLIMIT_NOFILE, ...)", i,
+      return berth_fail_msg(e, EINVAL, "process.rlimits[%zu].type: unknown rlimit \"%s\" (expected RLIMIT_NOFILE, ...)", i,
                         type);
     if (json_integer_value(json_object_get(v, "soft")) > json_integer_value(json_object_get(v, "hard")) &&
         json_integer_value(json_object_get(v, "hard")) >= 0)
-      return berth_fail(e, EINVAL, "process.rlimits[%zu] (%s): soft limit is above the hard limit", i, type);
+      return berth_fail_msg(e, EINVAL, "process.rlimits[%zu] (%s): soft limit is above the hard limit", i, type);
   }
   return 0;
 }
@@ -62,7 +62,7 @@ int process_prepare(proc_plan *pp, json_t *process, json_t *linux_, const char *
   if (pers) {
     const char *dom = json_str(pers, "domain");
     if (!dom || (strcmp(dom, "LINUX") != 0 && strcmp(dom, "LINUX32") != 0))
-      return berth_fail(e, EINVAL, "linux.personality.domain: expected \"LINUX\" or \"LINUX32\"");
+      return berth_fail_msg(e, EINVAL, "linux.personality.domain: expected \"LINUX\" or \"LINUX32\"");
   }
   return 0;
 }
@@ -92,7 +92,7 @@ int process_apply_limits(proc_plan *pp, berth_error *e) {
   json_t *oom = json_object_get(pp->process, "oomScoreAdj");
   if (oom) {
     if (!json_is_integer(oom) || json_integer_value(oom) < -1000 || json_integer_value(oom) > 1000)
-      return berth_fail(e, EINVAL, "process.oomScoreAdj: expected an integer from -1000 to 1000");
+      return berth_fail_msg(e, EINVAL, "process.oomScoreAdj: expected an integer from -1000 to 1000");
     char buf[32];
     int n = snprintf(buf, sizeof buf, "%lld", (long long)json_integer_value(oom));
     if (write_file("/proc/self/oom_score_adj", buf, (size_t)n, e) < 0)
@@ -107,8 +107,8 @@ int process_apply_limits(proc_plan *pp, berth_error *e) {
     for (int k = 1; k < 4; k++)
       if (cls && strcmp(cls, classes[k]) == 0) c = k;
     long long prio = json_integer_value(json_object_get(io, "priority"));
-    if (c == 0) return berth_fail(e, EINVAL, "process.ioPriority.class: expected IOPRIO_CLASS_RT, _BE or _IDLE");
-    if (prio < 0 || prio > 7) return berth_fail(e, EINVAL, "process.ioPriority.priority: expected 0-7");
+    if (c == 0) return berth_fail_msg(e, EINVAL, "process.ioPriority.class: expected IOPRIO_CLASS_RT, _BE or _IDLE");
+    if (prio < 0 || prio > 7) return berth_fail_msg(e, EINVAL, "process.ioPriority.priority: expected 0-7");
     if (syscall(SYS_ioprio_set, 1 /* IOPRIO_WHO_PROCESS */, 0, (c << 13) | (int)prio) < 0)
       return berth_fail_errno(e, "process.ioPriority: ioprio_set");
   }
@@ -136,7 +136,7 @@ int process_resolve_exe(proc_plan *pp, berth_error *e) {
     snprintf(pp->exe, sizeof pp->exe, "%s", arg0);
     struct stat st;
     if (stat(arg0, &st) < 0) return berth_fail_errno(e, "exec: \"%s\"", arg0);
-    if (S_ISDIR(st.st_mode)) return berth_fail(e, EISDIR, "exec: \"%s\" is a directory", arg0);
+    if (S_ISDIR(st.st_mode)) return berth_fail_msg(e, EISDIR, "exec: \"%s\" is a directory", arg0);
     return 0;
   }
   const char *path = env_lookup(json_object_get(pp->process, "env"), "PATH");
@@ -162,8 +162,8 @@ int process_resolve_exe(proc_plan *pp, berth_error *e) {
     p += len;
     if (*p == ':') p++;
   }
-  if (last_err == EACCES) return berth_fail(e, EACCES, "exec: \"%s\": permission denied", arg0);
-  return berth_fail(e, ENOENT, "exec: \"%s\": executable file not found in $PATH", arg0);
+  if (last_err == EACCES) return berth_fail_msg(e, EACCES, "exec: \"%s\": permission denied", arg0);
+  return berth_fail_msg(e, ENOENT, "exec: \"%s\": executable file not found in $PATH", arg0);
 }
 
 /* HOME from the container's /etc/passwd when the config leaves it out, as
@@ -195,7 +195,7 @@ static int enter_cwd(const char *cwd, berth_error *e) {
   if (chdir(cwd) < 0) return berth_fail_errno(e, "process.cwd: chdir to '%s'", cwd);
   char buf[PATH_MAX];
   if (!getcwd(buf, sizeof buf)) return berth_fail_errno(e, "process.cwd '%s': is outside the container's root", cwd);
-  if (buf[0] != '/') return berth_fail(e, EPERM, "process.cwd '%s': is outside the container's root", cwd);
+  if (buf[0] != '/') return berth_fail_msg(e, EPERM, "process.cwd '%s': is outside the container's root", cwd);
   return 0;
 }
 

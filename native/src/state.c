@@ -18,12 +18,12 @@
 int state_check_id(const char *id, berth_error *e) {
   size_t n = strlen(id);
   if (n == 0 || n > 200 || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
-    return berth_fail(e, EINVAL, "container id \"%s\": must be 1-200 characters of [A-Za-z0-9_+.-]", id);
+    return berth_fail_msg(e, EINVAL, "container id \"%s\": must be 1-200 characters of [A-Za-z0-9_+.-]", id);
   for (size_t i = 0; i < n; i++) {
     char c = id[i];
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
               c == '+' || c == '-' || c == '.';
-    if (!ok) return berth_fail(e, EINVAL, "container id \"%s\": invalid character '%c'; use [A-Za-z0-9_+.-]", id, c);
+    if (!ok) return berth_fail_msg(e, EINVAL, "container id \"%s\": invalid character '%c'; use [A-Za-z0-9_+.-]", id, c);
   }
   return 0;
 }
@@ -44,7 +44,7 @@ int state_create_dir(berth_state *st, const char *root, const char *id, berth_er
   if (snprintf(st->dir, sizeof st->dir, "%s/%s", root, id) >= (int)sizeof st->dir)
     return berth_fail(e, ENAMETOOLONG, "state directory for '%s'", id);
   if (mkdir(st->dir, 0711) < 0) {
-    if (errno == EEXIST) return berth_fail(e, EEXIST, "container \"%s\" already exists (delete it first)", id);
+    if (errno == EEXIST) return berth_fail_msg(e, EEXIST, "container \"%s\" already exists (delete it first)", id);
     return berth_fail_errno(e, "create state directory '%s'", st->dir);
   }
   return lock_dir(st, e);
@@ -55,7 +55,7 @@ int state_load(berth_state *st, const char *root, const char *id, bool lock, ber
   st->lock_fd = -1;
   if (state_check_id(id, e) < 0) return -1;
   snprintf(st->dir, sizeof st->dir, "%s/%s", root, id);
-  if (access(st->dir, F_OK) < 0) return berth_fail(e, ENOENT, "container \"%s\" does not exist", id);
+  if (access(st->dir, F_OK) < 0) return berth_fail_msg(e, ENOENT, "container \"%s\" does not exist", id);
   if (lock && lock_dir(st, e) < 0) return -1;
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/state.json", st->dir);
@@ -63,9 +63,9 @@ int state_load(berth_state *st, const char *root, const char *id, bool lock, ber
   cleanup_json json_t *j = json_load_file(path, 0, &jerr);
   if (!j) {
     if (errno == ENOENT || access(path, F_OK) < 0)
-      return berth_fail(e, ENOENT, "container \"%s\" is still being created or its state was lost ('%s' missing)",
+      return berth_fail_msg(e, ENOENT, "container \"%s\" is still being created or its state was lost ('%s' missing)",
                         id, path);
-    return berth_fail(e, EINVAL, "%s: %s", path, jerr.text);
+    return berth_fail_msg(e, EINVAL, "%s: %s", path, jerr.text);
   }
   snprintf(st->id, sizeof st->id, "%s", id);
   const char *s;

@@ -63,7 +63,7 @@ int sync_recv(int sock, sync_msg *m, int *fd, berth_error *e) {
     memset(m, 0, sizeof *m);
     return 0;
   }
-  if ((size_t)n != sizeof *m) return berth_fail(e, EPROTO, "sync: short message (%zd bytes)", n);
+  if ((size_t)n != sizeof *m) return berth_fail_msg(e, EPROTO, "sync: short message (%zd bytes)", n);
   m->msg[sizeof m->msg - 1] = '\0';
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
     if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
@@ -82,8 +82,8 @@ int sync_expect(int sock, sync_type type, sync_msg *m, berth_error *e) {
     snprintf(e->msg, sizeof e->msg, "%s", m->msg);
     return -1;
   }
-  if (m->type == 0) return berth_fail(e, EPIPE, "sync: the container process exited before reporting");
+  if (m->type == 0) return berth_fail_msg(e, EPIPE, "sync: the container process exited before reporting");
   if (m->type != (uint32_t)type)
-    return berth_fail(e, EPROTO, "sync: expected message %d, got %u", (int)type, m->type);
+    return berth_fail_msg(e, EPROTO, "sync: expected message %d, got %u", (int)type, m->type);
   return 0;
 }

@@ -18,13 +18,13 @@ static bool has_prefix(const char *s, const char *p) { return strncmp(s, p, strl
 
 int sysctl_check(json_t *sysctl, const ns_plan *ns, berth_error *e) {
   if (!sysctl) return 0;
-  if (!json_is_object(sysctl)) return berth_fail(e, EINVAL, "linux.sysctl: expected an object of strings");
+  if (!json_is_object(sysctl)) return berth_fail_msg(e, EINVAL, "linux.sysctl: expected an object of strings");
   const char *key;
   json_t *v;
   json_object_foreach(sysctl, key, v) {
-    if (!json_is_string(v)) return berth_fail(e, EINVAL, "linux.sysctl.%s: expected a string value", key);
+    if (!json_is_string(v)) return berth_fail_msg(e, EINVAL, "linux.sysctl.%s: expected a string value", key);
     if (strstr(key, "..") || strchr(key, '/') || key[0] == '.')
-      return berth_fail(e, EINVAL, "linux.sysctl.%s: not a sysctl name", key);
+      return berth_fail_msg(e, EINVAL, "linux.sysctl.%s: not a sysctl name", key);
     int needs = -1;
     if (has_prefix(key, "net.")) needs = NS_NET;
     else if (strcmp(key, "kernel.hostname") == 0 || strcmp(key, "kernel.domainname") == 0) needs = NS_UTS;
@@ -32,12 +32,12 @@ int sysctl_check(json_t *sysctl, const ns_plan *ns, berth_error *e) {
              strcmp(key, "kernel.shm_rmid_forced") == 0 || has_prefix(key, "fs.mqueue."))
       needs = NS_IPC;
     if (needs < 0)
-      return berth_fail(e, EINVAL,
+      return berth_fail_msg(e, EINVAL,
                         "linux.sysctl.%s: not namespaced, so setting it would change the host; only net.*, "
                         "kernel.msg*/sem*/shm*, fs.mqueue.* and kernel.hostname/domainname are allowed",
                         key);
     if (!ns->has[needs])
-      return berth_fail(e, EINVAL, "linux.sysctl.%s: needs the container to have its own %s namespace", key,
+      return berth_fail_msg(e, EINVAL, "linux.sysctl.%s: needs the container to have its own %s namespace", key,
                         ns_name(needs));
   }
   return 0;
@@ -49,7 +49,7 @@ int sysctl_apply(json_t *sysctl, berth_error *e) {
   if (procsys < 0) return berth_fail_errno(e, "linux.sysctl: open /proc/sys (is /proc mounted?)");
   struct statfs sfs;
   if (fstatfs(procsys, &sfs) < 0 || sfs.f_type != PROC_SUPER_MAGIC)
-    return berth_fail(e, EPERM, "linux.sysctl: /proc/sys in the container is not procfs");
+    return berth_fail_msg(e, EPERM, "linux.sysctl: /proc/sys in the container is not procfs");
   const char *key;
   json_t *v;
   json_object_foreach(sysctl, key, v) {
