@@ -471,8 +471,11 @@ describe.skipIf(vmReason !== '')(`pure cgroup v2 in a KVM/TCG guest${vmReason ? 
     // OCI swap is memory+swap: 150 MiB - 100 MiB.
     expect(c('memory.swap.max')).toBe('52428800');
     expect(c('memory.high')).toBe('94371840');
-    // shares 1024 -> 1 + (1024 - 2) * 9999 / 262142
-    expect(c('cpu.weight')).toBe('39');
+    // crun's documented conversion, ceil(10^((l^2 + 125 l) / 612 - 7/34)) with
+    // l = log2(shares): the defaults 1024 and 100 meet.
+    expect(c('cpu.weight')).toBe('100');
+    expect(c('cpu.weight.512')).toBe('59');
+    expect(c('cpu.weight.262144')).toBe('10000');
     expect(c('cpu.max')).toBe('50000 100000');
     expect(c('cpu.max.burst')).toBe('1000');
     expect(c('cpu.idle')).toBe('0');

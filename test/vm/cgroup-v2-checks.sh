@@ -44,6 +44,10 @@ check update.rc "$?"
 check update.pids.max "$(r pids.max)"
 check update.memory.max "$(r memory.max)"
 check update.memory.swap.max "$(r memory.swap.max)"
+$D update $P '{"cpu":{"shares":512}}' 2>&1
+check cpu.weight.512 "$(r cpu.weight)"
+$D update $P '{"cpu":{"shares":262144}}' 2>&1
+check cpu.weight.262144 "$(r cpu.weight)"
 
 # Behaviour: a process in the group.
 pid=$($D spawn $P '{"pids":{"limit":5}}' busy)
