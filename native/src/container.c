@@ -95,10 +95,12 @@ static void stage2_init(child_ctx *c) {
     child_fail(c, e);
   }
   if (rootfs_prepare(config, c->spec->rootfs, &c->cg, c->proc.in_userns, e) < 0) child_fail(c, e);
+  /* The state JSON for the hooks run in here; the parent knows our host pid. */
+  static char hook_state[sizeof m.msg] = "{}";
   if (c->wants_mount_hooks) {
     if (sync_send(c->sock, SYNC_MOUNTS_DONE, 0, e) < 0 || sync_expect(c->sock, SYNC_GO, &m, e) < 0) child_fail(c, e);
-    /* the parent sends the state JSON for the hooks in the message */
-    if (hooks_run(json_object_get(config, "hooks"), "createContainer", m.msg, e) < 0) child_fail(c, e);
+    snprintf(hook_state, sizeof hook_state, "%s", m.msg);
+    if (hooks_run(json_object_get(config, "hooks"), "createContainer", hook_state, e) < 0) child_fail(c, e);
   }
   if (rootfs_pivot(c->spec->rootfs, c->no_pivot, e) < 0) child_fail(c, e);
   if (c->terminal) {
@@ -119,7 +121,7 @@ static void stage2_init(child_ctx *c) {
   /* From here on nobody listens on the socket: failures go to the
    * container's stderr and its exit status, as for any failed exec. */
   if (wait_for_start(c, e) < 0) goto fail;
-  if (hooks_run(json_object_get(config, "hooks"), "startContainer", "{}", e) < 0) goto fail;
+  if (hooks_run(json_object_get(config, "hooks"), "startContainer", hook_state, e) < 0) goto fail;
   if (reset_signals(e) < 0) goto fail;
   process_exec(&c->proc, NULL, e);
 fail:
@@ -330,7 +332,8 @@ int container_create(const create_opts *o, berth_state *st, int *console_master,
   json_t *hooks = json_object_get(spec.config, "hooks");
   c.wants_mount_hooks = json_array_size(json_object_get(hooks, "prestart")) ||
                         json_array_size(json_object_get(hooks, "createRuntime")) ||
-                        json_array_size(json_object_get(hooks, "createContainer"));
+                        json_array_size(json_object_get(hooks, "createContainer")) ||
+                        json_array_size(json_object_get(hooks, "startContainer"));
   if (cgroup_open(&c.cg, json_str(spec.linux_, "cgroupsPath"), o->id, o->cgroup_disabled, e) < 0) goto fail;
   if (o->console_socket && (console_sock = terminal_connect_socket(o->console_socket, e)) < 0) goto fail;
 
