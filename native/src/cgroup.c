@@ -298,6 +298,18 @@ int cg_mount_hierarchy(const char *fstype, const char *data, const char *control
   return 0;
 }
 
+json_t *cg_list_json(const char *dir, const char *file) {
+  cleanup_free char *s = NULL;
+  berth_error ignored;
+  if (cg_read(dir, file, &s, &ignored) < 0) return NULL;
+  json_t *a = json_array();
+  uint64_t bits[128];
+  if (s[0] == '\n' || s[0] == '\0' || cg_parse_list(s, bits, 128) < 0) return a;
+  for (size_t i = 0; i < 128 * 64; i++)
+    if (bits[i / 64] & (1ull << (i % 64))) json_array_append_new(a, json_integer((json_int_t)i));
+  return a;
+}
+
 /* ---- validation -------------------------------------------------------- */
 
 const char *const cg_throttle_keys[4] = {"throttleReadBpsDevice", "throttleWriteBpsDevice",

@@ -100,6 +100,10 @@ int cg_parse_list(const char *s, uint64_t *bits, size_t nwords);
 /* out = a + b (a hierarchy root and a group path); false if too long. */
 bool cg_join(char *out, size_t outsz, const char *a, const char *b);
 
+/* A cpuset list file ("0-2,4\n") as the JSON array [0,1,2,4], for the
+ * "cpuset" stats; NULL when dir has no such file. */
+json_t *cg_list_json(const char *dir, const char *file);
+
 /* Small file helpers on "<dir>/<file>". */
 int cg_write(const char *dir, const char *file, const char *value, berth_error *e);
 int cg_writef(const char *dir, const char *file, berth_error *e, const char *fmt, ...)

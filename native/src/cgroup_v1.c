@@ -653,6 +653,11 @@ static int v1_stats(const berth_cgroup *cg, json_t *out, berth_error *e) {
     json_object_set_new(out, "pids", p);
   }
   stats_blkio(cg, out);
+  if (v1_dir(cg, "cpuset", dir, sizeof dir)) {
+    json_t *cpus = cg_list_json(dir, "cpuset.cpus");
+    if (cpus)
+      json_object_set_new(out, "cpuset", json_pack("{s:o,s:o*}", "cpus", cpus, "mems", cg_list_json(dir, "cpuset.mems")));
+  }
   if (v1_dir(cg, "hugetlb", dir, sizeof dir)) stats_hugetlb_v1(dir, out);
   else if (unified_dir(cg, dir, sizeof dir) && cg2_stats_hugetlb(dir, out, e) < 0) return -1;
   return 0;

@@ -370,11 +370,16 @@ static int stats_memory(const char *dir, json_t *out) {
                           clamp(read_or0(dir, "memory.current")), "max",
                           clamp(read_or0(dir, "memory.peak")), "limit", clamp(read_or0(dir, "memory.max")),
                           "failcnt", clamp(event_count(dir, "memory.events", "max")), "raw", raw);
-  if (cg_exists(dir, "memory.swap.current"))
+  if (cg_exists(dir, "memory.swap.current")) {
+    /* Reported as v1's memory+swap, as runc does, so one reader fits both. */
+    uint64_t smax = read_or0(dir, "memory.swap.max"), mmax = read_or0(dir, "memory.max");
+    uint64_t limit = smax == UINT64_MAX || mmax == UINT64_MAX ? UINT64_MAX : smax + mmax;
     json_object_set_new(mem, "swap",
-                        json_pack("{s:I,s:I,s:I}", "usage", clamp(read_or0(dir, "memory.swap.current")),
-                                  "limit", clamp(read_or0(dir, "memory.swap.max")), "failcnt",
+                        json_pack("{s:I,s:I,s:I}", "usage",
+                                  clamp(read_or0(dir, "memory.swap.current") + read_or0(dir, "memory.current")),
+                                  "limit", clamp(limit), "failcnt",
                                   clamp(event_count(dir, "memory.swap.events", "max"))));
+  }
   json_object_set_new(out, "memory", mem);
   return 0;
 }
@@ -540,6 +545,10 @@ static int v2_stats(const berth_cgroup *cg, json_t *out, berth_error *e) {
   stats_memory(dir, out);
   stats_pids(dir, out);
   stats_io(dir, out);
+  json_t *cpus = cg_list_json(dir, "cpuset.cpus.effective");
+  if (cpus)
+    json_object_set_new(out, "cpuset", json_pack("{s:o,s:o*}", "cpus", cpus, "mems",
+                                                 cg_list_json(dir, "cpuset.mems.effective")));
   return cg2_stats_hugetlb(dir, out, e);
 }
 

@@ -290,7 +290,7 @@ describe.skipIf(!isRoot)('cgroups (needs root: creates cgroups)', () => {
 
     it('reports stats in the shape of runc events --stats', async () => {
       const p = group();
-      const pid = Number(ok('spawn', p, JSON.stringify({ pids: { limit: 9 }, memory: { limit: 104857600 } }), 'busy'));
+      const pid = Number(ok('spawn', p, JSON.stringify({ pids: { limit: 9 }, memory: { limit: 104857600 }, cpu: { cpus: '0' } }), 'busy'));
       spawned.push(pid);
       await sleep(300);
       const s = JSON.parse(ok('stats', p)) as {
@@ -298,6 +298,7 @@ describe.skipIf(!isRoot)('cgroups (needs root: creates cgroups)', () => {
         memory: { usage: { usage: number; limit: number }; raw: Record<string, number>; cache: number };
         pids: { current: number; limit: number };
         blkio: { ioServiceBytesRecursive: unknown[] };
+        cpuset: { cpus: number[]; mems: number[] };
       };
       expect(s.cpu.usage.total).toBeGreaterThan(50_000_000);
       expect(s.cpu.usage.percpu.length).toBe(os.cpus().length);
@@ -308,6 +309,7 @@ describe.skipIf(!isRoot)('cgroups (needs root: creates cgroups)', () => {
       expect(s.memory.raw).toHaveProperty('rss');
       expect(s.pids).toEqual({ current: 1, limit: 9 });
       expect(Array.isArray(s.blkio.ioServiceBytesRecursive)).toBe(true);
+      expect(s.cpuset).toEqual({ cpus: [0], mems: [0] });
     });
 
     it('mounts the container\'s own groups, read-only, in a new cgroup namespace', () => {
@@ -512,11 +514,13 @@ describe.skipIf(vmReason !== '')(`pure cgroup v2 in a KVM/TCG guest${vmReason ? 
       memory?: { usage?: { usage?: number } };
       pids?: { current?: number; limit?: number };
       hugetlb?: Record<string, unknown>;
+      cpuset?: { cpus: number[]; mems: number[] };
     };
     expect(s.cpu?.usage?.total).toBeGreaterThan(0);
     expect(s.memory?.usage?.usage).toBeGreaterThan(0);
     expect(s.pids).toEqual({ current: 1, limit: 5 });
     expect(s.hugetlb).toHaveProperty('2MB');
+    expect(s.cpuset).toEqual({ cpus: [0], mems: [0] });
   });
 
   it('kills every process with cgroup.kill, nested groups included, and removes the group', () => {
