@@ -548,7 +548,8 @@ int cg_res_parse(json_t *res, cg_res *r, berth_error *e) {
         get_int(o, "kernelTCP", "memory.kernelTCP", -1, INT64_MAX, true, &r->mem_kernel_tcp, e) < 0 ||
         get_int(o, "swappiness", "memory.swappiness", 0, 100, false, &r->mem_swappiness, e) < 0 ||
         get_bool(o, "disableOOMKiller", "memory.disableOOMKiller", &r->mem_disable_oom, e) < 0 ||
-        get_bool(o, "useHierarchy", "memory.useHierarchy", &r->mem_use_hierarchy, e) < 0)
+        get_bool(o, "useHierarchy", "memory.useHierarchy", &r->mem_use_hierarchy, e) < 0 ||
+        get_bool(o, "checkBeforeUpdate", "memory.checkBeforeUpdate", &r->mem_check_before_update, e) < 0)
       goto fail;
     if (r->mem_limit.set && r->mem_limit.v > 0 && r->mem_swap.set && r->mem_swap.v > 0 &&
         r->mem_swap.v < r->mem_limit.v) {
@@ -657,6 +658,34 @@ int cg_res_parse(json_t *res, cg_res *r, berth_error *e) {
     r->need |= CG_NEED_DEVICES;
   }
 
+  if (get_obj(res, "rdma", "rdma", &r->rdma, e) < 0) goto fail;
+  if (r->rdma && json_object_size(r->rdma) == 0) r->rdma = NULL;
+  if (r->rdma) {
+    const char *dev;
+    json_t *lim;
+    json_object_foreach(r->rdma, dev, lim) {
+      char field[128];
+      cg_opt h, ob;
+      if (!*dev || strpbrk(dev, " \t\n/=")) {
+        berth_fail(e, 0, F "rdma: '%s' is not an RDMA device name", dev);
+        goto fail;
+      }
+      if (!json_is_object(lim)) {
+        berth_fail(e, 0, F "rdma.%s: expected an object", dev);
+        goto fail;
+      }
+      snprintf(field, sizeof field, "rdma.%s.hcaHandles", dev);
+      if (get_int(lim, "hcaHandles", field, 0, UINT32_MAX, false, &h, e) < 0) goto fail;
+      snprintf(field, sizeof field, "rdma.%s.hcaObjects", dev);
+      if (get_int(lim, "hcaObjects", field, 0, UINT32_MAX, false, &ob, e) < 0) goto fail;
+      if (!h.set && !ob.set) {
+        berth_fail(e, 0, F "rdma.%s: give hcaHandles, hcaObjects or both", dev);
+        goto fail;
+      }
+    }
+    r->need |= CG_NEED_RDMA;
+  }
+
   if (get_obj(res, "unified", "unified", &r->unified, e) < 0) goto fail;
   if (r->unified && json_object_size(r->unified) == 0) r->unified = NULL;
   if (r->unified) {
@@ -673,6 +702,33 @@ void cg_res_free(cg_res *r) {
   free(r->devices);
   r->devices = NULL;
   r->ndevices = 0;
+}
+
+int cg_apply_rdma(const char *dir, const cg_res *r, berth_error *e) {
+  const char *dev;
+  json_t *lim;
+  json_object_foreach(r->rdma, dev, lim) {
+    char val[256];
+    size_t n = (size_t)snprintf(val, sizeof val, "%s", dev);
+    json_t *h = json_object_get(lim, "hcaHandles"), *o = json_object_get(lim, "hcaObjects");
+    if (json_is_integer(h)) n += (size_t)snprintf(val + n, sizeof val - n, " hca_handle=%" JSON_INTEGER_FORMAT, json_integer_value(h));
+    if (json_is_integer(o) && n < sizeof val)
+      snprintf(val + n, sizeof val - n, " hca_object=%" JSON_INTEGER_FORMAT, json_integer_value(o));
+    if (cg_write(dir, "rdma.max", val, e) < 0) return berth_wrap(e, "linux.resources.rdma.%s", dev);
+  }
+  return 0;
+}
+
+int cg_check_memory_usage(const char *dir, const char *usage_file, const cg_res *r, berth_error *e) {
+  if (!r->mem_check_before_update.set || !r->mem_check_before_update.v || !r->mem_limit.set ||
+      r->mem_limit.v <= 0)
+    return 0;
+  uint64_t usage;
+  if (cg_read_u64(dir, usage_file, &usage, e) < 0) return -1;
+  if ((uint64_t)r->mem_limit.v < usage)
+    return berth_fail(e, 0, F "memory.limit: %" PRId64 " is below the group's current usage of %" PRIu64
+                            " bytes (memory.checkBeforeUpdate is set)", r->mem_limit.v, usage);
+  return 0;
 }
 
 /* ---- the interface ----------------------------------------------------- */
@@ -803,5 +859,5 @@ int cgroup_mount(const berth_cgroup *cg, const char *target, unsigned long flags
 }
 
 json_t *cgroup_features(void) {
-  return json_pack("{s:b,s:b,s:b,s:b,s:b}", "v1", 1, "v2", 1, "systemd", 0, "systemdUser", 0, "rdma", 0);
+  return json_pack("{s:b,s:b,s:b,s:b,s:b}", "v1", 1, "v2", 1, "systemd", 0, "systemdUser", 0, "rdma", 1);
 }

@@ -42,6 +42,7 @@ enum {
   CG_NEED_NET_PRIO = 1 << 7,
   CG_NEED_DEVICES = 1 << 8,
   CG_NEED_UNIFIED = 1 << 9,
+  CG_NEED_RDMA = 1 << 10,
 };
 
 typedef struct {
@@ -67,7 +68,7 @@ typedef struct cg_res {
   unsigned need; /* CG_NEED_* */
   /* memory: -1 means unlimited */
   cg_opt mem_limit, mem_reservation, mem_swap, mem_kernel, mem_kernel_tcp, mem_swappiness;
-  cg_opt mem_disable_oom, mem_use_hierarchy; /* 0/1 */
+  cg_opt mem_disable_oom, mem_use_hierarchy, mem_check_before_update; /* 0/1 */
   /* cpu */
   cg_opt cpu_shares, cpu_quota, cpu_period, cpu_rt_runtime, cpu_rt_period, cpu_burst, cpu_idle;
   const char *cpus, *mems; /* NULL or non-empty, syntax checked */
@@ -83,6 +84,7 @@ typedef struct cg_res {
   struct cg_dev_rule *devices;  /* malloc'd, NULL when absent */
   size_t ndevices;
   json_t *unified;              /* {key: value} */
+  json_t *rdma;                 /* {device: {hcaHandles?, hcaObjects?}} */
 } cg_res;
 
 extern const char *const cg_throttle_keys[4];
@@ -143,6 +145,10 @@ int cg2_apply_pids(const char *dir, const cg_res *r, berth_error *e);
 int cg2_apply_io(const char *dir, const cg_res *r, berth_error *e);
 int cg2_apply_hugetlb(const char *dir, const cg_res *r, berth_error *e);
 int cg2_apply_unified(const char *dir, const cg_res *r, berth_error *e);
+/* rdma.max has one format on v1 and v2. */
+int cg_apply_rdma(const char *dir, const cg_res *r, berth_error *e);
+/* memory.checkBeforeUpdate: the new limit must not be below usage_file. */
+int cg_check_memory_usage(const char *dir, const char *usage_file, const cg_res *r, berth_error *e);
 int cg2_freeze_dir(const char *dir, bool frozen, berth_error *e);
 int cg2_is_frozen_dir(const char *dir, bool *frozen, berth_error *e);
 int cg2_stats_hugetlb(const char *dir, json_t *out, berth_error *e);

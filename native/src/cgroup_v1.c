@@ -59,6 +59,7 @@ static const struct {
     {CG_NEED_NET_CLS, "net_cls", NULL, "network.classID"},
     {CG_NEED_NET_PRIO, "net_prio", NULL, "network.priorities"},
     {CG_NEED_DEVICES, "devices", NULL, "devices"},
+    {CG_NEED_RDMA, "rdma", "rdma", "rdma"},
 };
 
 /* Which of r's groups go to cgroup2 on this host (hybrid only). */
@@ -175,7 +176,10 @@ static int v1_check(const berth_cgroup *cg, const cg_res *r, berth_error *e) {
     if (r->mem_kernel.set && need_file(dir, "memory.kmem.limit_in_bytes", "memory.kernel", e) < 0) return -1;
     if (r->mem_kernel_tcp.set && need_file(dir, "memory.kmem.tcp.limit_in_bytes", "memory.kernelTCP", e) < 0)
       return -1;
+    if (cg_check_memory_usage(dir, "memory.usage_in_bytes", r, e) < 0) return -1;
   }
+  if ((r->need & CG_NEED_MEMORY) && (v2 & CG_NEED_MEMORY) && cg_check_memory_usage(udir, "memory.current", r, e) < 0)
+    return -1;
   if ((r->need & CG_NEED_MEMORY) && (v2 & CG_NEED_MEMORY)) {
     int64_t swap;
     if (cg2_swap_max(r, r->mem_limit.set ? r->mem_limit.v : -1, &swap, e) < 0) return -1;
@@ -398,6 +402,13 @@ static int v1_apply(const berth_cgroup *cg, const cg_res *r, berth_error *e) {
     }
   }
   if ((r->need & (CG_NEED_NET_CLS | CG_NEED_NET_PRIO)) && apply_network(cg, r, e) < 0) return -1;
+  if (r->need & CG_NEED_RDMA) {
+    if (v2 & CG_NEED_RDMA) {
+      if (cg_apply_rdma(udir, r, e) < 0) return -1;
+    } else if (v1_dir(cg, "rdma", dir, sizeof dir) && cg_apply_rdma(dir, r, e) < 0) {
+      return -1;
+    }
+  }
   if ((r->need & CG_NEED_DEVICES) && v1_dir(cg, "devices", dir, sizeof dir) && apply_devices(dir, r, e) < 0)
     return -1;
   if (r->unified && cg2_apply_unified(udir, r, e) < 0) return -1;
@@ -478,6 +489,10 @@ static int v1_kill_all(const berth_cgroup *cg, int sig, berth_error *e) {
   /* Frozen, no task can fork past the signal; it lands on thaw. */
   char fdir[PATH_MAX];
   bool freezer = v1_dir(cg, "freezer", fdir, sizeof fdir);
+  /* A paused container stays paused: only a group we froze is thawed. */
+  bool was_frozen = false;
+  if (freezer && v1_is_frozen(cg, &was_frozen, e) < 0) return -1;
+  freezer = freezer && !was_frozen;
   if (freezer && v1_freeze(cg, true, e) < 0) return -1;
   pid_t *pids = NULL;
   size_t n = 0;

@@ -71,6 +71,7 @@ static const struct {
     {CG_NEED_MEMORY, "memory", "memory"}, {CG_NEED_CPU, "cpu", "cpu"},
     {CG_NEED_CPUSET, "cpuset", "cpu.cpus/cpu.mems"}, {CG_NEED_PIDS, "pids", "pids"},
     {CG_NEED_IO, "io", "blockIO"},           {CG_NEED_HUGETLB, "hugetlb", "hugepageLimits"},
+    {CG_NEED_RDMA, "rdma", "rdma"},
 };
 
 int cg2_check_controllers(const char *dir, unsigned need, berth_error *e) {
@@ -472,6 +473,7 @@ static int v2_check(const berth_cgroup *cg, const cg_res *r, berth_error *e) {
   int64_t swap;
   if ((r->need & CG_NEED_MEMORY) && cg2_swap_max(r, effective_limit(dir, r), &swap, e) < 0) return -1;
   if (r->unified && check_unified(dir, r, e) < 0) return -1;
+  if ((r->need & CG_NEED_MEMORY) && cg_check_memory_usage(dir, "memory.current", r, e) < 0) return -1;
   return 0;
 }
 
@@ -484,6 +486,7 @@ static int v2_apply(const berth_cgroup *cg, const cg_res *r, berth_error *e) {
   if ((r->need & CG_NEED_PIDS) && cg2_apply_pids(dir, r, e) < 0) return -1;
   if ((r->need & CG_NEED_IO) && cg2_apply_io(dir, r, e) < 0) return -1;
   if ((r->need & CG_NEED_HUGETLB) && cg2_apply_hugetlb(dir, r, e) < 0) return -1;
+  if ((r->need & CG_NEED_RDMA) && cg_apply_rdma(dir, r, e) < 0) return -1;
   if ((r->need & CG_NEED_DEVICES) && cg_bpf_apply_devices(dir, r->devices, r->ndevices, e) < 0) return -1;
   if ((r->need & CG_NEED_UNIFIED) && cg2_apply_unified(dir, r, e) < 0) return -1;
   return 0;
@@ -525,7 +528,10 @@ static int v2_kill_all(const berth_cgroup *cg, int sig, berth_error *e) {
   group_dir(cg, dir, sizeof dir);
   if (sig == SIGKILL && cg_exists(dir, "cgroup.kill")) return cg_write(dir, "cgroup.kill", "1", e);
   /* Frozen, no task can fork past the signal. */
-  if (cg2_freeze_dir(dir, true, e) < 0) return -1;
+  /* A paused container stays paused: only a group we froze is thawed. */
+  bool was_frozen;
+  if (cg2_is_frozen_dir(dir, &was_frozen, e) < 0) return -1;
+  if (!was_frozen && cg2_freeze_dir(dir, true, e) < 0) return -1;
   pid_t *pids = NULL;
   size_t n = 0, cap = 0;
   int rc = cg_collect_pids(dir, &pids, &n, &cap, e);
@@ -533,7 +539,7 @@ static int v2_kill_all(const berth_cgroup *cg, int sig, berth_error *e) {
     if (kill(pids[i], sig) < 0 && errno != ESRCH) rc = berth_fail_errno(e, "kill %d", (int)pids[i]);
   free(pids);
   berth_error thaw_err;
-  if (cg2_freeze_dir(dir, false, rc < 0 ? &thaw_err : e) < 0 && rc == 0) rc = -1;
+  if (!was_frozen && cg2_freeze_dir(dir, false, rc < 0 ? &thaw_err : e) < 0 && rc == 0) rc = -1;
   return rc;
 }
 

@@ -120,7 +120,7 @@ describe.skipIf(!isRoot)('cgroups (needs root: creates cgroups)', () => {
   });
 
   it('reports v1 and v2 support for `features`', () => {
-    expect(JSON.parse(ok('features'))).toEqual({ v1: true, v2: true, systemd: false, systemdUser: false, rdma: false });
+    expect(JSON.parse(ok('features'))).toEqual({ v1: true, v2: true, systemd: false, systemdUser: false, rdma: true });
   });
 
   describe.skipIf(mode === 'v2')(`cgroup v1 controllers on this ${mode} host`, () => {
@@ -363,6 +363,27 @@ describe.skipIf(!isRoot)('cgroups (needs root: creates cgroups)', () => {
       expect(read(`${m.get('memory')}${p}/memory.limit_in_bytes`)).toBe('104857600');
     });
 
+    it.skipIf(mode === 'v2')('refuses a memory limit below usage when checkBeforeUpdate is set', async () => {
+      const p = group();
+      const pid = Number(ok('spawn', p, '{}', 'busy'));
+      spawned.push(pid);
+      const r = drv('update', p, JSON.stringify({ memory: { limit: 4096, checkBeforeUpdate: true } }));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/linux\.resources\.memory\.limit: 4096 is below the group's current usage/);
+      ok('update', p, JSON.stringify({ memory: { limit: 104857600, checkBeforeUpdate: true } }));
+      expect(read(`${v1Mounts().get('memory')}${p}/memory.limit_in_bytes`)).toBe('104857600');
+    });
+
+    const rdmaMissing = mode !== 'v2' && !v1Mounts().has('rdma') &&
+      !(mode === 'hybrid' && read(`${unifiedMount}/cgroup.controllers`).split(' ').includes('rdma'));
+    it.skipIf(!rdmaMissing)('refuses rdma limits where no hierarchy holds the rdma controller', () => {
+      const p = group();
+      const r = drv('create', p, JSON.stringify({ rdma: { mlx5_0: { hcaHandles: 3 } } }));
+      expect(r.status).toBe(1);
+      expect(r.stderr).toMatch(/linux\.resources\.rdma asks for the .*'rdma' controller/);
+      for (const d of groupDirs(p)) expect(fs.existsSync(d)).toBe(false);
+    });
+
     it.skipIf(mode === 'v2' || v1Mounts().has('net_cls'))(
       'refuses a controller the host has not mounted, by name, and leaves no group',
       () => {
@@ -549,6 +570,9 @@ describe.skipIf(vmReason !== '')(`pure cgroup v2 in a KVM/TCG guest${vmReason ? 
     expect(c('refuse.unified.missing')).toContain('linux.resources.unified.memory.nosuchfile');
     expect(c('refuse.unified.dotdot')).toContain('linux.resources.unified');
     expect(c('refuse.swap.nolimit')).toContain('linux.resources.memory.swap');
+    // The guest has the rdma controller but no RDMA device: the kernel's
+    // refusal comes back naming the field and the file.
+    expect(c('refuse.rdma.nodevice')).toMatch(/linux\.resources\.rdma\.nosuchdev: write 'nosuchdev hca_handle=3' to .*rdma\.max/);
     expect(c('refuse.network.gone')).toBe('gone');
     expect(c('refuse.gone')).toBe('gone');
   });

@@ -104,6 +104,7 @@ $D create $P '{"cpu":{"realtimeRuntime":1000}}' 2>&1 | head -1 | sed 's/^/CHECK 
 $D create $P '{"unified":{"memory.nosuchfile":"1"}}' 2>&1 | head -1 | sed 's/^/CHECK refuse.unified.missing /'
 $D create $P '{"unified":{"../cgroup.procs":"1"}}' 2>&1 | head -1 | sed 's/^/CHECK refuse.unified.dotdot /'
 $D create $P '{"memory":{"swap":100}}' 2>&1 | head -1 | sed 's/^/CHECK refuse.swap.nolimit /'
+$D create $P '{"rdma":{"nosuchdev":{"hcaHandles":3}}}' 2>&1 | head -1 | sed 's/^/CHECK refuse.rdma.nodevice /'
 check refuse.gone "$([ -d "$G" ] && echo present || echo gone)"
 
 # A cgroup mount in new mount and cgroup namespaces shows the group as root.
