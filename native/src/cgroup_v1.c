@@ -489,11 +489,12 @@ static int v1_kill_all(const berth_cgroup *cg, int sig, berth_error *e) {
   /* Frozen, no task can fork past the signal; it lands on thaw. */
   char fdir[PATH_MAX];
   bool freezer = v1_dir(cg, "freezer", fdir, sizeof fdir);
-  /* A paused container stays paused: only a group we froze is thawed. */
+  /* A paused container stays paused, except that SIGKILL must thaw it:
+   * v1 delivers no signal, not even SIGKILL, to a frozen task. */
   bool was_frozen = false;
   if (freezer && v1_is_frozen(cg, &was_frozen, e) < 0) return -1;
-  freezer = freezer && !was_frozen;
-  if (freezer && v1_freeze(cg, true, e) < 0) return -1;
+  if (freezer && !was_frozen && v1_freeze(cg, true, e) < 0) return -1;
+  freezer = freezer && (!was_frozen || sig == SIGKILL);
   pid_t *pids = NULL;
   size_t n = 0;
   int rc = v1_pids(cg, &pids, &n, e);

@@ -539,7 +539,8 @@ static int v2_kill_all(const berth_cgroup *cg, int sig, berth_error *e) {
     if (kill(pids[i], sig) < 0 && errno != ESRCH) rc = berth_fail_errno(e, "kill %d", (int)pids[i]);
   free(pids);
   berth_error thaw_err;
-  if (!was_frozen && cg2_freeze_dir(dir, false, rc < 0 ? &thaw_err : e) < 0 && rc == 0) rc = -1;
+  bool thaw = !was_frozen || sig == SIGKILL;
+  if (thaw && cg2_freeze_dir(dir, false, rc < 0 ? &thaw_err : e) < 0 && rc == 0) rc = -1;
   return rc;
 }
 

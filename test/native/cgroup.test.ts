@@ -288,6 +288,21 @@ describe.skipIf(!isRoot)('cgroups (needs root: creates cgroups)', () => {
       expect(ok('pids', p)).toBe('');
     });
 
+    it('signals a paused group without resuming it, and SIGKILL still kills it', async () => {
+      const p = group();
+      const pid = Number(ok('spawn', p, '{}', 'sleep'));
+      spawned.push(pid);
+      ok('freeze', p);
+      ok('kill', p, '15');
+      expect(ok('frozen', p)).toBe('true');
+      await sleep(200);
+      expect(alive(pid)).toBe(true);
+      ok('kill', p, '9');
+      for (let i = 0; i < 50 && alive(pid); i++) await sleep(20);
+      expect(alive(pid)).toBe(false);
+      expect(ok('pids', p)).toBe('');
+    });
+
     it('reports stats in the shape of runc events --stats', async () => {
       const p = group();
       const pid = Number(ok('spawn', p, JSON.stringify({ pids: { limit: 9 }, memory: { limit: 104857600 }, cpu: { cpus: '0' } }), 'busy'));
