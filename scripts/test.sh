@@ -4,5 +4,6 @@
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$BERTH_TOP"
-bash scripts/setup.sh
+[ "${BERTH_SKIP_SETUP:-}" = 1 ] || bash scripts/setup.sh
+. scripts/env.sh   # again: setup may have just installed Node into .tools/
 exec npx vitest run "$@"

@@ -27,7 +27,7 @@ function cgroupLeaks(): string[] {
   return found;
 }
 
-/** Runtime and shim processes by name, and any process whose root is a
+/** Runtime and shim processes (by the name they run as), and any process whose root is a
  *  test bundle's rootfs (a container of a test that was never deleted). */
 function processLeaks(): string[] {
   const found: string[] = [];
@@ -41,7 +41,8 @@ function processLeaks(): string[] {
     } catch {
       continue;
     }
-    if (/berth-(shim|runtime)/.test(cmdline)) found.push(`${pid} ${cmdline}`);
+    const argv0 = path.basename(cmdline.split(' ')[0] ?? '');
+    if (argv0 === 'berth-shim' || argv0 === 'berth-runtime') found.push(`${pid} ${cmdline}`);
     else if (root.includes('/berth-test-')) found.push(`${pid} ${cmdline} (root ${root})`);
   }
   return found;
