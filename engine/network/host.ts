@@ -1,0 +1,110 @@
+/**
+ * The host objects Berth creates, through iproute2 and util-linux: bridges,
+ * veth pairs, persistent network namespaces (an nsfs bind mount on a file
+ * under <runRoot>/netns) and per-bridge sysctls. Every function here acts
+ * only on objects named by the caller, which are Berth's (berth*, bth*).
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import { run, runRaw } from './exec.js';
+import { parseCidr, type Subnet } from './ipam.js';
+
+export const linkExists = async (name: string): Promise<boolean> => (await runRaw(['ip', 'link', 'show', 'dev', name])).code === 0;
+
+/** Deletes a link if it is there (deleting one end of a veth pair removes both). */
+export const deleteLink = async (name: string): Promise<void> => {
+  if (!/^(berth|bth)/.test(name)) throw new Error(`refusing to delete link ${name}: not a Berth link`);
+  const r = await runRaw(['ip', 'link', 'del', 'dev', name]);
+  if (r.code !== 0 && (await linkExists(name))) await run(['ip', 'link', 'del', 'dev', name]);
+};
+
+const writeSysctl = async (key: string, value: string): Promise<void> => {
+  await fsp.writeFile(path.join('/proc/sys', key.replaceAll('.', '/')), value);
+};
+export const readSysctl = async (key: string): Promise<string> =>
+  (await fsp.readFile(path.join('/proc/sys', key.replaceAll('.', '/')), 'utf8')).trim();
+export const setSysctl = writeSysctl;
+
+/** Creates (or completes) a bridge with its gateway address, up, answering 127.0.0.1 DNAT (route_localnet). */
+export const ensureBridge = async (name: string, gateway: string, prefix: number): Promise<void> => {
+  if (!(await linkExists(name))) {
+    const r = await runRaw(['ip', 'link', 'add', 'name', name, 'type', 'bridge']);
+    if (r.code !== 0 && !(await linkExists(name))) await run(['ip', 'link', 'add', 'name', name, 'type', 'bridge']);
+  }
+  await run(['ip', '-batch', '-'], [`addr replace ${gateway}/${prefix} dev ${name}`, `link set dev ${name} up`].join('\n') + '\n', `bridge ${name}`);
+  await writeSysctl(`net.ipv4.conf.${name}.route_localnet`, '1');
+};
+
+/** Subnets the host already routes (main table), so a new network clashes with none of them. */
+export const hostRoutes = async (): Promise<Subnet[]> => {
+  const out = await run(['ip', '-j', '-4', 'route', 'show', 'table', 'all']);
+  const routes = JSON.parse(out) as { dst?: string; type?: string }[];
+  const subnets: Subnet[] = [];
+  for (const r of routes) {
+    if (!r.dst || r.dst === 'default' || (r.type !== undefined && r.type !== 'unicast')) continue;
+    const s = parseCidr(r.dst.includes('/') ? r.dst : `${r.dst}/32`, false);
+    if (s && s.prefix > 0) subnets.push(s);
+  }
+  return subnets;
+};
+
+/** Berth's links present on the host (for checks and tests). */
+export const berthLinks = async (): Promise<string[]> => {
+  const links = JSON.parse(await run(['ip', '-j', 'link', 'show'])) as { ifname: string }[];
+  return links.map((l) => l.ifname).filter((n) => /^(berth|bth)/.test(n));
+};
+
+const isMounted = async (p: string): Promise<boolean> => {
+  const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  return info.split('\n').some((l) => l.split(' ')[4] === p);
+};
+
+/** A persistent network namespace at `file` (an nsfs bind mount), with lo up. */
+export const createNetns = async (file: string): Promise<void> => {
+  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
+  if (await isMounted(file)) return;
+  await fsp.writeFile(file, '', { mode: 0o600 });
+  await run(['unshare', `--net=${file}`, 'ip', 'link', 'set', 'dev', 'lo', 'up'], undefined, `netns ${file}`);
+};
+
+export const netnsAlive = isMounted;
+
+export const removeNetns = async (file: string): Promise<void> => {
+  if (await isMounted(file)) {
+    const r = await runRaw(['umount', file]);
+    if (r.code !== 0 && (await isMounted(file))) await run(['umount', '--lazy', file]);
+  }
+  await fsp.rm(file, { force: true });
+};
+
+/** Runs an `ip -batch` script inside the namespace at `file`. */
+export const ipInNetns = async (file: string, script: string): Promise<void> => {
+  await run(['nsenter', `--net=${file}`, 'ip', '-batch', '-'], script, `netns ${file}`);
+};
+
+export interface VethPlan {
+  readonly hostVeth: string;
+  readonly bridge: string;
+  readonly netns: string;
+  readonly ifname: string;
+  readonly mac: string;
+  readonly cidr: string; // "10.88.0.2/16"
+  readonly gateway?: string | undefined; // absent: no default route (internal network or not the primary)
+}
+
+/** A veth pair from the bridge into the namespace, addressed and up. */
+export const addVeth = async (v: VethPlan): Promise<void> => {
+  if (await linkExists(v.hostVeth)) await deleteLink(v.hostVeth);
+  await run(
+    ['ip', '-batch', '-'],
+    [
+      `link add name ${v.hostVeth} type veth peer name ${v.ifname} address ${v.mac} netns ${v.netns}`,
+      `link set dev ${v.hostVeth} master ${v.bridge}`,
+      `link set dev ${v.hostVeth} up`,
+    ].join('\n') + '\n',
+    `veth ${v.hostVeth}`,
+  );
+  const inside = [`addr add ${v.cidr} dev ${v.ifname}`, `link set dev ${v.ifname} up`];
+  if (v.gateway !== undefined) inside.push(`route replace default via ${v.gateway} dev ${v.ifname}`);
+  await ipInNetns(v.netns, inside.join('\n') + '\n');
+};

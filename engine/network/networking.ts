@@ -1,0 +1,631 @@
+/**
+ * Berth's networking: the `ContainerNetworking` the runtime calls around a
+ * container's life, and the `NetworkApi` group of the Engine facade.
+ *
+ * Every operation runs under the networking lock (lock.ts) and starts by
+ * recovering what a killed command left half done (records in a
+ * "creating" / "removing" phase, see state.ts), so no address is handed out
+ * twice and none is lost. Host changes follow a recorded intent: the record
+ * (with the chosen addresses, veth names and ports) is written first, the
+ * host is changed, then the record is marked ready.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type {
+  ContainerNetworkInfo, EngineRoots, NetworkApi, NetworkAttachment, NetworkInfo, NetworkSpec, PortSpec,
+} from '../engine.js';
+import { alreadyExists, conflict, fail, invalidSpec, notFound, unsupported } from '../errors.js';
+import { silentLogger, type Logger } from '../log.js';
+import type { ContainerNetworking, NetworkSetupRequest, NetworkSetupResult } from '../services.js';
+import * as files from './files.js';
+import * as host from './host.js';
+import {
+  allocate, checkAddressing, checkFixed, firstFreeSubnet, formatAddress, formatCidr, macFor, overlaps, parseCidr,
+} from './ipam.js';
+import { withFlock } from './lock.js';
+import { applyRuleset, deleteTable, dnatsOf, ruleset } from './nft.js';
+import { exposedToPorts, resolvePorts, type PublishSpec } from './ports.js';
+import { StateDir, type Attachment, type EndpointRecord, type NetworkRecord } from './state.js';
+
+export const DEFAULT_ROOT = '/var/lib/berth';
+/** The default network's pool: 10.88.0.0/16 first, then the next free /16 up to 10.95. */
+const DEFAULT_POOL = parseCidr('10.88.0.0/13')!;
+/** User networks get /24s out of 10.89.0.0/16... then 10.90-10.127. */
+const USER_POOL = parseCidr('10.89.0.0/16')!;
+const USER_POOL_MORE = parseCidr('10.96.0.0/11')!;
+const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
+const PREDEFINED = new Set(['bridge', 'host', 'none']);
+
+const sha = (s: string): string => createHash('sha256').update(s).digest('hex');
+
+export interface NetworkingOptions {
+  readonly logger?: Logger;
+  /**
+   * Resolves a container ref (name, ID, ID prefix) to its ID for the
+   * NetworkApi verbs; the local engine passes its container store. Without
+   * it, refs resolve among containers that have a network set up.
+   */
+  readonly resolveContainer?: (ref: string) => Promise<string>;
+}
+
+export interface Networking extends ContainerNetworking, NetworkApi {
+  /** The resolved published ports and addresses of a container (undefined when none set up). */
+  endpointInfo(containerId: string): Promise<NetworkSetupResult | undefined>;
+  /** Finishes or undoes what killed commands left half done. Every other verb does this first. */
+  recover(): Promise<void>;
+  /** Removes everything this root has on the host: endpoints, networks (the default one too), Berth's nft table. */
+  purge(): Promise<void>;
+  /** This root's nft table and default bridge names (for checks and tests). */
+  readonly table: string;
+}
+
+export const openNetworking = (roots: EngineRoots, opts: NetworkingOptions = {}): Networking => new LocalNetworking(roots, opts);
+
+class LocalNetworking implements Networking {
+  private readonly state: StateDir;
+  private readonly netnsDir: string;
+  private readonly log: Logger;
+  private readonly defaultRoot: boolean;
+  readonly table: string;
+
+  constructor(roots: EngineRoots, private readonly opts: NetworkingOptions) {
+    this.state = new StateDir(roots.root);
+    this.netnsDir = path.join(roots.runRoot, 'netns');
+    this.log = opts.logger ?? silentLogger();
+    this.defaultRoot = path.resolve(roots.root) === DEFAULT_ROOT;
+    // one table per root, so that two roots (tests, a second engine) never rewrite each other's rules
+    this.table = this.defaultRoot ? 'berth' : `berth_${sha(path.resolve(roots.root)).slice(0, 8)}`;
+  }
+
+  /* ------------------------------------------------------------ plumbing */
+
+  private async locked<A>(fn: () => Promise<A>): Promise<A> {
+    await this.state.init();
+    return withFlock(this.state.lockFile, async () => {
+      await this.recoverLocked();
+      return fn();
+    });
+  }
+
+  private async applyNft(): Promise<void> {
+    const nets = await this.state.networks();
+    if (nets.length === 0) {
+      await deleteTable(this.table);
+      return;
+    }
+    const eps = await this.state.endpoints();
+    const internal = new Set(nets.filter((n) => n.internal).map((n) => n.id));
+    const publishable = eps.filter((e) => {
+      const p = e.networkOrder[0];
+      return p !== undefined && !internal.has(e.networks[p]!.networkId);
+    });
+    await applyRuleset(this.table, ruleset(this.table, nets, dnatsOf(publishable)));
+  }
+
+  private async ensureIpForward(): Promise<void> {
+    if ((await host.readSysctl('net.ipv4.ip_forward')) === '1') return;
+    await this.state.writeHost({ ipForwardSetByBerth: true }); // intent first
+    await host.setSysctl('net.ipv4.ip_forward', '1');
+    this.log.info('net.ipv4.ip_forward was 0: set to 1 for bridge networking (recorded; restored when Berth has no bridge left)');
+  }
+
+  private async maybeRestoreIpForward(): Promise<void> {
+    const h = await this.state.host();
+    if (!h.ipForwardSetByBerth) return;
+    if ((await this.state.networks()).length > 0) return;
+    // another Berth root may still route through its bridges
+    if ((await host.berthLinks()).some((l) => l.startsWith('berth'))) return;
+    await host.setSysctl('net.ipv4.ip_forward', '0');
+    await this.state.writeHost({ ipForwardSetByBerth: false });
+  }
+
+  private netnsPathFor(containerId: string): string {
+    return path.join(this.netnsDir, containerId);
+  }
+
+  private filesOf(containerId: string): { hosts: string; resolv: string; hostname: string } {
+    const d = this.state.endpointDir(containerId);
+    return { hosts: path.join(d, 'hosts'), resolv: path.join(d, 'resolv.conf'), hostname: path.join(d, 'hostname') };
+  }
+
+  /* ------------------------------------------------------------ recovery */
+
+  async recover(): Promise<void> {
+    await this.locked(async () => undefined);
+  }
+
+  private async recoverLocked(): Promise<void> {
+    let nftDirty = false;
+    const touched = new Set<string>();
+    for (const ep of await this.state.endpoints()) {
+      const ownNetns = ep.mode === 'bridge' || ep.mode === 'none';
+      if (ep.phase !== 'ready' || (ownNetns && ep.netnsPath !== undefined && !(await host.netnsAlive(ep.netnsPath)))) {
+        this.log.warn({ container: ep.containerId, phase: ep.phase }, 'undoing network setup left half done (or whose namespace is gone)');
+        await this.undoEndpoint(ep);
+        Object.values(ep.networks).forEach((a) => touched.add(a.networkId));
+        nftDirty ||= ep.ports.length > 0;
+        continue;
+      }
+      const half = Object.entries(ep.networks).filter(([, a]) => a.phase !== 'ready');
+      if (half.length > 0) {
+        for (const [name, a] of half) {
+          this.log.warn({ container: ep.containerId, network: name }, 'undoing a connect/disconnect left half done');
+          await host.deleteLink(a.hostVeth);
+          touched.add(a.networkId);
+        }
+        const keep = Object.fromEntries(Object.entries(ep.networks).filter(([, a]) => a.phase === 'ready'));
+        await this.state.writeEndpoint({ ...ep, networks: keep, networkOrder: ep.networkOrder.filter((n) => n in keep) });
+        nftDirty ||= ep.ports.length > 0;
+      }
+    }
+    for (const n of await this.state.networks()) {
+      if (n.phase !== 'ready') {
+        this.log.warn({ network: n.name, phase: n.phase }, 'removing a network left half done');
+        await host.deleteLink(n.bridge);
+        await this.state.removeNetwork(n.id);
+        nftDirty = true;
+      } else if (!(await host.linkExists(n.bridge))) {
+        // after a reboot: the record stands, the bridge and table are gone
+        await this.ensureIpForward();
+        await host.ensureBridge(n.bridge, n.gateway, parseCidr(n.subnet)!.prefix);
+        nftDirty = true;
+      }
+    }
+    if (nftDirty) await this.applyNft();
+    if (touched.size > 0) await this.refreshHosts(touched);
+  }
+
+  /** Removes an endpoint's host objects and record; safe to repeat. */
+  private async undoEndpoint(ep: EndpointRecord): Promise<void> {
+    for (const a of Object.values(ep.networks)) await host.deleteLink(a.hostVeth);
+    if ((ep.mode === 'bridge' || ep.mode === 'none') && ep.netnsPath !== undefined) await host.removeNetns(ep.netnsPath);
+    await this.state.removeEndpoint(ep.containerId);
+  }
+
+  /* ------------------------------------------------------------ networks */
+
+  private async findNetwork(ref: string): Promise<NetworkRecord> {
+    const nets = (await this.state.networks()).filter((n) => n.phase === 'ready');
+    const exact = nets.find((n) => n.name === ref || n.id === ref);
+    if (exact) return exact;
+    const byPrefix = ref.length >= 3 ? nets.filter((n) => n.id.startsWith(ref)) : [];
+    if (byPrefix.length === 1) return byPrefix[0]!;
+    if (byPrefix.length > 1) return fail(conflict('network', ref, 'the ID prefix matches several networks; give more of the ID'));
+    return fail(notFound('network', ref, 'see `berth network ls`'));
+  }
+
+  private async defaultNetworkLocked(): Promise<NetworkRecord> {
+    const d = (await this.state.networks()).find((n) => n.isDefault && n.phase === 'ready');
+    return d ?? this.createNetworkLocked({ name: 'bridge' }, true);
+  }
+
+  private async createNetworkLocked(spec: NetworkSpec, isDefault: boolean): Promise<NetworkRecord> {
+    const problems: string[] = [];
+    if (!NAME_RE.test(spec.name)) problems.push(`name: expected letters, digits, "_", "." or "-" (not first), got ${JSON.stringify(spec.name)}`);
+    if (!isDefault && PREDEFINED.has(spec.name)) problems.push(`name: ${spec.name} is a predefined network`);
+    if (spec.driver !== undefined && spec.driver !== 'bridge') problems.push(`driver: only "bridge" is supported, got ${JSON.stringify(spec.driver)}`);
+    if (spec.gateway !== undefined && spec.subnet === undefined) problems.push('gateway: needs --subnet');
+    if (spec.ipRange !== undefined && spec.subnet === undefined) problems.push('ip-range: needs --subnet');
+    for (const [k, v] of Object.entries(spec.labels ?? {})) if (typeof v !== 'string' || k === '') problems.push(`labels: bad label ${JSON.stringify(k)}`);
+    if (problems.length > 0) fail(invalidSpec(`network ${spec.name}`, problems));
+    if (spec.ipv6) fail(unsupported('IPv6 networks (create the network without --ipv6)'));
+    const nets = await this.state.networks();
+    if (nets.some((n) => n.name === spec.name)) fail(alreadyExists('network', spec.name, 'choose another name or remove it first'));
+
+    const routes = await host.hostRoutes();
+    const taken = [...routes, ...nets.map((n) => parseCidr(n.subnet)!)];
+    let subnet: string;
+    if (spec.subnet !== undefined) {
+      const s = parseCidr(spec.subnet);
+      if (!s) return fail(invalidSpec(`network ${spec.name}`, [`subnet: expected an IPv4 subnet like 10.89.0.0/24 (no host bits set), got ${JSON.stringify(spec.subnet)}`]));
+      const clash = taken.find((t) => overlaps(t, s));
+      if (clash) return fail(conflict('network', spec.name, `subnet ${spec.subnet} overlaps ${formatCidr(clash)}, already routed on this host; choose another --subnet`));
+      subnet = spec.subnet;
+    } else {
+      const s = isDefault
+        ? firstFreeSubnet(DEFAULT_POOL, 16, taken)
+        : (firstFreeSubnet(USER_POOL, 24, taken) ?? firstFreeSubnet(USER_POOL_MORE, 24, taken));
+      if (!s) return fail(conflict('network', spec.name, 'no free subnet left in Berth\'s pools; give one with --subnet'));
+      subnet = formatCidr(s);
+    }
+    const sn = parseCidr(subnet)!;
+    const gateway = spec.gateway ?? formatAddress(sn.base + 1);
+    checkAddressing(`network ${spec.name}`, { subnet, gateway, ipRange: spec.ipRange });
+
+    const id = randomBytes(32).toString('hex');
+    const rec: NetworkRecord = {
+      id, name: spec.name, created: new Date().toISOString(), phase: 'creating',
+      bridge: isDefault && this.defaultRoot ? 'berth0' : `berth-${id.slice(0, 9)}`,
+      subnet, gateway, ipRange: spec.ipRange, internal: spec.internal ?? false, labels: { ...(spec.labels ?? {}) }, isDefault,
+    };
+    await this.state.writeNetwork(rec);
+    try {
+      if (!rec.internal) await this.ensureIpForward();
+      await host.ensureBridge(rec.bridge, gateway, sn.prefix);
+      const ready = { ...rec, phase: 'ready' as const };
+      await this.state.writeNetwork(ready);
+      await this.applyNft();
+      this.log.debug({ network: rec.name, bridge: rec.bridge, subnet }, 'network created');
+      return ready;
+    } catch (e) {
+      await host.deleteLink(rec.bridge).catch(() => undefined);
+      await this.state.removeNetwork(rec.id);
+      throw e;
+    }
+  }
+
+  private info(n: NetworkRecord, eps: readonly EndpointRecord[]): NetworkInfo {
+    const containers: Record<string, { name: string; ipv4Address: string }> = {};
+    for (const e of eps) {
+      for (const a of Object.values(e.networks)) {
+        if (a.networkId === n.id && a.phase === 'ready') containers[e.containerId] = { name: e.name, ipv4Address: `${a.ipv4}/${a.prefix}` };
+      }
+    }
+    const spec: NetworkSpec = {
+      name: n.name, driver: 'bridge', subnet: n.subnet, gateway: n.gateway, internal: n.internal, ipv6: false, labels: n.labels,
+      ...(n.ipRange !== undefined ? { ipRange: n.ipRange } : {}),
+    };
+    return { id: n.id, name: n.name, created: n.created, spec, bridge: n.bridge, containers };
+  }
+
+  private pseudo(name: 'host' | 'none', eps: readonly EndpointRecord[]): NetworkInfo {
+    const containers: Record<string, { name: string; ipv4Address: string }> = {};
+    for (const e of eps) if (e.mode === name && e.phase === 'ready') containers[e.containerId] = { name: e.name, ipv4Address: '' };
+    return { id: sha(`berth-network-${name}`), name, created: '1970-01-01T00:00:00.000Z', spec: { name, labels: {} }, bridge: '', containers };
+  }
+
+  async createNetwork(spec: NetworkSpec): Promise<NetworkInfo> {
+    return this.locked(async () => this.info(await this.createNetworkLocked(spec, false), []));
+  }
+
+  async listNetworks(): Promise<NetworkInfo[]> {
+    return this.locked(async () => {
+      const eps = await this.state.endpoints();
+      const nets = (await this.state.networks()).filter((n) => n.phase === 'ready').map((n) => this.info(n, eps));
+      return [...nets, this.pseudo('host', eps), this.pseudo('none', eps)];
+    });
+  }
+
+  async inspectNetwork(ref: string): Promise<NetworkInfo> {
+    return this.locked(async () => {
+      const eps = await this.state.endpoints();
+      if (ref === 'host' || ref === 'none') return this.pseudo(ref, eps);
+      if (ref === 'bridge') return this.info(await this.defaultNetworkLocked(), eps);
+      return this.info(await this.findNetwork(ref), eps);
+    });
+  }
+
+  private async removeNetworkLocked(n: NetworkRecord): Promise<void> {
+    const users = (await this.state.endpoints()).filter((e) => Object.values(e.networks).some((a) => a.networkId === n.id));
+    if (users.length > 0)
+      fail(conflict('network', n.name, `in use by ${users.map((u) => u.name).join(', ')}; disconnect or remove those containers first`));
+    await this.state.writeNetwork({ ...n, phase: 'removing' });
+    await this.applyNft().catch(() => undefined); // rebuilt without it below either way
+    await host.deleteLink(n.bridge);
+    await this.state.removeNetwork(n.id);
+    await this.applyNft();
+    await this.maybeRestoreIpForward();
+  }
+
+  async removeNetwork(ref: string): Promise<void> {
+    await this.locked(async () => {
+      if (PREDEFINED.has(ref)) fail(conflict('network', ref, 'a predefined network cannot be removed'));
+      const n = await this.findNetwork(ref);
+      if (n.isDefault) fail(conflict('network', ref, 'the default network cannot be removed'));
+      await this.removeNetworkLocked(n);
+    });
+  }
+
+  async pruneNetworks(): Promise<{ deleted: string[] }> {
+    return this.locked(async () => {
+      const eps = await this.state.endpoints();
+      const used = new Set(eps.flatMap((e) => Object.values(e.networks).map((a) => a.networkId)));
+      const deleted: string[] = [];
+      for (const n of await this.state.networks()) {
+        if (n.isDefault || used.has(n.id) || n.phase !== 'ready') continue;
+        await this.removeNetworkLocked(n);
+        deleted.push(n.name);
+      }
+      return { deleted };
+    });
+  }
+
+  private async resolveContainer(ref: string): Promise<string> {
+    if (this.opts.resolveContainer) return this.opts.resolveContainer(ref);
+    const eps = await this.state.endpoints();
+    const name = ref.replace(/^\//, '');
+    const hit = eps.find((e) => e.containerId === ref || e.name === name) ?? (ref.length >= 3 ? eps.filter((e) => e.containerId.startsWith(ref)) : []).at(0);
+    if (!hit) return fail(notFound('container', ref, 'no container of that name or ID has a network set up (is it running?)'));
+    return hit.containerId;
+  }
+
+  async connectNetwork(network: string, container: string, attachment: NetworkAttachment = {}): Promise<void> {
+    await this.connect(await this.resolveContainer(container), network, attachment);
+  }
+
+  async disconnectNetwork(network: string, container: string, _opts?: { force?: boolean }): Promise<void> {
+    await this.disconnect(await this.resolveContainer(container), network);
+  }
+
+  /* ---------------------------------------------------------- containers */
+
+  private inUse(eps: readonly EndpointRecord[], networkId: string, except?: string): Set<string> {
+    const s = new Set<string>();
+    for (const e of eps) {
+      if (e.containerId === except) continue;
+      for (const a of Object.values(e.networks)) if (a.networkId === networkId) s.add(a.ipv4);
+    }
+    return s;
+  }
+
+  private vethName(containerId: string, networkId: string): string {
+    return `bth${sha(`${containerId}/${networkId}`).slice(0, 12)}`;
+  }
+
+  private attachmentFor(
+    containerId: string, net: NetworkRecord, att: NetworkAttachment, eps: readonly EndpointRecord[], ifname: string,
+  ): Attachment {
+    if ((att.aliases?.length ?? 0) > 0 && net.isDefault)
+      fail(invalidSpec(`network ${net.name}`, ['aliases: network-scoped aliases work on user-defined networks only']));
+    const used = this.inUse(eps, net.id, containerId);
+    const ipv4 = att.ipv4Address !== undefined ? checkFixed(net, att.ipv4Address, used, net.name) : allocate(net, used, net.name);
+    return {
+      networkId: net.id, phase: 'creating', ipv4, prefix: parseCidr(net.subnet)!.prefix, gateway: net.gateway, mac: macFor(ipv4),
+      aliases: [...(att.aliases ?? [])], hostVeth: this.vethName(containerId, net.id), ifname, fixed: att.ipv4Address !== undefined,
+    };
+  }
+
+  private result(ep: EndpointRecord, nets: readonly NetworkRecord[], shareFiles?: string): NetworkSetupResult {
+    const f = this.filesOf(shareFiles ?? ep.containerId);
+    const networks: Record<string, ContainerNetworkInfo> = {};
+    for (const name of ep.networkOrder) {
+      const a = ep.networks[name]!;
+      networks[name] = this.netInfo(a, nets);
+    }
+    const ports: PortSpec[] = ep.ports.map((p) => ({ containerPort: p.containerPort, protocol: p.protocol, hostPort: p.hostPort, hostIp: p.hostIp }));
+    return {
+      ...(ep.netnsPath !== undefined ? { netnsPath: ep.netnsPath } : {}),
+      hostsFile: f.hosts, resolvConf: f.resolv, hostnameFile: f.hostname, networks, ports,
+    };
+  }
+
+  private netInfo(a: Attachment, nets: readonly NetworkRecord[]): ContainerNetworkInfo {
+    const n = nets.find((x) => x.id === a.networkId);
+    return {
+      networkId: a.networkId, ipv4Address: `${a.ipv4}/${a.prefix}`, macAddress: a.mac, aliases: a.aliases,
+      ...(n && !n.internal ? { gateway: a.gateway } : {}),
+    };
+  }
+
+  async endpointInfo(containerId: string): Promise<NetworkSetupResult | undefined> {
+    const ep = await this.state.endpoint(containerId);
+    if (!ep || ep.phase !== 'ready') return undefined;
+    return this.result(ep, await this.state.networks(), ep.mode === 'container' ? ep.sharedWith : undefined);
+  }
+
+  async setup(req: NetworkSetupRequest): Promise<NetworkSetupResult> {
+    return this.locked(async () => {
+      const existing = await this.state.endpoint(req.containerId);
+      if (existing) {
+        const nets = await this.state.networks();
+        return this.result(existing, nets, existing.mode === 'container' ? existing.sharedWith : undefined);
+      }
+      return this.setupLocked(req);
+    });
+  }
+
+  private async setupLocked(req: NetworkSetupRequest): Promise<NetworkSetupResult> {
+    const id = req.containerId;
+    if (!/^[a-zA-Z0-9_.-]+$/.test(id)) fail(invalidSpec('container id', [`expected [a-zA-Z0-9_.-], got ${JSON.stringify(id)}`]));
+    const mode = req.networkMode || 'bridge';
+    const eps = await this.state.endpoints();
+    const base = {
+      containerId: id, name: req.name.replace(/^\//, ''), hostname: req.hostname, domainname: req.domainname,
+      extraHosts: [...(req.extraHosts ?? [])], sharedWith: undefined, networks: {}, networkOrder: [], ports: [],
+    };
+    const requested: PublishSpec[] = [...req.ports];
+    if (req.publishAll) {
+      for (const p of exposedToPorts(req.exposedPorts)) {
+        if (!requested.some((r) => r.containerPort === p.containerPort && r.protocol === p.protocol)) requested.push(p);
+      }
+    }
+
+    if (mode.startsWith('container:')) {
+      const target = mode.slice('container:'.length);
+      const t = eps.find((e) => e.containerId === target && e.phase === 'ready');
+      if (!t) return fail(notFound('container', target, 'the container whose network is shared must be running'));
+      if (requested.length > 0) fail(invalidSpec(`container ${base.name}`, ['ports: a container sharing another\'s network (container:) cannot publish ports; publish them on that container']));
+      const owner = t.mode === 'container' ? t.sharedWith! : t.containerId;
+      const ep: EndpointRecord = { ...base, phase: 'ready', mode: 'container', netnsPath: t.netnsPath, sharedWith: owner };
+      await this.state.writeEndpoint(ep);
+      return this.result(ep, await this.state.networks(), owner);
+    }
+
+    const f = this.filesOf(id);
+    if (mode === 'host') {
+      const ep: EndpointRecord = { ...base, phase: 'creating', mode: 'host', netnsPath: undefined };
+      await this.state.writeEndpoint(ep);
+      let hostsText = '';
+      try {
+        hostsText = await fsp.readFile('/etc/hosts', 'utf8');
+      } catch {
+        hostsText = files.hostsFile([], [], []);
+      }
+      const extra = ep.extraHosts.map((h) => `${h.slice(h.indexOf(':') + 1)}\t${h.slice(0, h.indexOf(':'))}`);
+      await files.writeInPlace(f.hosts, hostsText + (extra.length ? extra.join('\n') + '\n' : ''));
+      await files.writeInPlace(f.resolv, await fsp.readFile('/etc/resolv.conf', 'utf8').catch(() => ''));
+      await files.writeInPlace(f.hostname, `${req.hostname}\n`);
+      const ready = { ...ep, phase: 'ready' as const };
+      await this.state.writeEndpoint(ready);
+      return this.result(ready, []);
+    }
+
+    // an own namespace: none, bridge, or named networks
+    let nets = await this.state.networks();
+    const joins: [string, NetworkRecord, NetworkAttachment][] = [];
+    if (mode !== 'none') {
+      const primary = mode === 'bridge' || mode === 'default' ? await this.defaultNetworkLocked() : await this.findNetwork(mode);
+      nets = await this.state.networks();
+      const primaryKey = primary.isDefault ? 'bridge' : primary.name;
+      joins.push([primaryKey, primary, req.networks[mode] ?? req.networks[primaryKey] ?? {}]);
+      for (const [name, att] of Object.entries(req.networks)) {
+        if (name === mode || name === primaryKey) continue;
+        const n = name === 'bridge' ? await this.defaultNetworkLocked() : await this.findNetwork(name);
+        if (!joins.some(([, j]) => j.id === n.id)) joins.push([n.isDefault ? 'bridge' : n.name, n, att]);
+      }
+      nets = await this.state.networks();
+    } else if (Object.keys(req.networks).length > 0) {
+      fail(invalidSpec(`container ${base.name}`, ['networks: a container with network "none" joins no network']));
+    }
+    if (mode === 'none' && requested.length > 0) fail(invalidSpec(`container ${base.name}`, ['ports: a container with network "none" cannot publish ports']));
+    if (joins[0] && joins[0][1].internal && requested.length > 0)
+      fail(invalidSpec(`container ${base.name}`, [`ports: network ${joins[0][1].name} is internal: nothing can be published from it`]));
+
+    const networks: Record<string, Attachment> = {};
+    joins.forEach(([name, n, att], i) => {
+      networks[name] = this.attachmentFor(id, n, att, eps, `eth${i}`);
+    });
+    const taken = eps.flatMap((e) => e.ports);
+    const ports = await resolvePorts(requested, taken, base.name);
+    const netnsPath = this.netnsPathFor(id);
+    const ep: EndpointRecord = { ...base, phase: 'creating', mode: mode === 'none' ? 'none' : 'bridge', netnsPath, networks, networkOrder: joins.map(([k]) => k), ports };
+    await this.state.writeEndpoint(ep); // intent: addresses, veths, ports are now reserved
+    try {
+      await host.createNetns(netnsPath);
+      for (const [name, n] of joins) {
+        const a = networks[name]!;
+        await host.addVeth({
+          hostVeth: a.hostVeth, bridge: n.bridge, netns: netnsPath, ifname: a.ifname, mac: a.mac, cidr: `${a.ipv4}/${a.prefix}`,
+          gateway: name === ep.networkOrder[0] && !n.internal ? n.gateway : undefined,
+        });
+      }
+      const readyNets = Object.fromEntries(Object.entries(networks).map(([k, a]) => [k, { ...a, phase: 'ready' as const }]));
+      const ready: EndpointRecord = { ...ep, phase: 'ready', networks: readyNets };
+      const resolv = files.containerResolvConf(await files.readHostResolvConf());
+      await files.writeInPlace(f.resolv, resolv.text);
+      await files.writeInPlace(f.hostname, `${req.hostname}\n`);
+      await this.state.writeEndpoint(ready);
+      if (ports.length > 0) await this.applyNft();
+      await this.refreshHosts(new Set(joins.map(([, n]) => n.id)), id);
+      this.log.debug({ container: id, networks: Object.keys(networks), ports }, 'network set up');
+      return this.result(ready, nets);
+    } catch (e) {
+      this.log.warn({ container: id, err: (e as Error).message }, 'network setup failed: undoing it');
+      await this.undoEndpoint(ep).catch((u) => this.log.error({ err: (u as Error).message }, 'undo failed; the next berth command retries'));
+      if (ports.length > 0) await this.applyNft().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  /** Rewrites the hosts files of containers on the given networks (and of `also`). */
+  private async refreshHosts(networkIds: ReadonlySet<string>, also?: string): Promise<void> {
+    const eps = (await this.state.endpoints()).filter((e) => e.phase === 'ready');
+    const nets = await this.state.networks();
+    const userNet = new Set(nets.filter((n) => !n.isDefault).map((n) => n.id));
+    for (const e of eps) {
+      if (e.mode !== 'bridge' && e.mode !== 'none') continue;
+      const mine = Object.values(e.networks).filter((a) => a.phase === 'ready');
+      if (e.containerId !== also && !mine.some((a) => networkIds.has(a.networkId))) continue;
+      const names = [e.domainname ? `${e.hostname}.${e.domainname}` : '', e.hostname].filter((x) => x !== '');
+      const primary = e.networkOrder.map((k) => e.networks[k]).find((a) => a?.phase === 'ready');
+      const own = primary ? [{ ip: primary.ipv4, names }] : [];
+      const peers: files.HostsEntry[] = [];
+      const seen = new Set<string>();
+      for (const a of mine) {
+        if (!userNet.has(a.networkId)) continue; // the default network has no name resolution (as Docker)
+        for (const o of eps) {
+          if (o.containerId === e.containerId) continue;
+          const oa = Object.values(o.networks).find((x) => x.networkId === a.networkId && x.phase === 'ready');
+          if (!oa) continue;
+          const key = `${oa.ipv4}`;
+          if (seen.has(key)) continue;
+          seen.add(key);
+          const oNames = [...new Set([o.name, ...oa.aliases, o.hostname, o.containerId.slice(0, 12)].filter((x) => x !== ''))];
+          peers.push({ ip: oa.ipv4, names: oNames });
+        }
+        // own aliases resolve to oneself too
+        if (a.aliases.length > 0) own.push({ ip: a.ipv4, names: [...a.aliases] });
+      }
+      await files.writeInPlace(this.filesOf(e.containerId).hosts, files.hostsFile(own, peers, e.extraHosts));
+    }
+  }
+
+  async teardown(containerId: string): Promise<void> {
+    await this.locked(async () => {
+      const ep = await this.state.endpoint(containerId);
+      if (!ep) return;
+      await this.state.writeEndpoint({ ...ep, phase: 'removing' });
+      await this.undoEndpoint(ep);
+      if (ep.ports.length > 0) await this.applyNft();
+      await this.refreshHosts(new Set(Object.values(ep.networks).map((a) => a.networkId)));
+    });
+  }
+
+  async connect(containerId: string, network: string, attachment: NetworkAttachment): Promise<ContainerNetworkInfo> {
+    return this.locked(async () => {
+      const ep = await this.state.endpoint(containerId);
+      if (!ep) return fail(notFound('container', containerId, 'it has no network set up: is it running?'));
+      if (ep.mode !== 'bridge')
+        return fail(conflict('container', ep.name, `its network mode is ${ep.mode}${ep.mode === 'container' ? ` (shares ${ep.sharedWith})` : ''}: it cannot join networks`));
+      const n = network === 'bridge' ? await this.defaultNetworkLocked() : await this.findNetwork(network);
+      const key = n.isDefault ? 'bridge' : n.name;
+      if (Object.values(ep.networks).some((a) => a.networkId === n.id)) return fail(conflict('container', ep.name, `already connected to network ${n.name}`));
+      const usedIf = new Set(Object.values(ep.networks).map((a) => a.ifname));
+      let i = 0;
+      while (usedIf.has(`eth${i}`)) i++;
+      const eps = await this.state.endpoints();
+      const a = this.attachmentFor(containerId, n, attachment, eps, `eth${i}`);
+      const wasEmpty = ep.networkOrder.length === 0;
+      const intent: EndpointRecord = { ...ep, networks: { ...ep.networks, [key]: a }, networkOrder: [...ep.networkOrder, key] };
+      await this.state.writeEndpoint(intent);
+      try {
+        await host.addVeth({
+          hostVeth: a.hostVeth, bridge: n.bridge, netns: ep.netnsPath!, ifname: a.ifname, mac: a.mac, cidr: `${a.ipv4}/${a.prefix}`,
+          gateway: wasEmpty && !n.internal ? n.gateway : undefined,
+        });
+      } catch (e) {
+        await host.deleteLink(a.hostVeth).catch(() => undefined);
+        await this.state.writeEndpoint(ep);
+        throw e;
+      }
+      const ready = { ...a, phase: 'ready' as const };
+      await this.state.writeEndpoint({ ...intent, networks: { ...intent.networks, [key]: ready } });
+      if (wasEmpty && ep.ports.length > 0) await this.applyNft();
+      await this.refreshHosts(new Set([n.id]), containerId);
+      return this.netInfo(ready, await this.state.networks());
+    });
+  }
+
+  async disconnect(containerId: string, network: string): Promise<void> {
+    await this.locked(async () => {
+      const ep = await this.state.endpoint(containerId);
+      if (!ep) return fail(notFound('container', containerId, 'it has no network set up: is it running?'));
+      const n = network === 'bridge' ? (await this.state.networks()).find((x) => x.isDefault) : await this.findNetwork(network);
+      const entry = n ? Object.entries(ep.networks).find(([, a]) => a.networkId === n.id) : undefined;
+      if (!n || !entry) return fail(conflict('container', ep.name, `is not connected to network ${network}`));
+      const [key, a] = entry;
+      await this.state.writeEndpoint({ ...ep, networks: { ...ep.networks, [key]: { ...a, phase: 'removing' } } });
+      await host.deleteLink(a.hostVeth);
+      const rest = Object.fromEntries(Object.entries(ep.networks).filter(([k]) => k !== key));
+      await this.state.writeEndpoint({ ...ep, networks: rest, networkOrder: ep.networkOrder.filter((k) => k !== key) });
+      if (ep.ports.length > 0) await this.applyNft();
+      await this.refreshHosts(new Set([n.id]), containerId);
+    });
+  }
+
+  async purge(): Promise<void> {
+    await this.state.init();
+    await withFlock(this.state.lockFile, async () => {
+      for (const ep of await this.state.endpoints()) await this.undoEndpoint(ep);
+      for (const n of await this.state.networks()) {
+        await host.deleteLink(n.bridge);
+        await this.state.removeNetwork(n.id);
+      }
+      await deleteTable(this.table);
+      await this.maybeRestoreIpForward();
+      await fsp.rm(this.netnsDir, { recursive: true, force: true });
+    });
+  }
+}
+
