@@ -1,0 +1,131 @@
+/**
+ * The local engine: the whole Engine facade, in process, as root on this
+ * host. It composes the image store, the container runtime, volumes and
+ * (when given) networking. Events are appended as JSON lines to
+ * <runRoot>/events.jsonl, so that every process using the same roots (CLI,
+ * agent) sees the others' events.
+ */
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import type { Engine, EngineEvent, EngineRoots, ImageApi, NetworkApi } from './engine.js';
+import { fail, unsupported } from './errors.js';
+import { openLocalImages } from './local-images.js';
+import { openContainerRuntime, type ContainerRuntime } from './runtime/containers.js';
+import type { ContainerNetworking } from './services.js';
+import { openStore, type Store } from './store/store.js';
+import { openVolumeStore, type VolumeStore } from './volume/volumes.js';
+
+export interface LocalEngineOptions {
+  /** OCI runtime executable (runc's CLI): berth-runtime by default, runc works too. */
+  readonly runtime?: string;
+  /** Networking (engine/network): NetworkApi for the facade + ContainerNetworking for containers. */
+  readonly networking?: { readonly api: NetworkApi; readonly containers: ContainerNetworking };
+  /** An ImageApi to use instead of the store-only one (pull/push/save/load). */
+  readonly images?: (store: Store) => ImageApi;
+}
+
+export interface LocalEngine extends Engine {
+  readonly roots: EngineRoots;
+  readonly store: Store;
+  readonly containers: ContainerRuntime;
+  readonly volumes: VolumeStore;
+}
+
+const noNetworks: NetworkApi = {
+  createNetwork: async () => fail(unsupported('networks: networking is not wired into this engine')),
+  removeNetwork: async () => fail(unsupported('networks: networking is not wired into this engine')),
+  listNetworks: async () => [],
+  inspectNetwork: async (ref) => fail({ _tag: 'NotFound', kind: 'network', name: ref }),
+  connectNetwork: async () => fail(unsupported('networks: networking is not wired into this engine')),
+  disconnectNetwork: async () => fail(unsupported('networks: networking is not wired into this engine')),
+  pruneNetworks: async () => ({ deleted: [] }),
+};
+
+export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {}): LocalEngine => {
+  const store = openStore(roots.root);
+  const eventsFile = path.join(roots.runRoot, 'events.jsonl');
+  const emit = (ev: EngineEvent): void => {
+    // events are best effort: an operation never fails because its event could not be written
+    void fsp.mkdir(roots.runRoot, { recursive: true }).then(() => fsp.appendFile(eventsFile, `${JSON.stringify(ev)}\n`)).catch(() => undefined);
+  };
+  let containers: ContainerRuntime | undefined;
+  const volumes = openVolumeStore(roots, () => (containers as ContainerRuntime).volumeUsers());
+  containers = openContainerRuntime({
+    roots, images: store, volumes, emit,
+    ...(opts.runtime ? { runtime: opts.runtime } : {}),
+    ...(opts.networking ? { networking: opts.networking.containers } : {}),
+  });
+  const images = (opts.images ?? openLocalImages)(store);
+  const network = opts.networking?.api ?? noNetworks;
+  const c = containers;
+
+  const volumeEvent = (action: 'create' | 'destroy', name: string): void => emit({ type: 'volume', action, name, time: new Date().toISOString() });
+
+  return {
+    roots, store, containers: c, volumes,
+    ...images,
+    createContainer: c.createContainer, startContainer: c.startContainer, stopContainer: c.stopContainer,
+    restartContainer: c.restartContainer, killContainer: c.killContainer, removeContainer: c.removeContainer,
+    listContainers: c.listContainers, inspectContainer: c.inspectContainer, logs: c.logs, exec: c.exec,
+    waitContainer: c.waitContainer, pauseContainer: c.pauseContainer, resumeContainer: c.resumeContainer,
+    updateContainer: c.updateContainer, renameContainer: c.renameContainer, statsContainer: c.statsContainer,
+    createNetwork: network.createNetwork, removeNetwork: network.removeNetwork, listNetworks: network.listNetworks,
+    inspectNetwork: network.inspectNetwork, connectNetwork: network.connectNetwork,
+    disconnectNetwork: network.disconnectNetwork, pruneNetworks: network.pruneNetworks,
+    async createVolume(spec) {
+      const v = await volumes.createVolume(spec);
+      volumeEvent('create', v.name);
+      return v;
+    },
+    async removeVolume(name, o) {
+      await volumes.removeVolume(name, o);
+      volumeEvent('destroy', name);
+    },
+    listVolumes: volumes.listVolumes,
+    inspectVolume: volumes.inspectVolume,
+    async pruneVolumes() {
+      const r = await volumes.pruneVolumes();
+      for (const n of r.deleted) volumeEvent('destroy', n);
+      return r;
+    },
+    async *events(o = {}) {
+      let pos = 0;
+      try {
+        pos = o.since ? 0 : (await fsp.stat(eventsFile)).size;
+      } catch {
+        pos = 0;
+      }
+      const sinceIso = o.since?.toISOString();
+      let rest = '';
+      while (!o.signal?.aborted) {
+        let size = 0;
+        try {
+          size = (await fsp.stat(eventsFile)).size;
+        } catch {
+          size = 0;
+        }
+        if (size > pos) {
+          const h = await fsp.open(eventsFile, 'r');
+          try {
+            const buf = Buffer.alloc(size - pos);
+            await h.read(buf, 0, buf.length, pos);
+            pos = size;
+            const lines = (rest + buf.toString('utf8')).split('\n');
+            rest = lines.pop() ?? '';
+            for (const l of lines) {
+              if (l === '') continue;
+              const ev = JSON.parse(l) as EngineEvent;
+              if (sinceIso === undefined || ev.time >= sinceIso) yield ev;
+            }
+          } finally {
+            await h.close();
+          }
+        }
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    },
+    async close() {
+      // nothing held open: containers keep running under their shims
+    },
+  };
+};

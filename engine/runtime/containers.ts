@@ -1,0 +1,930 @@
+/**
+ * The container runtime: ContainerApi over records, OCI bundles, one
+ * berth-shim per running container, and the OCI runtime's CLI.
+ *
+ * Start, in order (each step can be found and undone by the next command
+ * after a crash, see `recover`):
+ *   1. network setup (idempotent per container)
+ *   2. overlay of the image chain + upper/work mounted privately at rootfs
+ *   3. user lookup, volumes (copy-up), config.json
+ *   4. berth-shim runs `runtime create` (the container's mount namespace now
+ *      holds its own copy of the rootfs mount)
+ *   5. the host's rootfs mount is detached: no mount stays on the host while
+ *      the container runs, and none needs undoing when it exits
+ *   6. record written (running), `runtime start`
+ * The shim is started with --rm: at exit it deletes the runtime state (and
+ * the cgroup), writes exit.json, and goes away. The next command that looks
+ * at the container collects the exit into the record (`collect`).
+ */
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import * as path from 'node:path';
+import * as readline from 'node:readline';
+import type {
+  ContainerApi, ContainerFilter, ContainerInfo, ContainerSpec, ContainerState, ContainerStats, EngineEvent, EngineRoots,
+  ExecSpec, LogLine, MountSpec, ResourceSpec, RestartPolicy,
+} from '../engine.js';
+import { conflict, EngineFailure, fail, invalidSpec, notFound, toEngineError, unsupported } from '../errors.js';
+import type { ContainerNetworking, NetworkSetupResult } from '../services.js';
+import { pidAlive, withLock } from '../store/fsutil.js';
+import type { Store } from '../store/store.js';
+import type { VolumeStore } from '../volume/volumes.js';
+import { attach, waitExitLine, type AttachSession, type AttachStreams } from './attach.js';
+import { resolveInRoot } from './inroot.js';
+import { mountPrivate, runtimeCli, startShim, unmountIfMounted, type RuntimeCli } from './invoke.js';
+import { layoutOf, nativeDir, type ContainerPaths } from './layout.js';
+import { buildOciConfig, signalNumber, type OciDevice, type OciMount } from './oci-spec.js';
+import { readRecord, writeRecord, type ImageDefaults, type Record as CRecord, type RunState } from './record.js';
+import { checkSpec } from './spec-check.js';
+import { resolveUser } from './user.js';
+
+export interface ContainerRuntimeOptions {
+  readonly roots: EngineRoots;
+  readonly images: Store;
+  readonly volumes: VolumeStore;
+  readonly networking?: ContainerNetworking;
+  /** OCI runtime executable (runc's CLI). Default: berth-runtime. */
+  readonly runtime?: string;
+  readonly shim?: string;
+  readonly init?: string;
+  readonly emit?: (ev: EngineEvent) => void;
+}
+
+export interface ExitInfo {
+  readonly exitCode: number;
+  readonly exitedAt?: string;
+  readonly oomKilled?: boolean;
+  readonly signal?: string | null;
+}
+
+export interface ContainerRuntime extends ContainerApi {
+  /** Start and attach before the process runs (Docker's `run` without -d, `start -a`). */
+  startAttached(ref: string, streams: AttachStreams): Promise<{ session: AttachSession; id: string }>;
+  attachContainer(ref: string, streams: AttachStreams): Promise<AttachSession>;
+  /** Processes of a running container (pids in the host's pid namespace). */
+  topContainer(ref: string): Promise<number[]>;
+  /** The container's upper dir and rootfs access for diff/cp/export/commit. */
+  pathsOf(ref: string): Promise<{ id: string; paths: ContainerPaths; running: boolean; pid?: number; chain: readonly string[] }>;
+  /** Ids of containers using each named volume. */
+  volumeUsers(): Promise<Map<string, string[]>>;
+}
+
+const now = (): string => new Date().toISOString();
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const newId = (): string => randomBytes(32).toString('hex');
+
+const readJson = async <A>(file: string): Promise<A | undefined> => {
+  try {
+    return JSON.parse(await fsp.readFile(file, 'utf8')) as A;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || e instanceof SyntaxError) return undefined;
+    throw e;
+  }
+};
+
+const envKey = (e: string): string => e.split('=', 1)[0] as string;
+const mergeEnv = (base: readonly string[], over: readonly string[]): string[] => {
+  const out = new Map<string, string>();
+  for (const e of [...base, ...over]) out.set(envKey(e), e);
+  return [...out.values()];
+};
+
+/** Docker's exit codes for a process that could not be run. */
+const startFailureCode = (msg: string): number => {
+  if (/not found|no such file|ENOENT/i.test(msg)) return 127;
+  if (/permission denied|EACCES|is a directory|EISDIR|exec format|ENOEXEC/i.test(msg)) return 126;
+  return 125;
+};
+
+export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRuntime => {
+  const L = layoutOf(o.roots);
+  const native = nativeDir();
+  const runtimePath = o.runtime ?? path.join(native, 'berth-runtime');
+  const shimPath = o.shim ?? path.join(native, 'berth-shim');
+  const initPath = o.init ?? path.join(native, 'berth-init');
+  const rt: RuntimeCli = runtimeCli(runtimePath, L.runtimeRoot);
+  const emit = (ev: EngineEvent): void => o.emit?.(ev);
+  const cEvent = (action: Extract<EngineEvent, { type: 'container' }>['action'], rec: CRecord, exitCode?: number): void =>
+    emit({ type: 'container', action, id: rec.id, name: rec.name, time: now(), ...(exitCode !== undefined ? { exitCode } : {}) });
+
+  let dirsReady = false;
+  const ensureDirs = async (): Promise<void> => {
+    if (dirsReady) return;
+    await Promise.all([L.namesDir, L.shimsDir, L.runtimeRoot, L.locksDir].map((d) => fsp.mkdir(d, { recursive: true, mode: 0o711 })));
+    dirsReady = true;
+  };
+  const locked = async <A>(id: string, fn: () => Promise<A>): Promise<A> => {
+    await ensureDirs();
+    return withLock(L.container(id).lock, `container ${id.slice(0, 12)}`, fn);
+  };
+
+  /* ---------------------------------------------------------------- lookup */
+
+  const listIds = async (): Promise<string[]> => {
+    try {
+      return (await fsp.readdir(L.containersDir)).filter((n) => /^[0-9a-f]{64}$/.test(n));
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw e;
+    }
+  };
+
+  const nameOwner = async (name: string): Promise<string | undefined> => {
+    try {
+      return (await fsp.readFile(path.join(L.namesDir, name), 'utf8')).trim();
+    } catch {
+      return undefined;
+    }
+  };
+
+  /** Full ID for a ref: exact ID, name, or unique ID prefix. */
+  const resolveId = async (ref: string): Promise<string> => {
+    const r = ref.replace(/^\//, '');
+    if (/^[0-9a-f]{64}$/.test(r)) {
+      try {
+        await fsp.access(L.container(r).record);
+        return r;
+      } catch {
+        // fall through: maybe a name
+      }
+    }
+    const owner = await nameOwner(r);
+    if (owner !== undefined) {
+      try {
+        await fsp.access(L.container(owner).record);
+        return owner;
+      } catch {
+        // a stale name entry from an interrupted create or rm
+      }
+    }
+    if (/^[0-9a-f]+$/.test(r)) {
+      const hits = (await listIds()).filter((id) => id.startsWith(r));
+      if (hits.length > 1) fail(conflict('container', ref, `ambiguous ID prefix matches ${hits.length} containers; give more characters`));
+      if (hits[0] !== undefined) return hits[0];
+    }
+    return fail(notFound('container', ref, 'see `berth ps -a`'));
+  };
+
+  /* ----------------------------------------------------------------- state */
+
+  const exitOf = async (p: ContainerPaths): Promise<ExitInfo | undefined> => readJson<ExitInfo>(p.exitFile);
+
+  const shimAlive = async (p: ContainerPaths, rec: CRecord): Promise<boolean> =>
+    rec.state.shimPid !== undefined && pidAlive(rec.state.shimPid) && (await fsp.access(path.join(p.shimDir, 'shim.pid')).then(() => true, () => false));
+
+  /** The truth about a record: its own state plus the shim's exit record. */
+  const observe = async (rec: CRecord): Promise<{ state: ContainerState; exit?: ExitInfo }> => {
+    const s = rec.state;
+    const base = { restartCount: s.restartCount, ...(s.startedAt ? { startedAt: s.startedAt } : {}), ...(s.error ? { error: s.error } : {}) };
+    if (!s.running) {
+      const status = s.startedAt !== undefined || s.finishedAt !== undefined ? 'exited' : 'created';
+      return {
+        state: {
+          ...base, status,
+          ...(s.exitCode !== undefined ? { exitCode: s.exitCode } : {}),
+          ...(s.finishedAt ? { finishedAt: s.finishedAt } : {}),
+          ...(s.oomKilled !== undefined ? { oomKilled: s.oomKilled } : {}),
+        },
+      };
+    }
+    const p = L.container(rec.id);
+    let exit = await exitOf(p);
+    if (!exit) {
+      const alive = (s.pid !== undefined && pidAlive(s.pid)) || (await shimAlive(p, rec));
+      if (alive) return { state: { ...base, status: s.paused ? 'paused' : 'running', ...(s.pid !== undefined ? { pid: s.pid } : {}) } };
+      exit = await exitOf(p);
+      if (!exit) return { state: { ...base, status: 'dead', exitCode: 255, error: 'the container\'s shim is gone and left no exit record' }, exit: { exitCode: 255 } };
+    }
+    return {
+      state: { ...base, status: 'exited', exitCode: exit.exitCode, ...(exit.exitedAt ? { finishedAt: exit.exitedAt } : {}), oomKilled: exit.oomKilled === true },
+      exit,
+    };
+  };
+
+  const waitShimGone = async (rec: CRecord, ms = 3000): Promise<void> => {
+    const deadline = Date.now() + ms;
+    while (rec.state.shimPid !== undefined && pidAlive(rec.state.shimPid) && Date.now() < deadline) await sleep(10);
+  };
+
+  /** Under the lock: fold an observed exit into the record and release what the run held. */
+  const collect = async (rec: CRecord): Promise<CRecord> => {
+    if (!rec.state.running) return rec;
+    const { state, exit } = await observe(rec);
+    if (!exit) return rec;
+    const p = L.container(rec.id);
+    await waitShimGone(rec);
+    await rt.try(['delete', '--force', rec.id]); // normally done by the shim (--rm); a no-op then
+    if (o.networking && needsNetworking(rec.spec)) await o.networking.teardown(rec.id);
+    await unmountIfMounted(p.rootfs);
+    const next: CRecord = {
+      ...rec,
+      state: {
+        running: false, restartCount: rec.state.restartCount,
+        ...(rec.state.startedAt ? { startedAt: rec.state.startedAt } : {}),
+        finishedAt: state.finishedAt ?? now(), exitCode: exit.exitCode,
+        ...(exit.oomKilled ? { oomKilled: true } : {}),
+        ...(state.error ? { error: state.error } : {}),
+      },
+    };
+    await writeRecord(p.record, next);
+    await fsp.rm(p.shimDir, { recursive: true, force: true });
+    if (exit.oomKilled) cEvent('oom', rec);
+    cEvent('die', rec, exit.exitCode);
+    return next;
+  };
+
+  const needsNetworking = (spec: ContainerSpec): boolean => {
+    const m = spec.networkMode ?? 'bridge';
+    return m !== 'none' && m !== 'host';
+  };
+
+  /** Remove everything of a container (record last but one, name last). */
+  const destroy = async (rec: CRecord, removeVolumes: boolean): Promise<void> => {
+    const p = L.container(rec.id);
+    await rt.try(['delete', '--force', rec.id]);
+    if (o.networking && needsNetworking(rec.spec)) await o.networking.teardown(rec.id);
+    await unmountIfMounted(p.rootfs);
+    await fsp.rm(p.shimDir, { recursive: true, force: true });
+    // the record goes first: a crash after it leaves a dir that listIds finds without a record, and rm cleans
+    await fsp.rm(p.record, { force: true });
+    await fsp.rm(p.dir, { recursive: true, force: true });
+    if ((await nameOwner(rec.name)) === rec.id) await fsp.rm(path.join(L.namesDir, rec.name), { force: true });
+    if (removeVolumes) for (const v of rec.anonymousVolumes ?? []) await o.volumes.removeVolume(v, { force: true }).catch(() => undefined);
+    cEvent('destroy', rec);
+  };
+
+  const info = (rec: CRecord, state: ContainerState): ContainerInfo => ({
+    id: rec.id,
+    name: rec.name,
+    created: rec.created,
+    image: rec.image,
+    imageId: rec.imageId,
+    spec: rec.spec,
+    state,
+    networks: rec.networks ?? {},
+    ports: rec.ports ?? [],
+  });
+
+  /* ---------------------------------------------------------------- create */
+
+  const reserveName = async (name: string, id: string): Promise<void> => {
+    const file = path.join(L.namesDir, name);
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        await fsp.writeFile(file, id, { flag: 'wx' });
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        const owner = await nameOwner(name);
+        const ownerAlive = owner !== undefined && (await fsp.access(L.container(owner).dir).then(() => true, () => false));
+        if (ownerAlive || owner === '') {
+          fail(conflict('container name', `/${name}`, `already in use by container ${owner?.slice(0, 12)}; remove or rename that container, or choose another name`));
+        }
+        await fsp.rm(file, { force: true }); // stale entry of a container that no longer exists
+      }
+    }
+    fail(conflict('container name', `/${name}`, 'could not be reserved'));
+  };
+
+  const ADJ = ['brave', 'calm', 'eager', 'fond', 'keen', 'lucid', 'merry', 'quiet', 'swift', 'wise', 'bold', 'jolly'];
+  const NOUN = ['otter', 'heron', 'lynx', 'finch', 'orca', 'ibis', 'wren', 'puffin', 'tern', 'seal', 'gull', 'skua'];
+  const randomName = (): string => `${ADJ[randomBytes(1)[0]! % ADJ.length]}_${NOUN[randomBytes(1)[0]! % NOUN.length]}_${randomBytes(2).toString('hex')}`;
+
+  const imageDefaultsOf = (cfg: NonNullable<Awaited<ReturnType<Store['resolve']>>['config']['config']>): ImageDefaults => ({
+    ...(cfg.Entrypoint ? { entrypoint: [...cfg.Entrypoint] } : {}),
+    ...(cfg.Cmd ? { cmd: [...cfg.Cmd] } : {}),
+    ...(cfg.Env ? { env: [...cfg.Env] } : {}),
+    ...(cfg.WorkingDir ? { workingDir: cfg.WorkingDir } : {}),
+    ...(cfg.User ? { user: cfg.User } : {}),
+    ...(cfg.Volumes ? { volumes: Object.keys(cfg.Volumes) } : {}),
+    ...(cfg.ExposedPorts ? { exposedPorts: Object.keys(cfg.ExposedPorts) } : {}),
+    ...(cfg.StopSignal ? { stopSignal: cfg.StopSignal } : {}),
+  });
+
+  const createContainer = async (input: ContainerSpec): Promise<ContainerInfo> => {
+    const spec = checkSpec(input);
+    if (spec.security?.seccomp && !['default', 'unconfined'].includes(spec.security.seccomp)) {
+      const prof = await readJson<unknown>(spec.security.seccomp);
+      if (prof === undefined || typeof prof !== 'object') fail(invalidSpec('security-opt', [`seccomp profile ${spec.security.seccomp}: not a readable JSON file`]));
+    }
+    const mode = spec.networkMode ?? 'bridge';
+    if (needsNetworking(spec) && !o.networking) fail(unsupported(`network mode ${JSON.stringify(mode)}: this engine has no networking; use --network none or host`));
+    if (mode.startsWith('container:')) fail(unsupported('network mode container:<ref>'));
+    const img = await o.images.resolve(spec.image);
+    await o.images.unpack(img);
+    const defaults = imageDefaultsOf(img.config.config ?? {});
+    const entry = spec.entrypoint ?? defaults.entrypoint ?? [];
+    const cmd = spec.command ?? (spec.entrypoint !== undefined ? [] : defaults.cmd ?? []);
+    const args = [...entry, ...cmd];
+    if (args.length === 0) fail(invalidSpec('container spec', ['no command specified: the image has no CMD or ENTRYPOINT; give one']));
+    await ensureDirs();
+    const id = newId();
+    const name = spec.name ?? randomName();
+    await reserveName(name, id);
+    const p = L.container(id);
+    try {
+      await fsp.mkdir(p.dir, { mode: 0o710 });
+      await Promise.all([p.rootfs, p.upper, p.work].map((d) => fsp.mkdir(d, { mode: 0o755 })));
+      const rec: CRecord = {
+        id, name, created: now(), image: spec.image, imageId: img.id, chain: [...img.chain],
+        spec: { ...spec, name }, imageDefaults: defaults, runtime: runtimePath, args,
+        state: { running: false, restartCount: 0 },
+      };
+      await writeRecord(p.record, rec);
+      cEvent('create', rec);
+      return info(rec, (await observe(rec)).state);
+    } catch (e) {
+      await fsp.rm(p.dir, { recursive: true, force: true });
+      await fsp.rm(path.join(L.namesDir, name), { force: true });
+      throw e;
+    }
+  };
+
+  /* ----------------------------------------------------------------- start */
+
+  const writeEtcFiles = async (rec: CRecord): Promise<{ hosts: string; resolvConf: string; hostname: string }> => {
+    const p = L.container(rec.id);
+    const host = rec.spec.networkMode === 'host';
+    const hostname = rec.spec.hostname ?? rec.id.slice(0, 12);
+    const files = { hosts: path.join(p.dir, 'hosts'), resolvConf: path.join(p.dir, 'resolv.conf'), hostname: path.join(p.dir, 'hostname') };
+    const hosts = host
+      ? await fsp.readFile('/etc/hosts', 'utf8').catch(() => '127.0.0.1\tlocalhost\n')
+      : `127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t${hostname}\n`;
+    const resolv = await fsp.readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+    await Promise.all([
+      fsp.writeFile(files.hosts, hosts),
+      fsp.writeFile(files.resolvConf, resolv),
+      fsp.writeFile(files.hostname, `${hostname}\n`),
+    ]);
+    return files;
+  };
+
+  /** User mounts as OCI mounts; volumes created (and filled from the image) as needed. */
+  const userMounts = async (rec: CRecord, rootfs: string): Promise<{ mounts: OciMount[]; anonymous: string[] }> => {
+    const mounts: OciMount[] = [];
+    const anonymous = [...(rec.anonymousVolumes ?? [])];
+    const specMounts: MountSpec[] = [...(rec.spec.mounts ?? [])];
+    // the image's VOLUMEs that the spec does not cover become anonymous volumes
+    const covered = new Set(specMounts.map((m) => path.posix.normalize(m.target)));
+    const imageVolumes = (rec.imageDefaults.volumes ?? []).filter((v) => !covered.has(path.posix.normalize(v)));
+    for (const [i, v] of imageVolumes.entries()) {
+      const known = anonymous[i];
+      specMounts.push({ type: 'volume', target: v, ...(known ? { source: known } : {}) });
+    }
+    let anonIndex = 0;
+    for (const m of specMounts) {
+      if (m.type === 'bind') {
+        const st = await fsp.stat(m.source).catch(() => undefined);
+        if (!st) fail(invalidSpec('mount', [`bind source path does not exist: ${m.source}`]));
+        const opts = ['rbind', m.readOnly ? 'ro' : 'rw', m.propagation ?? 'rprivate'];
+        mounts.push({ destination: m.target, type: 'bind', source: m.source, options: opts });
+      } else if (m.type === 'tmpfs') {
+        const opts = ['nosuid', 'nodev', 'noexec'];
+        if (m.sizeBytes) opts.push(`size=${m.sizeBytes}`);
+        opts.push(`mode=${(m.mode ?? 0o1777).toString(8)}`);
+        if (m.readOnly) opts.push('ro');
+        mounts.push({ destination: m.target, type: 'tmpfs', source: 'tmpfs', options: opts });
+      } else {
+        const isAnon = m.source === undefined;
+        const v = await o.volumes.ensure(m.source, isAnon ? { 'berth.anonymous': 'true' } : undefined);
+        if (isAnon && !anonymous.includes(v.name)) anonymous.splice(anonIndex, 0, v.name);
+        if (isAnon) anonIndex++;
+        if (!m.noCopy) await o.volumes.copyUp(v.name, await resolveInRoot(rootfs, m.target));
+        mounts.push({ destination: m.target, type: 'bind', source: v.dataDir, options: ['rbind', m.readOnly ? 'ro' : 'rw', 'rprivate'] });
+      }
+    }
+    return { mounts, anonymous };
+  };
+
+  const hostDevices = async (spec: ContainerSpec): Promise<OciDevice[]> => {
+    const out: OciDevice[] = [];
+    for (const d of spec.devices ?? []) {
+      const st = await fsp.stat(d.hostPath).catch(() => undefined);
+      if (!st || !(st.isCharacterDevice() || st.isBlockDevice())) return fail(invalidSpec('device', [`${d.hostPath} is not a device node`]));
+      const rdev = st.rdev;
+      out.push({
+        path: d.containerPath, type: st.isCharacterDevice() ? 'c' : 'b',
+        major: Number((BigInt(rdev) >> 8n) & 0xfffn), minor: Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & 0xfff00n)),
+        fileMode: st.mode & 0o777, permissions: d.permissions,
+      });
+    }
+    return out;
+  };
+
+  /** Clear what an interrupted earlier start may have left. Under the lock. */
+  const recover = async (rec: CRecord): Promise<CRecord> => {
+    const p = L.container(rec.id);
+    let r = await collect(rec);
+    if (r.state.running) return r;
+    await unmountIfMounted(p.rootfs);
+    const stale = await fsp.readFile(path.join(p.shimDir, 'shim.pid'), 'utf8').catch(() => undefined);
+    if (stale !== undefined && pidAlive(Number(stale))) {
+      // a shim whose container never got started (crash between create and start)
+      await rt.try(['delete', '--force', rec.id]);
+      await waitExitLine(path.join(p.shimDir, 'shim.sock'));
+    }
+    await fsp.rm(p.shimDir, { recursive: true, force: true });
+    await rt.try(['delete', '--force', rec.id]);
+    r = await readRecord(p.record, rec.id);
+    return r;
+  };
+
+  const startLocked = async (id: string, beforeStart?: (p: ContainerPaths, rec: CRecord) => Promise<void>): Promise<void> => {
+    const p = L.container(id);
+    let rec = await recover(await readRecord(p.record, id));
+    if (rec.state.running) {
+      if (beforeStart) fail(conflict('container', rec.name, 'is already running'));
+      return;
+    }
+    const spec = rec.spec;
+    let net: NetworkSetupResult | undefined;
+    let mounted = false;
+    try {
+      if (o.networking && needsNetworking(spec)) {
+        net = await o.networking.setup({
+          containerId: id, name: rec.name, hostname: spec.hostname ?? id.slice(0, 12),
+          ...(spec.domainname ? { domainname: spec.domainname } : {}),
+          networkMode: spec.networkMode ?? 'bridge', networks: spec.networks ?? {}, ports: spec.ports ?? [],
+          publishAll: spec.publishAll === true, exposedPorts: rec.imageDefaults.exposedPorts ?? [],
+        });
+      }
+      const overlay = await o.images.layers.mount(rec.chain as never, p.upper, p.work, p.rootfs);
+      await mountPrivate(overlay);
+      mounted = true;
+      const user = await resolveUser(p.rootfs, spec.user ?? rec.imageDefaults.user);
+      const cwd = spec.workingDir ?? rec.imageDefaults.workingDir ?? '/';
+      const cwdHost = await resolveInRoot(p.rootfs, cwd);
+      await fsp.mkdir(cwdHost, { recursive: true });
+      const { mounts, anonymous } = await userMounts(rec, p.rootfs);
+      const etcFiles = net ? { hosts: net.hostsFile, resolvConf: net.resolvConf, hostname: net.hostnameFile } : await writeEtcFiles(rec);
+      const baseEnv = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
+      const env = mergeEnv(mergeEnv(baseEnv, rec.imageDefaults.env ?? []), [
+        `HOSTNAME=${spec.hostname ?? id.slice(0, 12)}`, ...(spec.tty ? ['TERM=xterm'] : []), `HOME=${user.home}`,
+      ]);
+      const finalEnv = mergeEnv(env, spec.env ?? []);
+      let seccompProfile: unknown;
+      if (spec.security?.seccomp && !['default', 'unconfined'].includes(spec.security.seccomp)) seccompProfile = await readJson<unknown>(spec.security.seccomp);
+      if (spec.init) await fsp.access(initPath).catch(() => fail(unsupported(`--init: ${initPath} is missing; build it with make -C native`)));
+      const config = buildOciConfig({
+        id, spec, args: rec.args ?? [], env: finalEnv, cwd, user, mounts, etcFiles,
+        ...(net?.netnsPath ? { netnsPath: net.netnsPath } : {}),
+        hostNetwork: spec.networkMode === 'host', initPath, devices: await hostDevices(spec),
+        ...(seccompProfile !== undefined ? { seccompProfile } : {}),
+      });
+      await fsp.writeFile(p.config, JSON.stringify(config));
+      await fsp.rm(p.shimDir, { recursive: true, force: true });
+      const started = await startShim({
+        shim: shimPath, id, stateDir: p.shimDir, runtime: runtimePath, runtimeRoot: L.runtimeRoot, bundle: p.dir, logPath: p.log,
+        terminal: spec.tty === true, stdin: spec.openStdin === true, stdinOnce: spec.openStdin === true,
+      });
+      // the container's mount namespace holds the rootfs now
+      await unmountIfMounted(p.rootfs);
+      mounted = false;
+      const state: RunState = { running: true, restartCount: rec.state.restartCount, startedAt: now(), pid: started.pid, shimPid: started.shimPid };
+      rec = {
+        ...rec, state, anonymousVolumes: anonymous,
+        ...(net ? { networks: net.networks, ports: net.ports } : {}),
+      };
+      await writeRecord(p.record, rec);
+      if (beforeStart) await beforeStart(p, rec);
+      const r = await rt.try(['start', id]);
+      if (r.code !== 0) {
+        const msg = r.stderr.trim() || r.stdout.trim();
+        await rt.try(['delete', '--force', id]);
+        await waitExitLine(path.join(p.shimDir, 'shim.sock'));
+        const code = startFailureCode(msg);
+        await waitShimGone(rec);
+        await writeRecord(p.record, { ...rec, state: { running: false, restartCount: rec.state.restartCount, startedAt: state.startedAt as string, finishedAt: now(), exitCode: code, error: msg } });
+        await fsp.rm(p.shimDir, { recursive: true, force: true });
+        throw new EngineFailure({ _tag: 'Internal', message: `container ${rec.name}: cannot start: ${msg}` }, { cause: { exitCode: code } });
+      }
+      cEvent('start', rec);
+    } catch (e) {
+      if (mounted) await unmountIfMounted(p.rootfs).catch(() => undefined);
+      const cur = await readRecord(p.record, id).catch(() => rec);
+      if (!cur.state.running && net && o.networking) await o.networking.teardown(id).catch(() => undefined);
+      if (!cur.state.running && cur.state.error === undefined) {
+        const te = toEngineError(e);
+        await writeRecord(p.record, { ...cur, state: { ...cur.state, error: te._tag === 'Internal' ? te.message : JSON.stringify(te) } }).catch(() => undefined);
+      }
+      throw e;
+    }
+  };
+
+  /* ------------------------------------------------------------------ stop */
+
+  const waitExit = async (rec: CRecord, timeoutMs: number): Promise<boolean> => {
+    const p = L.container(rec.id);
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(), timeoutMs);
+    try {
+      await waitExitLine(path.join(p.shimDir, 'shim.sock'), ac.signal);
+      return true;
+    } catch {
+      return (await exitOf(p)) !== undefined;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  const stopLocked = async (rec: CRecord, timeoutSeconds?: number): Promise<CRecord> => {
+    rec = await collect(rec);
+    if (!rec.state.running) return rec;
+    const sigName = rec.spec.stopSignal ?? rec.imageDefaults.stopSignal ?? 'SIGTERM';
+    const sig = signalNumber(sigName) ?? 15;
+    const timeout = timeoutSeconds ?? rec.spec.stopTimeoutSeconds ?? 10;
+    if (rec.state.paused) await rt.try(['resume', rec.id]);
+    await rt.try(['kill', rec.id, String(sig)]);
+    if (!(await waitExit(rec, Math.max(0, timeout) * 1000))) {
+      await rt.try(['kill', '--all', rec.id, '9']);
+      await rt.try(['kill', rec.id, '9']);
+      await waitExit(rec, 10_000);
+    }
+    const after = await collect(rec);
+    cEvent('stop', rec);
+    return after;
+  };
+
+  /* ------------------------------------------------------------------ logs */
+
+  const readLogFile = async function* (file: string, fromByte = 0): AsyncGenerator<LogLine & { end: number }> {
+    let fd;
+    try {
+      fd = await fsp.open(file, 'r');
+    } catch {
+      return;
+    }
+    try {
+      const rl = readline.createInterface({ input: fd.createReadStream({ start: fromByte, autoClose: false }), crlfDelay: Infinity });
+      let pos = fromByte;
+      for await (const l of rl) {
+        pos += Buffer.byteLength(l) + 1;
+        if (l === '') continue;
+        try {
+          const v = JSON.parse(l) as { log: string; stream: 'stdout' | 'stderr'; time: string };
+          yield { stream: v.stream, time: v.time, text: v.log, end: pos };
+        } catch {
+          // a partly written last line: stop here, a follower re-reads it
+          return;
+        }
+      }
+    } finally {
+      await fd.close();
+    }
+  };
+
+  const logs = async function* (ref: string, opts: { follow?: boolean; tail?: number; since?: Date; signal?: AbortSignal } = {}): AsyncGenerator<LogLine> {
+    const id = await resolveId(ref);
+    const p = L.container(id);
+    const sinceIso = opts.since?.toISOString();
+    const keep = (l: LogLine): boolean => sinceIso === undefined || l.time >= sinceIso;
+    const all: LogLine[] = [];
+    let end = 0;
+    for await (const l of readLogFile(`${p.log}.1`)) if (keep(l)) all.push({ stream: l.stream, time: l.time, text: l.text });
+    for await (const l of readLogFile(p.log)) {
+      end = l.end;
+      if (keep(l)) all.push({ stream: l.stream, time: l.time, text: l.text });
+    }
+    const start = opts.tail !== undefined && opts.tail >= 0 ? Math.max(0, all.length - opts.tail) : 0;
+    for (const l of all.slice(start)) yield l;
+    if (!opts.follow) return;
+    for (;;) {
+      if (opts.signal?.aborted) return;
+      const rec = await readRecord(p.record, id).catch(() => undefined);
+      const running = rec !== undefined && (await observe(rec)).state.status === 'running';
+      let size = 0;
+      try {
+        size = (await fsp.stat(p.log)).size;
+      } catch {
+        size = 0;
+      }
+      if (size < end) end = 0; // rotated
+      if (size > end) {
+        for await (const l of readLogFile(p.log, end)) {
+          end = l.end;
+          if (keep(l)) yield { stream: l.stream, time: l.time, text: l.text };
+        }
+      }
+      if (!running) return;
+      await sleep(100);
+    }
+  };
+
+  /* ------------------------------------------------------------------ exec */
+
+  const exec = async (ref: string, e: ExecSpec): Promise<{ exitCode: number }> => {
+    const id = await resolveId(ref);
+    const rec = await readRecord(L.container(id).record, id);
+    const st = (await observe(rec)).state;
+    if (st.status !== 'running') fail(conflict('container', rec.name, st.status === 'paused' ? 'is paused; unpause it first' : 'is not running'));
+    if (e.command.length === 0) fail(invalidSpec('exec', ['no command given']));
+    const root = `/proc/${st.pid}/root`;
+    const user = await resolveUser(root, e.user ?? rec.spec.user ?? rec.imageDefaults.user);
+    const cfg = JSON.parse(await fsp.readFile(L.container(id).config, 'utf8')) as { process: { env: string[]; capabilities: unknown; cwd: string; rlimits?: unknown } };
+    const caps = e.privileged
+      ? (await import('./security.js')).ALL_CAPS
+      : undefined;
+    const proc = {
+      terminal: e.tty === true,
+      user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length > 0 ? { additionalGids: [...user.additionalGids] } : {}) },
+      args: [...e.command],
+      env: mergeEnv(cfg.process.env.filter((x) => !x.startsWith('HOME=')).concat(`HOME=${user.home}`), e.env ?? []),
+      cwd: e.workingDir ?? cfg.process.cwd,
+      capabilities: caps ? { bounding: caps, effective: caps, permitted: caps } : cfg.process.capabilities,
+      noNewPrivileges: rec.spec.security?.noNewPrivileges ?? false,
+      ...(cfg.process.rlimits ? { rlimits: cfg.process.rlimits } : {}),
+    };
+    const procFile = path.join(L.container(id).dir, `exec-${randomBytes(6).toString('hex')}.json`);
+    await fsp.writeFile(procFile, JSON.stringify(proc));
+    try {
+      const args = ['--root', L.runtimeRoot, 'exec', '--process', procFile];
+      if (e.tty) args.push('--tty');
+      if (e.detach) args.push('--detach');
+      args.push(id);
+      return await new Promise((resolve, reject) => {
+        let errText = '';
+        const child = spawn(runtimePath, args, { stdio: [e.detach ? 'ignore' : e.stdin || e.tty ? 'inherit' : 'ignore', e.detach ? 'ignore' : 'inherit', 'pipe'] });
+        child.stderr.on('data', (d: Buffer) => {
+          errText += d.toString();
+          if (!e.detach) process.stderr.write(d);
+        });
+        child.on('error', reject);
+        child.on('close', (code, signal) => {
+          if (code === null) return resolve({ exitCode: 128 + (signalNumber(signal ?? 'KILL') ?? 9) });
+          if (code !== 0 && /exec|no such file|not found|permission denied/i.test(errText) && /berth-runtime|runc|exec/.test(errText)) {
+            const mapped = startFailureCode(errText);
+            if (mapped !== 125) return resolve({ exitCode: mapped });
+          }
+          resolve({ exitCode: e.detach ? 0 : code });
+        });
+      });
+    } finally {
+      if (!e.detach) await fsp.rm(procFile, { force: true });
+      else setTimeout(() => void fsp.rm(procFile, { force: true }), 2000).unref();
+    }
+  };
+
+  /* ----------------------------------------------------------------- stats */
+
+  const statsContainer = async (ref: string): Promise<ContainerStats> => {
+    const id = await resolveId(ref);
+    const rec = await readRecord(L.container(id).record, id);
+    const st = (await observe(rec)).state;
+    if (st.status !== 'running' && st.status !== 'paused') fail(conflict('container', rec.name, 'is not running'));
+    const sample = async (): Promise<{ data: Record<string, any>; t: number }> => {
+      const out = await rt.call(['events', '--stats', id], `stats of ${rec.name}`);
+      return { data: (JSON.parse(out.trim().split('\n')[0] as string) as { data: Record<string, any> }).data, t: process.hrtime.bigint() as unknown as number };
+    };
+    const a = await sample();
+    await sleep(100);
+    const b = await sample();
+    const cpu = (d: Record<string, any>): number => Number(d['cpu']?.usage?.total ?? 0);
+    const dt = Number(BigInt(b.t) - BigInt(a.t));
+    const d = b.data;
+    const mem = d['memory']?.usage ?? {};
+    const limit = Number(mem.limit ?? 0);
+    const blk = (op: string): number =>
+      ((d['blkio']?.ioServiceBytesRecursive ?? []) as Array<{ op: string; value: number }>).filter((x) => x.op.toLowerCase() === op).reduce((s, x) => s + x.value, 0);
+    return {
+      cpuUsageNanos: cpu(d),
+      cpuPercent: dt > 0 ? ((cpu(d) - cpu(a.data)) / dt) * 100 : 0,
+      memoryUsageBytes: Number(mem.usage ?? 0),
+      ...(limit > 0 && limit < 2 ** 60 ? { memoryLimitBytes: limit } : {}),
+      pids: Number(d['pids']?.current ?? 0),
+      blockReadBytes: blk('read'),
+      blockWriteBytes: blk('write'),
+    };
+  };
+
+  /* ----------------------------------------------------------------- facade */
+
+  const withRecord = async <A>(ref: string, fn: (rec: CRecord) => Promise<A>): Promise<A> => {
+    const id = await resolveId(ref);
+    return locked(id, async () => fn(await readRecord(L.container(id).record, id)));
+  };
+
+  const listContainers = async (filter: ContainerFilter = {}): Promise<ContainerInfo[]> => {
+    const out: ContainerInfo[] = [];
+    const f = filter.filters ?? {};
+    for (const id of await listIds()) {
+      let rec: CRecord;
+      try {
+        rec = await readRecord(L.container(id).record, id);
+      } catch {
+        continue; // an interrupted create or rm: `rm` of the ID cleans it
+      }
+      const { state } = await observe(rec);
+      if (rec.state.running && state.status !== 'running' && state.status !== 'paused' && rec.spec.autoRemove) {
+        // an --rm container that exited while nobody watched: finish its removal now
+        try {
+          await locked(id, async () => {
+            const cur = await collect(await readRecord(L.container(id).record, id));
+            if (!cur.state.running) await destroy(cur, true);
+          });
+          continue;
+        } catch {
+          // leave it for the next command
+        }
+      }
+      const running = state.status === 'running' || state.status === 'paused';
+      if (!filter.all && !running) continue;
+      const match = (key: string, test: (v: string) => boolean): boolean => !f[key] || f[key]!.length === 0 || f[key]!.some(test);
+      const ok =
+        match('name', (v) => rec.name.includes(v.replace(/^\//, ''))) &&
+        match('id', (v) => id.startsWith(v)) &&
+        match('status', (v) => state.status === v) &&
+        match('ancestor', (v) => rec.image === v || rec.imageId === v || rec.imageId.slice(7).startsWith(v)) &&
+        match('label', (v) => {
+          const [k, val] = v.split('=', 2) as [string, string | undefined];
+          const have = rec.spec.labels?.[k];
+          return have !== undefined && (val === undefined || have === val);
+        }) &&
+        match('network', (v) => (rec.spec.networkMode ?? 'bridge') === v || Object.keys(rec.networks ?? {}).includes(v));
+      if (ok) out.push(info(rec, state));
+    }
+    return out.sort((a, b) => (a.created < b.created ? 1 : -1));
+  };
+
+  const api: ContainerRuntime = {
+    createContainer,
+    async startContainer(ref) {
+      const id = await resolveId(ref);
+      await locked(id, () => startLocked(id));
+    },
+    async startAttached(ref, streams) {
+      const id = await resolveId(ref);
+      let session: AttachSession | undefined;
+      await locked(id, () =>
+        startLocked(id, async (p) => {
+          session = await attach(path.join(p.shimDir, 'attach.sock'), streams);
+        }),
+      );
+      return { session: session as AttachSession, id };
+    },
+    async attachContainer(ref, streams) {
+      const id = await resolveId(ref);
+      const rec = await readRecord(L.container(id).record, id);
+      const st = (await observe(rec)).state;
+      if (st.status !== 'running' && st.status !== 'paused') fail(conflict('container', rec.name, 'is not running; start it with `berth start -a`'));
+      return attach(path.join(L.container(id).shimDir, 'attach.sock'), streams);
+    },
+    async stopContainer(ref, opts) {
+      await withRecord(ref, (rec) => stopLocked(rec, opts?.timeoutSeconds));
+    },
+    async restartContainer(ref, opts) {
+      const id = await resolveId(ref);
+      await locked(id, async () => {
+        const rec = await stopLocked(await readRecord(L.container(id).record, id), opts?.timeoutSeconds);
+        await writeRecord(L.container(id).record, { ...rec, state: { ...rec.state, restartCount: rec.state.restartCount + 1 } });
+        await startLocked(id);
+      });
+    },
+    async killContainer(ref, signal = 'SIGKILL') {
+      const sig = signalNumber(signal);
+      if (sig === undefined) fail(invalidSpec('kill', [`unknown signal ${JSON.stringify(signal)}`]));
+      await withRecord(ref, async (rec) => {
+        const st = (await observe(rec)).state;
+        if (st.status !== 'running' && st.status !== 'paused') fail(conflict('container', rec.name, 'is not running'));
+        await rt.call(['kill', rec.id, String(sig)], `kill ${rec.name}`);
+        cEvent('kill', rec);
+      });
+    },
+    async removeContainer(ref, opts) {
+      const id = await resolveId(ref).catch(async (e) => {
+        // a dir without a record (interrupted create or rm): remove by full ID
+        const r = ref.replace(/^\//, '');
+        if (/^[0-9a-f]{64}$/.test(r) && (await fsp.access(L.container(r).dir).then(() => true, () => false))) return r;
+        throw e;
+      });
+      await locked(id, async () => {
+        const p = L.container(id);
+        let rec: CRecord;
+        try {
+          rec = await readRecord(p.record, id);
+        } catch {
+          await unmountIfMounted(p.rootfs);
+          await fsp.rm(p.dir, { recursive: true, force: true });
+          await fsp.rm(p.shimDir, { recursive: true, force: true });
+          return;
+        }
+        rec = await collect(rec);
+        if (rec.state.running) {
+          if (!opts?.force) fail(conflict('container', rec.name, 'is running: stop it first, or remove it with -f'));
+          if (rec.state.paused) await rt.try(['resume', id]);
+          await rt.try(['kill', '--all', id, '9']);
+          await rt.try(['kill', id, '9']);
+          await waitExit(rec, 10_000);
+          rec = await collect(rec);
+        }
+        await destroy(rec, opts?.volumes === true || rec.spec.autoRemove === true);
+      });
+    },
+    listContainers,
+    async inspectContainer(ref) {
+      const id = await resolveId(ref);
+      const rec = await readRecord(L.container(id).record, id);
+      return info(rec, (await observe(rec)).state);
+    },
+    logs,
+    exec,
+    async waitContainer(ref, opts) {
+      const id = await resolveId(ref);
+      const p = L.container(id);
+      const rec = await readRecord(p.record, id);
+      const obs = await observe(rec);
+      if (obs.state.status === 'running' || obs.state.status === 'paused') {
+        const line = await waitExitLine(path.join(p.shimDir, 'shim.sock'), opts?.signal);
+        const ex = line ? (JSON.parse(line) as ExitInfo) : await exitOf(p);
+        if (ex) return { exitCode: ex.exitCode };
+        const again = await readRecord(p.record, id).catch(() => undefined);
+        return { exitCode: again?.state.exitCode ?? 255 };
+      }
+      return { exitCode: obs.state.exitCode ?? 0 };
+    },
+    async pauseContainer(ref) {
+      await withRecord(ref, async (rec) => {
+        const st = (await observe(rec)).state;
+        if (st.status !== 'running') fail(conflict('container', rec.name, st.status === 'paused' ? 'is already paused' : 'is not running'));
+        await rt.call(['pause', rec.id], `pause ${rec.name}`);
+        await writeRecord(L.container(rec.id).record, { ...rec, state: { ...rec.state, paused: true } });
+        cEvent('pause', rec);
+      });
+    },
+    async resumeContainer(ref) {
+      await withRecord(ref, async (rec) => {
+        const st = (await observe(rec)).state;
+        if (st.status !== 'paused') fail(conflict('container', rec.name, 'is not paused'));
+        await rt.call(['resume', rec.id], `unpause ${rec.name}`);
+        const { paused: _p, ...rest } = rec.state;
+        await writeRecord(L.container(rec.id).record, { ...rec, state: rest });
+        cEvent('unpause', rec);
+      });
+    },
+    async updateContainer(ref, update: { resources?: ResourceSpec; restartPolicy?: RestartPolicy }) {
+      await withRecord(ref, async (rec) => {
+        const resources = { ...(rec.spec.resources ?? {}), ...(update.resources ?? {}) };
+        const spec = checkSpec({ ...rec.spec, resources, ...(update.restartPolicy ? { restartPolicy: update.restartPolicy } : {}) });
+        const st = (await observe(rec)).state;
+        if ((st.status === 'running' || st.status === 'paused') && update.resources) {
+          const r = update.resources;
+          const args = ['update'];
+          if (r.memory !== undefined) args.push('--memory', String(r.memory));
+          if (r.memorySwap !== undefined) args.push('--memory-swap', String(r.memorySwap));
+          else if (r.memory) args.push('--memory-swap', String(Math.max(r.memory * 2, rec.spec.resources?.memorySwap ?? 0)));
+          if (r.memoryReservation !== undefined) args.push('--memory-reservation', String(r.memoryReservation));
+          if (r.cpus !== undefined) args.push('--cpu-period', '100000', '--cpu-quota', String(Math.round(r.cpus * 100000)));
+          if (r.cpuShares !== undefined) args.push('--cpu-share', String(r.cpuShares));
+          if (r.cpusetCpus !== undefined) args.push('--cpuset-cpus', r.cpusetCpus);
+          if (r.cpusetMems !== undefined) args.push('--cpuset-mems', r.cpusetMems);
+          if (r.pidsLimit !== undefined) args.push('--pids-limit', String(r.pidsLimit));
+          if (r.blkioWeight !== undefined) args.push('--blkio-weight', String(r.blkioWeight));
+          args.push(rec.id);
+          await rt.call(args, `update ${rec.name}`);
+        }
+        await writeRecord(L.container(rec.id).record, { ...rec, spec });
+        cEvent('update', rec);
+      });
+    },
+    async renameContainer(ref, newName) {
+      const n = newName.replace(/^\//, '');
+      checkSpec({ image: 'x', name: n });
+      await withRecord(ref, async (rec) => {
+        if (rec.name === n) fail(conflict('container name', `/${n}`, 'is already the container\'s name'));
+        await reserveName(n, rec.id);
+        await writeRecord(L.container(rec.id).record, { ...rec, name: n, spec: { ...rec.spec, name: n } });
+        await fsp.rm(path.join(L.namesDir, rec.name), { force: true });
+        cEvent('rename', { ...rec, name: n });
+      });
+    },
+    statsContainer,
+    async topContainer(ref) {
+      const id = await resolveId(ref);
+      const rec = await readRecord(L.container(id).record, id);
+      const st = (await observe(rec)).state;
+      if (st.status !== 'running' && st.status !== 'paused') fail(conflict('container', rec.name, 'is not running'));
+      const out = await rt.call(['ps', '--format', 'json', id], `top ${rec.name}`);
+      return JSON.parse(out) as number[];
+    },
+    async pathsOf(ref) {
+      const id = await resolveId(ref);
+      const rec = await readRecord(L.container(id).record, id);
+      const st = (await observe(rec)).state;
+      const running = st.status === 'running' || st.status === 'paused';
+      return { id, paths: L.container(id), running, ...(st.pid !== undefined ? { pid: st.pid } : {}), chain: rec.chain };
+    },
+    async volumeUsers() {
+      const users = new Map<string, string[]>();
+      for (const id of await listIds()) {
+        const rec = await readRecord(L.container(id).record, id).catch(() => undefined);
+        if (!rec) continue;
+        const names = new Set<string>(rec.anonymousVolumes ?? []);
+        for (const m of rec.spec.mounts ?? []) if (m.type === 'volume' && m.source) names.add(m.source);
+        for (const n of names) users.set(n, [...(users.get(n) ?? []), id]);
+      }
+      return users;
+    },
+  };
+  return api;
+};

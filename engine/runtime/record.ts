@@ -1,0 +1,91 @@
+/**
+ * The container record: what `berth create` decided, and what the last
+ * start recorded. Written atomically (temp, fsync, rename); read back
+ * through an io-ts codec (a record is input from disk like any other).
+ */
+import { promises as fsp } from 'node:fs';
+import * as t from 'io-ts';
+import type { ContainerNetworkInfo, ContainerSpec, PortSpec } from '../engine.js';
+import { fail, notFound } from '../errors.js';
+import { decodeJson } from '../store/decode.js';
+import { writeFileAtomic } from '../store/fsutil.js';
+
+const StrArr = t.array(t.string);
+
+/** What the container takes from its image, captured at create. */
+export const ImageDefaults = t.partial({
+  entrypoint: StrArr,
+  cmd: StrArr,
+  env: StrArr,
+  workingDir: t.string,
+  user: t.string,
+  volumes: StrArr,
+  exposedPorts: StrArr,
+  stopSignal: t.string,
+});
+export type ImageDefaults = t.TypeOf<typeof ImageDefaults>;
+
+export const RunState = t.intersection([
+  t.type({
+    /** A start happened whose exit has not been collected yet. */
+    running: t.boolean,
+    restartCount: t.number,
+  }),
+  t.partial({
+    startedAt: t.string,
+    finishedAt: t.string,
+    exitCode: t.number,
+    oomKilled: t.boolean,
+    pid: t.number,
+    shimPid: t.number,
+    paused: t.boolean,
+    error: t.string,
+  }),
+]);
+export type RunState = t.TypeOf<typeof RunState>;
+
+export const ContainerRecord = t.intersection([
+  t.type({
+    id: t.string,
+    name: t.string,
+    created: t.string,
+    image: t.string,
+    imageId: t.string,
+    chain: StrArr,
+    /** The normalized spec (validated when it was created). */
+    spec: t.UnknownRecord,
+    imageDefaults: ImageDefaults,
+    runtime: t.string,
+    state: RunState,
+  }),
+  t.partial({
+    /** Anonymous volumes made for this container (removed by `rm -v`). */
+    anonymousVolumes: StrArr,
+    networks: t.UnknownRecord,
+    ports: t.UnknownArray,
+    /** The argv the container's process runs (entrypoint + cmd merged). */
+    args: StrArr,
+  }),
+]);
+type RawRecord = t.TypeOf<typeof ContainerRecord>;
+
+export interface Record extends Omit<RawRecord, 'spec' | 'networks' | 'ports'> {
+  readonly spec: ContainerSpec;
+  readonly networks?: { readonly [k: string]: ContainerNetworkInfo };
+  readonly ports?: readonly PortSpec[];
+}
+
+export const readRecord = async (file: string, id: string): Promise<Record> => {
+  let raw: Buffer;
+  try {
+    raw = await fsp.readFile(file);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return fail(notFound('container', id));
+    throw e;
+  }
+  return decodeJson(ContainerRecord, raw, `container record ${file}`) as unknown as Record;
+};
+
+export const writeRecord = async (file: string, rec: Record): Promise<void> => {
+  await writeFileAtomic(file, JSON.stringify(rec, null, 1));
+};

@@ -1,0 +1,58 @@
+// A throwaway Berth root with the busybox fixture imported as an image, and
+// a cleanup that removes every container, volume and mount it made.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { openLocalEngine, type LocalEngine } from '../../../engine/local.js';
+import { importLayers } from '../../../engine/local-images.js';
+import { fixtureRootfs } from '../../helpers/paths.js';
+
+export interface TestEngine {
+  readonly engine: LocalEngine;
+  readonly dir: string;
+  cleanup(): Promise<void>;
+}
+
+let layerTar: string | undefined;
+/** The fixture rootfs as an uncompressed layer tarball (made once per process). */
+export const busyboxLayer = (): string => {
+  if (layerTar && fs.existsSync(layerTar)) return layerTar;
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-layer-'));
+  layerTar = path.join(dir, 'busybox.tar');
+  execFileSync('tar', ['-C', fixtureRootfs, '--numeric-owner', '-cf', layerTar, '.']);
+  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return layerTar;
+};
+
+/** A layer holding /data/seed.txt and /data/sub/deep.txt (for VOLUME copy-up). */
+export const seedLayer = (): string => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-seed-'));
+  fs.mkdirSync(path.join(dir, 'root/data/sub'), { recursive: true });
+  fs.writeFileSync(path.join(dir, 'root/data/seed.txt'), 'from the image\n');
+  fs.writeFileSync(path.join(dir, 'root/data/sub/deep.txt'), 'deep\n');
+  const tar = path.join(dir, 'seed.tar');
+  execFileSync('tar', ['-C', path.join(dir, 'root'), '--numeric-owner', '--owner=0', '--group=0', '-cf', tar, '.']);
+  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+  return tar;
+};
+
+export const makeTestEngine = async (opts: { runtime?: string } = {}): Promise<TestEngine> => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
+  const engine = openLocalEngine({ root: path.join(dir, 'root'), runRoot: path.join(dir, 'run') }, opts.runtime ? { runtime: opts.runtime } : {});
+  await importLayers(engine.store, [busyboxLayer()], 'busybox:latest', { cmd: ['sh'] });
+  await importLayers(engine.store, [busyboxLayer(), seedLayer()], 'seeded:latest', { cmd: ['sh'], volumes: ['/data'] });
+  return {
+    engine,
+    dir,
+    async cleanup() {
+      for (const c of await engine.listContainers({ all: true }).catch(() => [])) {
+        await engine.removeContainer(c.id, { force: true, volumes: true }).catch((e) => console.error('cleanup', c.name, e));
+      }
+      // anything still mounted under the root (a failed test)
+      const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => m !== undefined && m.startsWith(dir));
+      for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+};
