@@ -425,13 +425,13 @@ int cg2_stats_hugetlb(const char *dir, json_t *out, berth_error *e) {
   static const char *const sizes[] = {"64KB", "2MB", "32MB", "512MB", "1GB", "16GB"};
   json_t *h = json_object();
   for (size_t i = 0; i < BERTH_ARRAY_LEN(sizes); i++) {
-    char cur[64], max[64], ev[64];
+    char cur[64], ev[64];
     snprintf(cur, sizeof cur, "hugetlb.%s.current", sizes[i]);
     if (!cg_exists(dir, cur)) continue;
-    snprintf(max, sizeof max, "hugetlb.%s.max", sizes[i]);
     snprintf(ev, sizeof ev, "hugetlb.%s.events", sizes[i]);
-    json_object_set_new(h, sizes[i], json_pack("{s:I,s:I,s:I}", "usage", clamp(read_or0(dir, cur)), "max",
-                                               clamp(read_or0(dir, max)), "failcnt", clamp(event_count(dir, ev, "max"))));
+    /* runc's "max" is v1's peak usage, which v2 does not keep. */
+    json_object_set_new(h, sizes[i], json_pack("{s:I,s:I}", "usage", clamp(read_or0(dir, cur)), "failcnt",
+                                               clamp(event_count(dir, ev, "max"))));
   }
   if (json_object_size(h)) json_object_set_new(out, "hugetlb", h);
   else json_decref(h);

@@ -12,7 +12,9 @@
 # under TCG emulation (see below). It has busybox (every applet on PATH), /proc, /sys, devtmpfs, a tmpfs /tmp and
 # /run, and the modules overlay, veth, bridge, br_netfilter, loop loaded.
 #
-# Environment: BERTH_VM_TIMEOUT (seconds, default 120), BERTH_VM_MEM (MiB,
+# Environment: BERTH_VM_CGROUP (v2, the default; v1: one hierarchy per
+# controller, cpu,cpuacct and net_cls,net_prio co-mounted; hybrid: v1 plus
+# cgroup2 at /sys/fs/cgroup/unified), BERTH_VM_TIMEOUT (seconds, default 120), BERTH_VM_MEM (MiB,
 # default 1024), BERTH_VM_CPUS (default 2), BERTH_VM_CACHE (default
 # /var/cache/berth-vm: the base initramfs, rebuilt when the kernel changes).
 set -euo pipefail
@@ -85,7 +87,24 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts && mount -t tmpfs tmpfs /dev/shm
-mount -t cgroup2 cgroup2 /sys/fs/cgroup
+# berth.cgroup=v2 (the default): cgroup2 alone. v1: every controller in its
+# own hierarchy, co-mounted the way Debian and RHEL 7 did (cpu,cpuacct and
+# net_cls,net_prio, with symlinks). hybrid: v1 plus cgroup2 at unified.
+cgmode=$(sed -n 's/.*berth\.cgroup=\([a-z0-9]*\).*/\1/p' /proc/cmdline)
+if [ "${cgmode:-v2}" = v2 ]; then
+  mount -t cgroup2 cgroup2 /sys/fs/cgroup
+else
+  mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup
+  for c in cpuset cpu,cpuacct blkio memory devices freezer net_cls,net_prio perf_event hugetlb pids rdma misc; do
+    mkdir -p "/sys/fs/cgroup/$c" && mount -t cgroup -o "$c" cgroup "/sys/fs/cgroup/$c" || rmdir "/sys/fs/cgroup/$c"
+  done
+  mkdir -p /sys/fs/cgroup/systemd && mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd
+  for l in cpu cpuacct; do ln -s cpu,cpuacct "/sys/fs/cgroup/$l"; done
+  for l in net_cls net_prio; do ln -s net_cls,net_prio "/sys/fs/cgroup/$l"; done
+  if [ "$cgmode" = hybrid ]; then
+    mkdir -p /sys/fs/cgroup/unified && mount -t cgroup2 cgroup2 /sys/fs/cgroup/unified
+  fi
+fi
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /var
@@ -151,12 +170,19 @@ case $accel in
   *) die "BERTH_VM_ACCEL must be auto, kvm or tcg" ;;
 esac
 
+case ${BERTH_VM_CGROUP:-v2} in
+  v2) cgargs="berth.cgroup=v2 cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" ;;
+  v1) cgargs="berth.cgroup=v1 systemd.unified_cgroup_hierarchy=0" ;;
+  hybrid) cgargs="berth.cgroup=hybrid systemd.unified_cgroup_hierarchy=0" ;;
+  *) die "BERTH_VM_CGROUP must be v2, v1 or hybrid" ;;
+esac
+
 timeout_s=${BERTH_VM_TIMEOUT:-120}
 set +e
 timeout "$timeout_s" qemu-system-x86_64 \
   "${accel_args[@]}" -m "${BERTH_VM_MEM:-1024}" -smp "${BERTH_VM_CPUS:-2}" \
   -kernel "$kernel" -initrd "$work/initrd" \
-  -append "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1" \
+  -append "console=ttyS0 quiet loglevel=1 panic=-1 rdinit=/init $cgargs" \
   -display none -serial "file:$work/console" -monitor none -no-reboot -nodefaults \
   </dev/null >"$work/qemu.log" 2>&1
 qrc=$?
