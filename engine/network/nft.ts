@@ -41,7 +41,7 @@ export const ruleset = (table: string, networks: readonly NetworkRecord[], dnats
   }
   L.push('  }');
   L.push('  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;', '    fib daddr type local jump published', '  }');
-  L.push('  chain output {', '    type nat hook output priority dstnat; policy accept;', '    fib daddr type local jump published', '  }');
+  L.push('  chain output {', '    type nat hook output priority -100; policy accept;', '    fib daddr type local jump published', '  }');
   L.push('  chain postrouting {', '    type nat hook postrouting priority srcnat; policy accept;');
   for (const n of nets) {
     // host -> 127.0.0.1:port -> container: the container cannot answer 127.0.0.1 (route_localnet is set on the bridge)
