@@ -76,6 +76,11 @@ class LocalNetworking implements Networking {
     this.defaultRoot = path.resolve(roots.root) === DEFAULT_ROOT;
     // one table per root, so that two roots (tests, a second engine) never rewrite each other's rules
     this.table = this.defaultRoot ? 'berth' : `berth_${sha(path.resolve(roots.root)).slice(0, 8)}`;
+    // the facade hands these methods around unbound (local.ts spreads them into the Engine)
+    for (const m of ['setup', 'teardown', 'connect', 'disconnect', 'createNetwork', 'removeNetwork', 'listNetworks', 'inspectNetwork',
+      'connectNetwork', 'disconnectNetwork', 'pruneNetworks', 'endpointInfo', 'recover', 'purge'] as const) {
+      (this as Record<string, unknown>)[m] = (this[m] as (...a: unknown[]) => unknown).bind(this);
+    }
   }
 
   /* ------------------------------------------------------------ plumbing */
