@@ -233,7 +233,12 @@ static int apply_memory(const char *dir, const cg_res *r, berth_error *e) {
       return -1;
     }
   } else if (r->mem_limit.set) {
-    if (write_i64(dir, "memory.limit_in_bytes", r->mem_limit.v, e) < 0) return -1;
+    if (write_i64(dir, "memory.limit_in_bytes", r->mem_limit.v, e) < 0) {
+      if (e->errnum == EINVAL && cg_exists(dir, "memory.memsw.limit_in_bytes"))
+        return berth_wrap(e, "linux.resources.memory.limit (above the group's memory+swap limit? set "
+                             "memory.swap with it)");
+      return -1;
+    }
   } else if (r->mem_swap.set) {
     if (write_i64(dir, "memory.memsw.limit_in_bytes", r->mem_swap.v, e) < 0) return -1;
   }
