@@ -120,9 +120,9 @@ sync
 poweroff -f
 EOF
   chmod 755 "$tmp/init"
-  (cd "$tmp" && find . | cpio -o -H newc --quiet) > "$base.new"
-  mv "$base.new" "$base"
-  echo "$stamp" > "$base.stamp"
+  (cd "$tmp" && find . | cpio -o -H newc --quiet) > "$base.new.$$"
+  mv "$base.new.$$" "$base"
+  echo "$stamp" > "$base.stamp.$$" && mv "$base.stamp.$$" "$base.stamp"
   rm -rf "$tmp"
   trap - EXIT
 fi
