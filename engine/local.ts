@@ -18,8 +18,9 @@ import { openVolumeStore, type VolumeStore } from './volume/volumes.js';
 export interface LocalEngineOptions {
   /** OCI runtime executable (runc's CLI): berth-runtime by default, runc works too. */
   readonly runtime?: string;
-  /** Networking (engine/network): NetworkApi for the facade + ContainerNetworking for containers. */
-  readonly networking?: { readonly api: NetworkApi; readonly containers: ContainerNetworking };
+  /** Networking: NetworkApi for the facade + ContainerNetworking for containers.
+   *  Default: engine/network, loaded on first use; null: none (only "none" and "host" modes). */
+  readonly networking?: { readonly api: NetworkApi; readonly containers: ContainerNetworking } | null;
   /** An ImageApi to use instead of the store-only one (pull/push/save/load). */
   readonly images?: (store: Store) => ImageApi;
 }
@@ -41,22 +42,45 @@ const noNetworks: NetworkApi = {
   pruneNetworks: async () => ({ deleted: [] }),
 };
 
+type Networking = NetworkApi & ContainerNetworking;
+
+/** engine/network, imported on the first call: `run --network none` never loads it. */
+const lazyNetworking = (roots: EngineRoots, resolveContainer: (ref: string) => Promise<string>): { api: NetworkApi; containers: ContainerNetworking } => {
+  let loaded: Promise<Networking> | undefined;
+  const get = (): Promise<Networking> => (loaded ??= import('./network/networking.js').then((m) => m.openNetworking(roots, { resolveContainer })));
+  const n: Networking = {
+    createNetwork: async (...a) => (await get()).createNetwork(...a),
+    removeNetwork: async (...a) => (await get()).removeNetwork(...a),
+    listNetworks: async () => (await get()).listNetworks(),
+    inspectNetwork: async (...a) => (await get()).inspectNetwork(...a),
+    connectNetwork: async (...a) => (await get()).connectNetwork(...a),
+    disconnectNetwork: async (...a) => (await get()).disconnectNetwork(...a),
+    pruneNetworks: async () => (await get()).pruneNetworks(),
+    setup: async (...a) => (await get()).setup(...a),
+    teardown: async (...a) => (await get()).teardown(...a),
+    connect: async (...a) => (await get()).connect(...a),
+    disconnect: async (...a) => (await get()).disconnect(...a),
+  };
+  return { api: n, containers: n };
+};
+
 export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {}): LocalEngine => {
   const store = openStore(roots.root);
+  let containers: ContainerRuntime | undefined;
+  const networking = opts.networking === null ? undefined : (opts.networking ?? lazyNetworking(roots, async (ref) => (await (containers as ContainerRuntime).inspectContainer(ref)).id));
   const eventsFile = path.join(roots.runRoot, 'events.jsonl');
   const emit = (ev: EngineEvent): void => {
     // events are best effort: an operation never fails because its event could not be written
     void fsp.mkdir(roots.runRoot, { recursive: true }).then(() => fsp.appendFile(eventsFile, `${JSON.stringify(ev)}\n`)).catch(() => undefined);
   };
-  let containers: ContainerRuntime | undefined;
   const volumes = openVolumeStore(roots, () => (containers as ContainerRuntime).volumeUsers());
   containers = openContainerRuntime({
     roots, images: store, volumes, emit,
     ...(opts.runtime ? { runtime: opts.runtime } : {}),
-    ...(opts.networking ? { networking: opts.networking.containers } : {}),
+    ...(networking ? { networking: networking.containers } : {}),
   });
   const images = (opts.images ?? openLocalImages)(store);
-  const network = opts.networking?.api ?? noNetworks;
+  const network = networking?.api ?? noNetworks;
   const c = containers;
 
   const volumeEvent = (action: 'create' | 'destroy', name: string): void => emit({ type: 'volume', action, name, time: new Date().toISOString() });

@@ -104,7 +104,13 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
   const runtimePath = o.runtime ?? path.join(native, 'berth-runtime');
   const shimPath = o.shim ?? path.join(native, 'berth-shim');
   const initPath = o.init ?? path.join(native, 'berth-init');
-  const rt: RuntimeCli = runtimeCli(runtimePath, L.runtimeRoot);
+  const runtimes = new Map<string, RuntimeCli>();
+  /** The runtime a container was created with (runc's CLI: berth-runtime, runc). */
+  const rtOf = (rec: { runtime: string }): RuntimeCli => {
+    let r = runtimes.get(rec.runtime);
+    if (!r) runtimes.set(rec.runtime, (r = runtimeCli(rec.runtime, L.runtimeRoot)));
+    return r;
+  };
   const emit = (ev: EngineEvent): void => o.emit?.(ev);
   const cEvent = (action: Extract<EngineEvent, { type: 'container' }>['action'], rec: CRecord, exitCode?: number): void =>
     emit({ type: 'container', action, id: rec.id, name: rec.name, time: now(), ...(exitCode !== undefined ? { exitCode } : {}) });
@@ -169,6 +175,13 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
 
   /* ----------------------------------------------------------------- state */
 
+  /** A socket in the shim's state dir, by a path short enough for sun_path:
+   *  through the shim's cwd (which is its state dir) when the real one is too long. */
+  const shimSock = (p: ContainerPaths, shimPid: number | undefined, name: 'shim.sock' | 'attach.sock'): string => {
+    const full = path.join(p.shimDir, name);
+    return full.length < 100 || shimPid === undefined ? full : `/proc/${shimPid}/cwd/${name}`;
+  };
+
   const exitOf = async (p: ContainerPaths): Promise<ExitInfo | undefined> => readJson<ExitInfo>(p.exitFile);
 
   const shimAlive = async (p: ContainerPaths, rec: CRecord): Promise<boolean> =>
@@ -215,7 +228,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     if (!exit) return rec;
     const p = L.container(rec.id);
     await waitShimGone(rec);
-    await rt.try(['delete', '--force', rec.id]); // normally done by the shim (--rm); a no-op then
+    await rtOf(rec).try(['delete', '--force', rec.id]); // normally done by the shim (--rm); a no-op then
     if (o.networking && needsNetworking(rec.spec)) await o.networking.teardown(rec.id);
     await unmountIfMounted(p.rootfs);
     const next: CRecord = {
@@ -243,7 +256,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
   /** Remove everything of a container (record last but one, name last). */
   const destroy = async (rec: CRecord, removeVolumes: boolean): Promise<void> => {
     const p = L.container(rec.id);
-    await rt.try(['delete', '--force', rec.id]);
+    await rtOf(rec).try(['delete', '--force', rec.id]);
     if (o.networking && needsNetworking(rec.spec)) await o.networking.teardown(rec.id);
     await unmountIfMounted(p.rootfs);
     await fsp.rm(p.shimDir, { recursive: true, force: true });
@@ -422,11 +435,11 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const stale = await fsp.readFile(path.join(p.shimDir, 'shim.pid'), 'utf8').catch(() => undefined);
     if (stale !== undefined && pidAlive(Number(stale))) {
       // a shim whose container never got started (crash between create and start)
-      await rt.try(['delete', '--force', rec.id]);
-      await waitExitLine(path.join(p.shimDir, 'shim.sock'));
+      await rtOf(rec).try(['delete', '--force', rec.id]);
+      await waitExitLine(shimSock(p, Number(stale), 'shim.sock'));
     }
     await fsp.rm(p.shimDir, { recursive: true, force: true });
-    await rt.try(['delete', '--force', rec.id]);
+    await rtOf(rec).try(['delete', '--force', rec.id]);
     r = await readRecord(p.record, rec.id);
     return r;
   };
@@ -476,8 +489,16 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       await fsp.writeFile(p.config, JSON.stringify(config));
       await fsp.rm(p.shimDir, { recursive: true, force: true });
       const started = await startShim({
-        shim: shimPath, id, stateDir: p.shimDir, runtime: runtimePath, runtimeRoot: L.runtimeRoot, bundle: p.dir, logPath: p.log,
+        shim: shimPath, id, stateDir: p.shimDir, runtime: rec.runtime, runtimeRoot: L.runtimeRoot, bundle: p.dir, logPath: p.log,
         terminal: spec.tty === true, stdin: spec.openStdin === true, stdinOnce: spec.openStdin === true,
+      }).catch(async (e: unknown): Promise<never> => {
+        const te = toEngineError(e);
+        const raw = te._tag === 'Internal' ? te.message : JSON.stringify(te);
+        const execErr = /exec: .*$/m.exec(raw)?.[0];
+        const code = execErr ? startFailureCode(execErr) : 125;
+        const msg = execErr ?? raw;
+        await writeRecord(p.record, { ...rec, state: { ...rec.state, exitCode: code, error: msg } });
+        throw new EngineFailure({ _tag: 'Internal', message: `container ${rec.name}: cannot start: ${msg}` }, { cause: { exitCode: code } });
       });
       // the container's mount namespace holds the rootfs now
       await unmountIfMounted(p.rootfs);
@@ -489,11 +510,11 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       };
       await writeRecord(p.record, rec);
       if (beforeStart) await beforeStart(p, rec);
-      const r = await rt.try(['start', id]);
+      const r = await rtOf(rec).try(['start', id]);
       if (r.code !== 0) {
         const msg = r.stderr.trim() || r.stdout.trim();
-        await rt.try(['delete', '--force', id]);
-        await waitExitLine(path.join(p.shimDir, 'shim.sock'));
+        await rtOf(rec).try(['delete', '--force', id]);
+        await waitExitLine(shimSock(p, started.shimPid, 'shim.sock'));
         const code = startFailureCode(msg);
         await waitShimGone(rec);
         await writeRecord(p.record, { ...rec, state: { running: false, restartCount: rec.state.restartCount, startedAt: state.startedAt as string, finishedAt: now(), exitCode: code, error: msg } });
@@ -515,18 +536,25 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
 
   /* ------------------------------------------------------------------ stop */
 
+  /** Wait until the shim has recorded the exit (exit.json), at most `timeoutMs`. */
   const waitExit = async (rec: CRecord, timeoutMs: number): Promise<boolean> => {
     const p = L.container(rec.id);
+    const deadline = Date.now() + timeoutMs;
     const ac = new AbortController();
     const timer = setTimeout(() => ac.abort(), timeoutMs);
     try {
-      await waitExitLine(path.join(p.shimDir, 'shim.sock'), ac.signal);
-      return true;
+      await waitExitLine(shimSock(p, rec.state.shimPid, 'shim.sock'), ac.signal);
     } catch {
-      return (await exitOf(p)) !== undefined;
+      // timed out
     } finally {
       clearTimeout(timer);
     }
+    // a refused connection also ends the wait: the shim may be gone, or not listening yet
+    while ((await exitOf(p)) === undefined) {
+      if (Date.now() >= deadline || (rec.state.shimPid !== undefined && !pidAlive(rec.state.shimPid))) return (await exitOf(p)) !== undefined;
+      await sleep(20);
+    }
+    return true;
   };
 
   const stopLocked = async (rec: CRecord, timeoutSeconds?: number): Promise<CRecord> => {
@@ -535,11 +563,11 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const sigName = rec.spec.stopSignal ?? rec.imageDefaults.stopSignal ?? 'SIGTERM';
     const sig = signalNumber(sigName) ?? 15;
     const timeout = timeoutSeconds ?? rec.spec.stopTimeoutSeconds ?? 10;
-    if (rec.state.paused) await rt.try(['resume', rec.id]);
-    await rt.try(['kill', rec.id, String(sig)]);
+    if (rec.state.paused) await rtOf(rec).try(['resume', rec.id]);
+    await rtOf(rec).try(['kill', rec.id, String(sig)]);
     if (!(await waitExit(rec, Math.max(0, timeout) * 1000))) {
-      await rt.try(['kill', '--all', rec.id, '9']);
-      await rt.try(['kill', rec.id, '9']);
+      await rtOf(rec).try(['kill', '--all', rec.id, '9']);
+      await rtOf(rec).try(['kill', rec.id, '9']);
       await waitExit(rec, 10_000);
     }
     const after = await collect(rec);
@@ -640,12 +668,13 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     await fsp.writeFile(procFile, JSON.stringify(proc));
     try {
       const args = ['--root', L.runtimeRoot, 'exec', '--process', procFile];
+      const runtimeBin = rec.runtime;
       if (e.tty) args.push('--tty');
       if (e.detach) args.push('--detach');
       args.push(id);
       return await new Promise((resolve, reject) => {
         let errText = '';
-        const child = spawn(runtimePath, args, { stdio: [e.detach ? 'ignore' : e.stdin || e.tty ? 'inherit' : 'ignore', e.detach ? 'ignore' : 'inherit', 'pipe'] });
+        const child = spawn(runtimeBin, args, { stdio: [e.detach ? 'ignore' : e.stdin || e.tty ? 'inherit' : 'ignore', e.detach ? 'ignore' : 'inherit', 'pipe'] });
         child.stderr.on('data', (d: Buffer) => {
           errText += d.toString();
           if (!e.detach) process.stderr.write(d);
@@ -674,7 +703,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const st = (await observe(rec)).state;
     if (st.status !== 'running' && st.status !== 'paused') fail(conflict('container', rec.name, 'is not running'));
     const sample = async (): Promise<{ data: Record<string, any>; t: number }> => {
-      const out = await rt.call(['events', '--stats', id], `stats of ${rec.name}`);
+      const out = await rtOf(rec).call(['events', '--stats', id], `stats of ${rec.name}`);
       return { data: (JSON.parse(out.trim().split('\n')[0] as string) as { data: Record<string, any> }).data, t: process.hrtime.bigint() as unknown as number };
     };
     const a = await sample();
@@ -757,8 +786,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       const id = await resolveId(ref);
       let session: AttachSession | undefined;
       await locked(id, () =>
-        startLocked(id, async (p) => {
-          session = await attach(path.join(p.shimDir, 'attach.sock'), streams);
+        startLocked(id, async (p, rec) => {
+          session = await attach(shimSock(p, rec.state.shimPid, 'attach.sock'), streams);
         }),
       );
       return { session: session as AttachSession, id };
@@ -768,7 +797,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       const rec = await readRecord(L.container(id).record, id);
       const st = (await observe(rec)).state;
       if (st.status !== 'running' && st.status !== 'paused') fail(conflict('container', rec.name, 'is not running; start it with `berth start -a`'));
-      return attach(path.join(L.container(id).shimDir, 'attach.sock'), streams);
+      return attach(shimSock(L.container(id), rec.state.shimPid, 'attach.sock'), streams);
     },
     async stopContainer(ref, opts) {
       await withRecord(ref, (rec) => stopLocked(rec, opts?.timeoutSeconds));
@@ -787,7 +816,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       await withRecord(ref, async (rec) => {
         const st = (await observe(rec)).state;
         if (st.status !== 'running' && st.status !== 'paused') fail(conflict('container', rec.name, 'is not running'));
-        await rt.call(['kill', rec.id, String(sig)], `kill ${rec.name}`);
+        await rtOf(rec).call(['kill', rec.id, String(sig)], `kill ${rec.name}`);
         cEvent('kill', rec);
       });
     },
@@ -812,9 +841,9 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         rec = await collect(rec);
         if (rec.state.running) {
           if (!opts?.force) fail(conflict('container', rec.name, 'is running: stop it first, or remove it with -f'));
-          if (rec.state.paused) await rt.try(['resume', id]);
-          await rt.try(['kill', '--all', id, '9']);
-          await rt.try(['kill', id, '9']);
+          if (rec.state.paused) await rtOf(rec).try(['resume', id]);
+          await rtOf(rec).try(['kill', '--all', id, '9']);
+          await rtOf(rec).try(['kill', id, '9']);
           await waitExit(rec, 10_000);
           rec = await collect(rec);
         }
@@ -835,9 +864,10 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       const rec = await readRecord(p.record, id);
       const obs = await observe(rec);
       if (obs.state.status === 'running' || obs.state.status === 'paused') {
-        const line = await waitExitLine(path.join(p.shimDir, 'shim.sock'), opts?.signal);
+        const line = await waitExitLine(shimSock(p, rec.state.shimPid, 'shim.sock'), opts?.signal);
         const ex = line ? (JSON.parse(line) as ExitInfo) : await exitOf(p);
         if (ex) return { exitCode: ex.exitCode };
+        if (await waitExit(rec, 5000)) return { exitCode: ((await exitOf(p)) as ExitInfo).exitCode };
         const again = await readRecord(p.record, id).catch(() => undefined);
         return { exitCode: again?.state.exitCode ?? 255 };
       }
@@ -847,7 +877,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       await withRecord(ref, async (rec) => {
         const st = (await observe(rec)).state;
         if (st.status !== 'running') fail(conflict('container', rec.name, st.status === 'paused' ? 'is already paused' : 'is not running'));
-        await rt.call(['pause', rec.id], `pause ${rec.name}`);
+        await rtOf(rec).call(['pause', rec.id], `pause ${rec.name}`);
         await writeRecord(L.container(rec.id).record, { ...rec, state: { ...rec.state, paused: true } });
         cEvent('pause', rec);
       });
@@ -856,7 +886,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       await withRecord(ref, async (rec) => {
         const st = (await observe(rec)).state;
         if (st.status !== 'paused') fail(conflict('container', rec.name, 'is not paused'));
-        await rt.call(['resume', rec.id], `unpause ${rec.name}`);
+        await rtOf(rec).call(['resume', rec.id], `unpause ${rec.name}`);
         const { paused: _p, ...rest } = rec.state;
         await writeRecord(L.container(rec.id).record, { ...rec, state: rest });
         cEvent('unpause', rec);
@@ -881,7 +911,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
           if (r.pidsLimit !== undefined) args.push('--pids-limit', String(r.pidsLimit));
           if (r.blkioWeight !== undefined) args.push('--blkio-weight', String(r.blkioWeight));
           args.push(rec.id);
-          await rt.call(args, `update ${rec.name}`);
+          await rtOf(rec).call(args, `update ${rec.name}`);
         }
         await writeRecord(L.container(rec.id).record, { ...rec, spec });
         cEvent('update', rec);
@@ -904,7 +934,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       const rec = await readRecord(L.container(id).record, id);
       const st = (await observe(rec)).state;
       if (st.status !== 'running' && st.status !== 'paused') fail(conflict('container', rec.name, 'is not running'));
-      const out = await rt.call(['ps', '--format', 'json', id], `top ${rec.name}`);
+      const out = await rtOf(rec).call(['ps', '--format', 'json', id], `top ${rec.name}`);
       return JSON.parse(out) as number[];
     },
     async pathsOf(ref) {

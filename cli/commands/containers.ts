@@ -1,0 +1,580 @@
+/**
+ * Container verbs with Docker's names and flags: create, run, start, stop,
+ * restart, kill, rm, ps, inspect, logs, wait, exec, attach, pause, unpause,
+ * top, stats, rename, update, diff, export, cp (`port` is
+ * in networks.ts).
+ *
+ * Exit codes as Docker: 125 when Berth fails (bad flag, unknown image, name
+ * conflict), 126 when the command cannot be invoked, 127 when it is not
+ * found, otherwise the container's own status (128+N for a signal).
+ * The engine is imported lazily, inside each action, to keep startup small.
+ */
+import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import type { ContainerInfo, ContainerSpec } from '../../engine/engine.js';
+import type { LocalEngine } from '../../engine/local.js';
+import type { RunFlags } from './container-flags.js';
+
+const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
+
+interface Globals {
+  root?: string;
+  runRoot?: string;
+  json?: boolean;
+  debug?: boolean;
+  runtime?: string;
+}
+
+let engineCache: LocalEngine | undefined;
+/** The local engine for the global options (--root, BERTH_ROOT), opened once per process. */
+export const engineFor = async (cmd: Command, runtime?: string): Promise<LocalEngine> => {
+  if (engineCache) return engineCache;
+  const g = cmd.optsWithGlobals() as Globals;
+  const [{ openLocalEngine }, { defaultRoots }] = await Promise.all([import('../../engine/local.js'), import('../../engine/engine.js')]);
+  const env = { ...process.env, ...(g.root ? { BERTH_ROOT: g.root } : {}) };
+  const roots = defaultRoots(env);
+  const rt = runtime ?? g.runtime ?? process.env['BERTH_OCI_RUNTIME'];
+  engineCache = openLocalEngine(roots, rt ? { runtime: resolveRuntime(rt) } : {});
+  return engineCache;
+};
+
+/** `--runtime runc` finds runc on PATH; a path is taken as it is. */
+const resolveRuntime = (r: string): string => {
+  if (r.includes('/')) return r;
+  if (r === 'berth-runtime') return r; // resolved by the engine to native/build
+  for (const dir of (process.env['PATH'] ?? '/usr/sbin:/usr/bin:/sbin:/bin').split(':')) {
+    const p = `${dir}/${r}`;
+    if (existsSync(p)) return p;
+  }
+  return r;
+};
+
+/** Render an error once and set Docker's exit code. */
+const failWith = async (e: unknown, cmd: Command): Promise<void> => {
+  const { toEngineError, renderError, EngineFailure } = await import('../../engine/errors.js');
+  const code = e instanceof EngineFailure && typeof (e.cause as { exitCode?: unknown } | undefined)?.exitCode === 'number' ? (e.cause as { exitCode: number }).exitCode : 125;
+  const g = cmd.optsWithGlobals() as Globals;
+  process.stderr.write(`berth: ${renderError(toEngineError(e))}\n`);
+  if (g.debug && e instanceof Error) process.stderr.write(`${e.stack}\n`);
+  process.exitCode = code;
+};
+
+const action = <A extends unknown[]>(fn: (...a: A) => Promise<void>) =>
+  async (...a: A): Promise<void> => {
+    const cmd = a[a.length - 1] as Command;
+    try {
+      await fn(...a);
+    } catch (e) {
+      await failWith(e, cmd);
+    }
+  };
+
+const isJson = (cmd: Command): boolean => (cmd.optsWithGlobals() as Globals).json === true;
+
+/* -------------------------------------------------------------- formatting */
+
+const ago = (iso: string | undefined): string => {
+  if (!iso) return '';
+  const s = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
+  if (s < 1) return 'Less than a second';
+  if (s < 60) return `${Math.floor(s)} second${Math.floor(s) === 1 ? '' : 's'}`;
+  if (s < 3600) return `${Math.floor(s / 60)} minute${Math.floor(s / 60) === 1 ? '' : 's'}`;
+  if (s < 86400) return `${Math.floor(s / 3600)} hour${Math.floor(s / 3600) === 1 ? '' : 's'}`;
+  return `${Math.floor(s / 86400)} days`;
+};
+
+const statusText = (c: ContainerInfo): string => {
+  const st = c.state;
+  switch (st.status) {
+    case 'running':
+      return `Up ${ago(st.startedAt)}`;
+    case 'paused':
+      return `Up ${ago(st.startedAt)} (Paused)`;
+    case 'exited':
+      return `Exited (${st.exitCode ?? 0}) ${ago(st.finishedAt)} ago`;
+    case 'created':
+      return 'Created';
+    default:
+      return st.status.charAt(0).toUpperCase() + st.status.slice(1);
+  }
+};
+
+const portsText = (c: ContainerInfo): string =>
+  c.ports.map((p) => (p.hostPort ? `${p.hostIp ?? '0.0.0.0'}:${p.hostPort}->${p.containerPort}/${p.protocol}` : `${p.containerPort}/${p.protocol}`)).join(', ');
+
+const commandOf = (c: ContainerInfo): string => [...(c.spec.entrypoint ?? []), ...(c.spec.command ?? [])].join(' ');
+
+const psFields = (c: ContainerInfo): Record<string, string> => ({
+  ID: c.id.slice(0, 12),
+  Image: c.image,
+  Command: JSON.stringify(commandOf(c).slice(0, 20)),
+  CreatedAt: c.created,
+  RunningFor: `${ago(c.created)} ago`,
+  Status: statusText(c),
+  State: c.state.status,
+  Ports: portsText(c),
+  Names: c.name,
+  Labels: Object.entries(c.spec.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(','),
+});
+
+/** Docker's `--format`: `{{.Field}}` placeholders, `{{json .}}`, a leading `table` for headers. */
+export const formatRows = (format: string, rows: Array<Record<string, string>>, raw: unknown[]): string => {
+  let f = format;
+  const table = f.startsWith('table');
+  if (table) f = f.slice(5).trimStart();
+  f = f.replace(/\\t/g, '\t').replace(/\\n/g, '\n');
+  const render = (row: Record<string, string>, i: number): string =>
+    f.replace(/\{\{\s*json\s+\.\s*\}\}/g, () => JSON.stringify(raw[i])).replace(/\{\{\s*\.(\w+)\s*\}\}/g, (_m, k: string) => row[k] ?? '');
+  const lines = rows.map(render);
+  if (table) lines.unshift(f.replace(/\{\{\s*\.(\w+)\s*\}\}/g, (_m, k: string) => k.replace(/([a-z])([A-Z])/g, '$1 $2').toUpperCase()));
+  return lines.join('\n');
+};
+
+const table = (header: string[], rows: string[][]): string => {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (r: string[]): string => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((widths[i] as number) + 3))).join('').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+};
+
+/* ---------------------------------------------------------------- run flags */
+
+const addRunFlags = (c: Command): Command =>
+  c
+    .option('-d, --detach', 'run in the background and print the container ID')
+    .option('-i, --interactive', 'keep stdin open')
+    .option('-t, --tty', 'allocate a pseudo-terminal')
+    .option('--rm', 'remove the container when it exits')
+    .option('--name <name>', 'name the container')
+    .option('-e, --env <KEY=value>', 'set an environment variable', collect)
+    .option('--env-file <file>', 'read environment variables from a file', collect)
+    .option('-w, --workdir <dir>', 'working directory inside the container')
+    .option('-u, --user <user[:group]>', 'user name or UID (and group)')
+    .option('--entrypoint <cmd>', 'override the image\'s ENTRYPOINT')
+    .option('-v, --volume <spec>', 'bind mount or volume: [SRC:]DST[:ro]', collect)
+    .option('--mount <spec>', 'type=bind|volume|tmpfs,source=,target=,...', collect)
+    .option('--tmpfs <path[:opts]>', 'mount a tmpfs', collect)
+    .option('-m, --memory <size>', 'memory limit (e.g. 512m)')
+    .option('--memory-swap <size>', 'memory + swap limit (-1: unlimited swap)')
+    .option('--memory-reservation <size>', 'memory soft limit')
+    .option('--cpus <n>', 'number of CPUs')
+    .option('-c, --cpu-shares <n>', 'CPU shares (relative weight)')
+    .option('--cpuset-cpus <list>', 'CPUs to run on (0-3, 0,1)')
+    .option('--cpuset-mems <list>', 'memory nodes')
+    .option('--pids-limit <n>', 'process limit (-1: unlimited)')
+    .option('--restart <policy>', 'no, always, on-failure[:N], unless-stopped (enforced by the agent)')
+    .option('--hostname <name>', 'container host name')
+    .option('--domainname <name>', 'container NIS domain name')
+    .option('--read-only', 'mount the root filesystem read-only')
+    .option('--cap-add <cap>', 'add a capability', collect)
+    .option('--cap-drop <cap>', 'drop a capability', collect)
+    .option('--privileged', 'all capabilities, no seccomp, no masked paths')
+    .option('--init', 'run an init as pid 1 that reaps and forwards signals')
+    .option('-l, --label <k=v>', 'set a label', collect)
+    .option('--network, --net <mode>', 'none, host, bridge or a network name')
+    .option('-p, --publish <spec>', 'publish a port', collect)
+    .option('-P, --publish-all', 'publish every exposed port')
+    .option('--ulimit <name=soft[:hard]>', 'set a ulimit', collect)
+    .option('--sysctl <k=v>', 'set a namespaced sysctl', collect)
+    .option('--device <host[:container[:rwm]]>', 'add a host device', collect)
+    .option('--stop-signal <sig>', 'signal to stop the container')
+    .option('--stop-timeout <s>', 'seconds to wait before killing')
+    .option('--security-opt <opt>', 'seccomp=unconfined|<file>, no-new-privileges', collect)
+    .option('--health-cmd <cmd>', 'health check command (run by the agent)')
+    .option('--health-interval <d>', 'time between checks')
+    .option('--health-timeout <d>', 'time a check may take')
+    .option('--health-retries <n>', 'failures before unhealthy')
+    .option('--health-start-period <d>', 'grace period')
+    .option('--no-healthcheck', 'disable the image\'s health check')
+    .option('--runtime <path>', 'OCI runtime (berth-runtime, runc)');
+
+const specFrom = async (image: string, command: string[], flags: RunFlags): Promise<ContainerSpec> => {
+  const { specFromFlags } = await import('./container-flags.js');
+  // commander sets noHealthcheck=false... through --no-healthcheck as healthcheck=false
+  const f = flags as RunFlags & { healthcheck?: boolean };
+  return specFromFlags(image, command, { ...f, noHealthcheck: f.healthcheck === false });
+};
+
+/** Attach to a starting container with this process's stdio; resolves with the container's exit code. */
+const runAttached = async (engine: LocalEngine, id: string, spec: ContainerSpec): Promise<number> => {
+  const tty = spec.tty === true;
+  const stdinTty = tty && process.stdin.isTTY === true;
+  if (stdinTty) process.stdin.setRawMode(true);
+  const streams = {
+    ...(spec.openStdin ? { stdin: process.stdin } : {}),
+    stdout: process.stdout,
+    stderr: process.stderr,
+    tty,
+  };
+  let session: Awaited<ReturnType<LocalEngine['containers']['startAttached']>>['session'] | undefined;
+  const forward = (sig: NodeJS.Signals): void => {
+    void engine.killContainer(id, sig).catch(() => undefined);
+  };
+  const onWinch = (): void => session?.resize(process.stdout.rows ?? 24, process.stdout.columns ?? 80);
+  if (!tty) {
+    process.on('SIGINT', forward);
+    process.on('SIGTERM', forward);
+  }
+  try {
+    session = (await engine.containers.startAttached(id, streams)).session;
+    if (tty && process.stdout.isTTY) {
+      onWinch();
+      process.on('SIGWINCH', onWinch);
+    }
+    await session.done;
+    return (await engine.waitContainer(id)).exitCode;
+  } finally {
+    process.removeListener('SIGINT', forward);
+    process.removeListener('SIGTERM', forward);
+    process.removeListener('SIGWINCH', onWinch);
+    if (stdinTty) process.stdin.setRawMode(false);
+    if (spec.openStdin) process.stdin.pause();
+  }
+};
+
+/* ---------------------------------------------------------------- register */
+
+export const registerContainerCommands = (program: Command): void => {
+  program.enablePositionalOptions();
+
+  addRunFlags(program.command('create').description('create a container').argument('<image>').argument('[command...]').passThroughOptions())
+    .action(action(async (image: string, command: string[], flags: RunFlags & { runtime?: string }, cmd: Command) => {
+      const engine = await engineFor(cmd, flags.runtime);
+      const c = await engine.createContainer(await specFrom(image, command, flags));
+      process.stdout.write(`${c.id}\n`);
+    }));
+
+  addRunFlags(program.command('run').description('create and start a container').argument('<image>').argument('[command...]').passThroughOptions())
+    .action(action(async (image: string, command: string[], flags: RunFlags & { runtime?: string }, cmd: Command) => {
+      const engine = await engineFor(cmd, flags.runtime);
+      const spec = await specFrom(image, command, flags);
+      const c = await engine.createContainer(spec);
+      if (flags.detach) {
+        try {
+          await engine.startContainer(c.id);
+        } catch (e) {
+          if (spec.autoRemove) await engine.removeContainer(c.id, { force: true, volumes: true }).catch(() => undefined);
+          throw e;
+        }
+        process.stdout.write(`${c.id}\n`);
+        return;
+      }
+      let code: number;
+      try {
+        code = await runAttached(engine, c.id, spec);
+      } catch (e) {
+        if (spec.autoRemove) await engine.removeContainer(c.id, { force: true, volumes: true }).catch(() => undefined);
+        throw e;
+      }
+      if (spec.autoRemove) await engine.removeContainer(c.id, { force: true, volumes: true });
+      process.exitCode = code;
+    }));
+
+  program.command('start').description('start stopped containers').argument('<containers...>')
+    .option('-a, --attach', 'attach stdout/stderr and forward signals')
+    .option('-i, --interactive', 'attach stdin')
+    .action(action(async (refs: string[], o: { attach?: boolean; interactive?: boolean }, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      if (o.attach || o.interactive) {
+        const info = await engine.inspectContainer(refs[0] as string);
+        process.exitCode = await runAttached(engine, info.id, { ...info.spec, openStdin: o.interactive === true && info.spec.openStdin === true });
+        return;
+      }
+      let failed = false;
+      for (const r of refs) {
+        try {
+          await engine.startContainer(r);
+          process.stdout.write(`${r}\n`);
+        } catch (e) {
+          failed = true;
+          await failWith(e, cmd);
+        }
+      }
+      if (failed) process.exitCode = process.exitCode ?? 1;
+    }));
+
+  const eachRef = (verb: string, fn: (engine: LocalEngine, ref: string, opts: Record<string, unknown>) => Promise<void>) =>
+    action(async (refs: string[], opts: Record<string, unknown>, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      let failed = false;
+      for (const r of refs) {
+        try {
+          await fn(engine, r, opts);
+          process.stdout.write(`${r}\n`);
+        } catch (e) {
+          failed = true;
+          await failWith(e, cmd);
+        }
+      }
+      if (failed) process.exitCode = 1;
+      void verb;
+    });
+
+  const seconds = (v: unknown): number | undefined => {
+    if (v === undefined) return undefined;
+    const n = Number(v);
+    if (!Number.isInteger(n)) throw new Error(`--time ${String(v)}: expected whole seconds`);
+    return n;
+  };
+
+  program.command('stop').description('stop running containers (stop signal, then SIGKILL)').argument('<containers...>')
+    .option('-t, --time <seconds>', 'seconds to wait before killing')
+    .action(eachRef('stop', async (e, r, o) => {
+      const t = seconds(o['time']);
+      await e.stopContainer(r, t !== undefined ? { timeoutSeconds: t } : {});
+    }));
+
+  program.command('restart').description('restart containers').argument('<containers...>')
+    .option('-t, --time <seconds>', 'seconds to wait before killing')
+    .action(eachRef('restart', async (e, r, o) => {
+      const t = seconds(o['time']);
+      await e.restartContainer(r, t !== undefined ? { timeoutSeconds: t } : {});
+    }));
+
+  program.command('kill').description('send a signal to containers').argument('<containers...>')
+    .option('-s, --signal <signal>', 'signal to send', 'KILL')
+    .action(eachRef('kill', (e, r, o) => e.killContainer(r, o['signal'] as string)));
+
+  program.command('rm').description('remove containers').argument('<containers...>')
+    .option('-f, --force', 'kill and remove a running container')
+    .option('-v, --volumes', 'remove the container\'s anonymous volumes')
+    .action(eachRef('rm', (e, r, o) => e.removeContainer(r, { force: o['force'] === true, volumes: o['volumes'] === true })));
+
+  program.command('pause').description('freeze all processes of containers').argument('<containers...>')
+    .action(eachRef('pause', (e, r) => e.pauseContainer(r)));
+  program.command('unpause').description('thaw paused containers').argument('<containers...>')
+    .action(eachRef('unpause', (e, r) => e.resumeContainer(r)));
+
+  program.command('ps').description('list containers')
+    .option('-a, --all', 'show all containers (default: running)')
+    .option('-q, --quiet', 'only IDs')
+    .option('-f, --filter <k=v>', 'filter: name, id, label, status, ancestor, network', collect)
+    .option('--format <template>', 'Go-template-like format ({{.ID}}, {{.Names}}, table ..., {{json .}})')
+    .option('--no-trunc', 'do not truncate IDs')
+    .option('-n, --last <n>', 'show the n last created containers')
+    .option('-l, --latest', 'show the latest created container')
+    .action(action(async (o: { all?: boolean; quiet?: boolean; filter?: string[]; format?: string; trunc?: boolean; last?: string; latest?: boolean }, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const filters: Record<string, string[]> = {};
+      for (const f of o.filter ?? []) {
+        const i = f.indexOf('=');
+        if (i < 1) throw new (await import('../../engine/errors.js')).EngineFailure({ _tag: 'InvalidSpec', source: 'ps --filter', problems: [`${f}: expected KEY=VALUE`] });
+        const k = f.slice(0, i);
+        if (!['name', 'id', 'label', 'status', 'ancestor', 'network'].includes(k)) {
+          throw new (await import('../../engine/errors.js')).EngineFailure({ _tag: 'InvalidSpec', source: 'ps --filter', problems: [`unknown filter ${k} (name, id, label, status, ancestor, network)`] });
+        }
+        (filters[k] ??= []).push(f.slice(i + 1));
+      }
+      let list = await engine.listContainers({ all: o.all === true || o.last !== undefined || o.latest === true, filters });
+      if (o.latest) list = list.slice(0, 1);
+      if (o.last !== undefined) list = list.slice(0, Number(o.last));
+      const id = (c: ContainerInfo): string => (o.trunc === false ? c.id : c.id.slice(0, 12));
+      if (o.quiet) {
+        if (list.length > 0) process.stdout.write(`${list.map(id).join('\n')}\n`);
+        return;
+      }
+      if (isJson(cmd)) {
+        process.stdout.write(`${JSON.stringify(list, null, 2)}\n`);
+        return;
+      }
+      if (o.format) {
+        const out = formatRows(o.format, list.map((c) => ({ ...psFields(c), ID: id(c) })), list);
+        if (out !== '') process.stdout.write(`${out}\n`);
+        return;
+      }
+      process.stdout.write(`${table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
+        list.map((c) => { const f = psFields(c); return [id(c), f['Image']!, f['Command']!, f['RunningFor']!, f['Status']!, f['Ports']!, f['Names']!]; }))}\n`);
+    }));
+
+  program.command('inspect').description('show details of containers (or images)').argument('<refs...>')
+    .option('-f, --format <template>', 'format each result ({{.State.Status}}, {{json .}})')
+    .option('--type <type>', 'container or image')
+    .action(action(async (refs: string[], o: { format?: string; type?: string }, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const { hasTag } = await import('../../engine/errors.js');
+      const out: unknown[] = [];
+      for (const r of refs) {
+        if (o.type !== 'image') {
+          try {
+            out.push(await engine.inspectContainer(r));
+            continue;
+          } catch (e) {
+            if (!hasTag(e, 'NotFound') || o.type === 'container') throw e;
+          }
+        }
+        out.push(await engine.inspectImage(r));
+      }
+      if (o.format) {
+        const get = (v: unknown, p: string): unknown => p.split('.').filter((x) => x !== '').reduce<unknown>((a, k) => (a as Record<string, unknown> | undefined)?.[k.charAt(0).toLowerCase() + k.slice(1)], v);
+        for (const v of out) {
+          const s = o.format.replace(/\{\{\s*json\s+([.\w]*)\s*\}\}/g, (_m, p: string) => JSON.stringify(get(v, p)))
+            .replace(/\{\{\s*(\.[\w.]*)\s*\}\}/g, (_m, p: string) => { const x = get(v, p); return typeof x === 'object' ? JSON.stringify(x) : String(x ?? '<no value>'); });
+          process.stdout.write(`${s}\n`);
+        }
+        return;
+      }
+      process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    }));
+
+  program.command('logs').description('print a container\'s log').argument('<container>')
+    .option('-f, --follow', 'follow the log')
+    .option('-n, --tail <n>', 'number of lines from the end ("all")')
+    .option('--since <time>', 'RFC 3339 time or a duration such as 10m')
+    .option('-t, --timestamps', 'show timestamps')
+    .action(action(async (ref: string, o: { follow?: boolean; tail?: string; since?: string; timestamps?: boolean }, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const { parseDuration } = await import('./container-flags.js');
+      const { EngineFailure } = await import('../../engine/errors.js');
+      let since: Date | undefined;
+      if (o.since !== undefined) {
+        const d = parseDuration(o.since);
+        since = d !== undefined ? new Date(Date.now() - d) : new Date(o.since);
+        if (Number.isNaN(since.getTime())) throw new EngineFailure({ _tag: 'InvalidSpec', source: 'logs --since', problems: [`${o.since}: expected an RFC 3339 time or a duration`] });
+      }
+      let tail: number | undefined;
+      if (o.tail !== undefined && o.tail !== 'all') {
+        tail = Number(o.tail);
+        if (!Number.isInteger(tail) || tail < 0) throw new EngineFailure({ _tag: 'InvalidSpec', source: 'logs --tail', problems: [`${o.tail}: expected a number of lines or "all"`] });
+      }
+      const ac = new AbortController();
+      process.once('SIGINT', () => ac.abort());
+      for await (const l of engine.logs(ref, { follow: o.follow === true, ...(tail !== undefined ? { tail } : {}), ...(since ? { since } : {}), signal: ac.signal })) {
+        (l.stream === 'stderr' ? process.stderr : process.stdout).write(o.timestamps ? `${l.time} ${l.text}` : l.text);
+      }
+    }));
+
+  program.command('wait').description('wait for containers to exit and print their exit codes').argument('<containers...>')
+    .action(action(async (refs: string[], _o: unknown, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      for (const r of refs) process.stdout.write(`${(await engine.waitContainer(r)).exitCode}\n`);
+    }));
+
+  program.command('exec').description('run a command in a running container').argument('<container>').argument('<command...>').passThroughOptions()
+    .option('-d, --detach', 'run in the background')
+    .option('-i, --interactive', 'keep stdin open')
+    .option('-t, --tty', 'allocate a pseudo-terminal')
+    .option('-u, --user <user>', 'user name or UID')
+    .option('-w, --workdir <dir>', 'working directory')
+    .option('-e, --env <KEY=value>', 'environment variable', collect)
+    .option('--privileged', 'all capabilities for this process')
+    .action(action(async (ref: string, command: string[], o: { detach?: boolean; interactive?: boolean; tty?: boolean; user?: string; workdir?: string; env?: string[]; privileged?: boolean }, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const r = await engine.exec(ref, {
+        command, ...(o.env ? { env: o.env } : {}), ...(o.workdir ? { workingDir: o.workdir } : {}), ...(o.user ? { user: o.user } : {}),
+        tty: o.tty === true, stdin: o.interactive === true, detach: o.detach === true, privileged: o.privileged === true,
+      });
+      process.exitCode = r.exitCode;
+    }));
+
+  program.command('attach').description('attach to a running container\'s stdio').argument('<container>')
+    .option('--no-stdin', 'do not attach stdin')
+    .option('--sig-proxy', 'forward signals (default true)', true)
+    .action(action(async (ref: string, o: { stdin?: boolean }, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const info = await engine.inspectContainer(ref);
+      const tty = info.spec.tty === true;
+      if (tty && process.stdin.isTTY) process.stdin.setRawMode(true);
+      const s = await engine.containers.attachContainer(ref, {
+        ...(o.stdin !== false && info.spec.openStdin ? { stdin: process.stdin } : {}),
+        stdout: process.stdout, stderr: process.stderr, tty, closeStdinOnEnd: false,
+      });
+      if (tty && process.stdout.isTTY) s.resize(process.stdout.rows ?? 24, process.stdout.columns ?? 80);
+      // Docker's detach keys: ctrl-p ctrl-q
+      let last = -1;
+      const detachWatch = (d: Buffer): void => {
+        for (const b of d) {
+          if (last === 0x10 && b === 0x11) s.detach();
+          last = b;
+        }
+      };
+      if (tty) process.stdin.on('data', detachWatch);
+      await s.done;
+      process.stdin.removeListener('data', detachWatch);
+      if (tty && process.stdin.isTTY) process.stdin.setRawMode(false);
+      process.stdin.pause();
+      const after = await engine.inspectContainer(info.id).catch(() => undefined);
+      if (after && after.state.status !== 'running') process.exitCode = after.state.exitCode ?? 0;
+    }));
+
+  program.command('top').description('processes of a running container').argument('<container>')
+    .action(action(async (ref: string, _o: unknown, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const pids = await engine.containers.topContainer(ref);
+      const { readFileSync } = await import('node:fs');
+      const rows = pids.map((pid) => {
+        try {
+          const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+          const uid = /^Uid:\s+(\d+)/m.exec(status)?.[1] ?? '?';
+          const ppid = /^PPid:\s+(\d+)/m.exec(status)?.[1] ?? '?';
+          const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter((x) => x !== '').join(' ');
+          return [uid, String(pid), ppid, cmdline];
+        } catch {
+          return [];
+        }
+      }).filter((r) => r.length > 0);
+      if (isJson(cmd)) process.stdout.write(`${JSON.stringify(rows.map(([uid, pid, ppid, command]) => ({ uid, pid, ppid, command })))}\n`);
+      else process.stdout.write(`${table(['UID', 'PID', 'PPID', 'CMD'], rows)}\n`);
+    }));
+
+  program.command('stats').description('resource usage of containers (cgroup v1 and v2)').argument('[containers...]')
+    .option('--no-stream', 'print once (the only mode)')
+    .option('-a, --all', 'all containers (default: running)')
+    .action(action(async (refs: string[], _o: unknown, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const list = refs.length > 0 ? await Promise.all(refs.map((r) => engine.inspectContainer(r))) : await engine.listContainers();
+      const rows: string[][] = [];
+      const json: unknown[] = [];
+      const mib = (n: number): string => (n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(2)}GiB` : `${(n / 1024 ** 2).toFixed(2)}MiB`);
+      for (const c of list) {
+        const s = await engine.statsContainer(c.id);
+        json.push({ id: c.id, name: c.name, ...s });
+        rows.push([c.id.slice(0, 12), c.name, `${(s.cpuPercent ?? 0).toFixed(2)}%`, `${mib(s.memoryUsageBytes)} / ${s.memoryLimitBytes ? mib(s.memoryLimitBytes) : 'unlimited'}`,
+          `${mib(s.blockReadBytes)} / ${mib(s.blockWriteBytes)}`, String(s.pids)]);
+      }
+      if (isJson(cmd)) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
+      else process.stdout.write(`${table(['CONTAINER ID', 'NAME', 'CPU %', 'MEM USAGE / LIMIT', 'BLOCK I/O', 'PIDS'], rows)}\n`);
+    }));
+
+  program.command('rename').description('rename a container').argument('<container>').argument('<new-name>')
+    .action(action(async (ref: string, name: string, _o: unknown, cmd: Command) => {
+      await (await engineFor(cmd)).renameContainer(ref, name);
+    }));
+
+  program.command('update').description('change limits of containers in place').argument('<containers...>')
+    .option('-m, --memory <size>', 'memory limit')
+    .option('--memory-swap <size>', 'memory + swap limit')
+    .option('--memory-reservation <size>', 'memory soft limit')
+    .option('--cpus <n>', 'number of CPUs')
+    .option('-c, --cpu-shares <n>', 'CPU shares')
+    .option('--cpuset-cpus <list>', 'CPUs')
+    .option('--cpuset-mems <list>', 'memory nodes')
+    .option('--pids-limit <n>', 'process limit')
+    .option('--restart <policy>', 'restart policy')
+    .action(eachRef('update', async (e, r, o) => {
+      const spec = await specFrom('x', [], o as RunFlags);
+      await e.updateContainer(r, { ...(spec.resources ? { resources: spec.resources } : {}), ...(spec.restartPolicy ? { restartPolicy: spec.restartPolicy } : {}) });
+    }));
+
+  program.command('diff').description('files changed in a container\'s filesystem (A added, C changed, D deleted)').argument('<container>')
+    .action(action(async (ref: string, _o: unknown, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const { containerDiff } = await import('../../engine/runtime/fsops.js');
+      for (const ch of await containerDiff(engine, ref)) process.stdout.write(`${ch.kind} ${ch.path}\n`);
+    }));
+
+  program.command('export').description('export a container\'s filesystem as a tar archive').argument('<container>')
+    .option('-o, --output <file>', 'write to a file instead of stdout')
+    .action(action(async (ref: string, o: { output?: string }, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const { exportContainer } = await import('../../engine/runtime/fsops.js');
+      await exportContainer(engine, ref, o.output);
+    }));
+
+  program.command('cp').description('copy files between a container and the host (CONTAINER:PATH)').argument('<src>').argument('<dst>')
+    .action(action(async (src: string, dst: string, _o: unknown, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const { copy } = await import('../../engine/runtime/fsops.js');
+      await copy(engine, src, dst);
+    }));
+};
+
+export default registerContainerCommands;
