@@ -9,11 +9,20 @@ import * as path from 'node:path';
 import { run, runRaw } from './exec.js';
 import { parseCidr, type Subnet } from './ipam.js';
 
-export const linkExists = async (name: string): Promise<boolean> => (await runRaw(['ip', 'link', 'show', 'dev', name])).code === 0;
+/** Whether the host namespace has the link: sysfs, no process spawned (this is on every command's path). */
+export const linkExists = async (name: string): Promise<boolean> => {
+  try {
+    await fsp.access(`/sys/class/net/${name}`);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 /** Deletes a link if it is there (deleting one end of a veth pair removes both). */
 export const deleteLink = async (name: string): Promise<void> => {
   if (!/^(berth|bth)/.test(name)) throw new Error(`refusing to delete link ${name}: not a Berth link`);
+  if (!(await linkExists(name))) return;
   const r = await runRaw(['ip', 'link', 'del', 'dev', name]);
   if (r.code !== 0 && (await linkExists(name))) await run(['ip', 'link', 'del', 'dev', name]);
 };
@@ -59,14 +68,6 @@ const isMounted = async (p: string): Promise<boolean> => {
   return info.split('\n').some((l) => l.split(' ')[4] === p);
 };
 
-/** A persistent network namespace at `file` (an nsfs bind mount), with lo up. */
-export const createNetns = async (file: string): Promise<void> => {
-  await fsp.mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  if (await isMounted(file)) return;
-  await fsp.writeFile(file, '', { mode: 0o600 });
-  await run(['unshare', `--net=${file}`, 'ip', 'link', 'set', 'dev', 'lo', 'up'], undefined, `netns ${file}`);
-};
-
 export const netnsAlive = isMounted;
 
 export const removeNetns = async (file: string): Promise<void> => {
@@ -85,26 +86,42 @@ export const ipInNetns = async (file: string, script: string): Promise<void> => 
 export interface VethPlan {
   readonly hostVeth: string;
   readonly bridge: string;
-  readonly netns: string;
   readonly ifname: string;
   readonly mac: string;
   readonly cidr: string; // "10.88.0.2/16"
   readonly gateway?: string | undefined; // absent: no default route (internal network or not the primary)
 }
 
-/** A veth pair from the bridge into the namespace, addressed and up. */
-export const addVeth = async (v: VethPlan): Promise<void> => {
-  if (await linkExists(v.hostVeth)) await deleteLink(v.hostVeth);
-  await run(
-    ['ip', '-batch', '-'],
-    [
-      `link add name ${v.hostVeth} type veth peer name ${v.ifname} address ${v.mac} netns ${v.netns}`,
-      `link set dev ${v.hostVeth} master ${v.bridge}`,
-      `link set dev ${v.hostVeth} up`,
-    ].join('\n') + '\n',
-    `veth ${v.hostVeth}`,
-  );
-  const inside = [`addr add ${v.cidr} dev ${v.ifname}`, `link set dev ${v.ifname} up`];
-  if (v.gateway !== undefined) inside.push(`route replace default via ${v.gateway} dev ${v.ifname}`);
-  await ipInNetns(v.netns, inside.join('\n') + '\n');
+/**
+ * Veth pairs from bridges into the namespace at `netns`, addressed and up,
+ * in two processes: `ip -batch` inside the namespace (made here when
+ * `create`, by unshare) makes each pair with its host end placed in our own
+ * namespace (/proc/<pid>/ns/net) and configures the inner end; a second
+ * `ip -batch` on the host puts the host ends on their bridges.
+ */
+export const plugVeths = async (netns: string, veths: readonly VethPlan[], create: boolean): Promise<void> => {
+  for (const v of veths) await deleteLink(v.hostVeth); // a leftover of an earlier try
+  const inside: string[] = create ? ['link set dev lo up'] : [];
+  for (const v of veths) {
+    inside.push(
+      `link add name ${v.ifname} address ${v.mac} type veth peer name ${v.hostVeth} netns /proc/${process.pid}/ns/net`,
+      `addr add ${v.cidr} dev ${v.ifname}`,
+      `link set dev ${v.ifname} up`,
+    );
+    if (v.gateway !== undefined) inside.push(`route replace default via ${v.gateway} dev ${v.ifname}`);
+  }
+  if (create) {
+    await fsp.mkdir(path.dirname(netns), { recursive: true, mode: 0o700 });
+    if (!(await isMounted(netns))) {
+      await fsp.writeFile(netns, '', { mode: 0o600 });
+      await run(['unshare', `--net=${netns}`, 'ip', '-batch', '-'], inside.join('\n') + '\n', `netns ${netns}`);
+    } else await ipInNetns(netns, inside.join('\n') + '\n');
+  } else if (inside.length > 0) await ipInNetns(netns, inside.join('\n') + '\n');
+  if (veths.length > 0) {
+    await run(
+      ['ip', '-batch', '-'],
+      veths.flatMap((v) => [`link set dev ${v.hostVeth} master ${v.bridge}`, `link set dev ${v.hostVeth} up`]).join('\n') + '\n',
+      `veth ${veths.map((v) => v.hostVeth).join(' ')}`,
+    );
+  }
 };

@@ -93,13 +93,14 @@ class LocalNetworking implements Networking {
     });
   }
 
-  private async applyNft(): Promise<void> {
+  /** Rebuilds Berth's table from the records (leaving out the endpoint `without`, being removed). */
+  private async applyNft(without?: string): Promise<void> {
     const nets = await this.state.networks();
     if (nets.length === 0) {
       await deleteTable(this.table);
       return;
     }
-    const eps = await this.state.endpoints();
+    const eps = (await this.state.endpoints()).filter((e) => e.containerId !== without);
     const internal = new Set(nets.filter((n) => n.internal).map((n) => n.id));
     const publishable = eps.filter((e) => {
       const p = e.networkOrder[0];
@@ -182,9 +183,13 @@ class LocalNetworking implements Networking {
   }
 
   /** Removes an endpoint's host objects and record; safe to repeat. */
-  private async undoEndpoint(ep: EndpointRecord): Promise<void> {
-    for (const a of Object.values(ep.networks)) await host.deleteLink(a.hostVeth);
-    if ((ep.mode === 'bridge' || ep.mode === 'none') && ep.netnsPath !== undefined) await host.removeNetns(ep.netnsPath);
+  private async undoEndpoint(ep: EndpointRecord, alsoNft = false): Promise<void> {
+    // independent host changes, in parallel: deleting a veth waits for an RCU grace period (~20 ms)
+    const steps: Promise<unknown>[] = Object.values(ep.networks).map((a) => host.deleteLink(a.hostVeth));
+    if ((ep.mode === 'bridge' || ep.mode === 'none') && ep.netnsPath !== undefined) steps.push(host.removeNetns(ep.netnsPath));
+    if (alsoNft) steps.push(this.applyNft(ep.containerId));
+    const failed = (await Promise.allSettled(steps)).find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason; // the record stays: the next command finishes it
     await this.state.removeEndpoint(ep.containerId);
   }
 
@@ -497,21 +502,25 @@ class LocalNetworking implements Networking {
     const ep: EndpointRecord = { ...base, phase: 'creating', mode: mode === 'none' ? 'none' : 'bridge', netnsPath, networks, networkOrder: joins.map(([k]) => k), ports };
     await this.state.writeEndpoint(ep); // intent: addresses, veths, ports are now reserved
     try {
-      await host.createNetns(netnsPath);
-      for (const [name, n] of joins) {
+      // the links, the nft table and the files do not depend on each other: in parallel
+      const links = host.plugVeths(netnsPath, joins.map(([name, n]) => {
         const a = networks[name]!;
-        await host.addVeth({
-          hostVeth: a.hostVeth, bridge: n.bridge, netns: netnsPath, ifname: a.ifname, mac: a.mac, cidr: `${a.ipv4}/${a.prefix}`,
+        return {
+          hostVeth: a.hostVeth, bridge: n.bridge, ifname: a.ifname, mac: a.mac, cidr: `${a.ipv4}/${a.prefix}`,
           gateway: name === ep.networkOrder[0] && !n.internal ? n.gateway : undefined,
-        });
-      }
+        };
+      }), true);
+      const nft = ports.length > 0 ? this.applyNft() : Promise.resolve();
+      const etc = (async () => {
+        const resolv = files.containerResolvConf(await files.readHostResolvConf());
+        await files.writeInPlace(f.resolv, resolv.text);
+        await files.writeInPlace(f.hostname, `${req.hostname}\n`);
+      })();
+      const failed = (await Promise.allSettled([links, nft, etc])).find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
       const readyNets = Object.fromEntries(Object.entries(networks).map(([k, a]) => [k, { ...a, phase: 'ready' as const }]));
       const ready: EndpointRecord = { ...ep, phase: 'ready', networks: readyNets };
-      const resolv = files.containerResolvConf(await files.readHostResolvConf());
-      await files.writeInPlace(f.resolv, resolv.text);
-      await files.writeInPlace(f.hostname, `${req.hostname}\n`);
       await this.state.writeEndpoint(ready);
-      if (ports.length > 0) await this.applyNft();
       await this.refreshHosts(new Set(joins.map(([, n]) => n.id)), id);
       this.log.debug({ container: id, networks: Object.keys(networks), ports }, 'network set up');
       return this.result(ready, nets);
@@ -561,8 +570,7 @@ class LocalNetworking implements Networking {
       const ep = await this.state.endpoint(containerId);
       if (!ep) return;
       await this.state.writeEndpoint({ ...ep, phase: 'removing' });
-      await this.undoEndpoint(ep);
-      if (ep.ports.length > 0) await this.applyNft();
+      await this.undoEndpoint(ep, ep.ports.length > 0);
       await this.refreshHosts(new Set(Object.values(ep.networks).map((a) => a.networkId)));
     });
   }
@@ -585,10 +593,10 @@ class LocalNetworking implements Networking {
       const intent: EndpointRecord = { ...ep, networks: { ...ep.networks, [key]: a }, networkOrder: [...ep.networkOrder, key] };
       await this.state.writeEndpoint(intent);
       try {
-        await host.addVeth({
-          hostVeth: a.hostVeth, bridge: n.bridge, netns: ep.netnsPath!, ifname: a.ifname, mac: a.mac, cidr: `${a.ipv4}/${a.prefix}`,
+        await host.plugVeths(ep.netnsPath!, [{
+          hostVeth: a.hostVeth, bridge: n.bridge, ifname: a.ifname, mac: a.mac, cidr: `${a.ipv4}/${a.prefix}`,
           gateway: wasEmpty && !n.internal ? n.gateway : undefined,
-        });
+        }], false);
       } catch (e) {
         await host.deleteLink(a.hostVeth).catch(() => undefined);
         await this.state.writeEndpoint(ep);

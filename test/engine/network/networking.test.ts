@@ -31,8 +31,9 @@ const procs: ChildProcess[] = [];
 const sockets: net.Server[] = [];
 let seq = 0;
 
+const containerIds: string[] = [];
 const req = (name: string, over: Partial<NetworkSetupRequest> = {}): NetworkSetupRequest => ({
-  containerId: `${name}${(++seq).toString(16).padStart(4, '0')}${'0'.repeat(60)}`.slice(0, 64),
+  containerId: remember(`${name}${(++seq).toString(16).padStart(4, '0')}${'0'.repeat(60)}`.slice(0, 64)),
   name, hostname: name, networkMode: 'bridge', networks: {}, ports: [], publishAll: false, exposedPorts: [], ...over,
 });
 
@@ -49,6 +50,11 @@ const serve = async (netns: string, body: string, port = 80): Promise<void> => {
   }
   throw new Error(`httpd did not listen on ${port} in ${netns}`);
 };
+
+function remember(id: string): string {
+  containerIds.push(id);
+  return id;
+}
 
 const empty = () => path.join(root, 'empty-resolv.conf');
 
@@ -79,17 +85,36 @@ const linksNamed = (re: RegExp): string[] =>
 
 describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   const ourLinks = new Set<string>();
+  const networkIds = new Set<string>();
 
   beforeAll(() => {
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-net-'));
     fs.writeFileSync(empty(), '');
     nw = openNetworking({ root, runRoot: path.join(root, 'run') });
+    // note every network a container joined, for the leak check's veth names
+    const setup = nw.setup;
+    const connect = nw.connect;
+    Object.assign(nw, {
+      setup: async (r: NetworkSetupRequest) => {
+        const res = await setup(r);
+        for (const n of Object.values(res.networks)) networkIds.add(n.networkId);
+        return res;
+      },
+      connect: async (c: string, n: string, a: object) => {
+        const res = await connect(c, n, a);
+        networkIds.add(res.networkId);
+        return res;
+      },
+    });
   });
 
   afterEach(async () => {
     for (const p of procs.splice(0)) if (p.exitCode === null && p.pid) p.kill('SIGKILL');
     for (const s of sockets.splice(0)) s.close();
-    for (const n of await nw.listNetworks()) if (n.bridge) ourLinks.add(n.bridge);
+    for (const n of await nw.listNetworks()) {
+      if (n.bridge) ourLinks.add(n.bridge);
+      networkIds.add(n.id);
+    }
   });
 
   afterAll(async () => {
@@ -97,7 +122,11 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
     try {
       await nw?.purge();
       // the leak check: nothing of this root is left on the host
-      const left = linksNamed(/^(berth|bth)/).filter((l) => ourLinks.has(l) || l.startsWith('bth'));
+      // every veth name this suite could have made (other people's containers may have theirs on the host)
+      for (const c of containerIds) {
+        for (const n of networkIds) ourLinks.add(`bth${createHash('sha256').update(`${c}/${n}`).digest('hex').slice(0, 12)}`);
+      }
+      const left = linksNamed(/^(berth|bth)/).filter((l) => ourLinks.has(l));
       const tables = execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
       const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => root !== '' && l.includes(root));
       expect({ left, table: tables.includes(nw.table), mounts }).toEqual({ left: [], table: false, mounts: [] });
