@@ -126,9 +126,8 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
     async unpack(req) {
       const existing = await get(req.chainId);
       if (existing) return { ...existing, unpacked: false };
-      if (req.parent !== undefined && !(await get(req.parent))) {
-        fail(notFound('layer', req.parent, `parent of ${req.chainId} must be unpacked first`));
-      }
+      // The parent need not be unpacked yet: a lower dir stands alone, so the
+      // layers of one image can unpack concurrently. `mount` checks the chain.
       await sys(dir, () => fsp.mkdir(dir, { recursive: true }));
       const work = path.join(dir, `extract-${process.pid}-${randomSuffix()}`);
       await sys(work, () => fsp.mkdir(work, 0o700));

@@ -1,0 +1,164 @@
+/**
+ * Pull: registry -> blob store -> layer store -> name.
+ *
+ * 1. The manifest (or index, from which the host's platform is chosen) and
+ *    the config are fetched and verified against their digests.
+ * 2. Layers download concurrently. Each download streams through the blob
+ *    writer (hashing the compressed bytes) into the unpacker (hashing the
+ *    uncompressed bytes); the layer is published only when both digests
+ *    match. Layers already unpacked with their blob present are skipped; a
+ *    blob present but not unpacked is unpacked from disk.
+ * 3. Only then does the name point at the new manifest: a pull killed at any
+ *    point leaves the old name intact and only garbage (ingest files,
+ *    extract dirs, unreferenced blobs) that GC removes.
+ */
+import type { Logger } from 'pino';
+import { fail, invalidSpec, notFound } from '../errors.js';
+import { decodeJson } from '../store/decode.js';
+import type { Digest } from '../store/digest.js';
+import { ImageConfig, Index, Manifest, isIndexType, isLayerType, type Descriptor, type Platform } from '../store/oci.js';
+import { choosePlatform, formatPlatform, hostPlatform } from '../store/platform.js';
+import { formatReference, parseReference, type Reference } from '../store/reference.js';
+import type { Image, Store } from '../store/store.js';
+import { Registry, type RegistryOptions, type Repository } from './client.js';
+import type { ProgressSink } from './progress.js';
+
+export interface PullOptions extends RegistryOptions {
+  readonly platform?: Platform;
+  /** Layers downloaded at once (default 3). */
+  readonly concurrency?: number;
+  readonly onProgress?: ProgressSink;
+  readonly log?: Logger;
+}
+
+/** Run `fn` over items with at most `n` at a time; the first failure fails all (after the others settle). */
+export const mapLimit = async <A, B>(items: readonly A[], n: number, fn: (a: A, i: number) => Promise<B>): Promise<B[]> => {
+  const out: B[] = new Array(items.length);
+  let next = 0;
+  let failed: { e: unknown } | undefined;
+  const worker = async (): Promise<void> => {
+    while (next < items.length && !failed) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i] as A, i);
+      } catch (e) {
+        failed ??= { e };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(n, items.length)) }, worker));
+  if (failed) throw failed.e;
+  return out;
+};
+
+const MAX_CONFIG = 8 * 1024 * 1024;
+
+export const pullImage = async (store: Store, userRef: string, opts: PullOptions = {}): Promise<Image> => {
+  const ref: Reference = parseReference(userRef);
+  const name = formatReference({ domain: ref.domain, path: ref.path, ...(ref.tag !== undefined ? { tag: ref.tag } : {}), ...(ref.digest !== undefined ? { digest: ref.digest } : {}) });
+  const platform = opts.platform ?? hostPlatform();
+  const log = opts.log;
+  const registry = await Registry.open(ref.domain, opts);
+  const repo: Repository = registry.repository(ref.path, ['pull']);
+
+  return store.withLease(async () => {
+    const top = await repo.manifest(ref.digest ?? ref.tag ?? 'latest');
+    const topDesc: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length };
+    let manifestBytes = top.bytes;
+    let manifestDesc = topDesc;
+    if (isIndexType(top.mediaType)) {
+      const idx = decodeJson(Index, top.bytes, `index of ${name}`);
+      const pick = choosePlatform(idx.manifests, platform);
+      if (!pick) {
+        const have = idx.manifests.map((m) => (m.platform ? formatPlatform(m.platform) : '?')).join(', ');
+        return fail(notFound('image platform', `${name} for ${formatPlatform(platform)}`, `the image has: ${have}`));
+      }
+      const child = await repo.manifest(pick.digest);
+      manifestBytes = child.bytes;
+      manifestDesc = { mediaType: child.mediaType, digest: child.digest, size: child.bytes.length, ...(pick.platform ? { platform: pick.platform } : {}) };
+      await store.blobs.put(top.bytes, top.digest, `index of ${name}`);
+    }
+    const manifest = decodeJson(Manifest, manifestBytes, `manifest of ${name} (${manifestDesc.digest})`);
+    for (const [i, l] of manifest.layers.entries()) {
+      if (!isLayerType(l.mediaType)) fail(invalidSpec(`manifest of ${name}`, [`layers[${i}]: unsupported layer media type ${l.mediaType}`]));
+    }
+    const configBytes = (await store.blobs.has(manifest.config.digest))
+      ? await store.blobs.readAll(manifest.config.digest)
+      : await repo.blobBytes(manifest.config.digest, MAX_CONFIG);
+    const config = decodeJson(ImageConfig, configBytes, `config of ${name} (${manifest.config.digest})`);
+    if (config.rootfs.diff_ids.length !== manifest.layers.length) {
+      fail(invalidSpec(`image ${name}`, [`config lists ${config.rootfs.diff_ids.length} diff IDs but the manifest has ${manifest.layers.length} layers`]));
+    }
+    await store.blobs.put(configBytes, manifest.config.digest, `config of ${name}`);
+    await store.blobs.put(manifestBytes, manifestDesc.digest, `manifest of ${name}`);
+    opts.onProgress?.({ kind: 'resolved', reference: name, digest: topDesc.digest, layers: manifest.layers.length });
+
+    const provisional = await store.load(manifestDesc, [name], platform);
+    log?.debug({ image: name, manifest: manifestDesc.digest, layers: manifest.layers.length }, 'pull: resolved');
+
+    await mapLimit(manifest.layers, opts.concurrency ?? 3, async (layer, i) => {
+      const chainId = provisional.chain[i] as Digest;
+      const diffId = config.rootfs.diff_ids[i] as Digest;
+      const parent = i > 0 ? provisional.chain[i - 1] : undefined;
+      const label = `image ${name} layer ${layer.digest}`;
+      const progress = (state: 'exists' | 'downloading' | 'unpacking' | 'done', current: number): void =>
+        opts.onProgress?.({ kind: 'layer', digest: layer.digest, state, current, total: layer.size });
+      const haveBlob = await store.blobs.has(layer.digest);
+      const haveLayer = await store.layers.has(chainId);
+      if (haveBlob && haveLayer) {
+        progress('exists', layer.size);
+        return;
+      }
+      if (haveBlob) {
+        progress('unpacking', layer.size);
+        await store.layers.unpack({ chainId, diffId, ...(parent !== undefined ? { parent } : {}), source: store.blobs.read(layer.digest), label });
+        progress('done', layer.size);
+        return;
+      }
+      const res = await repo.blob(layer.digest);
+      const writer = await store.blobs.writer({ digest: layer.digest, size: layer.size }, label);
+      let got = 0;
+      let last = 0;
+      async function* tee(): AsyncGenerator<Buffer> {
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          await writer.write(chunk);
+          got += chunk.length;
+          if (got - last > 256 * 1024 || got === layer.size) {
+            last = got;
+            progress('downloading', got);
+          }
+          yield chunk;
+        }
+      }
+      try {
+        if (haveLayer) {
+          // unpacked already (another image shares it) but the blob is missing: keep the blob for push/save
+          for await (const _ of tee()) void _;
+          await writer.commit();
+        } else {
+          await store.layers.unpack({
+            chainId,
+            diffId,
+            ...(parent !== undefined ? { parent } : {}),
+            source: tee(),
+            label,
+            beforeCommit: async () => {
+              await writer.commit();
+            },
+          });
+        }
+      } catch (e) {
+        res.body.destroy();
+        await writer.abort();
+        throw e;
+      }
+      progress('done', layer.size);
+      log?.debug({ layer: layer.digest, bytes: got }, 'pull: layer done');
+    });
+
+    // the commit point: the name now points at the complete image
+    await store.names.set(name, topDesc);
+    opts.onProgress?.({ kind: 'done', reference: name, digest: topDesc.digest });
+    return store.load(topDesc, [name], platform);
+  });
+};
