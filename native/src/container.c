@@ -324,7 +324,7 @@ int container_create(const create_opts *o, berth_state *st, int *console_master,
   if (spec_load(&spec, o->bundle, o->config_path, e) < 0) goto fail;
   if (check_create_config(&spec, o, &c.ns, e) < 0) goto fail;
   char seccomp_cache[PATH_MAX];
-  snprintf(seccomp_cache, sizeof seccomp_cache, "%s/seccomp-cache", o->root);
+  snprintf(seccomp_cache, sizeof seccomp_cache, "%s/.seccomp-cache", o->root);
   if (process_prepare(&c.proc, spec.process, spec.linux_, seccomp_cache, e) < 0) goto fail;
   c.proc.in_userns = c.ns.has[NS_USER];
   c.proc.preserve_fds = o->preserve_fds;
@@ -574,7 +574,7 @@ int container_exec(const exec_opts *o, berth_error *e) {
   c.spec = &spec;
   if (spec_check_process(o->process, "exec process", e) < 0) goto out;
   char seccomp_cache[PATH_MAX];
-  snprintf(seccomp_cache, sizeof seccomp_cache, "%s/seccomp-cache", o->root);
+  snprintf(seccomp_cache, sizeof seccomp_cache, "%s/.seccomp-cache", o->root);
   if (process_prepare(&c.proc, o->process, spec.linux_, seccomp_cache, e) < 0) goto out;
   c.proc.preserve_fds = o->preserve_fds;
   c.terminal = json_is_true(json_object_get(o->process, "terminal"));

@@ -17,8 +17,10 @@
 
 int state_check_id(const char *id, berth_error *e) {
   size_t n = strlen(id);
-  if (n == 0 || n > 200 || strcmp(id, ".") == 0 || strcmp(id, "..") == 0)
-    return berth_fail_msg(e, EINVAL, "container id \"%s\": must be 1-200 characters of [A-Za-z0-9_+.-]", id);
+  /* A leading '.' is kept for the runtime's own entries (.seccomp-cache). */
+  if (n == 0 || n > 200 || id[0] == '.')
+    return berth_fail_msg(e, EINVAL,
+                          "container id \"%s\": must be 1-200 characters of [A-Za-z0-9_+.-], not starting with '.'", id);
   for (size_t i = 0; i < n; i++) {
     char c = id[i];
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||

@@ -29,7 +29,8 @@ typedef struct berth_state {
 
 typedef enum { STATUS_CREATING, STATUS_CREATED, STATUS_RUNNING, STATUS_PAUSED, STATUS_STOPPED } berth_status;
 
-/* Container IDs as runc accepts them: [A-Za-z0-9_+.-], not "." or "..". */
+/* Container IDs as runc accepts them, [A-Za-z0-9_+.-], but not starting with
+ * '.' (the runtime root's own entries). */
 int state_check_id(const char *id, berth_error *e);
 /* Creates <root>/<id> (EEXIST -> "container already exists") and locks it. */
 int state_create_dir(berth_state *st, const char *root, const char *id, berth_error *e);
