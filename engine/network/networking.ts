@@ -165,6 +165,11 @@ class LocalNetworking implements Networking {
         nftDirty ||= ep.ports.length > 0;
       }
     }
+    // a container: sharer whose owner is gone shares nothing any more (its files went with the owner)
+    const live = await this.state.endpoints();
+    for (const ep of live) {
+      if (ep.mode === 'container' && !live.some((o) => o.containerId === ep.sharedWith)) await this.state.removeEndpoint(ep.containerId);
+    }
     for (const n of await this.state.networks()) {
       if (n.phase !== 'ready') {
         this.log.warn({ network: n.name, phase: n.phase }, 'removing a network left half done');
