@@ -43,7 +43,8 @@ export type TryResult = t.TypeOf<typeof TryResult>;
 
 export const HuntResult = t.type({
   found: t.array(t.type({
-    pid: t.number, exe: t.string, dev: t.number, ino: t.number, writable: t.boolean, error: NullableString,
+    pid: t.number, exe: t.string, dev: t.number, ino: t.number, hostBinary: t.boolean, writable: t.boolean, error: NullableString,
+    sealed: t.union([t.boolean, t.null]), sealError: NullableString,
   })),
 });
 export type HuntResult = t.TypeOf<typeof HuntResult>;
