@@ -343,9 +343,102 @@ static void format_rule(const struct cg_dev_rule *d, char *out, size_t outsz) {
   snprintf(out, outsz, "%c %s:%s %s", d->type, maj, min, acc);
 }
 
+/* The kernel's v1 device state when it denies by default: exceptions keyed
+ * by (type, major, minor), -1 for '*', with their access bits. */
+struct dev_entry {
+  char type;
+  int64_t major, minor;
+  unsigned access;
+};
+
+struct dev_list {
+  struct dev_entry *e;
+  size_t n;
+};
+
+static struct dev_entry *dev_find(struct dev_list *l, char type, int64_t major, int64_t minor) {
+  for (size_t i = 0; i < l->n; i++)
+    if (l->e[i].type == type && l->e[i].major == major && l->e[i].minor == minor) return &l->e[i];
+  return NULL;
+}
+
+/* What the rules leave after "deny all" when the result still denies by
+ * default; false when some rule allows everything (then only a full replay
+ * says what the kernel will hold). */
+static bool dev_target(const cg_res *r, struct dev_list *out) {
+  out->n = 0;
+  for (size_t i = 0; i < r->ndevices; i++) {
+    const struct cg_dev_rule *d = &r->devices[i];
+    if (d->type == 'a') {
+      if (d->allow) return false;
+      out->n = 0;
+      continue;
+    }
+    struct dev_entry *x = dev_find(out, d->type, d->major, d->minor);
+    if (d->allow) {
+      if (!x) {
+        x = &out->e[out->n++];
+        *x = (struct dev_entry){d->type, d->major, d->minor, 0};
+      }
+      x->access |= d->access;
+    } else if (x) {
+      x->access &= ~d->access;
+    }
+  }
+  return true;
+}
+
+/* devices.list of a group that denies by default; false when it allows by
+ * default ("a *:* rwm"), whose exceptions the kernel does not show. */
+static bool dev_current(const char *text, struct dev_list *out) {
+  out->n = 0;
+  for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+    char type, maj[24], min[24], acc[8];
+    if (sscanf(p, "%c %23[^:]:%23s %7s", &type, maj, min, acc) != 4) continue;
+    if (type == 'a') return false;
+    struct dev_entry x = {type, maj[0] == '*' ? -1 : strtoll(maj, NULL, 10),
+                          min[0] == '*' ? -1 : strtoll(min, NULL, 10), 0};
+    for (const char *c = acc; *c; c++)
+      x.access |= *c == 'r' ? CG_ACC_READ : *c == 'w' ? CG_ACC_WRITE : *c == 'm' ? CG_ACC_MKNOD : 0;
+    out->e[out->n++] = x;
+  }
+  return true;
+}
+
+static int dev_write(const char *dir, bool allow, const struct dev_entry *x, unsigned access, berth_error *e) {
+  struct cg_dev_rule rule = {allow, x->type, x->major, x->minor, access};
+  char text[96];
+  format_rule(&rule, text, sizeof text);
+  return cg_write(dir, allow ? "devices.allow" : "devices.deny", text, e);
+}
+
 static int apply_devices(const char *dir, const cg_res *r, berth_error *e) {
-  /* Deny everything, then replay the rules in order (a later rule overrides
-   * an earlier one), as runc does. */
+  /* A group that already denies by default and should go on doing so (an
+   * update) changes by difference: first allow what is new, then take away
+   * what is gone, so a device kept in the list is never denied in between. */
+  cleanup_free char *cur = NULL;
+  if (cg_read(dir, "devices.list", &cur, e) < 0) return -1;
+  size_t lines = 1;
+  for (const char *c = cur; *c; c++) lines += *c == '\n';
+  cleanup_free struct dev_entry *a = calloc(r->ndevices + 1, sizeof *a);
+  cleanup_free struct dev_entry *b = calloc(lines, sizeof *b);
+  if (!a || !b) return berth_fail(e, ENOMEM, "device rules for '%s'", dir);
+  struct dev_list want = {a, 0}, have = {b, 0};
+  if (dev_target(r, &want) && dev_current(cur, &have)) {
+    for (size_t i = 0; i < want.n; i++) {
+      struct dev_entry *h = dev_find(&have, want.e[i].type, want.e[i].major, want.e[i].minor);
+      unsigned add = want.e[i].access & ~(h ? h->access : 0);
+      if (add && dev_write(dir, true, &want.e[i], add, e) < 0) return berth_wrap(e, "linux.resources.devices");
+    }
+    for (size_t i = 0; i < have.n; i++) {
+      struct dev_entry *w = dev_find(&want, have.e[i].type, have.e[i].major, have.e[i].minor);
+      unsigned drop = have.e[i].access & ~(w ? w->access : 0);
+      if (drop && dev_write(dir, false, &have.e[i], drop, e) < 0) return berth_wrap(e, "linux.resources.devices");
+    }
+    return 0;
+  }
+  /* Otherwise deny everything, then replay the rules in order (a later rule
+   * overrides an earlier one), as runc does. */
   if (cg_write(dir, "devices.deny", "a", e) < 0) return -1;
   for (size_t i = 0; i < r->ndevices; i++) {
     char rule[96];

@@ -4,7 +4,7 @@
 // processes. The host block runs on this (hybrid or v1) host; the v2 block
 // boots a pure cgroup v2 guest with test/vm/run-in-vm.sh and runs
 // test/vm/cgroup-v2-checks.sh there.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { fileURLToPath } from 'node:url';
@@ -256,6 +256,39 @@ describe.skipIf(!isRoot)('cgroups (needs root: creates cgroups)', () => {
       expect(ok('exec', p, JSON.stringify(nullOnly), '--', driver, 'open', '/dev/null')).toBe('ok\nstatus 0');
       expect(ok('exec', p, JSON.stringify(nullOnly), '--', driver, 'open', '/dev/zero')).toBe('EPERM\nstatus 0');
       made.pop();
+    });
+
+    it('updates device rules by difference: each step holds exactly the asked-for list', () => {
+      const p = group();
+      const deny = { allow: false, access: 'rwm' };
+      const dev = (minor: number, access: string) => ({ allow: true, type: 'c', major: 1, minor, access });
+      const list = () => read(`${dir('devices', p)}/devices.list`).split('\n').sort();
+      ok('create', p, JSON.stringify({ devices: [deny, dev(3, 'rwm'), dev(5, 'rw')] }));
+      expect(list()).toEqual(['c 1:3 rwm', 'c 1:5 rw']);
+      ok('update', p, JSON.stringify({ devices: [deny, dev(3, 'rw'), dev(7, 'rwm'), { allow: true, type: 'c', major: 136, access: 'rw' }] }));
+      expect(list()).toEqual(['c 1:3 rw', 'c 1:7 rwm', 'c 136:* rw'].sort());
+      ok('update', p, JSON.stringify({ devices: [deny, dev(3, 'rwm'), { allow: false, type: 'c', major: 1, minor: 3, access: 'm' }] }));
+      expect(list()).toEqual(['c 1:3 rw']);
+      ok('update', p, JSON.stringify({ devices: [{ allow: true, access: 'rwm' }] }));
+      expect(list()).toEqual(['a *:* rwm']);
+      ok('update', p, JSON.stringify({ devices: [deny, dev(3, 'rwm')] }));
+      expect(list()).toEqual(['c 1:3 rwm']);
+    });
+
+    it('never denies a kept device while its rules are updated', async () => {
+      const p = group();
+      const deny = { allow: false, access: 'rwm' };
+      const dev = (minor: number) => ({ allow: true, type: 'c', major: 1, minor, access: 'rw' });
+      ok('create', p, JSON.stringify({ devices: [deny, dev(3)] }));
+      const looper = spawn(driver, ['exec', p, '{}', '--', driver, 'openloop', '/dev/null', '1500'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      looper.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const done = new Promise((r) => looper.on('exit', r));
+      await sleep(300);
+      for (let i = 0; i < 30; i++) ok('update', p, JSON.stringify({ devices: [deny, dev(3), dev(i % 2 ? 5 : 7)] }));
+      await done;
+      made.pop(); // exec removed it
+      expect(out).toMatch(/^opens [1-9]\d* failures 0\n/);
     });
 
     it('freezes a busy process (no CPU time while frozen) and thaws it', async () => {

@@ -18,6 +18,8 @@
  *   cgroup-driver forkn   N       fork up to N sleeping children, print how
  *                                 many forks worked (run it inside a group)
  *   cgroup-driver open    FILE    open FILE read-write: "ok" or the errno name
+ *   cgroup-driver openloop FILE MS  open FILE over and over for MS ms, print
+ *                                 "opens N failures M"
  *
  * Exit status: 0 done, 1 the cgroup code failed (its message on stderr),
  * 2 bad usage. */
@@ -32,6 +34,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cgroup.h"
@@ -113,6 +116,21 @@ static int cmd_open(const char *file) {
   return 0;
 }
 
+static int cmd_openloop(const char *file, int ms) {
+  struct timespec start, now;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  long opens = 0, failures = 0;
+  do {
+    int fd = open(file, O_RDWR | O_CLOEXEC);
+    if (fd < 0) failures++;
+    else close(fd);
+    opens++;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+  } while ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 < ms);
+  printf("opens %ld failures %ld\n", opens, failures);
+  return 0;
+}
+
 static int cmd_mount(const berth_cgroup *cg, const char *target, char **argv) {
   berth_error e;
   pid_t pid = fork();
@@ -155,6 +173,7 @@ int main(int argc, char **argv) {
   const char *cmd = argv[1];
   if (strcmp(cmd, "forkn") == 0 && argc == 3) return cmd_forkn(atoi(argv[2]));
   if (strcmp(cmd, "open") == 0 && argc == 3) return cmd_open(argv[2]);
+  if (strcmp(cmd, "openloop") == 0 && argc == 4) return cmd_openloop(argv[2], atoi(argv[3]));
   if (strcmp(cmd, "features") == 0) {
     json_t *f = cgroup_features();
     char *s = json_dumps(f, JSON_COMPACT);
