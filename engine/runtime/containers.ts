@@ -651,9 +651,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const root = `/proc/${st.pid}/root`;
     const user = await resolveUser(root, e.user ?? rec.spec.user ?? rec.imageDefaults.user);
     const cfg = JSON.parse(await fsp.readFile(L.container(id).config, 'utf8')) as { process: { env: string[]; capabilities: unknown; cwd: string; rlimits?: unknown } };
-    const caps = e.privileged
-      ? (await import('./security.js')).ALL_CAPS
-      : undefined;
+    const caps = e.privileged ? (await import('./security.js')).hostCaps() : undefined;
     const proc = {
       terminal: e.tty === true,
       user: { uid: user.uid, gid: user.gid, ...(user.additionalGids.length > 0 ? { additionalGids: [...user.additionalGids] } : {}) },
@@ -672,26 +670,39 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       if (e.tty) args.push('--tty');
       if (e.detach) args.push('--detach');
       args.push(id);
-      return await new Promise((resolve, reject) => {
-        let errText = '';
-        const child = spawn(runtimeBin, args, { stdio: [e.detach ? 'ignore' : e.stdin || e.tty ? 'inherit' : 'ignore', e.detach ? 'ignore' : 'inherit', 'pipe'] });
-        child.stderr.on('data', (d: Buffer) => {
-          errText += d.toString();
-          if (!e.detach) process.stderr.write(d);
+      // a detached process keeps whatever fds it got: give it none of ours (its errors go to a file)
+      const errFile = `${procFile}.err`;
+      const errFd = e.detach ? await fsp.open(errFile, 'w') : undefined;
+      try {
+        return await new Promise((resolve, reject) => {
+          let errText = '';
+          const child = spawn(runtimeBin, args, {
+            stdio: [e.detach ? 'ignore' : e.stdin || e.tty ? 'inherit' : 'ignore', e.detach ? 'ignore' : 'inherit', errFd ? errFd.fd : 'pipe'],
+          });
+          child.stderr?.on('data', (d: Buffer) => {
+            errText += d.toString();
+            process.stderr.write(d);
+          });
+          child.on('error', reject);
+          child.on('close', (code, signal) => {
+            void (async () => {
+              if (errFd) errText = await fsp.readFile(errFile, 'utf8').catch(() => '');
+              if (code === null) return resolve({ exitCode: 128 + (signalNumber(signal ?? 'KILL') ?? 9) });
+              if (code !== 0 && /exec: /.test(errText)) {
+                const mapped = startFailureCode(errText);
+                if (mapped !== 125) return resolve({ exitCode: mapped });
+              }
+              if (e.detach && code !== 0) return reject(new EngineFailure({ _tag: 'Internal', message: `exec in ${rec.name}: ${errText.trim()}` }));
+              resolve({ exitCode: e.detach ? 0 : code });
+            })();
+          });
         });
-        child.on('error', reject);
-        child.on('close', (code, signal) => {
-          if (code === null) return resolve({ exitCode: 128 + (signalNumber(signal ?? 'KILL') ?? 9) });
-          if (code !== 0 && /exec|no such file|not found|permission denied/i.test(errText) && /berth-runtime|runc|exec/.test(errText)) {
-            const mapped = startFailureCode(errText);
-            if (mapped !== 125) return resolve({ exitCode: mapped });
-          }
-          resolve({ exitCode: e.detach ? 0 : code });
-        });
-      });
+      } finally {
+        await errFd?.close();
+        await fsp.rm(errFile, { force: true });
+      }
     } finally {
-      if (!e.detach) await fsp.rm(procFile, { force: true });
-      else setTimeout(() => void fsp.rm(procFile, { force: true }), 2000).unref();
+      await fsp.rm(procFile, { force: true });
     }
   };
 

@@ -141,7 +141,7 @@ export const buildOciConfig = (b: BundleInputs): Record<string, unknown> => {
 
   const linux: Record<string, unknown> = {
     namespaces,
-    cgroupsPath: `berth/${b.id}`,
+    cgroupsPath: `/berth/${b.id}`,
     resources: { ...ociResources(s.resources), devices: deviceRules },
   };
   if (!privileged) {

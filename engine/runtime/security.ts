@@ -2,6 +2,7 @@
  * Docker's security defaults: its 14 capabilities, masked and read-only
  * /proc and /sys paths; and the capability set a spec asks for.
  */
+import { readFileSync } from 'node:fs';
 import { fail, invalidSpec } from '../errors.js';
 
 export const DEFAULT_CAPS: readonly string[] = [
@@ -26,6 +27,21 @@ export const MASKED_PATHS: readonly string[] = [
 
 export const READONLY_PATHS: readonly string[] = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
 
+let hostBounding: string[] | undefined;
+/** The capabilities this process can hand on (its bounding set): "all" means these. */
+export const hostCaps = (): readonly string[] => {
+  if (hostBounding) return hostBounding;
+  let mask = (1n << BigInt(ALL_CAPS.length)) - 1n;
+  try {
+    const m = /^CapBnd:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    if (m) mask = BigInt(`0x${m[1]}`);
+  } catch {
+    // no procfs: assume all
+  }
+  hostBounding = ALL_CAPS.filter((_c, i) => (mask >> BigInt(i)) & 1n);
+  return hostBounding;
+};
+
 /** "net_admin", "CAP_NET_ADMIN", "ALL" -> canonical names; problems for unknown ones. */
 export const normalizeCap = (c: string): string => {
   const u = c.trim().toUpperCase();
@@ -38,13 +54,13 @@ export const checkCaps = (field: string, caps: readonly string[]): string[] =>
 
 /** The capability set: Docker's defaults, plus adds, minus drops ("ALL" works in both). */
 export const capabilitySet = (opts: { privileged?: boolean; capAdd?: readonly string[]; capDrop?: readonly string[] }): string[] => {
-  if (opts.privileged) return [...ALL_CAPS];
+  if (opts.privileged) return [...hostCaps()];
   const add = (opts.capAdd ?? []).map(normalizeCap);
   const drop = (opts.capDrop ?? []).map(normalizeCap);
   const problems = [...checkCaps('cap-add', add), ...checkCaps('cap-drop', drop)];
   if (problems.length > 0) fail(invalidSpec('container spec', problems));
   let set = drop.includes('ALL') ? [] : DEFAULT_CAPS.filter((c) => !drop.includes(c));
-  if (add.includes('ALL')) set = ALL_CAPS.filter((c) => !drop.includes(c) || add.includes(c));
+  if (add.includes('ALL')) set = hostCaps().filter((c) => !drop.includes(c) || add.includes(c));
   for (const c of add) if (c !== 'ALL' && !set.includes(c)) set.push(c);
   return set;
 };

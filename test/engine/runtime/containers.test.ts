@@ -1,0 +1,358 @@
+// The container runtime on real kernel objects: berth-shim, berth-runtime
+// (and runc), overlay rootfs, cgroups, volumes. Each test checks what the
+// container sees from the inside and what the host holds afterwards.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ContainerSpec } from '../../../engine/engine.js';
+import { hasTag, toEngineError } from '../../../engine/errors.js';
+import { openLocalEngine } from '../../../engine/local.js';
+import { makeTestEngine, type TestEngine } from './helpers.js';
+
+let t: TestEngine;
+beforeAll(async () => {
+  t = await makeTestEngine();
+});
+afterAll(async () => {
+  await t?.cleanup();
+});
+
+const none = (spec: Omit<ContainerSpec, 'image'> & { image?: string }): ContainerSpec => ({ image: 'busybox', networkMode: 'none', ...spec });
+
+/** create + start + wait; the output from the log. */
+const runIt = async (spec: Omit<ContainerSpec, 'image'> & { image?: string }): Promise<{ id: string; code: number; out: string; err: string }> => {
+  const c = await t.engine.createContainer(none(spec));
+  await t.engine.startContainer(c.id);
+  const { exitCode } = await t.engine.waitContainer(c.id);
+  let out = '';
+  let err = '';
+  for await (const l of t.engine.logs(c.id)) {
+    if (l.stream === 'stdout') out += l.text;
+    else err += l.text;
+  }
+  return { id: c.id, code: exitCode, out, err };
+};
+
+const sh = (script: string, extra: Omit<ContainerSpec, 'image' | 'command'> = {}) => runIt({ command: ['sh', '-c', script], ...extra });
+
+const mountsUnder = (dir: string): string[] =>
+  fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(dir));
+
+const errorOf = async (p: Promise<unknown>) => {
+  try {
+    await p;
+  } catch (e) {
+    return toEngineError(e);
+  }
+  throw new Error('expected a failure');
+};
+
+describe('lifecycle', () => {
+  it('runs a command and records its exit code, stdout and stderr', async () => {
+    const r = await sh('echo out; echo err >&2; exit 3');
+    expect(r).toMatchObject({ code: 3, out: 'out\n', err: 'err\n' });
+    const info = await t.engine.inspectContainer(r.id);
+    expect(info.state.status).toBe('exited');
+    expect(info.state.exitCode).toBe(3);
+    expect(info.state.finishedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
+  });
+
+  it('merges entrypoint, cmd, env and workdir as Docker does', async () => {
+    const r = await runIt({ entrypoint: ['sh', '-c'], command: ['echo "$A $B $PWD $HOSTNAME"'], env: ['A=1', 'B=two'], workingDir: '/tmp/new/dir', hostname: 'box1' });
+    expect(r.out).toBe('1 two /tmp/new/dir box1\n');
+  });
+
+  it('gives 127 for a missing command and 126 for one that cannot run; nothing stays mounted', async () => {
+    const a = await errorOf(runIt({ command: ['nosuchcmd'] }));
+    expect(a._tag).toBe('Internal');
+    const list = await t.engine.listContainers({ all: true });
+    const created = list.find((c) => c.spec.command?.[0] === 'nosuchcmd');
+    expect(created?.state.exitCode).toBe(127);
+    const b = await runIt({ command: ['/etc/passwd'] }).catch((e) => e);
+    const info = (await t.engine.listContainers({ all: true })).find((c) => c.spec.command?.[0] === '/etc/passwd');
+    expect(b instanceof Error ? 126 : b.code).toBe(126);
+    expect(info?.state.exitCode).toBe(126);
+    expect(mountsUnder(t.dir)).toEqual([]);
+  });
+
+  it('keeps a detached container running after its engine is gone, and a fresh engine sees it', async () => {
+    const c = await t.engine.createContainer(none({ name: 'sleeper', command: ['sleep', '300'] }));
+    await t.engine.startContainer('sleeper');
+    const fresh = openLocalEngine(t.engine.roots, { networking: null });
+    const seen = await fresh.inspectContainer('sleeper');
+    expect(seen.state.status).toBe('running');
+    expect(seen.state.pid).toBeGreaterThan(1);
+    expect(fs.readlinkSync(`/proc/${seen.state.pid}/ns/pid`)).not.toBe(fs.readlinkSync('/proc/self/ns/pid'));
+    // no rootfs mount on the host while it runs: the container's namespace holds it
+    expect(mountsUnder(t.dir)).toEqual([]);
+    expect((await fresh.listContainers()).map((x) => x.name)).toContain('sleeper');
+    // sleep as pid 1 ignores SIGTERM: stop falls back to SIGKILL after the timeout
+    const t0 = Date.now();
+    await fresh.stopContainer(c.id, { timeoutSeconds: 1 });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(900);
+    const after = await t.engine.inspectContainer(c.id);
+    expect(after.state).toMatchObject({ status: 'exited', exitCode: 137 });
+    expect(fs.existsSync(`/sys/fs/cgroup/pids/berth/${c.id}`)).toBe(false);
+  });
+
+  it('kill delivers a signal; the exit code is the container\'s', async () => {
+    const c = await t.engine.createContainer(none({ command: ['sh', '-c', "trap 'exit 42' USR1; echo ready; while :; do sleep 0.05; done"] }));
+    await t.engine.startContainer(c.id);
+    for (let i = 0; i < 100; i++) {
+      let ready = false;
+      for await (const l of t.engine.logs(c.id)) if (l.text === 'ready\n') ready = true;
+      if (ready) break;
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await t.engine.killContainer(c.id, 'USR1');
+    expect((await t.engine.waitContainer(c.id)).exitCode).toBe(42);
+    const d = await t.engine.createContainer(none({ command: ['sleep', '100'] }));
+    await t.engine.startContainer(d.id);
+    await t.engine.killContainer(d.id, 'SIGKILL');
+    expect((await t.engine.waitContainer(d.id)).exitCode).toBe(137);
+    expect((await errorOf(t.engine.killContainer(d.id)))._tag).toBe('Conflict');
+    expect((await errorOf(t.engine.killContainer(c.id, 'SIGNOPE')))._tag).toBe('InvalidSpec');
+  });
+
+  it('restarts a container, counting restarts, and starts an exited one again', async () => {
+    const r = await sh('echo run');
+    await t.engine.startContainer(r.id);
+    await t.engine.waitContainer(r.id);
+    const lines: string[] = [];
+    for await (const l of t.engine.logs(r.id)) lines.push(l.text);
+    expect(lines).toEqual(['run\n', 'run\n']);
+    await t.engine.restartContainer(r.id, { timeoutSeconds: 1 });
+    await t.engine.waitContainer(r.id);
+    expect((await t.engine.inspectContainer(r.id)).state.restartCount).toBe(1);
+  });
+
+  it('refuses to remove a running container without force; rm -f removes everything', async () => {
+    const c = await t.engine.createContainer(none({ name: 'busy', command: ['sleep', '100'] }));
+    await t.engine.startContainer(c.id);
+    const e = await errorOf(t.engine.removeContainer('busy'));
+    expect(e._tag).toBe('Conflict');
+    expect((await t.engine.inspectContainer('busy')).state.status).toBe('running');
+    const pid = (await t.engine.inspectContainer('busy')).state.pid as number;
+    await t.engine.removeContainer('busy', { force: true });
+    expect(hasTag(await t.engine.inspectContainer('busy').catch((x) => x), 'NotFound')).toBe(true);
+    expect(fs.existsSync(path.join(t.engine.roots.root, 'containers', c.id))).toBe(false);
+    expect(fs.existsSync(path.join(t.engine.roots.runRoot, 'shims', c.id))).toBe(false);
+    expect(fs.existsSync(`/proc/${pid}`)).toBe(false);
+    expect(fs.existsSync(`/sys/fs/cgroup/memory/berth/${c.id}`)).toBe(false);
+  });
+
+  it('pauses and resumes through the freezer', async () => {
+    const c = await t.engine.createContainer(none({ command: ['sleep', '100'] }));
+    await t.engine.startContainer(c.id);
+    await t.engine.pauseContainer(c.id);
+    expect((await t.engine.inspectContainer(c.id)).state.status).toBe('paused');
+    expect(fs.readFileSync(`/sys/fs/cgroup/freezer/berth/${c.id}/freezer.state`, 'utf8').trim()).toBe('FROZEN');
+    expect((await errorOf(t.engine.exec(c.id, { command: ['true'] })))._tag).toBe('Conflict');
+    await t.engine.resumeContainer(c.id);
+    expect((await t.engine.inspectContainer(c.id)).state.status).toBe('running');
+    await t.engine.pauseContainer(c.id);
+    await t.engine.removeContainer(c.id, { force: true });
+  });
+
+  it('renames, keeping the old name free and refusing a taken one', async () => {
+    const a = await t.engine.createContainer(none({ name: 'first', command: ['true'] }));
+    await t.engine.createContainer(none({ name: 'second', command: ['true'] }));
+    expect((await errorOf(t.engine.renameContainer('first', 'second')))._tag).toBe('Conflict');
+    await t.engine.renameContainer('first', 'third');
+    expect((await t.engine.inspectContainer('third')).id).toBe(a.id);
+    await t.engine.createContainer(none({ name: 'first', command: ['true'] }));
+  });
+});
+
+describe('bad input changes nothing', () => {
+  it('unknown image, name conflict, bad values', async () => {
+    const before = (await t.engine.listContainers({ all: true })).length;
+    expect(await errorOf(t.engine.createContainer(none({ image: 'nosuch:1' })))).toMatchObject({ _tag: 'NotFound', kind: 'image' });
+    await t.engine.createContainer(none({ name: 'taken', command: ['true'] }));
+    expect(await errorOf(t.engine.createContainer(none({ name: 'taken', command: ['true'] })))).toMatchObject({ _tag: 'Conflict' });
+    const bad = await errorOf(t.engine.createContainer(none({ name: 'bad name!', resources: { memory: 1024, cpus: -1 }, capAdd: ['CAP_BOGUS'], mounts: [{ type: 'bind', source: 'rel', target: 'x' }] })));
+    expect(bad._tag).toBe('InvalidSpec');
+    expect(bad._tag === 'InvalidSpec' && bad.problems.length).toBeGreaterThanOrEqual(5);
+    expect((await t.engine.listContainers({ all: true })).length).toBe(before + 1);
+    await t.engine.removeContainer('taken');
+  });
+});
+
+describe('users, security defaults, limits', () => {
+  it('resolves users and groups by name in the image', async () => {
+    expect((await sh('id -u; id -g; id -G', { user: 'test' })).out).toBe('1000\n1000\n1000 1001\n');
+    expect((await sh('id -u; id -g', { user: 'test:extra' })).out).toBe('1000\n1001\n');
+    expect((await sh('id -u; id -g', { user: '4242:4343' })).out).toBe('4242\n4343\n');
+    const e = await errorOf(sh('true', { user: 'nobody-here' }));
+    expect(JSON.stringify(e)).toMatch(/unable to find user nobody-here/);
+  });
+
+  it('has Docker\'s 14 capabilities, seccomp filtering, masked and read-only paths', async () => {
+    const r = await sh('grep -E "^(CapEff|CapBnd|Seccomp|NoNewPrivs):" /proc/self/status; wc -c < /proc/interrupts; echo 1 > /proc/sys/kernel/panic_on_oops 2>/dev/null && echo wrote || echo refused');
+    expect(r.out).toContain('CapEff:\t00000000a80425fb');
+    expect(r.out).toContain('CapBnd:\t00000000a80425fb');
+    expect(r.out).toContain('Seccomp:\t2');
+    expect(r.out).toContain('refused');
+    expect(r.out).toMatch(/\n0\n/);
+    const blocked = await sh('unshare -U true 2>&1; echo "rc=$?"');
+    expect(blocked.out).toMatch(/rc=1/);
+    const unconfined = await sh('grep Seccomp: /proc/self/status', { security: { seccomp: 'unconfined' } });
+    expect(unconfined.out).toBe('Seccomp:\t0\n');
+    const nnp = await sh('grep NoNewPrivs: /proc/self/status', { security: { noNewPrivileges: true } });
+    expect(nnp.out).toBe('NoNewPrivs:\t1\n');
+    const caps = await sh('grep CapEff: /proc/self/status', { capDrop: ['ALL'], capAdd: ['NET_ADMIN'] });
+    expect(caps.out).toBe('CapEff:\t0000000000001000\n');
+    const priv = await sh('grep -E "^(CapEff|Seccomp):" /proc/self/status; wc -c < /proc/interrupts', { privileged: true });
+    const hostBnd = /^CapBnd:\s*([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1];
+    expect(priv.out).toContain(`CapEff:\t${hostBnd}`);
+    expect(priv.out).toContain('Seccomp:\t0');
+    expect(priv.out).not.toMatch(/\n0\n$/);
+  });
+
+  it('read-only rootfs, tmpfs, labels, restart policy and healthcheck stored', async () => {
+    const r = await sh('touch /x 2>/dev/null && echo rw || echo ro; touch /scratch/y && echo tmpfs-rw; grep " /scratch " /proc/mounts', {
+      readOnlyRootfs: true, mounts: [{ type: 'tmpfs', target: '/scratch', sizeBytes: 1024 * 1024, mode: 0o700 }],
+      labels: { team: 'a' }, restartPolicy: { name: 'on-failure', maximumRetryCount: 3 },
+      healthcheck: { test: ['CMD-SHELL', 'true'], intervalMs: 5000 },
+    });
+    expect(r.out).toMatch(/^ro\ntmpfs-rw\ntmpfs \/scratch tmpfs rw,nosuid,nodev,noexec,relatime,size=1024k,mode=700/);
+    const info = await t.engine.inspectContainer(r.id);
+    expect(info.spec.restartPolicy).toEqual({ name: 'on-failure', maximumRetryCount: 3 });
+    expect(info.spec.healthcheck?.test).toEqual(['CMD-SHELL', 'true']);
+    expect((await t.engine.listContainers({ all: true, filters: { label: ['team=a'] } })).map((c) => c.id)).toEqual([r.id]);
+  });
+
+  it('applies memory, pids and cpu limits, and updates them in place', async () => {
+    const c = await t.engine.createContainer(none({ command: ['sleep', '100'], resources: { memory: 64 * 1024 * 1024, pidsLimit: 50, cpus: 0.5 } }));
+    await t.engine.startContainer(c.id);
+    const cg = (ctl: string, f: string): string => fs.readFileSync(`/sys/fs/cgroup/${ctl}/berth/${c.id}/${f}`, 'utf8').trim();
+    expect(cg('memory', 'memory.limit_in_bytes')).toBe(String(64 * 1024 * 1024));
+    expect(cg('pids', 'pids.max')).toBe('50');
+    expect(cg('cpu', 'cpu.cfs_quota_us')).toBe('50000');
+    await t.engine.updateContainer(c.id, { resources: { memory: 128 * 1024 * 1024, pidsLimit: 80 } });
+    expect(cg('memory', 'memory.limit_in_bytes')).toBe(String(128 * 1024 * 1024));
+    expect(cg('pids', 'pids.max')).toBe('80');
+    expect((await t.engine.inspectContainer(c.id)).spec.resources?.memory).toBe(128 * 1024 * 1024);
+    const s = await t.engine.statsContainer(c.id);
+    expect(s.pids).toBeGreaterThanOrEqual(1);
+    expect(s.memoryUsageBytes).toBeGreaterThan(0);
+    expect(s.memoryLimitBytes).toBe(128 * 1024 * 1024);
+    expect(await t.engine.containers.topContainer(c.id)).toHaveLength(1);
+    await t.engine.removeContainer(c.id, { force: true });
+  });
+});
+
+describe('exec', () => {
+  it('runs processes in a running container with user, env, workdir and exit code', async () => {
+    const c = await t.engine.createContainer(none({ command: ['sleep', '100'], env: ['FROM=container'] }));
+    await t.engine.startContainer(c.id);
+    expect((await t.engine.exec(c.id, { command: ['sh', '-c', 'exit 5'] })).exitCode).toBe(5);
+    const out = path.join(t.dir, 'exec-out');
+    // write inside the container, read back through /proc/<pid>/root
+    await t.engine.exec(c.id, { command: ['sh', '-c', 'echo "$(id -u) $FROM $X $PWD" > /tmp/o'], user: 'test', env: ['X=y'], workingDir: '/home/test' });
+    const pid = (await t.engine.inspectContainer(c.id)).state.pid as number;
+    expect(fs.readFileSync(`/proc/${pid}/root/tmp/o`, 'utf8')).toBe('1000 container y /home/test\n');
+    expect((await t.engine.exec(c.id, { command: ['nosuchcmd'] })).exitCode).toBe(127);
+    expect((await t.engine.exec(c.id, { command: ['sleep', '100'], detach: true })).exitCode).toBe(0);
+    expect((await t.engine.containers.topContainer(c.id)).length).toBe(2);
+    void out;
+    await t.engine.removeContainer(c.id, { force: true });
+  });
+});
+
+describe('volumes and mounts', () => {
+  it('keeps named volume data across containers, and refuses to remove a volume in use', async () => {
+    await sh('echo kept > /v/file', { mounts: [{ type: 'volume', source: 'keep', target: '/v' }] });
+    const again = await sh('cat /v/file', { mounts: [{ type: 'volume', source: 'keep', target: '/v' }] });
+    expect(again.out).toBe('kept\n');
+    const v = await t.engine.inspectVolume('keep');
+    expect(v.usedBy).toHaveLength(2);
+    expect(await errorOf(t.engine.removeVolume('keep'))).toMatchObject({ _tag: 'Conflict' });
+    for (const id of v.usedBy) await t.engine.removeContainer(id);
+    await t.engine.removeVolume('keep');
+    expect(hasTag(await t.engine.inspectVolume('keep').catch((e) => e), 'NotFound')).toBe(true);
+  });
+
+  it('copies the image\'s content into an empty named volume; VOLUME makes an anonymous one removed by rm -v', async () => {
+    const r = await runIt({ image: 'seeded', command: ['sh', '-c', 'cat /data/seed.txt /data/sub/deep.txt; echo new > /data/n'], mounts: [{ type: 'volume', source: 'seeded-vol', target: '/data' }] });
+    expect(r.out).toBe('from the image\ndeep\n');
+    expect(fs.readFileSync(path.join((await t.engine.inspectVolume('seeded-vol')).mountpoint, 'n'), 'utf8')).toBe('new\n');
+    // not empty any more: no second copy-up over the user's data
+    const again = await runIt({ image: 'seeded', command: ['ls', '/data'], mounts: [{ type: 'volume', source: 'seeded-vol', target: '/data' }] });
+    expect(again.out.split('\n').filter((x) => x !== '').sort()).toEqual(['n', 'seed.txt', 'sub']);
+    const anon = await runIt({ image: 'seeded', command: ['cat', '/data/seed.txt'] });
+    expect(anon.out).toBe('from the image\n');
+    const vols = (await t.engine.listVolumes()).filter((v) => v.usedBy.includes(anon.id));
+    expect(vols).toHaveLength(1);
+    await t.engine.removeContainer(anon.id, { volumes: true });
+    expect(hasTag(await t.engine.inspectVolume(vols[0]!.name).catch((e) => e), 'NotFound')).toBe(true);
+  });
+
+  it('bind mounts read-only and read-write', async () => {
+    const dir = fs.mkdtempSync(path.join(t.dir, 'bind-'));
+    fs.writeFileSync(path.join(dir, 'in'), 'host\n');
+    const r = await sh('cat /b/in; echo x > /b/out 2>/dev/null && echo writable || echo readonly; echo w > /w/out', {
+      mounts: [{ type: 'bind', source: dir, target: '/b', readOnly: true }, { type: 'bind', source: dir, target: '/w' }],
+    });
+    expect(r.out).toBe('host\nreadonly\n');
+    expect(fs.readFileSync(path.join(dir, 'out'), 'utf8')).toBe('w\n');
+    expect((await errorOf(sh('true', { mounts: [{ type: 'bind', source: path.join(dir, 'missing'), target: '/m' }] })))._tag).toBe('InvalidSpec');
+  });
+});
+
+describe('logs', () => {
+  it('tails, filters by time, follows until exit', async () => {
+    const r = await sh('for i in 1 2 3 4 5; do echo line$i; done');
+    const tail: string[] = [];
+    for await (const l of t.engine.logs(r.id, { tail: 2 })) tail.push(l.text);
+    expect(tail).toEqual(['line4\n', 'line5\n']);
+    const none2: string[] = [];
+    for await (const l of t.engine.logs(r.id, { since: new Date(Date.now() + 60_000) })) none2.push(l.text);
+    expect(none2).toEqual([]);
+    const c = await t.engine.createContainer(none({ command: ['sh', '-c', 'echo a; sleep 0.3; echo b'] }));
+    await t.engine.startContainer(c.id);
+    const followed: string[] = [];
+    for await (const l of t.engine.logs(c.id, { follow: true })) followed.push(l.text);
+    expect(followed).toEqual(['a\n', 'b\n']);
+  });
+});
+
+describe('crash recovery', () => {
+  it('finishes after a crash between mounting the rootfs and creating the container, and takes over a stale name', async () => {
+    const c = await t.engine.createContainer(none({ name: 'crashy', command: ['echo', 'ok'] }));
+    const dir = path.join(t.engine.roots.root, 'containers', c.id);
+    const m = await t.engine.store.layers.mount((await t.engine.store.resolve('busybox')).chain, path.join(dir, 'upper'), path.join(dir, 'work'), path.join(dir, 'rootfs'));
+    execFileSync('mount', ['-t', 'overlay', '-o', m.options.join(','), 'overlay', m.target]);
+    expect(mountsUnder(dir)).toHaveLength(1);
+    await t.engine.startContainer('crashy');
+    expect((await t.engine.waitContainer('crashy')).exitCode).toBe(0);
+    expect(mountsUnder(dir)).toEqual([]);
+    // a name entry whose container is gone (crash during rm) does not block the name
+    fs.writeFileSync(path.join(t.engine.roots.root, 'containers/names/ghost'), 'f'.repeat(64));
+    await t.engine.createContainer(none({ name: 'ghost', command: ['true'] }));
+    // a container dir without a record (crash during create) is removed by its ID
+    const orphan = 'e'.repeat(64);
+    fs.mkdirSync(path.join(t.engine.roots.root, 'containers', orphan, 'rootfs'), { recursive: true });
+    await t.engine.removeContainer(orphan);
+    expect(fs.existsSync(path.join(t.engine.roots.root, 'containers', orphan))).toBe(false);
+  });
+});
+
+describe('runc as the runtime', () => {
+  const runc = ['/usr/sbin/runc', '/usr/bin/runc'].find((p) => fs.existsSync(p));
+  it.skipIf(!runc)('runs, execs and stops a container with runc', async () => {
+    const e = openLocalEngine(t.engine.roots, { runtime: runc as string, networking: null });
+    const c = await e.createContainer(none({ command: ['sh', '-c', 'echo via runc; sleep 100'] }));
+    await e.startContainer(c.id);
+    expect((await e.exec(c.id, { command: ['sh', '-c', 'exit 9'] })).exitCode).toBe(9);
+    await e.stopContainer(c.id, { timeoutSeconds: 0 });
+    expect((await e.inspectContainer(c.id)).state.exitCode).toBe(137);
+    const lines: string[] = [];
+    for await (const l of e.logs(c.id)) lines.push(l.text);
+    expect(lines).toEqual(['via runc\n']);
+    // the default engine manages it too: the record names its runtime
+    await t.engine.startContainer(c.id);
+    await t.engine.removeContainer(c.id, { force: true });
+  });
+});
