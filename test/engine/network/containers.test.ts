@@ -1,0 +1,81 @@
+// Networking through the whole local engine: real containers (berth-shim +
+// berth-runtime) on a user network, resolving each other by name and alias
+// and answering on a published port of the host's 127.0.0.1.
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openNetworking } from '../../../engine/network/networking.js';
+import { berthRuntimeBinary } from '../../helpers/paths.js';
+import { makeTestEngine, type TestEngine } from '../runtime/helpers.js';
+
+const skip =
+  process.getuid?.() !== 0 ? 'needs root' : !fs.existsSync(berthRuntimeBinary) ? 'needs native/build (make -C native)' : '';
+
+const freePort = (): Promise<number> =>
+  new Promise((resolve) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+
+const httpGet = (host: string, port: number): string => {
+  try {
+    return execFileSync('sh', ['-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | busybox nc -w 2 ${host} ${port} | tail -n 1`], { encoding: 'utf8', timeout: 10_000 }).trim();
+  } catch {
+    return '';
+  }
+};
+
+describe.skipIf(skip !== '')(`containers on Berth networks${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  let t: TestEngine;
+  beforeAll(async () => {
+    t = await makeTestEngine();
+  });
+  afterAll(async () => {
+    if (!t) return;
+    // containers first (their teardown needs the network records), then the networks, then the root
+    for (const c of await t.engine.listContainers({ all: true }).catch(() => [])) {
+      await t.engine.removeContainer(c.id, { force: true }).catch(() => undefined);
+    }
+    await openNetworking(t.engine.roots).purge();
+    await t.cleanup();
+  });
+
+  it('serves a published port on 127.0.0.1 and resolves names and aliases between containers', async () => {
+    const e = t.engine;
+    await e.createNetwork({ name: 'app' });
+    const port = await freePort();
+    await e.createContainer({
+      name: 'web', image: 'busybox', networkMode: 'app', networks: { app: { aliases: ['www'] } },
+      ports: [{ containerPort: 80, protocol: 'tcp', hostPort: port, hostIp: '127.0.0.1' }],
+      command: ['sh', '-c', 'mkdir -p /w && echo from-web > /w/index.html && exec httpd -f -p 80 -h /w'],
+    });
+    await e.startContainer('web');
+    let body = '';
+    for (let i = 0; i < 50 && body === ''; i++) {
+      body = httpGet('127.0.0.1', port);
+      if (body === '') await new Promise((r) => setTimeout(r, 100));
+    }
+    expect(body).toBe('from-web');
+    expect((await e.inspectContainer('web')).ports).toEqual([{ containerPort: 80, protocol: 'tcp', hostPort: port, hostIp: '127.0.0.1' }]);
+
+    for (const name of ['web', 'www']) {
+      await e.createContainer({
+        name: `client-${name}`, image: 'busybox', networkMode: 'app',
+        command: ['sh', '-c', `printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${name} 80 | tail -n 1; cat /etc/hostname`],
+      });
+      await e.startContainer(`client-${name}`);
+      expect((await e.waitContainer(`client-${name}`)).exitCode).toBe(0);
+      const lines: string[] = [];
+      for await (const l of e.logs(`client-${name}`)) lines.push(l.text.trim());
+      expect(lines.join('\n')).toContain('from-web');
+    }
+    const info = await e.inspectNetwork('app');
+    expect(Object.values(info.containers).map((c) => c.name)).toContain('web');
+    await e.removeContainer('web', { force: true });
+    expect(httpGet('127.0.0.1', port)).toBe('');
+  });
+});
