@@ -2,14 +2,17 @@
 # Times OCI runtimes side by side with hyperfine: `run` of /bin/true in the
 # busybox fixture rootfs, and a create+start+delete cycle (cycle.sh).
 # Usage: bench/runtime/run.sh [RUNTIME...]   (berth-runtime runc crun by default)
-# Env: RUNS (default 50), WARMUP (default 5).
+# Env: RUNS (default 50), WARMUP (default 5), BENCH_CRUN_HUGETLB=1 (below).
 # Writes bench/out/runtime-{run,cycle}.json (hyperfine exports), runtime.md
 # and runtime-summary.json (medians, ratios to runc), and prints the table.
 #
 # crun 1.8.1 refuses a hybrid cgroup host whose cgroup2 mount holds a
-# controller. When that is the case and nothing uses hugetlb on cgroup2, the
-# bench binds hugetlb to a v1 hierarchy for crun's turn only and undoes it
-# afterwards (see ../shared/PEERS.md).
+# controller. With BENCH_CRUN_HUGETLB=1, and only when no other container
+# runtime process is running, the bench binds hugetlb to a v1 hierarchy for
+# crun's turn only and gives it back to cgroup2 afterwards (../shared/PEERS.md).
+# It changes the host's cgroup layout for that time: a runtime that starts a
+# container meanwhile puts groups into that hierarchy, which keeps it from
+# going back (seen here), hence the opt-in and the check.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/../../scripts/env.sh"
 cd "$BERTH_TOP"
@@ -45,13 +48,34 @@ runtime_path() {
 }
 
 hugetlb_was_enabled=
+# Pids of container runtimes and monitors running now (other than this script's).
+other_runtimes() {
+  local p comm
+  for p in /proc/[0-9]*; do
+    comm=$(cat "$p/comm" 2>/dev/null) || continue
+    case "$comm" in
+      berth-runtime|berth-shim|runc|crun|conmon|containerd-shim*|dockerd|podman) echo "${p#/proc/} $comm" ;;
+    esac
+  done
+}
+
 bind_hugetlb() {
+  if [ "${BENCH_CRUN_HUGETLB:-}" != 1 ]; then
+    echo "bench: crun refuses this hybrid host; BENCH_CRUN_HUGETLB=1 moves hugetlb to v1 for its turn (on an otherwise idle host)" >&2
+    return 1
+  fi
   [ -f /sys/fs/cgroup/cgroup.controllers ] && return 1           # pure v2: not the hybrid case
   local v2=/sys/fs/cgroup/unified
   grep -qw hugetlb "$v2/cgroup.controllers" 2>/dev/null || return 1
   # Child groups on cgroup2 would hold hugetlb state: then someone uses it.
   if [ -e /sys/fs/cgroup/hugetlb ] || find "$v2" -mindepth 1 -maxdepth 1 -type d | grep -q .; then
     echo "bench: cgroup2 has child groups or /sys/fs/cgroup/hugetlb exists; not moving hugetlb for crun" >&2
+    return 1
+  fi
+  local others
+  others=$(other_runtimes)
+  if [ -n "$others" ]; then
+    echo "bench: other container runtimes are running; not moving hugetlb for crun:" $others >&2
     return 1
   fi
   grep -qw hugetlb "$v2/cgroup.subtree_control" && hugetlb_was_enabled=1
@@ -72,12 +96,17 @@ bind_hugetlb() {
 
 unbind_hugetlb() {
   [ -n "$hugetlb_mounted" ] || return 0
-  # The v1 hierarchy outlives its unmount while crun's child groups are still
-  # dying; mounting it again and unmounting once they are gone releases it,
-  # and hugetlb goes back to cgroup2.
-  local v2=/sys/fs/cgroup/unified
-  for _ in 1 2 3 4 5 6 7 8 9 10; do
+  # The v1 hierarchy outlives its unmount while it has child groups, live
+  # or still dying; remove the empty ones, unmount, and mount and unmount
+  # again until the kernel gives hugetlb back to cgroup2.
+  local v2=/sys/fs/cgroup/unified d
+  for _ in $(seq 1 20); do
     mountpoint -q /sys/fs/cgroup/hugetlb || mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb 2>/dev/null || true
+    if mountpoint -q /sys/fs/cgroup/hugetlb; then
+      for d in $(find /sys/fs/cgroup/hugetlb -mindepth 1 -type d | sort -r); do
+        [ -s "$d/cgroup.procs" ] || rmdir "$d" 2>/dev/null || true
+      done
+    fi
     umount /sys/fs/cgroup/hugetlb 2>/dev/null || true
     for _ in 1 2 3 4 5 6 7 8 9 10; do
       grep -qw hugetlb "$v2/cgroup.controllers" && break 2
@@ -86,7 +115,7 @@ unbind_hugetlb() {
   done
   rmdir /sys/fs/cgroup/hugetlb 2>/dev/null || true
   if ! grep -qw hugetlb "$v2/cgroup.controllers"; then
-    echo "bench: hugetlb did not go back to cgroup2; run: mount -t cgroup -o hugetlb cgroup /sys/fs/cgroup/hugetlb && umount /sys/fs/cgroup/hugetlb" >&2
+    echo "bench: hugetlb did not go back to cgroup2: mount it on /sys/fs/cgroup/hugetlb, remove its empty child groups, unmount, and repeat" >&2
   elif [ -n "$hugetlb_was_enabled" ]; then
     echo +hugetlb > "$v2/cgroup.subtree_control" ||
       echo "bench: could not enable hugetlb in cgroup2's subtree_control again" >&2
