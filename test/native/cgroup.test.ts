@@ -235,7 +235,7 @@ describe.skipIf(!isRoot)('cgroups (needs root: creates cgroups)', () => {
       spawned.push(pid);
       const lines = read(`/proc/${pid}/cgroup`).split('\n');
       // One line per v1 hierarchy (named ones too) and the 0:: line.
-      for (const l of lines) expect(l.slice(l.indexOf(':', l.indexOf(':') + 1) + 1)).toBe(p);
+      for (const l of lines) expect(l.slice(l.indexOf(':', l.indexOf(':') + 1) + 1), lines.join('\n')).toBe(p);
       expect(lines.length).toBe(new Set(v1Mounts().values()).size + (mode === 'hybrid' ? 1 : 0));
     });
 
