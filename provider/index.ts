@@ -10,7 +10,7 @@
  *   s.container('client', { image: img, dependsOn: [web], command: ['wget', '-qO-', 'http://web/'] , networks: [net] });
  *   const result = s.build();   // Either<EngineError (InvalidSpec), Stack>
  */
-import * as E from 'fp-ts/Either';
+import * as E from 'fp-ts/lib/Either.js';
 import type { PortSpec } from '../engine/engine.js';
 import { invalidSpec, type EngineError } from '../engine/errors.js';
 import { mergeDocuments } from './model/load.js';

@@ -12,7 +12,7 @@
  * with the same keys as `images.<key>` in Berth's own files.
  */
 import * as t from 'io-ts';
-import * as E from 'fp-ts/Either';
+import * as E from 'fp-ts/lib/Either.js';
 import type { MountSpec, PortSpec } from '../../engine/engine.js';
 import {
   Expected, expect, bool, byShape, decodeWith, dict, int, list, literal, mapped, nonEmpty, num, parsed, str, strict,

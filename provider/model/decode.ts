@@ -9,7 +9,7 @@
  * `stack.yaml: containers.web.ports[0].hostPort: expected an integer 1-65535, got "80a"`.
  */
 import * as t from 'io-ts';
-import * as E from 'fp-ts/Either';
+import * as E from 'fp-ts/lib/Either.js';
 
 /** What a parser returns instead of a value: what it expected. */
 export class Expected {

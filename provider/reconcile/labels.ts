@@ -60,13 +60,16 @@ export const ownerOf = (labels: Readonly<Record<string, string>> | undefined): O
   return { stack, kind, key: res.slice(i + 1) };
 };
 
-export const ownershipLabels = (o: Ownership, core: unknown, extra: Record<string, string> = {}): Record<string, string> => ({
-  [STACK]: o.stack,
-  [RESOURCE]: `${o.kind}/${o.key}`,
-  [SPEC_HASH]: specHash(core),
-  [SPEC]: canonicalJson(core),
-  ...extra,
-});
+export const ownershipLabels = (o: Ownership, core: unknown, extra: Record<string, string> = {}): Record<string, string> => {
+  const json = canonicalJson(core);
+  return {
+    [STACK]: o.stack,
+    [RESOURCE]: `${o.kind}/${o.key}`,
+    [SPEC_HASH]: createHash('sha256').update(json).digest('hex').slice(0, 24),
+    [SPEC]: json,
+    ...extra,
+  };
+};
 
 /** The user's labels of an object: all but Berth's own. */
 export const userLabels = (labels: Readonly<Record<string, string>> | undefined): Record<string, string> =>

@@ -197,17 +197,19 @@ export const plan = (desired: Desired, observed: Observed, opts: PlanOptions = {
   /* ---- networks and volumes: replaced (delete first, names are fixed) when their core changes */
   const netReplaced = new Set<string>();
   const netOwned = ownedBy(observed.networks, 'network', (n) => n.spec.labels);
+  const netByName = new Map(observed.networks.map((n) => [n.name, n]));
+  const netOwnedByKey = new Map(netOwned.map((x) => [x.key, x.obj]));
   for (const [key, n] of Object.entries(desired.networks)) {
     const base = { kind: 'network' as const, key, name: n.spec.name };
-    const byName = observed.networks.find((x) => x.name === n.spec.name);
-    const mine = netOwned.find((x) => x.key === key)?.obj;
+    const byName = netByName.get(n.spec.name);
+    const mine = netOwnedByKey.get(key);
     if (byName && byName !== mine) {
       conflicts.push(`network ${n.spec.name} exists and belongs to ${foreign(byName.spec.labels)}; remove or rename it`);
       continue;
     }
     if (!mine) { changes.push({ ...base, action: 'create', reasons: [] }); continue; }
     const labels = mine.spec.labels ?? {};
-    if (labels[SPEC_HASH] !== specHash(n.core)) {
+    if (labels[SPEC_HASH] !== n.spec.labels?.[SPEC_HASH]) {
       changes.push({ ...base, action: 'replace', order: 'delete-before-create', current: { id: mine.id, name: mine.name }, reasons: coreReasons(labels[SPEC], n.core, labels[SPEC_HASH], 'a network') });
       netReplaced.add(n.spec.name);
     } else changes.push({ ...base, action: 'noop', current: { id: mine.id, name: mine.name }, reasons: [] });
@@ -220,17 +222,19 @@ export const plan = (desired: Desired, observed: Observed, opts: PlanOptions = {
 
   const volReplaced = new Set<string>();
   const volOwned = ownedBy(observed.volumes, 'volume', (v) => v.spec.labels);
+  const volByName = new Map(observed.volumes.map((v) => [v.name, v]));
+  const volOwnedByKey = new Map(volOwned.map((x) => [x.key, x.obj]));
   for (const [key, v] of Object.entries(desired.volumes)) {
     const base = { kind: 'volume' as const, key, name: v.spec.name };
-    const byName = observed.volumes.find((x) => x.name === v.spec.name);
-    const mine = volOwned.find((x) => x.key === key)?.obj;
+    const byName = volByName.get(v.spec.name);
+    const mine = volOwnedByKey.get(key);
     if (byName && byName !== mine) {
       conflicts.push(`volume ${v.spec.name} exists and belongs to ${foreign(byName.spec.labels)}; remove or rename it`);
       continue;
     }
     if (!mine) { changes.push({ ...base, action: 'create', reasons: [] }); continue; }
     const labels = mine.spec.labels ?? {};
-    if (labels[SPEC_HASH] !== specHash(v.core)) {
+    if (labels[SPEC_HASH] !== v.spec.labels?.[SPEC_HASH]) {
       const reasons = coreReasons(labels[SPEC], v.core, labels[SPEC_HASH], 'a volume').map((r) => ({ ...r, detail: `${r.detail}; the volume's contents are lost` }));
       changes.push({ ...base, action: 'replace', order: 'delete-before-create', current: { id: mine.name, name: mine.name }, reasons });
       volReplaced.add(v.spec.name);
@@ -247,11 +251,14 @@ export const plan = (desired: Desired, observed: Observed, opts: PlanOptions = {
   for (const n of observed.networks) netById.set(n.id, n.name);
   const ownNetworkNames = new Set<string>([...Object.values(desired.networks).map((n) => n.spec.name), ...netOwned.map((n) => n.obj.name)]);
   const ctrOwned = ownedBy(observed.containers, 'container', (c) => c.spec.labels);
+  const ctrByName = new Map(observed.containers.map((c) => [c.name.replace(/^\//, ''), c]));
+  const ctrOwnedByKey = new Map<string, ContainerInfo[]>();
+  for (const x of ctrOwned) ctrOwnedByKey.set(x.key, [...(ctrOwnedByKey.get(x.key) ?? []), x.obj]);
   for (const [key, d] of Object.entries(desired.containers)) {
     const name = d.spec.name!;
     const base = { kind: 'container' as const, key, name };
-    const byName = observed.containers.find((x) => x.name === name || x.name === `/${name}`);
-    const mineAll = ctrOwned.filter((x) => x.key === key).map((x) => x.obj);
+    const byName = ctrByName.get(name);
+    const mineAll = ctrOwnedByKey.get(key) ?? [];
     if (byName && !mineAll.includes(byName)) {
       conflicts.push(`container ${name} exists and belongs to ${foreign(byName.spec.labels)}; remove or rename it`);
       continue;
@@ -284,7 +291,7 @@ const containerChange = (d: DesiredContainer, c: ContainerInfo, desired: Desired
   const base = { kind: 'container' as const, key: d.key, name: d.spec.name!, current: { id: c.id, name: c.name } };
   const labels = c.spec.labels ?? {};
   const replace: Reason[] = [];
-  if (labels[SPEC_HASH] !== specHash(d.core)) replace.push(...coreReasons(labels[SPEC], d.core, labels[SPEC_HASH], 'a container'));
+  if (labels[SPEC_HASH] !== d.spec.labels?.[SPEC_HASH]) replace.push(...coreReasons(labels[SPEC], d.core, labels[SPEC_HASH], 'a container'));
 
   // The image: a stack image being (re)made, or a tag that now points elsewhere.
   const imgWhy = d.imageKey !== undefined ? ctx.imageChanged.get(d.imageKey) : undefined;

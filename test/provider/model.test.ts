@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import * as E from 'fp-ts/Either';
+import * as E from 'fp-ts/lib/Either.js';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -138,7 +138,7 @@ containers:
       expect(E.isRight(ok) && Object.keys(ok.right.networks)).toEqual(['n']);
       fs.writeFileSync(path.join(dir, 'b.yml'), 'networks:\n  n: {}\n  n: {}\n');
       const dup = loadStack(dir);
-      expect(E.isLeft(dup) && dup.left._tag === 'InvalidSpec' && dup.left.problems[0]).toMatch(/^b\.yml:3:3: Map keys must be unique$/);
+      expect(E.isLeft(dup) && dup.left._tag === 'InvalidSpec' && dup.left.problems[0]).toMatch(/^b\.yml:3:3: duplicated mapping key$/);
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -1,7 +1,7 @@
 // Properties of plan/apply over random stacks (fast-check), on the in-memory
 // Engine double: convergence, ownership, and edits that stay local.
 import fc from 'fast-check';
-import * as E from 'fp-ts/Either';
+import * as E from 'fp-ts/lib/Either.js';
 import { describe, expect, it } from 'vitest';
 import { mergeDocuments } from '../../provider/model/load.js';
 import { validateStack, type Stack } from '../../provider/model/stack.js';
