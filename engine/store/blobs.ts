@@ -36,8 +36,12 @@ export interface BlobStore {
   read(d: Digest): ReadStream;
   /** Read a small blob whole and verify it; for manifests and configs. */
   readAll(d: Digest, maxBytes?: number): Promise<Buffer>;
-  /** Start a verified write. `expected.digest` must be known; `label` names the blob in errors. */
-  writer(expected: { digest: Digest; size?: number }, label?: string): Promise<BlobWriter>;
+  /**
+   * Start a write. With `expected.digest` the bytes are verified at commit;
+   * without, the blob is stored under the sha256 of what was written.
+   * `label` names the blob in errors.
+   */
+  writer(expected: { digest?: Digest; size?: number }, label?: string): Promise<BlobWriter>;
   /** Write a whole buffer; digest computed (sha256) unless given, and then verified. */
   put(data: Uint8Array, expected?: Digest, label?: string): Promise<BlobInfo>;
   delete(d: Digest): Promise<void>;
@@ -63,11 +67,11 @@ export const openBlobStore = (layoutDir: string): BlobStore => {
     }
   };
 
-  const writer = async (expected: { digest: Digest; size?: number }, label = `blob ${expected.digest}`): Promise<BlobWriter> => {
+  const writer = async (expected: { digest?: Digest; size?: number }, label = `blob ${expected.digest ?? '(new)'}`): Promise<BlobWriter> => {
     await sys(ingestDir, () => fsp.mkdir(ingestDir, { recursive: true }));
     const tmp = path.join(ingestDir, `${process.pid}-${randomSuffix()}`);
     const handle = await sys(tmp, () => fsp.open(tmp, 'wx', 0o644));
-    const alg = algorithmOf(expected.digest);
+    const alg = expected.digest === undefined ? 'sha256' : algorithmOf(expected.digest);
     const hash: Hash = newHash(alg);
     let written = 0;
     let done = false;
@@ -96,7 +100,7 @@ export const openBlobStore = (layoutDir: string): BlobStore => {
       },
       async commit() {
         const actual = digestOfHash(alg, hash);
-        if (actual !== expected.digest) {
+        if (expected.digest !== undefined && actual !== expected.digest) {
           await abort();
           return fail(corrupt(label, expected.digest, actual));
         }
@@ -108,7 +112,7 @@ export const openBlobStore = (layoutDir: string): BlobStore => {
           await sys(tmp, () => handle.sync());
           await handle.close();
           done = true;
-          const dest = pathOf(expected.digest);
+          const dest = pathOf(actual);
           await sys(path.dirname(dest), () => fsp.mkdir(path.dirname(dest), { recursive: true }));
           await sys(dest, () => fsp.rename(tmp, dest));
           await fsyncDir(path.dirname(dest));
@@ -117,7 +121,7 @@ export const openBlobStore = (layoutDir: string): BlobStore => {
           await abort();
           throw e;
         }
-        return { digest: expected.digest, size: written };
+        return { digest: actual, size: written };
       },
       abort,
     };
