@@ -18,7 +18,7 @@
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
 import type {
@@ -27,7 +27,7 @@ import type {
 } from '../engine.js';
 import { conflict, EngineFailure, fail, invalidSpec, notFound, toEngineError, unsupported } from '../errors.js';
 import type { ContainerNetworking, NetworkSetupResult } from '../services.js';
-import { pidAlive, withLock } from '../store/fsutil.js';
+import { withLock } from '../store/fsutil.js';
 import type { Store } from '../store/store.js';
 import type { VolumeStore } from '../volume/volumes.js';
 import { attach, waitExitLine, type AttachSession, type AttachStreams } from './attach.js';
@@ -71,6 +71,17 @@ export interface ContainerRuntime extends ContainerApi {
 }
 
 const now = (): string => new Date().toISOString();
+
+/** A process exists and is not a zombie (an exited shim waits for its reaper, pid 1, which may be slow). */
+const pidAlive = (pid: number): boolean => {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
+  }
+};
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const newId = (): string => randomBytes(32).toString('hex');
 
