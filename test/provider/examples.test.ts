@@ -146,7 +146,8 @@ describe.skipIf(live !== '')(`examples on the local engine${live ? ` (skipped: $
   for (const [name, target, page] of [['web', web, /Hello from a Berth stack/], ['compose', compose, /^orders: 3$/m]] as const) {
     it(`berth apply -f examples/${name} serves its page, a second plan is empty, destroy removes it`, async (ctx) => {
       if (!(await portFree(8080))) ctx.skip(); // the examples publish 127.0.0.1:8080
-      const a = await berth(engine, 'apply', '-f', target, '--auto-approve');
+      // A Compose file applies like `docker compose up -d`: no confirmation asked.
+      const a = await berth(engine, 'apply', '-f', target, ...(name === 'web' ? ['--auto-approve'] : []));
       expect(a.err.split('\n').filter((l) => /FAILED|failed|skipped/.test(l))).toEqual([]);
       expect(a.code).toBe(0);
       expect(a.out).toContain('Apply complete');
