@@ -279,5 +279,5 @@ export const composeToStack = (doc: unknown, ctx: ComposeContext): E.Either<stri
   }
   void parseDurationMs;
   if (problems.length > 0) return E.left(problems);
-  return E.right({ name: project, images, networks, volumes, containers, origins });
+  return E.right({ name: project, images, networks, volumes, containers, origins, format: 'compose' });
 };

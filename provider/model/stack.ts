@@ -14,6 +14,8 @@ export interface Stack {
   readonly containers: Readonly<Record<string, ContainerResource>>;
   /** Where each resource was declared ("stack.yaml"), for messages; keyed "containers.web". */
   readonly origins?: Readonly<Record<string, string>>;
+  /** The source format, so that messages use its paths (`services.web.depends_on` for Compose). */
+  readonly format?: 'berth' | 'compose';
 }
 
 export type ResourceKind = 'image' | 'network' | 'volume' | 'container';
@@ -26,9 +28,14 @@ export const volumeName = (stack: string, key: string): string => `${stack}_${ke
 /** The image reference a container runs: a stack image's ref, or the string itself. */
 export const imageRefOf = (stack: Stack, c: ContainerResource): string => stack.images[c.image]?.ref ?? c.image;
 
+/** A path as the source file spells it. */
+const composePath = (p: string): string =>
+  p.replace(/^containers\./, 'services.').replace(/\.dependsOn\b/, '.depends_on').replace(/\.mounts\[/, '.volumes[');
+
 const where = (stack: Stack, path: string): string => {
   const o = stack.origins?.[path.split('.').slice(0, 2).join('.')];
-  return o ? `${o}: ${path}` : path;
+  const p = stack.format === 'compose' ? composePath(path) : path;
+  return o ? `${o}: ${p}` : p;
 };
 
 /** Cross-resource checks; each problem is one line naming the file and path. */

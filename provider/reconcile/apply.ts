@@ -445,7 +445,12 @@ const waitHealthy = async (ctx: RunCtx, s: Step, name: string, hc: HealthcheckSp
     if (h?.status === 'healthy') { ctx.note(s, `${what}: ${name} healthy`); return; }
     if (h?.status === 'unhealthy') throw new EngineFailure(conflict('container', name, `is unhealthy (${h.failingStreak} failed checks)`));
     if (h === undefined) {
-      const { exitCode } = await ctx.engine.exec(name, { command: argv });
+      const checkTimeout = hc.timeoutMs ?? 30_000;
+      let timer: NodeJS.Timeout | undefined;
+      const { exitCode } = await Promise.race([
+        ctx.engine.exec(name, { command: argv }),
+        new Promise<{ exitCode: number }>((resolve) => { timer = setTimeout(() => resolve({ exitCode: -1 }), checkTimeout); }),
+      ]).finally(() => clearTimeout(timer));
       if (exitCode === 0) { ctx.note(s, `${what}: ${name} healthy (checked by Berth: the engine reports no health state)`); return; }
       if (Date.now() - began >= startPeriod) failures++;
       if (failures > retries && Date.now() - began > timeout / 2) {

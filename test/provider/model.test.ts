@@ -225,6 +225,15 @@ secrets: {}
     ]);
   });
 
+  it('names Compose paths in cross-resource problems', () => {
+    const r = compose('services:\n  a: { image: x, depends_on: [b], volumes: ["nope:/d"] }\n  b: { image: x, depends_on: [a] }\n');
+    expect(problems(r)).toEqual([]);
+    expect(validateStack((r as E.Right<Stack>).right)).toEqual([
+      'compose.yaml: services.a.volumes[0].source: volume "nope" is not declared (declare it under volumes)',
+      'compose.yaml: services.a.depends_on: dependency cycle a -> b -> a',
+    ]);
+  });
+
   it('reports a service without image or build, and a missing env_file', () => {
     const r = compose('services:\n  a: { environment: { X: 1 } }\n  b: { image: x, env_file: [missing.env] }\n');
     expect(problems(r)).toEqual(['compose.yaml: services.a: a service needs image or build', 'compose.yaml: services.b.env_file: cannot read missing.env']);
