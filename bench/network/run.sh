@@ -1,16 +1,19 @@
 #!/bin/sh
-# Networking benchmark (root; needs iproute2, nftables, iperf3): compiles the
-# engine's networking and bench/network/published-port.ts into a temporary
-# directory and runs it. BENCH_SECONDS, BENCH_REPEATS, BENCH_CYCLES tune it;
-# BENCH_OUT=file also writes the figures there.
+# Networking benchmarks (root; needs iproute2, nftables, iperf3):
+#   bench/network/run.sh            iperf3 through published ports, setup/teardown latency
+#   bench/network/run.sh run-rm     run --rm busybox true, --network none vs the default bridge
+# Compiles what it needs into a temporary directory and runs it with node.
+# BENCH_SECONDS, BENCH_REPEATS, BENCH_CYCLES, BENCH_ROUNDS tune the runs.
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
+script=${1:-published-port}
 out=$(mktemp -d /tmp/berth-bench-build-XXXXXX)
 trap 'rm -rf "$out"' EXIT
-command -v iperf3 >/dev/null || { echo "iperf3 is missing: apt-get install iperf3" >&2; exit 1; }
+[ "$script" = run-rm ] || command -v iperf3 >/dev/null || { echo "iperf3 is missing: apt-get install iperf3" >&2; exit 1; }
 "$repo/node_modules/.bin/tsc" --ignoreConfig --outDir "$out" --module nodenext --moduleResolution nodenext \
-  --target es2023 --skipLibCheck --types node --rootDir "$repo" "$repo/bench/network/published-port.ts"
+  --target es2023 --skipLibCheck --types node --rootDir "$repo" "$repo/bench/network/$script.ts"
 ln -s "$repo/node_modules" "$out/node_modules"
+ln -s "$repo/native" "$out/native"  # the engine finds berth-runtime and berth-shim next to its modules
 echo '{"type":"module"}' > "$out/package.json"
-echo "host: $(nproc) CPUs, kernel $(uname -r), $(iperf3 --version | head -1)"
-node "$out/bench/network/published-port.js"
+echo "host: $(nproc) CPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+cd "$repo" && BERTH_REPO="$repo" node "$out/bench/network/$script.js"

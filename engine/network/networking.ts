@@ -571,6 +571,8 @@ class LocalNetworking implements Networking {
   }
 
   async teardown(containerId: string): Promise<void> {
+    // nothing recorded: nothing to undo, and no lock to wait for (the runtime calls this on every stop)
+    if ((await this.state.endpoint(containerId).catch(() => 'unreadable')) === undefined) return;
     await this.locked(async () => {
       const ep = await this.state.endpoint(containerId);
       if (!ep) return;
