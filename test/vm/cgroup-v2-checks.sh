@@ -60,7 +60,8 @@ a=$(utime "$pid"); sleep 0.5; b=$(utime "$pid")
 check freeze.utime.still "$([ "$a" = "$b" ] && echo yes || echo "no $a $b")"
 $D thaw $P 2>&1
 check thaw.frozen "$($D frozen $P)"
-a=$(utime "$pid"); sleep 0.5; b=$(utime "$pid")
+a=$(utime "$pid"); b=$a
+for i in 1 2 3 4 5 6 7 8 9 10; do sleep 0.2; b=$(utime "$pid"); [ "$b" -gt "$a" ] && break; done
 check thaw.utime.moves "$([ "$b" -gt "$a" ] && echo yes || echo "no $a $b")"
 st=$($D stats $P)
 echo "STATS $st"
