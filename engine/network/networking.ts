@@ -476,7 +476,10 @@ class LocalNetworking implements Networking {
       return this.result(ready, []);
     }
 
-    // an own namespace: none, bridge, or named networks
+    // an own namespace: none, bridge, or named networks. Host ports first: a taken port changes nothing,
+    // not even the default network's first creation.
+    if (mode === 'none' && requested.length > 0) fail(invalidSpec(`container ${base.name}`, ['ports: a container with network "none" cannot publish ports']));
+    const ports = await resolvePorts(requested, eps.flatMap((e) => e.ports), base.name);
     let nets = await this.state.networks();
     const joins: [string, NetworkRecord, NetworkAttachment][] = [];
     if (mode !== 'none') {
@@ -493,7 +496,6 @@ class LocalNetworking implements Networking {
     } else if (Object.keys(req.networks).length > 0) {
       fail(invalidSpec(`container ${base.name}`, ['networks: a container with network "none" joins no network']));
     }
-    if (mode === 'none' && requested.length > 0) fail(invalidSpec(`container ${base.name}`, ['ports: a container with network "none" cannot publish ports']));
     if (joins[0] && joins[0][1].internal && requested.length > 0)
       fail(invalidSpec(`container ${base.name}`, [`ports: network ${joins[0][1].name} is internal: nothing can be published from it`]));
 
@@ -501,8 +503,6 @@ class LocalNetworking implements Networking {
     joins.forEach(([name, n, att], i) => {
       networks[name] = this.attachmentFor(id, n, att, eps, `eth${i}`);
     });
-    const taken = eps.flatMap((e) => e.ports);
-    const ports = await resolvePorts(requested, taken, base.name);
     const netnsPath = this.netnsPathFor(id);
     const ep: EndpointRecord = { ...base, phase: 'creating', mode: mode === 'none' ? 'none' : 'bridge', netnsPath, networks, networkOrder: joins.map(([k]) => k), ports };
     await this.state.writeEndpoint(ep); // intent: addresses, veths, ports are now reserved

@@ -4,6 +4,7 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as dgram from 'node:dgram';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -213,18 +214,53 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
     await nw.removeNetwork('far');
   });
 
+  it('publishes UDP ports, and takes the first free port of a host range', async () => {
+    const up = await freePort();
+    const dns = await nw.setup(req('udp', { ports: [{ containerPort: 5353, protocol: 'udp', hostPort: up, hostIp: '127.0.0.1' }] }));
+    // busybox nc has no UDP: a node UDP server in the namespace, a node client on the host
+    const server = spawn('nsenter', [`--net=${dns.netnsPath!}`, process.execPath, '-e',
+      "const s=require('dgram').createSocket('udp4');s.on('message',(m)=>process.stdout.write(m));s.bind(5353,()=>process.stdout.write('ready\\n'))"],
+    { stdio: ['ignore', 'pipe', 'ignore'] });
+    procs.push(server);
+    let got = '';
+    server.stdout!.on('data', (b: Buffer) => (got += b.toString()));
+    const client = dgram.createSocket('udp4');
+    for (let i = 0; i < 50 && !got.includes('ping'); i++) {
+      if (got.includes('ready')) client.send('ping', up, '127.0.0.1');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    client.close();
+    expect(got).toContain('ping');
+    await nw.teardown(reqId(dns));
+
+    const lo = await freePort();
+    const srv = net.createServer();
+    sockets.push(srv);
+    const taken = await new Promise<boolean>((r) => {
+      srv.once('error', () => r(false));
+      srv.listen(lo, '0.0.0.0', () => r(true));
+    });
+    if (!taken) return; // someone else took it meanwhile: nothing to learn from this run
+    const ranged = await nw.setup(req('ranged', { ports: [{ containerPort: 80, protocol: 'tcp', hostPort: lo, hostPortEnd: lo + 20 } as never] }));
+    expect(ranged.ports[0]!.hostPort).toBeGreaterThan(lo);
+    expect(ranged.ports[0]!.hostPort).toBeLessThanOrEqual(lo + 20);
+    await nw.teardown(reqId(ranged));
+  });
+
   it('refuses a host port that is taken, by any process or by another container, before changing anything', async () => {
     const port = await freePort();
     const srv = net.createServer();
     sockets.push(srv);
     await new Promise<void>((r) => srv.listen(port, '127.0.0.1', () => r()));
-    const before = linksNamed(/^bth/);
+    const netsBefore = (await nw.listNetworks()).map((n) => n.name);
     const r1 = req('clash', { ports: [{ containerPort: 80, protocol: 'tcp', hostPort: port }] });
     const err = await nw.setup(r1).catch((e: unknown) => e);
     expect(hasTag(err, 'Conflict')).toBe(true);
     expect(String(err)).toMatch(new RegExp(`0\\.0\\.0\\.0:${port}/tcp.*already in use`));
     expect(await nw.endpointInfo(r1.containerId)).toBeUndefined();
-    expect(linksNamed(/^bth/)).toEqual(before);
+    expect((await nw.listNetworks()).map((n) => n.name)).toEqual(netsBefore); // not even the default network was made
+    const vethsOfR1 = (await nw.listNetworks()).map((n) => `bth${createHash('sha256').update(`${r1.containerId}/${n.id}`).digest('hex').slice(0, 12)}`);
+    expect(linksNamed(/^bth/).filter((l) => vethsOfR1.includes(l))).toEqual([]);
     expect(fs.existsSync(path.join(root, 'run/netns', r1.containerId))).toBe(false);
     // published by a container (an nft rule, no socket): still taken
     const p2 = await freePort();
