@@ -25,6 +25,8 @@ export function teardown(): void {
   const ours = (l: string) => process.env.CI !== undefined || l.includes('berth-test-');
   const leaked = findLeaks().filter((l) => !before.has(l) && ours(l));
   if (leaked.length > 0) {
-    throw new Error(`the test run left Berth objects on the host:\n  ${leaked.join('\n  ')}`);
+    const shown = leaked.slice(0, 20).map((l) => (l.length > 200 ? l.slice(0, 200) + '...' : l));
+    const more = leaked.length > shown.length ? `\n  ... and ${leaked.length - shown.length} more` : '';
+    throw new Error(`the test run left ${leaked.length} Berth objects on the host:\n  ${shown.join('\n  ')}${more}`);
   }
 }
