@@ -312,13 +312,7 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
   });
 
   it('after a command is killed half way, the next one undoes it and the address comes back', async () => {
-    const outDir = path.join(root, 'worker');
-    execFileSync(path.join(repoRoot, 'node_modules/.bin/tsc'), [
-      '--ignoreConfig', '--outDir', outDir, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2023', '--skipLibCheck', '--types', 'node',
-      '--rootDir', repoRoot, path.join(repoRoot, 'engine/network/networking.ts'),
-    ], { cwd: repoRoot, stdio: 'pipe' });
-    fs.symlinkSync(path.join(repoRoot, 'node_modules'), path.join(outDir, 'node_modules'));
-    fs.writeFileSync(path.join(outDir, 'package.json'), '{"type":"module"}');
+    const outDir = compileWorker();
     const first = await nw.setup(req('keeper'));
     const victim = req('victim');
     const expectedIp = await (async () => {
@@ -363,13 +357,41 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
     for (const r of [first, next]) await nw.teardown(reqId(r));
   });
 
-  it('hands out distinct addresses to concurrent setups', async () => {
+  it('hands out distinct addresses to concurrent setups, in one process and across processes', async () => {
     const many = await Promise.all(Array.from({ length: 6 }, (_, k) => nw.setup(req(`c${k}`))));
     const ips = many.map((r) => ipOf(r, 'bridge'));
     expect(new Set(ips).size).toBe(6);
+    const outDir = compileWorker();
+    const reqs = Array.from({ length: 4 }, (_, k) => req(`p${k}`));
+    const results = await Promise.all(reqs.map((r) => new Promise<string>((resolve, reject) => {
+      const script = `import { openNetworking } from ${JSON.stringify(path.join(outDir, 'engine/network/networking.js'))};
+        const res = await openNetworking(${JSON.stringify({ root, runRoot: path.join(root, 'run') })}).setup(${JSON.stringify(r)});
+        process.stdout.write(res.networks.bridge.ipv4Address);`;
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      let out = '';
+      child.stdout!.on('data', (b: Buffer) => (out += b.toString()));
+      child.on('exit', (code) => (code === 0 ? resolve(out.split('/')[0]!) : reject(new Error(`worker exited ${code}`))));
+    })));
+    expect(new Set([...ips, ...results]).size).toBe(10);
     for (const r of many) await nw.teardown(reqId(r));
+    for (const r of reqs) await nw.teardown(r.containerId);
   });
 });
+
+let workerDir: string | undefined;
+/** engine/network compiled into the test root, for worker processes (node runs no TypeScript here). */
+function compileWorker(): string {
+  if (workerDir) return workerDir;
+  const outDir = path.join(root, 'worker');
+  execFileSync(path.join(repoRoot, 'node_modules/.bin/tsc'), [
+    '--ignoreConfig', '--outDir', outDir, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2023', '--skipLibCheck', '--types', 'node',
+    '--rootDir', repoRoot, path.join(repoRoot, 'engine/network/networking.ts'),
+  ], { cwd: repoRoot, stdio: 'pipe' });
+  fs.symlinkSync(path.join(repoRoot, 'node_modules'), path.join(outDir, 'node_modules'));
+  fs.writeFileSync(path.join(outDir, 'package.json'), '{"type":"module"}');
+  workerDir = outDir;
+  return outDir;
+}
 
 const ids = new WeakMap<NetworkSetupResult, string>();
 function reqId(r: NetworkSetupResult): string {
