@@ -1,8 +1,8 @@
 /**
- * The ImageApi over the local store: list, inspect, tag, remove (untag),
- * and import of a root filesystem tarball as a one-layer image. Pull, push,
- * save, load and prune belong to the images engineer's adapter (registry,
- * archives, GC); until it lands they answer Unsupported.
+ * A store-only ImageApi (list, inspect, tag, untag, import of uncompressed
+ * layer tarballs), for engines opened without engine/image (the default
+ * ImageApi, with registry, archives and GC, is engine/image/api.ts), and
+ * `importLayers`, which tests use to make multi-layer images offline.
  */
 import { createReadStream, promises as fsp } from 'node:fs';
 import type { ImageApi, ImageInfo, ImageRuntimeConfig } from './engine.js';

@@ -9,7 +9,6 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Engine, EngineEvent, EngineRoots, ImageApi, NetworkApi } from './engine.js';
 import { fail, unsupported } from './errors.js';
-import { openLocalImages } from './local-images.js';
 import { openContainerRuntime, type ContainerRuntime } from './runtime/containers.js';
 import type { ContainerNetworking } from './services.js';
 import { openStore, type Store } from './store/store.js';
@@ -21,7 +20,7 @@ export interface LocalEngineOptions {
   /** Networking: NetworkApi for the facade + ContainerNetworking for containers.
    *  Default: engine/network, loaded on first use; null: none (only "none" and "host" modes). */
   readonly networking?: { readonly api: NetworkApi; readonly containers: ContainerNetworking } | null;
-  /** An ImageApi to use instead of the store-only one (pull/push/save/load). */
+  /** An ImageApi to use instead of engine/image's (loaded on first use). */
   readonly images?: (store: Store) => ImageApi;
 }
 
@@ -64,6 +63,24 @@ const lazyNetworking = (roots: EngineRoots, resolveContainer: (ref: string) => P
   return { api: n, containers: n };
 };
 
+/** engine/image's ImageApi (registry, archives, GC), imported on the first image call. */
+const lazyImages = (store: Store, inUse: () => Promise<readonly string[]>): ImageApi => {
+  let loaded: Promise<ImageApi> | undefined;
+  const get = (): Promise<ImageApi> => (loaded ??= import('./image/api.js').then((m) => m.openImageApi(store, { inUse: inUse as () => Promise<never[]> })));
+  return {
+    pullImage: async (...a) => (await get()).pullImage(...a),
+    pushImage: async (...a) => (await get()).pushImage(...a),
+    listImages: async () => (await get()).listImages(),
+    inspectImage: async (...a) => (await get()).inspectImage(...a),
+    removeImage: async (...a) => (await get()).removeImage(...a),
+    tagImage: async (...a) => (await get()).tagImage(...a),
+    saveImages: async (...a) => (await get()).saveImages(...a),
+    loadImages: async (...a) => (await get()).loadImages(...a),
+    importImage: async (...a) => (await get()).importImage(...a),
+    pruneImages: async (...a) => (await get()).pruneImages(...a),
+  };
+};
+
 export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {}): LocalEngine => {
   const store = openStore(roots.root);
   let containers: ContainerRuntime | undefined;
@@ -79,7 +96,7 @@ export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {
     ...(opts.runtime ? { runtime: opts.runtime } : {}),
     ...(networking ? { networking: networking.containers } : {}),
   });
-  const images = (opts.images ?? openLocalImages)(store);
+  const images = opts.images ? opts.images(store) : lazyImages(store, () => c.chainsInUse());
   const network = networking?.api ?? noNetworks;
   const c = containers;
 

@@ -30,9 +30,11 @@ let engineCache: LocalEngine | undefined;
 export const engineFor = async (cmd: Command, runtime?: string): Promise<LocalEngine> => {
   if (engineCache) return engineCache;
   const g = cmd.optsWithGlobals() as Globals;
-  const [{ openLocalEngine }, { defaultRoots }] = await Promise.all([import('../../engine/local.js'), import('../../engine/engine.js')]);
-  const env = { ...process.env, ...(g.root ? { BERTH_ROOT: g.root } : {}) };
-  const roots = defaultRoots(env);
+  const { openLocalEngine } = await import('../../engine/local.js');
+  const root = g.root ?? process.env['BERTH_ROOT'] ?? '/var/lib/berth';
+  // runtime state: --run-root, BERTH_RUN_ROOT, <root>/run for a root of one's own, else /run/berth
+  const runRoot = g.runRoot ?? process.env['BERTH_RUN_ROOT'] ?? (root === '/var/lib/berth' ? '/run/berth' : `${root}/run`);
+  const roots = { root, runRoot };
   const rt = runtime ?? g.runtime ?? process.env['BERTH_OCI_RUNTIME'];
   engineCache = openLocalEngine(roots, rt ? { runtime: resolveRuntime(rt) } : {});
   return engineCache;
@@ -170,7 +172,8 @@ const addRunFlags = (c: Command): Command =>
     .option('--privileged', 'all capabilities, no seccomp, no masked paths')
     .option('--init', 'run an init as pid 1 that reaps and forwards signals')
     .option('-l, --label <k=v>', 'set a label', collect)
-    .option('--network, --net <mode>', 'none, host, bridge or a network name')
+    .option('--network <mode>', 'none, host, bridge or a network name')
+    .option('--net <mode>', 'same as --network')
     .option('-p, --publish <spec>', 'publish a port', collect)
     .option('-P, --publish-all', 'publish every exposed port')
     .option('--ulimit <name=soft[:hard]>', 'set a ulimit', collect)
@@ -190,8 +193,9 @@ const addRunFlags = (c: Command): Command =>
 const specFrom = async (image: string, command: string[], flags: RunFlags): Promise<ContainerSpec> => {
   const { specFromFlags } = await import('./container-flags.js');
   // commander sets noHealthcheck=false... through --no-healthcheck as healthcheck=false
-  const f = flags as RunFlags & { healthcheck?: boolean };
-  return specFromFlags(image, command, { ...f, noHealthcheck: f.healthcheck === false });
+  const f = flags as RunFlags & { healthcheck?: boolean; net?: string };
+  const network = f.network ?? f.net;
+  return specFromFlags(image, command, { ...f, noHealthcheck: f.healthcheck === false, ...(network !== undefined ? { network } : {}) });
 };
 
 /** Attach to a starting container with this process's stdio; resolves with the container's exit code. */
@@ -235,6 +239,10 @@ const runAttached = async (engine: LocalEngine, id: string, spec: ContainerSpec)
 
 export const registerContainerCommands = (program: Command): void => {
   program.enablePositionalOptions();
+  // `berth ps | head`: a closed pipe ends the output, not with a stack trace
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  });
 
   addRunFlags(program.command('create').description('create a container').argument('<image>').argument('[command...]').passThroughOptions())
     .action(action(async (image: string, command: string[], flags: RunFlags & { runtime?: string }, cmd: Command) => {

@@ -68,6 +68,8 @@ export interface ContainerRuntime extends ContainerApi {
   pathsOf(ref: string): Promise<{ id: string; paths: ContainerPaths; running: boolean; pid?: number; chain: readonly string[] }>;
   /** Ids of containers using each named volume. */
   volumeUsers(): Promise<Map<string, string[]>>;
+  /** Chain IDs of every container's image (their layers are the containers' lowers). */
+  chainsInUse(): Promise<string[]>;
 }
 
 const now = (): string => new Date().toISOString();
@@ -965,6 +967,14 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       const st = (await observe(rec)).state;
       const running = st.status === 'running' || st.status === 'paused';
       return { id, paths: L.container(id), running, ...(st.pid !== undefined ? { pid: st.pid } : {}), chain: rec.chain };
+    },
+    async chainsInUse() {
+      const out = new Set<string>();
+      for (const id of await listIds()) {
+        const rec = await readRecord(L.container(id).record, id).catch(() => undefined);
+        for (const c of rec?.chain ?? []) out.add(c);
+      }
+      return [...out];
     },
     async volumeUsers() {
       const users = new Map<string, string[]>();

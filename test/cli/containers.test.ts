@@ -1,0 +1,218 @@
+// `berth` container and volume verbs as a user runs them: one process per
+// command (containers outlive it), Docker's exit codes, a real terminal
+// through tmux, and nothing changed by bad input.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { busyboxLayer, seedLayer } from '../engine/runtime/helpers.js';
+import { openLocalEngine } from '../../engine/local.js';
+import { importLayers } from '../../engine/local-images.js';
+import { repoRoot } from '../helpers/paths.js';
+
+const bin = path.join(repoRoot, 'test/cli/berth-bin.mjs');
+const built = fs.existsSync(path.join(repoRoot, 'dist/cli/commands/containers.js'));
+let dir = '';
+let root = '';
+
+interface Out {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+const berth = (args: string[], input?: string): Out => {
+  const r = spawnSync(process.execPath, [bin, '--root', root, ...args], { encoding: 'utf8', input: input ?? '', timeout: 60_000 });
+  return { code: r.status ?? 128 + 9, stdout: r.stdout, stderr: r.stderr };
+};
+const ok = (args: string[], input?: string): string => {
+  const r = berth(args, input);
+  if (r.code !== 0) throw new Error(`berth ${args.join(' ')} exited ${r.code}: ${r.stderr}`);
+  return r.stdout;
+};
+
+beforeAll(async () => {
+  if (!built) return;
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-cli-'));
+  root = path.join(dir, 'root');
+  const e = openLocalEngine({ root, runRoot: path.join(root, 'run') }, { networking: null });
+  await importLayers(e.store, [busyboxLayer()], 'busybox:latest', { cmd: ['sh'] });
+  await importLayers(e.store, [busyboxLayer(), seedLayer()], 'seeded:latest', { cmd: ['sh'], volumes: ['/data'] });
+});
+
+afterAll(async () => {
+  if (!root) return;
+  const ids = berth(['ps', '-aq', '--no-trunc']).stdout.split('\n').filter((x) => x !== '');
+  if (ids.length > 0) berth(['rm', '-f', '-v', ...ids]);
+  for (const m of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(dir)).reverse()) {
+    execFileSync('umount', ['-l', m]);
+  }
+  // in case a test ran a container on the default network: its bridge and nft table go too
+  const { openNetworking } = await import('../../engine/network/networking.js');
+  await openNetworking({ root, runRoot: path.join(root, 'run') }).purge();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+const N = ['--network', 'none'];
+
+describe.skipIf(!built)('berth containers (skipped when dist/ is not built: run `npm run build`)', () => {
+  it('run gives the container\'s output and exit code; 125/126/127 as Docker', () => {
+    const id = ok(['create', '--network', 'none', 'busybox', 'true']).trim();
+    expect(ok(['inspect', '-f', '{{.Spec.NetworkMode}}', id])).toBe('none\n');
+    expect(ok(['create', '--net', 'host', 'busybox', 'true']).trim()).toMatch(/^[0-9a-f]{64}$/);
+    ok(['rm', id]);
+    ok(['rm', ...ok(['ps', '-aq']).trim().split('\n')]);
+    expect(berth(['run', '--rm', ...N, 'busybox', 'echo', 'hello'])).toMatchObject({ code: 0, stdout: 'hello\n' });
+    const r = berth(['run', '--rm', ...N, 'busybox', 'sh', '-c', 'echo out; echo err >&2; exit 7']);
+    expect(r).toMatchObject({ code: 7, stdout: 'out\n', stderr: 'err\n' });
+    const nf = berth(['run', '--rm', ...N, 'busybox', 'nosuchcmd']);
+    expect(nf.code).toBe(127);
+    expect(nf.stderr).toMatch(/executable file not found/);
+    expect(berth(['run', '--rm', ...N, 'busybox', '/etc/passwd']).code).toBe(126);
+    const img = berth(['run', '--rm', ...N, 'nosuch']);
+    expect(img.code).toBe(125);
+    expect(img.stderr).toMatch(/image "nosuch:latest" not found/);
+    // --rm removed every one of them
+    expect(ok(['ps', '-aq'])).toBe('');
+  });
+
+  it('bad flag values and a taken name are refused with a clear error and change nothing', () => {
+    const bad = berth(['run', ...N, '--memory', 'lots', '--cpus', 'x', '-v', 'rel/path:/x', '--restart', 'sometimes', 'busybox', 'true']);
+    expect(bad.code).toBe(125);
+    for (const f of ['--memory lots', '--cpus x', '-v rel/path:/x', '--restart sometimes']) expect(bad.stderr).toContain(f);
+    expect(ok(['ps', '-aq'])).toBe('');
+    ok(['create', '--name', 'dup', ...N, 'busybox', 'true']);
+    const dup = berth(['create', '--name', 'dup', ...N, 'busybox', 'true']);
+    expect(dup.code).toBe(125);
+    expect(dup.stderr).toMatch(/"\/dup".*already in use/);
+    expect(ok(['ps', '-aq']).trim().split('\n')).toHaveLength(1);
+    ok(['rm', 'dup']);
+  });
+
+  it('a detached container outlives the CLI; fresh processes see, exec, log, stop, wait and remove it', () => {
+    const id = ok(['run', '-d', '--name', 'bg', ...N, '-e', 'GREETING=hi', 'busybox', 'sh', '-c', 'echo started; echo $GREETING; exec sleep 300']).trim();
+    expect(id).toMatch(/^[0-9a-f]{64}$/);
+    expect(ok(['ps', '--format', '{{.Names}} {{.State}}'])).toBe('bg running\n');
+    expect(ok(['ps', '-q'])).toBe(`${id.slice(0, 12)}\n`);
+    expect(ok(['inspect', '-f', '{{.State.Status}} {{.Name}}', 'bg'])).toBe('running bg\n');
+    expect(berth(['exec', 'bg', 'sh', '-c', 'exit 4']).code).toBe(4);
+    expect(ok(['exec', '-u', 'test', '-w', '/home/test', 'bg', 'sh', '-c', 'id -u; pwd'])).toBe('1000\n/home/test\n');
+    expect(ok(['logs', 'bg'])).toBe('started\nhi\n');
+    expect(ok(['logs', '--tail', '1', 'bg'])).toBe('hi\n');
+    expect(ok(['logs', '-t', 'bg'])).toMatch(/^\d{4}-\d\d-\d\dT[\d:.]+Z started\n/);
+    expect(ok(['top', 'bg'])).toMatch(/sleep 300/);
+    expect(ok(['pause', 'bg'])).toBe('bg\n');
+    expect(ok(['ps', '--format', '{{.State}}'])).toBe('paused\n');
+    ok(['unpause', 'bg']);
+    ok(['update', '--memory', '100m', '--pids-limit', '20', 'bg']);
+    expect(fs.readFileSync(`/sys/fs/cgroup/pids/berth/${id}/pids.max`, 'utf8').trim()).toBe('20');
+    expect(ok(['--json', 'stats', '--no-stream', 'bg'])).toMatch(/"memoryLimitBytes": 104857600/);
+    ok(['rename', 'bg', 'bg2']);
+    const waiter = spawn(process.execPath, [bin, '--root', root, 'wait', 'bg2'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let waited = '';
+    waiter.stdout.on('data', (d: Buffer) => (waited += d.toString()));
+    expect(berth(['stop', '-t', '1', 'bg2']).code).toBe(0);
+    return new Promise<void>((resolve) => {
+      waiter.on('close', () => {
+        expect(waited).toBe('137\n');
+        expect(ok(['ps', '-a', '--filter', 'name=bg2', '--format', '{{.Status}}'])).toMatch(/^Exited \(137\)/);
+        ok(['rm', 'bg2']);
+        expect(fs.existsSync(path.join(root, 'containers', id))).toBe(false);
+        resolve();
+      });
+    });
+  });
+
+  it('--init forwards the stop signal to the command (143), and reaps', () => {
+    ok(['run', '-d', '--init', '--name', 'inited', ...N, 'busybox', 'sleep', '300']);
+    expect(ok(['exec', 'inited', 'cat', '/proc/1/cmdline']).split('\0')[0]).toBe('/sbin/berth-init');
+    const t0 = Date.now();
+    ok(['stop', 'inited']);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(ok(['inspect', '-f', '{{.State.ExitCode}}', 'inited'])).toBe('143\n');
+    ok(['rm', 'inited']);
+  });
+
+  it('feeds piped stdin with -i', () => {
+    expect(berth(['run', '-i', '--rm', ...N, 'busybox', 'sh', '-c', 'tr a-z A-Z'], 'piped words\n')).toMatchObject({ code: 0, stdout: 'PIPED WORDS\n' });
+  });
+
+  it('gives -it a real terminal (driven through tmux)', async () => {
+    const session = `berth-test-${process.pid}`;
+    const cmd = [process.execPath, bin, '--root', root, 'run', '-it', '--rm', ...N, 'busybox', 'sh'].map((a) => `'${a}'`).join(' ');
+    execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '100', '-y', '30', `${cmd}; echo "exit=$?"; sleep 30`]);
+    const capture = (): string => execFileSync('tmux', ['capture-pane', '-p', '-t', session], { encoding: 'utf8' });
+    const until = async (re: RegExp): Promise<string> => {
+      for (let i = 0; i < 200; i++) {
+        const s = capture();
+        if (re.test(s)) return s;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      throw new Error(`terminal never showed ${re}:\n${capture()}`);
+    };
+    try {
+      await until(/# ?$/m);
+      execFileSync('tmux', ['send-keys', '-t', session, 'tty; stty size; echo $((6*7))', 'Enter']);
+      const screen = await until(/^42\s*$/m);
+      expect(screen).toMatch(/\/dev\/pts\/0/);
+      expect(screen).toMatch(/^30 100\s*$/m);
+      execFileSync('tmux', ['send-keys', '-t', session, 'exit 3', 'Enter']);
+      await until(/exit=3/);
+    } finally {
+      spawnSync('tmux', ['kill-session', '-t', session]);
+    }
+  });
+
+  it('cp both ways, diff and export', () => {
+    ok(['create', '--name', 'files', ...N, 'busybox', 'sh', '-c', 'echo made > /made.txt; rm /etc/hostname_gone 2>/dev/null; rm /bin/ash']);
+    ok(['start', 'files']);
+    ok(['wait', 'files']);
+    expect(ok(['diff', 'files']).split('\n')).toEqual(expect.arrayContaining(['A /made.txt', 'C /bin', 'D /bin/ash']));
+    const hostFile = path.join(dir, 'in.txt');
+    fs.writeFileSync(hostFile, 'from host\n');
+    ok(['cp', hostFile, 'files:/tmp/']);
+    ok(['cp', 'files:/tmp/in.txt', path.join(dir, 'back.txt')]);
+    expect(fs.readFileSync(path.join(dir, 'back.txt'), 'utf8')).toBe('from host\n');
+    ok(['cp', 'files:/made.txt', path.join(dir, 'made.txt')]);
+    expect(fs.readFileSync(path.join(dir, 'made.txt'), 'utf8')).toBe('made\n');
+    const tar = path.join(dir, 'export.tar');
+    ok(['export', '-o', tar, 'files']);
+    const names = execFileSync('tar', ['-tf', tar], { encoding: 'utf8' }).split('\n');
+    expect(names).toEqual(expect.arrayContaining(['./made.txt', './tmp/in.txt', './bin/busybox']));
+    expect(names).not.toContain('./bin/ash');
+    expect(berth(['cp', 'files:/nope', dir]).code).toBe(125);
+    ok(['rm', 'files']);
+    // no temporary mount left behind
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dir))).toEqual([]);
+  });
+});
+
+describe.skipIf(!built)('berth volume', () => {
+  it('creates, lists, inspects, refuses to remove in use, prunes', () => {
+    expect(ok(['volume', 'create', '-l', 'k=v', 'vol1'])).toBe('vol1\n');
+    expect(berth(['volume', 'create', 'vol1']).code).toBe(125);
+    expect(berth(['volume', 'create', 'bad/name']).code).toBe(125);
+    ok(['run', '--rm', ...N, '-v', 'vol1:/data', 'busybox', 'sh', '-c', 'echo persisted > /data/f']);
+    expect(ok(['run', '--rm', ...N, '--mount', 'type=volume,source=vol1,target=/d,readonly', 'busybox', 'cat', '/d/f'])).toBe('persisted\n');
+    expect(ok(['volume', 'ls', '-q'])).toBe('vol1\n');
+    expect(ok(['volume', 'ls', '-q', '--filter', 'label=k=v'])).toBe('vol1\n');
+    expect(ok(['volume', 'inspect', '-f', '{{.Mountpoint}}', 'vol1'])).toBe(`${path.join(root, 'volumes/vol1/_data')}\n`);
+    ok(['create', '--name', 'user', ...N, '-v', 'vol1:/data', 'busybox', 'true']);
+    const inUse = berth(['volume', 'rm', 'vol1']);
+    expect(inUse.code).not.toBe(0);
+    expect(inUse.stderr).toMatch(/in use/);
+    expect(ok(['volume', 'prune', '-f'])).toMatch(/Total reclaimed space/);
+    expect(ok(['volume', 'ls', '-q'])).toBe('vol1\n');
+    ok(['rm', 'user']);
+    ok(['volume', 'rm', 'vol1']);
+    expect(ok(['volume', 'ls', '-q'])).toBe('');
+    // the image's VOLUME, copied up into an anonymous volume that rm -v removes
+    ok(['run', '--name', 'anon', ...N, 'seeded', 'cat', '/data/seed.txt']);
+    expect(ok(['logs', 'anon'])).toBe('from the image\n');
+    expect(ok(['volume', 'ls', '-q']).trim()).toMatch(/^[0-9a-f]{64}$/);
+    ok(['rm', '-v', 'anon']);
+    expect(ok(['volume', 'ls', '-q'])).toBe('');
+    ok(['run', '--rm', ...N, '--tmpfs', '/t:size=1m,mode=700', 'busybox', 'sh', '-c', 'grep " /t " /proc/mounts']);
+  });
+});
