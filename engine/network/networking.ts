@@ -637,14 +637,26 @@ class LocalNetworking implements Networking {
   async purge(): Promise<void> {
     await this.state.init();
     await withFlock(this.state.lockFile, async () => {
-      for (const ep of await this.state.endpoints()) await this.undoEndpoint(ep);
+      // keep going past a failure, so that one stuck object does not leave all the others behind
+      const errors: unknown[] = [];
+      const attempt = async (f: () => Promise<unknown>): Promise<void> => {
+        try {
+          await f();
+        } catch (e) {
+          errors.push(e);
+        }
+      };
+      for (const ep of await this.state.endpoints()) await attempt(() => this.undoEndpoint(ep));
       for (const n of await this.state.networks()) {
-        await host.deleteLink(n.bridge);
-        await this.state.removeNetwork(n.id);
+        await attempt(async () => {
+          await host.deleteLink(n.bridge);
+          await this.state.removeNetwork(n.id);
+        });
       }
-      await deleteTable(this.table);
-      await this.maybeRestoreIpForward();
-      await fsp.rm(this.netnsDir, { recursive: true, force: true });
+      await attempt(() => deleteTable(this.table));
+      await attempt(() => this.maybeRestoreIpForward());
+      await attempt(() => fsp.rm(this.netnsDir, { recursive: true, force: true }));
+      if (errors.length > 0) throw errors[0];
     });
   }
 }
