@@ -5,7 +5,7 @@
 // berth-runtime) runs one of them only.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { defaultCaps } from '../helpers/bundle.js';
 import { capMask, decodeJson } from '../helpers/oci.js';
 import { HuntResult, mountAt, parseReport, parseTries, type ProbeReport } from '../helpers/probe.js';
@@ -43,18 +43,19 @@ const knownFailures: Record<string, Record<string, string>> = {
 
 describe.each(runtimesUnderTest())('$name', (rt: RuntimeUnderTest) => {
   let h: Harness;
+  let made = false;
 
-  beforeAll(() => {
-    // A runtime that is not built fails its whole block: never a silent skip.
+  beforeEach(() => {
+    // A runtime that is not built fails every test of its block: never a silent skip.
     if (!fs.existsSync(rt.path)) {
       throw new Error(`${rt.name} not found at ${rt.path}: build it (make -C native) or choose runtimes with BERTH_RUNTIMES`);
     }
-  });
-  beforeEach(() => {
     h = new Harness(rt);
+    made = true;
   });
   afterEach(async () => {
-    await h.cleanup();
+    if (made) await h.cleanup();
+    made = false;
   });
 
   /** Runs the probe (report) in a fresh bundle through `run`. */
