@@ -40,6 +40,13 @@ export const ruleset = (table: string, networks: readonly NetworkRecord[], dnats
     L.push(`    meta nfproto ipv4 ${ip}${d.protocol} dport ${d.hostPort} dnat ip to ${d.target}:${d.containerPort}`);
   }
   L.push('  }');
+  // route_localnet (needed for 127.0.0.1 DNAT) would also let a container send to the host's 127.0.0.0/8
+  // services through its gateway (CVE-2020-8558): drop such packets as they come off a Berth bridge.
+  if (nets.length > 0) {
+    L.push('  chain guard {', '    type filter hook prerouting priority raw; policy accept;');
+    L.push(`    iifname { ${nets.map((n) => q(n.bridge)).join(', ')} } ip daddr 127.0.0.0/8 counter drop`);
+    L.push('  }');
+  }
   L.push('  chain prerouting {', '    type nat hook prerouting priority dstnat; policy accept;', '    fib daddr type local jump published', '  }');
   L.push('  chain output {', '    type nat hook output priority -100; policy accept;', '    fib daddr type local jump published', '  }');
   L.push('  chain postrouting {', '    type nat hook postrouting priority srcnat; policy accept;');

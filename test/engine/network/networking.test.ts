@@ -247,6 +247,25 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
     await nw.teardown(reqId(ranged));
   });
 
+  it('drops packets from a container to the host\'s 127.0.0.0/8 (route_localnet is on for the bridge)', async () => {
+    const evil = await nw.setup(req('evil'));
+    const gw = evil.networks['bridge']!.gateway!;
+    const src = ipOf(evil, 'bridge');
+    const counter = (): number => {
+      const text = execFileSync('nft', ['list', 'chain', 'inet', nw.table, 'guard'], { encoding: 'utf8' });
+      return Number(/counter packets (\d+)/.exec(text)?.[1] ?? -1);
+    };
+    const before = counter();
+    // a root process in the container routes 127.0.0.1 to the gateway instead of its own lo
+    execFileSync('nsenter', [`--net=${evil.netnsPath!}`, 'sh', '-c', [
+      'ip route del 127.0.0.0/8 dev lo table local', 'ip route del local 127.0.0.1 dev lo table local',
+      `ip route add 127.0.0.1/32 via ${gw} dev eth0 src ${src}`, 'sysctl -qw net.ipv4.conf.all.route_localnet=1',
+      `sysctl -qw net.ipv4.conf.eth0.route_localnet=1`, `${busybox} nc -w 1 127.0.0.1 9 </dev/null || true`,
+    ].join('; ')], { stdio: 'ignore', timeout: 10_000 });
+    expect(counter()).toBeGreaterThan(before);
+    await nw.teardown(reqId(evil));
+  });
+
   it('refuses a host port that is taken, by any process or by another container, before changing anything', async () => {
     const port = await freePort();
     const srv = net.createServer();
