@@ -34,7 +34,8 @@ export const context = (cmd: Command): CliContext => {
   return {
     opts,
     log,
-    store: () => (store ??= openStore(opts.root)),
+    // BERTH_DURABLE=0 skips fsync/syncfs of pulled content (faster, not crash safe; for benchmarks)
+    store: () => (store ??= openStore(opts.root, { durable: process.env['BERTH_DURABLE'] !== '0' })),
   };
 };
 

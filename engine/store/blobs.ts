@@ -11,7 +11,7 @@ import * as path from 'node:path';
 import type { Hash } from 'node:crypto';
 import { corrupt, fail, notFound, sys, invalidSpec } from '../errors.js';
 import { algorithmOf, digestOfHash, encodedOf, isDigest, newHash, type Digest } from './digest.js';
-import { fsyncDir, pidAlive, randomSuffix } from './fsutil.js';
+import { fsyncDir, pidAlive, PositionalWriter, randomSuffix } from './fsutil.js';
 
 export interface BlobInfo {
   readonly digest: Digest;
@@ -52,7 +52,8 @@ export interface BlobStore {
 
 export const MAX_JSON_BLOB = 16 * 1024 * 1024;
 
-export const openBlobStore = (layoutDir: string): BlobStore => {
+export const openBlobStore = (layoutDir: string, opts: { durable?: boolean } = {}): BlobStore => {
+  const durable = opts.durable ?? true;
   const blobsDir = path.join(layoutDir, 'blobs');
   const ingestDir = path.join(layoutDir, 'ingest');
   const pathOf = (d: Digest): string => path.join(blobsDir, algorithmOf(d), encodedOf(d));
@@ -71,6 +72,7 @@ export const openBlobStore = (layoutDir: string): BlobStore => {
     await sys(ingestDir, () => fsp.mkdir(ingestDir, { recursive: true }));
     const tmp = path.join(ingestDir, `${process.pid}-${randomSuffix()}`);
     const handle = await sys(tmp, () => fsp.open(tmp, 'wx', 0o644));
+    const out = new PositionalWriter(handle, tmp);
     const alg = expected.digest === undefined ? 'sha256' : algorithmOf(expected.digest);
     const hash: Hash = newHash(alg);
     let written = 0;
@@ -78,6 +80,7 @@ export const openBlobStore = (layoutDir: string): BlobStore => {
     const abort = async (): Promise<void> => {
       if (done) return;
       done = true;
+      await out.flush().catch(() => undefined); // already failing: let queued writes settle before closing
       await handle.close().catch(() => undefined); // already failing; the unlink below is what matters
       await fsp.rm(tmp, { force: true });
     };
@@ -92,11 +95,7 @@ export const openBlobStore = (layoutDir: string): BlobStore => {
         }
         hash.update(chunk);
         written += chunk.length;
-        let off = 0;
-        while (off < chunk.length) {
-          const { bytesWritten } = await sys(tmp, () => handle.write(chunk, off, chunk.length - off));
-          off += bytesWritten;
-        }
+        await out.write(chunk);
       },
       async commit() {
         const actual = digestOfHash(alg, hash);
@@ -109,13 +108,14 @@ export const openBlobStore = (layoutDir: string): BlobStore => {
           return fail(corrupt(label, `${expected.size} bytes`, `${written} bytes`));
         }
         try {
-          await sys(tmp, () => handle.sync());
+          await out.flush();
+          if (durable) await sys(tmp, () => handle.sync());
           await handle.close();
           done = true;
           const dest = pathOf(actual);
           await sys(path.dirname(dest), () => fsp.mkdir(path.dirname(dest), { recursive: true }));
           await sys(dest, () => fsp.rename(tmp, dest));
-          await fsyncDir(path.dirname(dest));
+          if (durable) await fsyncDir(path.dirname(dest));
         } catch (e) {
           done = false;
           await abort();

@@ -108,3 +108,68 @@ export const withLock = async <A>(lockFile: string, what: string, fn: () => Prom
     await fsp.rm(lockFile, { force: true });
   }
 };
+
+/**
+ * Sequential bytes written with positional writes, up to `max` in flight,
+ * so that a stream's producer does not wait for each write to land. Chunks
+ * must not be reused by the caller after `write` (stream chunks are not).
+ */
+export class PositionalWriter {
+  private pos = 0;
+  private readonly inflight = new Set<Promise<void>>();
+  private error: unknown;
+
+  constructor(
+    private readonly handle: import('node:fs/promises').FileHandle,
+    private readonly file: string,
+    private readonly max = 4,
+  ) {}
+
+  get position(): number {
+    return this.pos + this.pendingBytes;
+  }
+
+  private pending: Uint8Array[] = [];
+  private pendingBytes = 0;
+
+  /** Queue bytes; small chunks are gathered into writes of about 1 MiB (fewer syscalls). */
+  async write(chunk: Uint8Array): Promise<void> {
+    if (this.error !== undefined) await sys(this.file, () => Promise.reject(this.error));
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= PositionalWriter.GATHER) await this.issue();
+  }
+
+  private static readonly GATHER = 1 << 20;
+
+  private async issue(): Promise<void> {
+    if (this.pendingBytes === 0) return;
+    const buf = this.pending.length === 1 ? (this.pending[0] as Uint8Array) : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    const at = this.pos;
+    this.pos += buf.length;
+    const p: Promise<void> = (async () => {
+      let off = 0;
+      while (off < buf.length) off += (await this.handle.write(buf, off, buf.length - off, at + off)).bytesWritten;
+    })().then(
+      () => {
+        this.inflight.delete(p);
+      },
+      (e: unknown) => {
+        this.inflight.delete(p);
+        this.error ??= e;
+      },
+    );
+    this.inflight.add(p);
+    if (this.inflight.size >= this.max) await Promise.race(this.inflight);
+    if (this.error !== undefined) await sys(this.file, () => Promise.reject(this.error));
+  }
+
+  /** Wait for every write; throws the first failure as a Kernel error. */
+  async flush(): Promise<void> {
+    if (this.error === undefined) await this.issue();
+    await Promise.all(this.inflight);
+    if (this.error !== undefined) await sys(this.file, () => Promise.reject(this.error));
+  }
+}

@@ -64,7 +64,7 @@ export interface Store {
 export const openStore = (root: string, opts: { durable?: boolean } = {}): Store => {
   const layoutDir = path.join(root, 'images');
   const leasesDir = path.join(layoutDir, 'leases');
-  const blobs = openBlobStore(layoutDir);
+  const blobs = openBlobStore(layoutDir, opts);
   const names = openNameStore(layoutDir);
   const layers = openLayerStore(path.join(root, 'layers'), opts);
 

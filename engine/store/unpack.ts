@@ -32,6 +32,7 @@ import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
 import { EngineFailure, fail, invalidSpec, kernel } from '../errors.js';
+import { PositionalWriter } from './fsutil.js';
 
 const run = promisify(execFile);
 
@@ -230,13 +231,15 @@ export const unpackLayer = async (tarStream: Readable, opts: UnpackOptions): Pro
         case 'contiguous-file': {
           await clear(rel, false);
           const fh = await fsp.open(file, 'wx', 0o600);
+          const out = new PositionalWriter(fh, file);
           try {
             for await (const chunk of entryStream as AsyncIterable<Buffer>) {
-              let off = 0;
-              while (off < chunk.length) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+              await out.write(chunk);
               bytes += chunk.length;
             }
+            await out.flush();
           } finally {
+            await out.flush().catch(() => undefined); // on failure: let queued writes settle before closing
             await fh.close();
           }
           break;
