@@ -99,5 +99,6 @@ describe('nft table', () => {
     expect(text).toContain('iifname "berth-b" oifname != "berth-b" drop');
     expect(text).toContain('meta nfproto ipv4 tcp dport 8080 dnat ip to 10.89.0.2:80');
     expect(text).toContain('meta nfproto ipv4 ip daddr 127.0.0.1 udp dport 5353 dnat ip to 10.89.0.2:53');
+    expect(text).toContain('iifname { "berth-a", "berth-b" } ip daddr 127.0.0.0/8 counter drop');
   });
 });
