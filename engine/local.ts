@@ -5,7 +5,7 @@
  * <runRoot>/events.jsonl, so that every process using the same roots (CLI,
  * agent) sees the others' events.
  */
-import { promises as fsp } from 'node:fs';
+import { appendFileSync, mkdirSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { Engine, EngineEvent, EngineRoots, ImageApi, NetworkApi } from './engine.js';
 import { fail, unsupported } from './errors.js';
@@ -87,8 +87,18 @@ export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {
   const networking = opts.networking === null ? undefined : (opts.networking ?? lazyNetworking(roots, async (ref) => (await (containers as ContainerRuntime).inspectContainer(ref)).id));
   const eventsFile = path.join(roots.runRoot, 'events.jsonl');
   const emit = (ev: EngineEvent): void => {
+    // one O_APPEND write per event keeps lines whole and in order across processes;
     // events are best effort: an operation never fails because its event could not be written
-    void fsp.mkdir(roots.runRoot, { recursive: true }).then(() => fsp.appendFile(eventsFile, `${JSON.stringify(ev)}\n`)).catch(() => undefined);
+    try {
+      appendFileSync(eventsFile, `${JSON.stringify(ev)}\n`);
+    } catch {
+      try {
+        mkdirSync(roots.runRoot, { recursive: true });
+        appendFileSync(eventsFile, `${JSON.stringify(ev)}\n`);
+      } catch {
+        // no events then
+      }
+    }
   };
   const volumes = openVolumeStore(roots, () => (containers as ContainerRuntime).volumeUsers());
   containers = openContainerRuntime({

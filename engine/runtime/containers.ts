@@ -32,7 +32,7 @@ import type { Store } from '../store/store.js';
 import type { VolumeStore } from '../volume/volumes.js';
 import { attach, waitExitLine, type AttachSession, type AttachStreams } from './attach.js';
 import { resolveInRoot } from './inroot.js';
-import { mountPrivate, runtimeCli, startShim, unmountIfMounted, type RuntimeCli } from './invoke.js';
+import { mountPrivate, runtimeCli, startShim, unmountIfMounted, unmountSoon, type RuntimeCli } from './invoke.js';
 import { layoutOf, nativeDir, type ContainerPaths } from './layout.js';
 import { buildOciConfig, signalNumber, type OciDevice, type OciMount } from './oci-spec.js';
 import { readRecord, writeRecord, type ImageDefaults, type Record as CRecord, type RunState } from './record.js';
@@ -73,6 +73,16 @@ export interface ContainerRuntime extends ContainerApi {
 }
 
 const now = (): string => new Date().toISOString();
+
+/** BERTH_TRACE=1: phase timings of start on stderr (for bench/containers). */
+const tracing = process.env['BERTH_TRACE'] === '1';
+let traceT = 0;
+const trace = (what: string): void => {
+  if (!tracing) return;
+  const t = performance.now();
+  process.stderr.write(`trace ${what} +${(t - traceT).toFixed(1)}ms\n`);
+  traceT = t;
+};
 
 /** A process exists and is not a zombie (an exited shim waits for its reaper, pid 1, which may be slow). */
 const pidAlive = (pid: number): boolean => {
@@ -452,14 +462,17 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       await waitExitLine(shimSock(p, Number(stale), 'shim.sock'));
     }
     await fsp.rm(p.shimDir, { recursive: true, force: true });
-    await rtOf(rec).try(['delete', '--force', rec.id]);
+    // runtime state of a create that never got its start recorded
+    if (await fsp.access(path.join(L.runtimeRoot, rec.id)).then(() => true, () => false)) await rtOf(rec).try(['delete', '--force', rec.id]);
     r = await readRecord(p.record, rec.id);
     return r;
   };
 
   const startLocked = async (id: string, beforeStart?: (p: ContainerPaths, rec: CRecord) => Promise<void>): Promise<void> => {
     const p = L.container(id);
+    trace('start: begin');
     let rec = await recover(await readRecord(p.record, id));
+    trace('start: record read, recovered');
     if (rec.state.running) {
       if (beforeStart) fail(conflict('container', rec.name, 'is already running'));
       return;
@@ -479,6 +492,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       const overlay = await o.images.layers.mount(rec.chain as never, p.upper, p.work, p.rootfs);
       await mountPrivate(overlay);
       mounted = true;
+      trace('start: rootfs mounted');
       const user = await resolveUser(p.rootfs, spec.user ?? rec.imageDefaults.user);
       const cwd = spec.workingDir ?? rec.imageDefaults.workingDir ?? '/';
       const cwdHost = await resolveInRoot(p.rootfs, cwd);
@@ -500,6 +514,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         ...(seccompProfile !== undefined ? { seccompProfile } : {}),
       });
       await fsp.writeFile(p.config, JSON.stringify(config));
+      trace('start: user, volumes, config.json');
       await fsp.rm(p.shimDir, { recursive: true, force: true });
       const started = await startShim({
         shim: shimPath, id, stateDir: p.shimDir, runtime: rec.runtime, runtimeRoot: L.runtimeRoot, bundle: p.dir, logPath: p.log,
@@ -513,15 +528,18 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         await writeRecord(p.record, { ...rec, state: { ...rec.state, exitCode: code, error: msg } });
         throw new EngineFailure({ _tag: 'Internal', message: `container ${rec.name}: cannot start: ${msg}` }, { cause: { exitCode: code } });
       });
-      // the container's mount namespace holds the rootfs now
-      await unmountIfMounted(p.rootfs);
+      trace('start: shim + runtime create');
+      // the container's mount namespace holds the rootfs now: the host's copy goes
+      unmountSoon(p.rootfs);
       mounted = false;
+      trace('start: host rootfs unmounted');
       const state: RunState = { running: true, restartCount: rec.state.restartCount, startedAt: now(), pid: started.pid, shimPid: started.shimPid };
       rec = {
         ...rec, state, anonymousVolumes: anonymous,
         ...(net ? { networks: net.networks, ports: net.ports } : {}),
       };
       await writeRecord(p.record, rec);
+      trace('start: record written');
       if (beforeStart) await beforeStart(p, rec);
       const r = await rtOf(rec).try(['start', id]);
       if (r.code !== 0) {
@@ -534,6 +552,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         await fsp.rm(p.shimDir, { recursive: true, force: true });
         throw new EngineFailure({ _tag: 'Internal', message: `container ${rec.name}: cannot start: ${msg}` }, { cause: { exitCode: code } });
       }
+      trace('start: runtime start');
       cEvent('start', rec);
     } catch (e) {
       if (mounted) await unmountIfMounted(p.rootfs).catch(() => undefined);

@@ -61,9 +61,24 @@ export const mountPrivate = async (m: Mount): Promise<void> => {
   if (r.code !== 0) fail({ _tag: 'Kernel', syscall: 'mount', errno: 'EIO', path: m.target, message: firstLine(r.stderr) });
 };
 
-export const isMountPoint = async (p: string): Promise<boolean> => {
+/** A directory whose device differs from its parent's is a mount point (an
+ *  overlay always has its own); a bind of the same filesystem needs mountinfo. */
+export const isMountPoint = async (p: string, thorough = false): Promise<boolean> => {
+  try {
+    const [a, b] = await Promise.all([fsp.stat(p), fsp.stat(`${p}/..`)]);
+    if (a.dev !== b.dev) return true;
+    if (!thorough) return false;
+  } catch {
+    return false;
+  }
   const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
   return info.split('\n').some((l) => l.split(' ')[4] === p);
+};
+
+/** Detach `p` without waiting: a helper process finishes on its own (the
+ *  next command that finds the mount still there removes it). */
+export const unmountSoon = (p: string): void => {
+  spawn('umount', ['-l', p], { stdio: 'ignore', detached: true }).unref();
 };
 
 /** Unmount `p` (lazily) if it is a mount point. Idempotent. */

@@ -85,6 +85,7 @@ describe('lifecycle', () => {
     expect(seen.state.pid).toBeGreaterThan(1);
     expect(fs.readlinkSync(`/proc/${seen.state.pid}/ns/pid`)).not.toBe(fs.readlinkSync('/proc/self/ns/pid'));
     // no rootfs mount on the host while it runs: the container's namespace holds it
+    for (let i = 0; i < 100 && mountsUnder(t.dir).length > 0; i++) await new Promise((r) => setTimeout(r, 20));
     expect(mountsUnder(t.dir)).toEqual([]);
     expect((await fresh.listContainers()).map((x) => x.name)).toContain('sleeper');
     // sleep as pid 1 ignores SIGTERM: stop falls back to SIGKILL after the timeout
@@ -315,6 +316,27 @@ describe('logs', () => {
     const followed: string[] = [];
     for await (const l of t.engine.logs(c.id, { follow: true })) followed.push(l.text);
     expect(followed).toEqual(['a\n', 'b\n']);
+  });
+});
+
+describe('events', () => {
+  it('streams container events from every engine on the same roots', async () => {
+    const ac = new AbortController();
+    const seen: string[] = [];
+    const reader = (async () => {
+      for await (const ev of t.engine.events({ signal: ac.signal })) {
+        if (ev.type === 'container') seen.push(ev.action);
+        if (ev.type === 'container' && ev.action === 'destroy') ac.abort();
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 150));
+    const other = openLocalEngine(t.engine.roots, { networking: null });
+    const c = await other.createContainer(none({ command: ['sh', '-c', 'exit 2'] }));
+    await other.startContainer(c.id);
+    await other.waitContainer(c.id);
+    await other.removeContainer(c.id);
+    await reader;
+    expect(seen).toEqual(['create', 'start', 'die', 'destroy']);
   });
 });
 
