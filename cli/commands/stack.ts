@@ -14,7 +14,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline/promises';
 import pc from 'picocolors';
-import * as E from 'fp-ts/Either';
+import * as E from 'fp-ts/lib/Either.js';
 import type { ContainerInfo, Engine } from '../../engine/engine.js';
 import { renderError } from '../../engine/errors.js';
 import type { Stack } from '../../provider/model/stack.js';
