@@ -1,7 +1,7 @@
 /**
  * Container verbs with Docker's names and flags: create, run, start, stop,
  * restart, kill, rm, ps, inspect, logs, wait, exec, attach, pause, unpause,
- * top, stats, rename, update, diff, export, cp (`port` is
+ * top, stats, rename, update, diff, export, cp, commit (`port` is
  * in networks.ts).
  *
  * Exit codes as Docker: 125 when Berth fails (bad flag, unknown image, name
@@ -575,6 +575,18 @@ export const registerContainerCommands = (program: Command): void => {
       const engine = await engineFor(cmd);
       const { exportContainer } = await import('../../engine/runtime/fsops.js');
       await exportContainer(engine, ref, o.output);
+    }));
+
+  program.command('commit').description('make an image from a container\'s changes').argument('<container>').argument('<repository[:tag]>')
+    .option('-a, --author <name>', 'author')
+    .option('-m, --message <text>', 'commit message')
+    .option('-p, --pause', 'pause the container while committing (default true)', true)
+    .option('--no-pause', 'do not pause')
+    .action(action(async (ref: string, target: string, o: { author?: string; message?: string; pause?: boolean }, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const { commitContainer } = await import('../../engine/runtime/commit.js');
+      const img = await commitContainer(engine, ref, target, { ...(o.author ? { author: o.author } : {}), ...(o.message ? { message: o.message } : {}), pause: o.pause !== false });
+      process.stdout.write(`${img.id}\n`);
     }));
 
   program.command('cp').description('copy files between a container and the host (CONTAINER:PATH)').argument('<src>').argument('<dst>')

@@ -182,6 +182,9 @@ describe.skipIf(!built)('berth containers (skipped when dist/ is not built: run 
     expect(names).toEqual(expect.arrayContaining(['./made.txt', './tmp/in.txt', './bin/busybox']));
     expect(names).not.toContain('./bin/ash');
     expect(berth(['cp', 'files:/nope', dir]).code).toBe(125);
+    // commit: the changes (a new file, a deleted one) become a layer of a new image
+    expect(ok(['commit', '-m', 'snapshot', 'files', 'snap:1']).trim()).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(ok(['run', '--rm', ...N, 'snap:1', 'sh', '-c', 'cat /made.txt /tmp/in.txt; test -e /bin/ash || echo ash-gone'])).toBe('made\nfrom host\nash-gone\n');
     ok(['rm', 'files']);
     // no temporary mount left behind
     expect(fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dir))).toEqual([]);
