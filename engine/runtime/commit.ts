@@ -26,9 +26,9 @@ const opaque = (dir: string): Promise<boolean> =>
 const layerTar = async (upper: string, out: string): Promise<void> => {
   const pack = tarStream.pack();
   const done = pipeline(pack, createWriteStream(out));
-  const entry = (h: tarStream.Header, body: string | Buffer = ''): Promise<void> =>
+  const entry = (h: Partial<tarStream.Header> & { name: string }, body: string | Buffer = ''): Promise<void> =>
     new Promise((resolve, reject) => {
-      pack.entry(h, body, (err) => (err ? reject(err) : resolve()));
+      pack.entry(h as tarStream.Header, body, (err) => (err ? reject(err) : resolve()));
     });
   const walk = async (rel: string): Promise<void> => {
     const names = (await fsp.readdir(path.join(upper, rel))).sort();
@@ -47,7 +47,7 @@ const layerTar = async (upper: string, out: string): Promise<void> => {
         await entry({ ...base, name: r, type: 'symlink', linkname: await fsp.readlink(p) });
       } else if (st.isFile()) {
         await new Promise<void>((resolve, reject) => {
-          const w = pack.entry({ ...base, name: r, type: 'file', size: st.size }, (err) => (err ? reject(err) : resolve()));
+          const w = pack.entry({ ...base, name: r, type: 'file', size: st.size } as tarStream.Header, (err) => (err ? reject(err) : resolve()));
           createReadStream(p).on('error', reject).pipe(w);
         });
       } else if (st.isCharacterDevice() || st.isBlockDevice()) {
