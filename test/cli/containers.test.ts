@@ -134,6 +134,13 @@ describe.skipIf(!built)('berth containers (skipped when dist/ is not built: run 
     ok(['rm', 'inited']);
   });
 
+  it('attach follows a running container\'s output until it exits, with its code', () => {
+    ok(['run', '-d', '--name', 'att', ...N, 'busybox', 'sh', '-c', 'sleep 1; echo late; echo late-err >&2; exit 6']);
+    const r = berth(['attach', 'att']);
+    expect(r).toMatchObject({ code: 6, stdout: 'late\n', stderr: 'late-err\n' });
+    ok(['rm', 'att']);
+  });
+
   it('feeds piped stdin with -i', () => {
     expect(berth(['run', '-i', '--rm', ...N, 'busybox', 'sh', '-c', 'tr a-z A-Z'], 'piped words\n')).toMatchObject({ code: 0, stdout: 'PIPED WORDS\n' });
   });
