@@ -7,7 +7,8 @@
  *             file, build the desired state, and plan against an actual
  *             state that already matches (the pure part of `berth plan`)
  * Run as root from the repository root after `npx tsc`:
- *   node dist/bench/stack/bench.js noop apply:50 apply:200
+ *   node dist/bench/stack/bench.js noop apply:50 apply:200 apply:50:none
+ * (`apply:N:none`: containers with networkMode none, to separate networking's share)
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -97,14 +98,15 @@ const noop = (): string => {
   }
 };
 
-const applyN = async (n: number, concurrency: number): Promise<string> => {
+const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Promise<string> => {
   if (!fs.existsSync(rootfsTar)) execFileSync(path.join(repo, 'examples/web/make-rootfs.sh'));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-bench-stack-'));
   const engine = openLocalEngine({ root: path.join(dir, 'root'), runRoot: path.join(dir, 'run') }, { runtime: path.join(repo, 'native/build/berth-runtime') });
   try {
     await engine.importImage(rootfsTar, 'bench/img:1', { changes: { cmd: ['sh'] } });
-    const lines = ['stack: bench', 'networks:', '  net: {}', 'containers:'];
-    for (let i = 0; i < n; i++) lines.push(`  c${i}: { image: bench/img:1, command: [sleep, "3600"], networks: [net], stopTimeout: 1 }`);
+    const lines = ['stack: bench', ...(net === 'stack' ? ['networks:', '  net: {}'] : []), 'containers:'];
+    const attach = net === 'stack' ? 'networks: [net]' : 'networkMode: none';
+    for (let i = 0; i < n; i++) lines.push(`  c${i}: { image: bench/img:1, command: [sleep, "3600"], ${attach}, stopTimeout: 1 }`);
     const file = path.join(dir, 'stack.yaml');
     fs.writeFileSync(file, `${lines.join('\n')}\n`);
     const s = loadStack(file);
@@ -124,7 +126,7 @@ const applyN = async (n: number, concurrency: number): Promise<string> => {
     const t5 = performance.now();
     if (!rd.ok) throw new Error('destroy failed');
     return [
-      `apply of ${n} containers from empty (concurrency ${concurrency}, one stack network): ${((t2 - t0) / 1000).toFixed(2)} s (plan ${((t1 - t0) / 1000).toFixed(2)} s, apply ${((t2 - t1) / 1000).toFixed(2)} s, ${((t2 - t1) / n).toFixed(0)} ms per container); ${running}/${n} running`,
+      `apply of ${n} containers from empty (concurrency ${concurrency}, ${net === 'stack' ? 'one stack network' : 'networkMode none'}): ${((t2 - t0) / 1000).toFixed(2)} s (plan ${((t1 - t0) / 1000).toFixed(2)} s, apply ${((t2 - t1) / 1000).toFixed(2)} s, ${((t2 - t1) / n).toFixed(0)} ms per container); ${running}/${n} running`,
       `  second plan: ${isEmpty(again) ? 'empty' : 'NOT EMPTY'} in ${((t4 - t3) / 1000).toFixed(2)} s; destroy: ${((t5 - t4) / 1000).toFixed(2)} s`,
     ].join('\n');
   } finally {
@@ -142,7 +144,10 @@ const main = async (): Promise<void> => {
   const concurrency = Number(process.env['CONCURRENCY'] ?? 8);
   for (const a of args.length > 0 ? args : ['noop', 'apply:50', 'apply:200']) {
     if (a === 'noop') process.stdout.write(`${noop()}\n`);
-    else if (a.startsWith('apply:')) process.stdout.write(`${await applyN(Number(a.slice(6)), concurrency)}\n`);
+    else if (a.startsWith('apply:')) {
+      const [, n, net] = a.split(':');
+      process.stdout.write(`${await applyN(Number(n), concurrency, net === 'none' ? 'none' : 'stack')}\n`);
+    }
     else throw new Error(`unknown benchmark ${a}`);
   }
 };

@@ -30,7 +30,7 @@ const unsupportedServiceKeys: Record<string, string> = Object.fromEntries([
   'cpu_period', 'cpu_quota', 'cpu_rt_period', 'cpu_rt_runtime', 'cpus', 'cpuset', 'cpu_shares', 'credential_spec', 'develop',
   'device_cgroup_rules', 'devices', 'dns', 'dns_opt', 'dns_search', 'domainname', 'driver_opts', 'expose', 'extends',
   'external_links', 'extra_hosts', 'gpus', 'group_add', 'ipc', 'isolation', 'links', 'logging', 'mac_address',
-  'mem_limit', 'mem_reservation', 'mem_swappiness', 'memswap_limit', 'models', 'network_mode', 'oom_kill_disable',
+  'mem_limit', 'mem_reservation', 'mem_swappiness', 'memswap_limit', 'models', 'oom_kill_disable',
   'oom_score_adj', 'pid', 'pids_limit', 'platform', 'post_start', 'pre_stop', 'profiles', 'provider', 'pull_policy',
   'runtime', 'scale', 'secrets', 'security_opt', 'shm_size', 'stdin_open', 'storage_opt', 'use_api_socket', 'userns_mode',
   'uts', 'volumes_from', 'label_file', 'ulimits',
@@ -111,6 +111,7 @@ const composeService = strict('service', {}, {
     string: mapped(nonEmpty, 'env_file', (s) => [s]), list: list(nonEmpty),
   }),
   ports: list(composePort), volumes: list(composeVolumeMount), networks: composeNetworks, depends_on: composeDependsOn,
+  network_mode: mapped(str, 'network_mode', (m) => (m === 'none' || m === 'host' ? m : expect('"none" or "host" (Berth supports no other network_mode)'))),
   healthcheck: composeHealthcheck, restart, deploy: composeDeploy, labels, user: nonEmpty, working_dir: nonEmpty,
   cap_add: list(nonEmpty), cap_drop: list(nonEmpty), read_only: bool,
   tmpfs: byShape<string[]>('tmpfs', 'a path or a list of paths', { string: mapped(nonEmpty, 'tmpfs', (s) => [s]), list: list(nonEmpty) }),
@@ -234,8 +235,8 @@ export const composeToStack = (doc: unknown, ctx: ComposeContext): E.Either<stri
     }
     const hc = s.healthcheck;
     const limits = s.deploy?.resources?.limits;
-    const nets = s.networks ?? { default: { aliases: [] } };
-    if (s.networks === undefined && !('default' in networks)) networks['default'] = { labels: {} };
+    const nets = s.network_mode !== undefined ? (s.networks ?? {}) : (s.networks ?? { default: { aliases: [] } });
+    if (s.networks === undefined && s.network_mode === undefined && !('default' in networks)) networks['default'] = { labels: {} };
     containers[name] = {
       image,
       ...(s.entrypoint ? { entrypoint: s.entrypoint } : {}),
@@ -268,6 +269,7 @@ export const composeToStack = (doc: unknown, ctx: ComposeContext): E.Either<stri
         },
       } : {}),
       networks: nets,
+      ...(s.network_mode !== undefined ? { networkMode: s.network_mode } : {}),
       dependsOn: s.depends_on ?? {},
       ...(s.stop_signal ? { stopSignal: s.stop_signal } : {}),
       ...(s.stop_grace_period !== undefined ? { stopTimeoutSeconds: Math.ceil(s.stop_grace_period / 1000) } : {}),

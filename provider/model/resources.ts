@@ -73,6 +73,8 @@ export interface ContainerResource {
   readonly resources: ResourceSpec;
   readonly restart: RestartPolicy;
   readonly healthcheck?: HealthcheckSpec;
+  /** "none" or "host" instead of networks (no stack networks then). */
+  readonly networkMode?: 'none' | 'host';
   /** Stack networks by key, with aliases. Empty: the engine's default network. */
   readonly networks: Readonly<Record<string, { readonly aliases: readonly string[]; readonly ipv4Address?: string }>>;
   readonly dependsOn: Readonly<Record<string, DependCondition>>;
@@ -263,7 +265,7 @@ export const ContainerDoc = mapped(
   strict('container', { image: nonEmpty }, {
     entrypoint: command, command, env: environment, workingDir: nonEmpty, user: nonEmpty, hostname: nonEmpty,
     labels, readOnlyRootfs: bool, mounts: list(mount), ports: list(port), capAdd: list(capName), capDrop: list(capName),
-    privileged: bool, resources: resourcesCodec, restart, healthcheck: healthcheckObject, networks: containerNetworks,
+    privileged: bool, resources: resourcesCodec, restart, healthcheck: healthcheckObject, networks: containerNetworks, networkMode: literal('none', 'host'),
     dependsOn, stopSignal: nonEmpty, stopTimeout: int(0, 86400), init: bool, tty: bool, sysctls: dict(scalarString),
     ulimits: list(ulimitCodec),
     security: strict('security', {}, { seccomp: nonEmpty, noNewPrivileges: bool }),
@@ -288,6 +290,7 @@ export const ContainerDoc = mapped(
     restart: d.restart ?? { name: 'no' },
     ...(d.healthcheck ? { healthcheck: toHealthcheck(d.healthcheck) } : {}),
     networks: d.networks ?? {},
+    ...(d.networkMode ? { networkMode: d.networkMode } : {}),
     dependsOn: d.dependsOn ?? {},
     ...(d.stopSignal ? { stopSignal: d.stopSignal } : {}),
     ...(d.stopTimeout !== undefined ? { stopTimeoutSeconds: d.stopTimeout } : {}),

@@ -44,6 +44,9 @@ export const validateStack = (stack: Stack): string[] => {
   const hostPorts = new Map<string, string>();
   for (const [key, c] of Object.entries(stack.containers)) {
     const base = `containers.${key}`;
+    if (c.networkMode !== undefined && Object.keys(c.networks).length > 0) {
+      problems.push(`${where(stack, `${base}.networkMode`)}: networkMode ${c.networkMode} cannot be combined with networks`);
+    }
     for (const n of Object.keys(c.networks)) {
       if (!(n in stack.networks)) problems.push(`${where(stack, `${base}.networks.${n}`)}: network "${n}" is not declared (declare it under networks)`);
     }

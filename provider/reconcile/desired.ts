@@ -100,8 +100,8 @@ export const desiredState = (stack: Stack, sourceDigests: Readonly<Record<string
       ulimits: c.ulimits, sysctls: c.sysctls, stopSignal: c.stopSignal, stopTimeoutSeconds: c.stopTimeoutSeconds,
       init: c.init, tty: c.tty, healthcheck: c.healthcheck, ports, security: c.security,
     };
-    const defaultNetwork = Object.keys(nets).length === 0;
-    const core: Record<string, unknown> = { ...body, labels: c.labels, defaultNetwork };
+    const defaultNetwork = Object.keys(nets).length === 0 && c.networkMode === undefined;
+    const core: Record<string, unknown> = { ...body, labels: c.labels, defaultNetwork, networkMode: c.networkMode };
     const restartPolicy: RestartPolicy = c.restart.name === 'on-failure' && c.restart.maximumRetryCount
       ? { name: 'on-failure', maximumRetryCount: c.restart.maximumRetryCount } : { name: c.restart.name };
     const dependsOn = Object.keys(c.dependsOn).sort().join(',');
@@ -112,7 +112,7 @@ export const desiredState = (stack: Stack, sourceDigests: Readonly<Record<string
       labels: { ...c.labels, ...ownershipLabels({ stack: s, kind: 'container', key }, core, dependsOn ? { [DEPENDS_ON]: dependsOn } : {}) },
       resources: c.resources,
       restartPolicy,
-      ...(firstNet !== undefined ? { networkMode: firstNet, networks: nets } : {}),
+      ...(firstNet !== undefined ? { networkMode: firstNet, networks: nets } : c.networkMode !== undefined ? { networkMode: c.networkMode } : {}),
     });
     containers[key] = {
       key, spec, core, imageRef, ...(imageKey !== undefined ? { imageKey } : {}),

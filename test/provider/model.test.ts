@@ -81,7 +81,7 @@ networks:
     expect(problems(r).sort()).toEqual([
       'stack.yaml: colour: unknown key "colour" (allowed: stack, images, networks, volumes, containers)',
       'stack.yaml: containers.bad/name: bad name "bad/name": expected a name of letters, digits, "_", "." and "-" (max 63), starting with a letter or digit',
-      'stack.yaml: containers.web.imag: unknown key "imag" (allowed: image, entrypoint, command, env, workingDir, user, hostname, labels, readOnlyRootfs, mounts, ports, capAdd, capDrop, privileged, resources, restart, healthcheck, networks, dependsOn, stopSignal, stopTimeout, init, tty, sysctls, ulimits, security)',
+      'stack.yaml: containers.web.imag: unknown key "imag" (allowed: image, entrypoint, command, env, workingDir, user, hostname, labels, readOnlyRootfs, mounts, ports, capAdd, capDrop, privileged, resources, restart, healthcheck, networks, networkMode, dependsOn, stopSignal, stopTimeout, init, tty, sysctls, ulimits, security)',
       'stack.yaml: containers.web.image: required key missing (string)',
       'stack.yaml: containers.web.ports[0]: expected a host port 1-65535, got "99999:80"',
       'stack.yaml: containers.web.ports[1]: expected a single port (port ranges are not supported by Berth), got "80-90:80"',
@@ -209,7 +209,7 @@ services:
   web:
     image: x
     container_name: fixed
-    network_mode: host
+    network_mode: bridge
     deploy: { replicas: 3 }
     x-custom: fine
 networks:
@@ -221,7 +221,7 @@ secrets: {}
       'compose.yaml: secrets: key "secrets" is not supported by Berth',
       'compose.yaml: services.web.container_name: key "container_name" is not supported by Berth (Berth names containers <project>-<service>)',
       'compose.yaml: services.web.deploy.replicas: key "replicas" is not supported by Berth (one container per service)',
-      'compose.yaml: services.web.network_mode: key "network_mode" is not supported by Berth',
+      'compose.yaml: services.web.network_mode: expected "none" or "host" (Berth supports no other network_mode), got "bridge"',
     ]);
   });
 

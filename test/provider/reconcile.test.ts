@@ -203,6 +203,17 @@ describe('diff rules', () => {
     }
   });
 
+  it('replaces a container whose network mode changes', async () => {
+    const e = new MemoryEngine();
+    await converge(e, load(base));
+    const p = await planFor(e, load(base.replace(/cache:\n    image: bb\n/, 'cache:\n    image: bb\n    networkMode: none\n')));
+    expect(nonNoop(p).map((c) => [c.key, c.action, c.reasons.map((r) => `${r.field}: ${r.detail}`)])).toEqual([
+      ['cache', 'replace', ['defaultNetwork: true -> (unset)', 'networkMode: (unset) -> "none"']],
+    ]);
+    await apply(e, p);
+    expect([...e.containers.values()].find((c) => c.name === 'shop-cache')!.spec.networkMode).toBe('none');
+  });
+
   it('starts a declared container that has stopped', async () => {
     const e = new MemoryEngine();
     const s = load(base);
