@@ -321,7 +321,8 @@ export class Harness {
       problems.push(`mount left at ${m}`);
       await runCommand('umount', ['-l', m]);
     }
-    await runCommand('rm', ['-rf', '--one-file-system', this.dir]);
+    const rm = await runCommand('rm', ['-rf', '--one-file-system', this.dir]);
+    if (rm.code !== 0 || fs.existsSync(this.dir)) problems.push(`could not remove ${this.dir}: ${rm.stderr.trim()}`);
     if (problems.length > 0) throw new Error(`cleanup of ${this.rt.name} test found:\n  ${problems.join('\n  ')}`);
   }
 }
