@@ -346,7 +346,8 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
     let killedHalfWay = false;
     for (let attempt = 0; attempt < 20 && !killedHalfWay; attempt++) {
       const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' });
-      // kill it once it has recorded its intent and before it is done
+      // kill it once it has recorded its intent and changed the host (its netns is mounted), before it is done
+      const nsFile = path.join(root, 'run/netns', victim.containerId);
       for (;;) {
         let text = '';
         try {
@@ -354,7 +355,7 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
         } catch {
           // not yet
         }
-        if (text.includes('"phase": "creating"')) {
+        if (text.includes('"phase": "creating"') && fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(nsFile)) {
           child.kill('SIGKILL');
           killedHalfWay = true;
           break;
