@@ -377,6 +377,25 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
     for (const r of [first, next]) await nw.teardown(reqId(r));
   });
 
+  it('after a reboot (bridge, table and namespaces gone) the records bring the networks back and release the dead endpoints', async () => {
+    const info = await nw.createNetwork({ name: 'rebooted' });
+    const ep = await nw.setup(req('before-reboot', { networkMode: 'rebooted', ports: [{ containerPort: 80, protocol: 'tcp' }] }));
+    const id = reqId(ep);
+    // what a reboot takes away
+    execFileSync('ip', ['link', 'del', info.bridge]);
+    execFileSync('nft', ['delete', 'table', 'inet', nw.table]);
+    execFileSync('umount', [ep.netnsPath!]);
+    const after = await nw.inspectNetwork('rebooted');
+    expect(after.containers).toEqual({});
+    expect(linksNamed(/^berth/)).toContain(info.bridge);
+    expect(execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' })).toContain(nw.table);
+    expect(await nw.endpointInfo(id)).toBeUndefined();
+    const again = await nw.setup(req('after-reboot', { networkMode: 'rebooted' }));
+    expect(ipOf(again, 'rebooted')).toBe(ipOf(ep, 'rebooted'));
+    await nw.teardown(reqId(again));
+    await nw.removeNetwork('rebooted');
+  });
+
   it('hands out distinct addresses to concurrent setups, in one process and across processes', async () => {
     const many = await Promise.all(Array.from({ length: 6 }, (_, k) => nw.setup(req(`c${k}`))));
     const ips = many.map((r) => ipOf(r, 'bridge'));
