@@ -195,6 +195,10 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
     expect(get(undefined, '127.0.0.1', lp)).toBe('published');
     expect(get(undefined, gw, hp)).toBe('published');
     expect(get(undefined, gw, lp)).toBe(''); // bound to 127.0.0.1 only
+    // the host's own other addresses (a local destination: the packets never leave the host)
+    const hostAddrs = (JSON.parse(execFileSync('ip', ['-j', '-4', 'addr', 'show', 'scope', 'global'], { encoding: 'utf8' })) as { ifname: string; addr_info: { local: string }[] }[])
+      .filter((l) => !/^(berth|bth)/.test(l.ifname)).flatMap((l) => l.addr_info.map((a) => a.local));
+    for (const a of hostAddrs.slice(0, 1)) expect(get(undefined, a, hp)).toBe('published');
     const other = await nw.setup(req('other'));
     expect(get({ netns: other.netnsPath! }, gw, hp)).toBe('published');
     // and from a container of another network, through the host
