@@ -251,7 +251,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     if (!exit) return rec;
     const p = L.container(rec.id);
     await waitShimGone(rec);
-    await rtOf(rec).try(['delete', '--force', rec.id]); // normally done by the shim (--rm); a no-op then
+    if (await hasRuntimeState(rec.id)) await rtOf(rec).try(['delete', '--force', rec.id]); // normally done by the shim (--rm)
     if (o.networking && needsNetworking(rec.spec)) await o.networking.teardown(rec.id);
     await unmountIfMounted(p.rootfs);
     const next: CRecord = {
@@ -271,6 +271,9 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     return next;
   };
 
+  /** The runtime keeps state for the container (runc and berth-runtime: <root>/<id>). */
+  const hasRuntimeState = (id: string): Promise<boolean> => fsp.access(path.join(L.runtimeRoot, id)).then(() => true, () => false);
+
   const needsNetworking = (spec: ContainerSpec): boolean => {
     const m = spec.networkMode ?? 'bridge';
     return m !== 'none' && m !== 'host';
@@ -279,7 +282,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
   /** Remove everything of a container (record last but one, name last). */
   const destroy = async (rec: CRecord, removeVolumes: boolean): Promise<void> => {
     const p = L.container(rec.id);
-    await rtOf(rec).try(['delete', '--force', rec.id]);
+    if (await hasRuntimeState(rec.id)) await rtOf(rec).try(['delete', '--force', rec.id]);
     if (o.networking && needsNetworking(rec.spec)) await o.networking.teardown(rec.id);
     await unmountIfMounted(p.rootfs);
     await fsp.rm(p.shimDir, { recursive: true, force: true });
@@ -463,7 +466,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     }
     await fsp.rm(p.shimDir, { recursive: true, force: true });
     // runtime state of a create that never got its start recorded
-    if (await fsp.access(path.join(L.runtimeRoot, rec.id)).then(() => true, () => false)) await rtOf(rec).try(['delete', '--force', rec.id]);
+    if (await hasRuntimeState(rec.id)) await rtOf(rec).try(['delete', '--force', rec.id]);
     r = await readRecord(p.record, rec.id);
     return r;
   };
