@@ -54,6 +54,8 @@ export interface Spec {
     maskedPaths?: string[];
     readonlyPaths?: string[];
     rootfsPropagation?: string;
+    devices?: { path: string; type: string; major: number; minor: number; fileMode?: number; uid?: number; gid?: number }[];
+    timeOffsets?: Record<string, { secs: number; nanosecs: number }>;
   };
 }
 

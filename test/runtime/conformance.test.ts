@@ -36,6 +36,8 @@ const knownFailures: Record<string, Record<string, string>> = {
     'sets the domainname': 'runc 1.1.5 parses domainname but applies it only from 1.2 on',
     'rejects a config with unknown capability': 'runc 1.1 ignores unknown capability names with a warning',
     'rejects a config with malformed JSON': 'runc says only "unexpected EOF", naming neither config.json nor JSON',
+    'creates a time namespace with the configured offsets': 'runc 1.1.5 does not know the time namespace',
+    'applies rootfsPropagation to the container root': 'runc 1.1.5 leaves the container\'s / private when rootfsPropagation is shared',
     'does not follow a /dev symlink out of the rootfs':
       'runc 1.1.5 creates the /dev/fd, stdin, stdout, stderr and ptmx symlinks through a rootfs /dev symlink, on the host',
   },
@@ -164,6 +166,18 @@ describe.each(runtimesUnderTest())('$name', (rt: RuntimeUnderTest) => {
       expect(report.uidMap?.trim().split(/\s+/)).toEqual(['0', '100000', '65536']);
       expect(report.gidMap?.trim().split(/\s+/)).toEqual(['0', '100000', '65536']);
       expect(report.uid).toBe(0);
+    });
+
+    conforms('creates a time namespace with the configured offsets', async () => {
+      const b = h.bundle(['/bin/sh', '-c', '/probe report; cat /proc/self/timens_offsets'], (spec) => {
+        spec.linux!.namespaces!.push({ type: 'time' });
+        spec.linux!.timeOffsets = { monotonic: { secs: 86400, nanosecs: 0 } };
+      });
+      const r = await h.run(b);
+      expectOk(r, 'run');
+      const [reportLine, ...offsets] = r.stdout.trim().split('\n');
+      expect(parseReport(reportLine!).ns.time).not.toBe(hostNs('time'));
+      expect(offsets.map((l) => l.trim().split(/\s+/))).toContainEqual(['monotonic', '86400', '0']);
     });
 
     it('sets the hostname', async () => {
@@ -338,6 +352,27 @@ describe.each(runtimesUnderTest())('$name', (rt: RuntimeUnderTest) => {
       // Even with CAP_SYS_ADMIN, /proc/sys is a read-only mount.
       expect(sysWrite).toMatchObject({ ok: false, errno: EROFS });
       expect(sysRead).toMatchObject({ ok: true });
+    });
+
+    it('creates the devices of linux.devices, allowed by the device cgroup', async () => {
+      const [write] = await tries('/probe try write /dev/berth-null', (spec) => {
+        spec.linux!.devices = [{ path: '/dev/berth-null', type: 'c', major: 1, minor: 3, fileMode: 0o666, uid: 0, gid: 0 }];
+        spec.linux!.resources = { devices: [{ allow: false, access: 'rwm' }, { allow: true, type: 'c', major: 1, minor: 3, access: 'rwm' }] };
+      });
+      expect(write).toMatchObject({ ok: true });
+    });
+
+    conforms('applies rootfsPropagation to the container root', async () => {
+      const optional = async (propagation?: string) => {
+        const report = await probe((spec) => {
+          if (propagation !== undefined) spec.linux!.rootfsPropagation = propagation;
+        });
+        // Optional fields of mountinfo sit between field 6 and the "-".
+        const line = mountAt(report, '/')!.split(' ');
+        return line.slice(6, line.indexOf('-')).join(' ');
+      };
+      expect(await optional('shared')).toMatch(/shared:\d+/);
+      expect(await optional('private')).not.toMatch(/shared:|master:/);
     });
 
     it('creates the default devices', async () => {
@@ -525,6 +560,14 @@ describe.each(runtimesUnderTest())('$name', (rt: RuntimeUnderTest) => {
         user: { uid: 0, gid: 0 }, args: ['/bin/sh', '-c', 'exit 3'], cwd: '/', env: ['PATH=/bin'],
       }));
       expect((await h.cli(['exec', '--process', processJson, id])).code).toBe(3);
+
+      const pidFile = path.join(h.dir, 'exec.pid');
+      const out = fs.openSync(path.join(h.dir, 'exec.out'), 'w');
+      const detached = await h.cli(['exec', '--detach', '--pid-file', pidFile, id, 'sleep', '999'], { stdoutFd: out });
+      fs.closeSync(out);
+      expectOk(detached, 'exec --detach');
+      const execPid = Number(fs.readFileSync(pidFile, 'utf8'));
+      expect(fs.readlinkSync(`/proc/${execPid}/ns/pid`)).toBe(fs.readlinkSync(`/proc/${pid}/ns/pid`));
     });
 
     it('reports its features as JSON', async () => {
@@ -600,6 +643,10 @@ describe.each(runtimesUnderTest())('$name', (rt: RuntimeUnderTest) => {
         mutate: (spec) => spec.mounts!.push({ destination: '/mnt/bad', type: 'tmpfs', source: 'tmpfs', options: ['size=notanumber'] }),
       },
       { name: 'malformed JSON', message: /json|config|parse/i, mutate: () => {}, raw: '{"ociVersion": "1.0.2", "process": ' },
+      {
+        name: 'bind mount of a missing source', message: /no-such-source/,
+        mutate: (spec, dir) => spec.mounts!.push({ destination: '/mnt/x', type: 'bind', source: `${dir}/no-such-source`, options: ['rbind'] }),
+      },
     ];
     for (const c of cases) {
       conforms(`rejects a config with ${c.name}`, async () => {
