@@ -317,11 +317,16 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
         const owner = await nameOwner(name);
-        const ownerAlive = owner !== undefined && (await fsp.access(L.container(owner).dir).then(() => true, () => false));
-        if (ownerAlive || owner === '') {
+        const hasRecord = owner !== undefined && /^[0-9a-f]{64}$/.test(owner) && (await fsp.access(L.container(owner).record).then(() => true, () => false));
+        // a create in progress holds its container's lock until the record is written
+        const lockHolder = owner ? Number((await fsp.readFile(L.container(owner).lock, 'utf8').catch(() => '')).trim()) : NaN;
+        const creating = Number.isInteger(lockHolder) && lockHolder > 0 && pidAlive(lockHolder);
+        if (hasRecord || creating || owner === '') {
           fail(conflict('container name', `/${name}`, `already in use by container ${owner?.slice(0, 12)}; remove or rename that container, or choose another name`));
         }
-        await fsp.rm(file, { force: true }); // stale entry of a container that no longer exists
+        // a stale entry: its container is gone, or its create was interrupted before the record
+        if (owner && /^[0-9a-f]{64}$/.test(owner)) await fsp.rm(L.container(owner).dir, { recursive: true, force: true });
+        await fsp.rm(file, { force: true });
       }
     }
     fail(conflict('container name', `/${name}`, 'could not be reserved'));
@@ -361,24 +366,26 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     await ensureDirs();
     const id = newId();
     const name = spec.name ?? randomName();
-    await reserveName(name, id);
     const p = L.container(id);
-    try {
-      await fsp.mkdir(p.dir, { mode: 0o710 });
-      await Promise.all([p.rootfs, p.upper, p.work].map((d) => fsp.mkdir(d, { mode: 0o755 })));
-      const rec: CRecord = {
-        id, name, created: now(), image: spec.image, imageId: img.id, chain: [...img.chain],
-        spec: { ...spec, name }, imageDefaults: defaults, runtime: runtimePath, args,
-        state: { running: false, restartCount: 0 },
-      };
-      await writeRecord(p.record, rec);
-      cEvent('create', rec);
-      return info(rec, (await observe(rec)).state);
-    } catch (e) {
-      await fsp.rm(p.dir, { recursive: true, force: true });
-      await fsp.rm(path.join(L.namesDir, name), { force: true });
-      throw e;
-    }
+    return locked(id, async () => {
+      await reserveName(name, id);
+      try {
+        await fsp.mkdir(p.dir, { mode: 0o710 });
+        await Promise.all([p.rootfs, p.upper, p.work].map((d) => fsp.mkdir(d, { mode: 0o755 })));
+        const rec: CRecord = {
+          id, name, created: now(), image: spec.image, imageId: img.id, chain: [...img.chain],
+          spec: { ...spec, name }, imageDefaults: defaults, runtime: runtimePath, args,
+          state: { running: false, restartCount: 0 },
+        };
+        await writeRecord(p.record, rec);
+        cEvent('create', rec);
+        return info(rec, (await observe(rec)).state);
+      } catch (e) {
+        await fsp.rm(p.dir, { recursive: true, force: true });
+        await fsp.rm(path.join(L.namesDir, name), { force: true });
+        throw e;
+      }
+    });
   };
 
   /* ----------------------------------------------------------------- start */

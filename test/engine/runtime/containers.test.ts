@@ -340,6 +340,30 @@ describe('events', () => {
   });
 });
 
+describe('concurrency', () => {
+  it('one name, many engines creating at once: exactly one wins, the rest get a conflict', async () => {
+    const engines = Array.from({ length: 6 }, () => openLocalEngine(t.engine.roots, { networking: null }));
+    const results = await Promise.allSettled(engines.map((e) => e.createContainer(none({ name: 'race', command: ['true'] }))));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    for (const r of results) if (r.status === 'rejected') expect(toEngineError(r.reason)._tag).toBe('Conflict');
+    expect((await t.engine.listContainers({ all: true, filters: { name: ['race'] } })).length).toBe(1);
+    // concurrent removes: one removes, the others find nothing; nothing is left half done
+    const rm = await Promise.allSettled(engines.map((e) => e.removeContainer('race', { force: true })));
+    expect(rm.filter((r) => r.status === 'fulfilled').length).toBeGreaterThanOrEqual(1);
+    for (const r of rm) if (r.status === 'rejected') expect(toEngineError(r.reason)._tag).toBe('NotFound');
+    expect(fs.readdirSync(path.join(t.engine.roots.root, 'containers/names'))).not.toContain('race');
+  });
+
+  it('concurrent starts of one container start it once', async () => {
+    const c = await t.engine.createContainer(none({ command: ['sleep', '100'] }));
+    const engines = Array.from({ length: 4 }, () => openLocalEngine(t.engine.roots, { networking: null }));
+    await Promise.all(engines.map((e) => e.startContainer(c.id)));
+    expect(fs.readdirSync(path.join(t.engine.roots.runRoot, 'shims')).filter((d) => d === c.id)).toHaveLength(1);
+    expect((await t.engine.containers.topContainer(c.id)).length).toBe(1);
+    await t.engine.removeContainer(c.id, { force: true });
+  });
+});
+
 describe('crash recovery', () => {
   it('finishes after a crash between mounting the rootfs and creating the container, and takes over a stale name', async () => {
     const c = await t.engine.createContainer(none({ name: 'crashy', command: ['echo', 'ok'] }));
@@ -353,6 +377,12 @@ describe('crash recovery', () => {
     // a name entry whose container is gone (crash during rm) does not block the name
     fs.writeFileSync(path.join(t.engine.roots.root, 'containers/names/ghost'), 'f'.repeat(64));
     await t.engine.createContainer(none({ name: 'ghost', command: ['true'] }));
+    // nor one whose create died before writing the record (its dir is removed with it)
+    const half = 'd'.repeat(64);
+    fs.mkdirSync(path.join(t.engine.roots.root, 'containers', half, 'upper'), { recursive: true });
+    fs.writeFileSync(path.join(t.engine.roots.root, 'containers/names/halfway'), half);
+    await t.engine.createContainer(none({ name: 'halfway', command: ['true'] }));
+    expect(fs.existsSync(path.join(t.engine.roots.root, 'containers', half))).toBe(false);
     // a container dir without a record (crash during create) is removed by its ID
     const orphan = 'e'.repeat(64);
     fs.mkdirSync(path.join(t.engine.roots.root, 'containers', orphan, 'rootfs'), { recursive: true });
