@@ -29,6 +29,8 @@ import { exposedToPorts, resolvePorts, type PublishSpec } from './ports.js';
 import { StateDir, type Attachment, type EndpointRecord, type NetworkRecord } from './state.js';
 
 export const DEFAULT_ROOT = '/var/lib/berth';
+/** Host-wide note that Berth turned net.ipv4.ip_forward on (see ensureIpForward). */
+export const IP_FORWARD_MARK = '/run/berth/ip_forward.set-by-berth';
 /** The default network's pool: 10.88.0.0/16 first, then the next free /16 up to 10.95. */
 const DEFAULT_POOL = parseCidr('10.88.0.0/13')!;
 /** User networks get /24s out of 10.89.0.0/16... then 10.90-10.127. */
@@ -109,21 +111,27 @@ class LocalNetworking implements Networking {
     await applyRuleset(this.table, ruleset(this.table, nets, dnatsOf(publishable)));
   }
 
+  /**
+   * ip_forward is one setting for the whole host, shared by every Berth root, so the note that Berth
+   * turned it on is host-wide too (IP_FORWARD_MARK, on tmpfs: a reboot resets both the setting and
+   * the note). Whichever root removes the last Berth bridge of the host turns it back off.
+   */
   private async ensureIpForward(): Promise<void> {
     if ((await host.readSysctl('net.ipv4.ip_forward')) === '1') return;
-    await this.state.writeHost({ ipForwardSetByBerth: true }); // intent first
+    await fsp.mkdir(path.dirname(IP_FORWARD_MARK), { recursive: true, mode: 0o700 });
+    await fsp.writeFile(IP_FORWARD_MARK, `${new Date().toISOString()}\n`); // intent first
     await host.setSysctl('net.ipv4.ip_forward', '1');
-    this.log.info('net.ipv4.ip_forward was 0: set to 1 for bridge networking (recorded; restored when Berth has no bridge left)');
+    this.log.info(`net.ipv4.ip_forward was 0: set to 1 for bridge networking (noted in ${IP_FORWARD_MARK}; set back to 0 when no Berth bridge is left)`);
   }
 
   private async maybeRestoreIpForward(): Promise<void> {
-    const h = await this.state.host();
-    if (!h.ipForwardSetByBerth) return;
+    if (!(await fsp.access(IP_FORWARD_MARK).then(() => true, () => false))) return;
     if ((await this.state.networks()).length > 0) return;
     // another Berth root may still route through its bridges
     if ((await host.berthLinks()).some((l) => l.startsWith('berth'))) return;
     await host.setSysctl('net.ipv4.ip_forward', '0');
-    await this.state.writeHost({ ipForwardSetByBerth: false });
+    await fsp.rm(IP_FORWARD_MARK, { force: true });
+    this.log.info('no Berth bridge left: net.ipv4.ip_forward set back to 0');
   }
 
   private netnsPathFor(containerId: string): string {

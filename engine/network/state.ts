@@ -2,7 +2,6 @@
  * Networking state on disk, under <root>/networks:
  *
  *   lock                          flock(2) target (lock.ts)
- *   host.json                     what Berth changed on the host (ip_forward)
  *   nets/<id>.json                one per network (NetworkRecord)
  *   endpoints/<containerId>/      one per container that setup() saw:
  *       endpoint.json             EndpointRecord
@@ -87,8 +86,6 @@ export const EndpointRecord = t.type({
 });
 export type EndpointRecord = t.TypeOf<typeof EndpointRecord>;
 
-export const HostRecord = t.type({ ipForwardSetByBerth: t.boolean });
-export type HostRecord = t.TypeOf<typeof HostRecord>;
 
 export class StateDir {
   readonly dir: string;
@@ -168,12 +165,5 @@ export class StateDir {
   }
   async removeEndpoint(containerId: string): Promise<void> {
     await fsp.rm(this.endpointDir(containerId), { recursive: true, force: true });
-  }
-
-  async host(): Promise<HostRecord> {
-    return (await this.readJson(path.join(this.dir, 'host.json'), HostRecord)) ?? { ipForwardSetByBerth: false };
-  }
-  async writeHost(r: HostRecord): Promise<void> {
-    await writeFileAtomic(path.join(this.dir, 'host.json'), JSON.stringify(r) + '\n', 0o600);
   }
 }

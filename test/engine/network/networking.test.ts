@@ -27,6 +27,7 @@ const skipReason =
   process.getuid?.() !== 0 ? 'needs root' : !have('nft') ? 'needs nftables' : !have('ip') ? 'needs iproute2' : !fs.existsSync(busybox) ? 'needs busybox-static' : '';
 
 let root = '';
+let forwardBefore = '';
 let nw: Networking;
 const procs: ChildProcess[] = [];
 const sockets: net.Server[] = [];
@@ -89,6 +90,7 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
   const networkIds = new Set<string>();
 
   beforeAll(() => {
+    forwardBefore = fs.readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim();
     root = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-net-'));
     fs.writeFileSync(empty(), '');
     nw = openNetworking({ root, runRoot: path.join(root, 'run') });
@@ -131,6 +133,10 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
       const tables = execFileSync('nft', ['list', 'tables'], { encoding: 'utf8' });
       const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => root !== '' && l.includes(root));
       expect({ left, table: tables.includes(nw.table), mounts }).toEqual({ left: [], table: false, mounts: [] });
+      // ip_forward goes back to what it was, unless someone else's Berth bridge still needs it
+      if (forwardBefore === '0' && linksNamed(/^berth/).length === 0) {
+        expect(fs.readFileSync('/proc/sys/net/ipv4/ip_forward', 'utf8').trim()).toBe('0');
+      }
     } finally {
       if (root) fs.rmSync(root, { recursive: true, force: true });
     }
