@@ -144,14 +144,30 @@ export class PositionalWriter {
 
   private async issue(): Promise<void> {
     if (this.pendingBytes === 0) return;
-    const buf = this.pending.length === 1 ? (this.pending[0] as Uint8Array) : Buffer.concat(this.pending, this.pendingBytes);
+    // writev gathers the chunks without copying them into one buffer (less GC pressure)
+    const bufs = this.pending;
+    const total = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
     const at = this.pos;
-    this.pos += buf.length;
+    this.pos += total;
     const p: Promise<void> = (async () => {
-      let off = 0;
-      while (off < buf.length) off += (await this.handle.write(buf, off, buf.length - off, at + off)).bytesWritten;
+      let done = (await this.handle.writev(bufs, at)).bytesWritten;
+      // a short write is rare (disk full, signals): finish it chunk by chunk
+      let skip = done;
+      for (const b of bufs) {
+        if (skip >= b.length) {
+          skip -= b.length;
+          continue;
+        }
+        let off = skip;
+        skip = 0;
+        while (off < b.length) {
+          const n = (await this.handle.write(b, off, b.length - off, at + done)).bytesWritten;
+          off += n;
+          done += n;
+        }
+      }
     })().then(
       () => {
         this.inflight.delete(p);
