@@ -244,6 +244,26 @@ describe('users, security defaults, limits', () => {
   });
 });
 
+describe('devices, sysctls, ulimits, OOM', () => {
+  it('adds a host device, sets namespaced sysctls and ulimits', async () => {
+    const r = await sh('head -c 5 /dev/myzero | wc -c; cat /proc/sys/net/ipv4/ip_forward; ulimit -n; ulimit -Hn; hostname; cat /proc/sys/kernel/domainname', {
+      devices: [{ hostPath: '/dev/zero', containerPath: '/dev/myzero', permissions: 'rwm' }],
+      sysctls: { 'net.ipv4.ip_forward': '1' },
+      ulimits: [{ name: 'nofile', soft: 1024, hard: 2048 }],
+      hostname: 'devbox', domainname: 'example.org',
+    });
+    expect(r.out).toBe('5\n1\n1024\n2048\ndevbox\nexample.org\n');
+    expect((await errorOf(sh('true', { sysctls: { 'kernel.panic': '1' } })))._tag).toBe('InvalidSpec');
+    expect((await errorOf(sh('true', { devices: [{ hostPath: '/etc/passwd', containerPath: '/dev/x', permissions: 'r' }] })))._tag).toBe('InvalidSpec');
+  });
+
+  it('records an OOM kill', async () => {
+    const r = await sh('x=a; while :; do x="$x$x"; done', { resources: { memory: 8 * 1024 * 1024, memorySwap: 8 * 1024 * 1024 } });
+    expect(r.code).toBe(137);
+    expect((await t.engine.inspectContainer(r.id)).state.oomKilled).toBe(true);
+  });
+});
+
 describe('exec', () => {
   it('runs processes in a running container with user, env, workdir and exit code', async () => {
     const c = await t.engine.createContainer(none({ command: ['sleep', '100'], env: ['FROM=container'] }));
