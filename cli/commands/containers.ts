@@ -208,6 +208,7 @@ const runAttached = async (engine: LocalEngine, id: string, spec: ContainerSpec)
     stdout: process.stdout,
     stderr: process.stderr,
     tty,
+    ...(tty && process.stdout.isTTY ? { initialSize: { rows: process.stdout.rows ?? 24, cols: process.stdout.columns ?? 80 } } : {}),
   };
   let session: Awaited<ReturnType<LocalEngine['containers']['startAttached']>>['session'] | undefined;
   const forward = (sig: NodeJS.Signals): void => {
@@ -220,10 +221,7 @@ const runAttached = async (engine: LocalEngine, id: string, spec: ContainerSpec)
   }
   try {
     session = (await engine.containers.startAttached(id, streams)).session;
-    if (tty && process.stdout.isTTY) {
-      onWinch();
-      process.on('SIGWINCH', onWinch);
-    }
+    if (tty && process.stdout.isTTY) process.on('SIGWINCH', onWinch);
     await session.done;
     return (await engine.waitContainer(id)).exitCode;
   } finally {

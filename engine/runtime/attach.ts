@@ -14,6 +14,8 @@ export interface AttachStreams {
   readonly tty: boolean;
   /** Forward end-of-input to the container (type 2 frame). */
   readonly closeStdinOnEnd?: boolean;
+  /** The terminal's size, sent as soon as the connection is up (before the process starts, for `run -t`). */
+  readonly initialSize?: { readonly rows: number; readonly cols: number };
 }
 
 export interface AttachSession {
@@ -72,6 +74,12 @@ export const attach = (socketPath: string, s: AttachStreams): Promise<AttachSess
         s.stdin?.removeListener('end', onEnd);
       };
       void done.then(cleanup);
+      if (s.tty && s.initialSize) {
+        const p = Buffer.alloc(4);
+        p.writeUInt16BE(s.initialSize.rows, 0);
+        p.writeUInt16BE(s.initialSize.cols, 2);
+        sock.write(frame(1, p));
+      }
       resolve({
         done,
         resize(rows, cols) {

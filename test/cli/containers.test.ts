@@ -169,6 +169,20 @@ describe.skipIf(!built)('berth containers (skipped when dist/ is not built: run 
     } finally {
       spawnSync('tmux', ['kill-session', '-t', session]);
     }
+    // exec -it into a running container
+    ok(['run', '-d', '--name', 'ttyd', ...N, 'busybox', 'sleep', '300']);
+    const ex = [process.execPath, bin, '--root', root, 'exec', '-it', 'ttyd', 'sh'].map((a) => `'${a}'`).join(' ');
+    execFileSync('tmux', ['new-session', '-d', '-s', session, '-x', '90', '-y', '25', `${ex}; echo "exit=$?"; sleep 30`]);
+    try {
+      await until(/# ?$/m);
+      execFileSync('tmux', ['send-keys', '-t', session, 'tty; stty size; exit 5', 'Enter']);
+      const screen = await until(/exit=5/);
+      expect(screen).toMatch(/\/dev\/pts\/\d+/);
+      expect(screen).toMatch(/^25 90\s*$/m);
+    } finally {
+      spawnSync('tmux', ['kill-session', '-t', session]);
+      berth(['rm', '-f', 'ttyd']);
+    }
   });
 
   it('cp both ways, diff and export', () => {
