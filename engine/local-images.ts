@@ -49,6 +49,17 @@ const toOciConfig = (c: Partial<ImageRuntimeConfig>): Record<string, unknown> =>
   ...(c.volumes ? { Volumes: Object.fromEntries(c.volumes.map((v) => [v, {}])) } : {}),
   ...(c.stopSignal ? { StopSignal: c.stopSignal } : {}),
   ...(c.labels ? { Labels: { ...c.labels } } : {}),
+  ...(c.healthcheck
+    ? {
+        Healthcheck: {
+          Test: [...c.healthcheck.test],
+          ...(c.healthcheck.intervalMs ? { Interval: c.healthcheck.intervalMs * 1e6 } : {}),
+          ...(c.healthcheck.timeoutMs ? { Timeout: c.healthcheck.timeoutMs * 1e6 } : {}),
+          ...(c.healthcheck.retries ? { Retries: c.healthcheck.retries } : {}),
+          ...(c.healthcheck.startPeriodMs ? { StartPeriod: c.healthcheck.startPeriodMs * 1e6 } : {}),
+        },
+      }
+    : {}),
 });
 
 /** Import uncompressed rootfs tarballs (bottom to top) as an image named `ref`. */

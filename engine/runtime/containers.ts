@@ -23,7 +23,7 @@ import * as path from 'node:path';
 import * as readline from 'node:readline';
 import type {
   ContainerApi, ContainerFilter, ContainerInfo, ContainerSpec, ContainerState, ContainerStats, EngineEvent, EngineRoots,
-  ExecSpec, LogLine, MountSpec, ResourceSpec, RestartPolicy,
+  ExecSpec, HealthcheckSpec, LogLine, MountSpec, ResourceSpec, RestartPolicy,
 } from '../engine.js';
 import { conflict, EngineFailure, fail, invalidSpec, notFound, toEngineError, unsupported } from '../errors.js';
 import type { ContainerNetworking, NetworkSetupResult } from '../services.js';
@@ -112,6 +112,24 @@ const mergeEnv = (base: readonly string[], over: readonly string[]): string[] =>
   const out = new Map<string, string>();
   for (const e of [...base, ...over]) out.set(envKey(e), e);
   return [...out.values()];
+};
+
+/** The image's HEALTHCHECK (Docker's config: durations in nanoseconds) as a spec. */
+const imageHealthcheck = (h: unknown): HealthcheckSpec | undefined => {
+  if (typeof h !== 'object' || h === null) return undefined;
+  const o = h as { Test?: unknown; Interval?: unknown; Timeout?: unknown; Retries?: unknown; StartPeriod?: unknown };
+  if (!Array.isArray(o.Test) || !o.Test.every((x) => typeof x === 'string') || o.Test.length === 0) return undefined;
+  const ms = (v: unknown): number | undefined => (typeof v === 'number' && v > 0 ? Math.round(v / 1e6) : undefined);
+  const interval = ms(o.Interval);
+  const timeout = ms(o.Timeout);
+  const start = ms(o.StartPeriod);
+  return {
+    test: o.Test as string[],
+    ...(interval !== undefined ? { intervalMs: interval } : {}),
+    ...(timeout !== undefined ? { timeoutMs: timeout } : {}),
+    ...(typeof o.Retries === 'number' && o.Retries > 0 ? { retries: o.Retries } : {}),
+    ...(start !== undefined ? { startPeriodMs: start } : {}),
+  };
 };
 
 /** Docker's exit codes for a process that could not be run. */
@@ -245,7 +263,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
   };
 
   /** Under the lock: fold an observed exit into the record and release what the run held. */
-  const collect = async (rec: CRecord): Promise<CRecord> => {
+  const collect = async (rec: CRecord, persist = true): Promise<CRecord> => {
     if (!rec.state.running) return rec;
     const { state, exit } = await observe(rec);
     if (!exit) return rec;
@@ -264,7 +282,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         ...(state.error ? { error: state.error } : {}),
       },
     };
-    await writeRecord(p.record, next);
+    if (persist) await writeRecord(p.record, next); // not when the record is about to go (rm)
     await fsp.rm(p.shimDir, { recursive: true, force: true });
     if (exit.oomKilled) cEvent('oom', rec);
     cEvent('die', rec, exit.exitCode);
@@ -359,6 +377,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const img = await o.images.resolve(spec.image);
     await o.images.unpack(img);
     const defaults = imageDefaultsOf(img.config.config ?? {});
+    const healthcheck = spec.healthcheck ?? imageHealthcheck(img.config.config?.Healthcheck);
     const entry = spec.entrypoint ?? defaults.entrypoint ?? [];
     const cmd = spec.command ?? (spec.entrypoint !== undefined ? [] : defaults.cmd ?? []);
     const args = [...entry, ...cmd];
@@ -374,7 +393,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         await Promise.all([p.rootfs, p.upper, p.work].map((d) => fsp.mkdir(d, { mode: 0o755 })));
         const rec: CRecord = {
           id, name, created: now(), image: spec.image, imageId: img.id, chain: [...img.chain],
-          spec: { ...spec, name }, imageDefaults: defaults, runtime: runtimePath, args,
+          spec: { ...spec, name, ...(healthcheck ? { healthcheck } : {}) }, imageDefaults: defaults, runtime: runtimePath, args,
           state: { running: false, restartCount: 0 },
         };
         await writeRecord(p.record, rec);
@@ -891,14 +910,14 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
           await fsp.rm(p.shimDir, { recursive: true, force: true });
           return;
         }
-        rec = await collect(rec);
+        rec = await collect(rec, false);
         if (rec.state.running) {
           if (!opts?.force) fail(conflict('container', rec.name, 'is running: stop it first, or remove it with -f'));
           if (rec.state.paused) await rtOf(rec).try(['resume', id]);
           await rtOf(rec).try(['kill', '--all', id, '9']);
           await rtOf(rec).try(['kill', id, '9']);
           await waitExit(rec, 10_000);
-          rec = await collect(rec);
+          rec = await collect(rec, false);
         }
         await destroy(rec, opts?.volumes === true || rec.spec.autoRemove === true);
       });

@@ -224,6 +224,16 @@ describe('users, security defaults, limits', () => {
     expect((await t.engine.listContainers({ all: true, filters: { label: ['team=a'] } })).map((c) => c.id)).toEqual([r.id]);
   });
 
+  it('inherits the image\'s HEALTHCHECK unless the spec has one', async () => {
+    const { importLayers } = await import('../../../engine/local-images.js');
+    const { busyboxLayer } = await import('./helpers.js');
+    await importLayers(t.engine.store, [busyboxLayer()], 'healthy:1', { cmd: ['sh'], healthcheck: { test: ['CMD', 'true'], intervalMs: 3000, retries: 2 } });
+    const a = await t.engine.createContainer(none({ image: 'healthy:1' }));
+    expect(a.spec.healthcheck).toEqual({ test: ['CMD', 'true'], intervalMs: 3000, retries: 2 });
+    const b = await t.engine.createContainer(none({ image: 'healthy:1', healthcheck: { test: ['NONE'] } }));
+    expect(b.spec.healthcheck).toEqual({ test: ['NONE'] });
+  });
+
   it('applies memory, pids and cpu limits, and updates them in place', async () => {
     const c = await t.engine.createContainer(none({ command: ['sleep', '100'], resources: { memory: 64 * 1024 * 1024, pidsLimit: 50, cpus: 0.5 } }));
     await t.engine.startContainer(c.id);
