@@ -198,6 +198,15 @@ describe('users, security defaults, limits', () => {
     expect(r.out).toMatch(/\n0\n/);
     const blocked = await sh('unshare -U true 2>&1; echo "rc=$?"');
     expect(blocked.out).toMatch(/rc=1/);
+    // the cap-dependent group: with CAP_SYS_ADMIN, unshare/mount are allowed
+    const admin = await sh('unshare -m true 2>&1; echo "rc=$?"', { capAdd: ['SYS_ADMIN'] });
+    expect(admin.out).toBe('rc=0\n');
+    // a profile from a file
+    const prof = path.join(t.dir, 'no-mkdir.json');
+    fs.writeFileSync(prof, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['mkdir', 'mkdirat'], action: 'SCMP_ACT_ERRNO', errnoRet: 13 }] }));
+    const custom = await sh('mkdir /tmp/x 2>&1; echo "rc=$?"', { security: { seccomp: prof } });
+    expect(custom.out).toMatch(/Permission denied\nrc=1\n$/);
+    expect((await errorOf(sh('true', { security: { seccomp: path.join(t.dir, 'missing.json') } })))._tag).toBe('InvalidSpec');
     const unconfined = await sh('grep Seccomp: /proc/self/status', { security: { seccomp: 'unconfined' } });
     expect(unconfined.out).toBe('Seccomp:\t0\n');
     const nnp = await sh('grep NoNewPrivs: /proc/self/status', { security: { noNewPrivileges: true } });
