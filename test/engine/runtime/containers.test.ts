@@ -430,6 +430,36 @@ describe('crash recovery', () => {
   });
 });
 
+describe('crash between runtime create and the record', () => {
+  it('start replaces a container whose start was never recorded; rm removes one', async () => {
+    for (const verb of ['start', 'rm'] as const) {
+      const c = await t.engine.createContainer(none({ command: ['sleep', '100'] }));
+      await t.engine.startContainer(c.id);
+      const file = path.join(t.engine.roots.root, 'containers', c.id, 'container.json');
+      const rec = JSON.parse(fs.readFileSync(file, 'utf8'));
+      const oldPid = rec.state.pid as number;
+      const shimPid = rec.state.shimPid as number;
+      // as if the engine died after the shim created the container, before it wrote the record
+      fs.writeFileSync(file, JSON.stringify({ ...rec, state: { running: false, restartCount: 0 } }));
+      if (verb === 'start') {
+        await t.engine.startContainer(c.id);
+        const now = await t.engine.inspectContainer(c.id);
+        expect(now.state.status).toBe('running');
+        expect(now.state.pid).not.toBe(oldPid);
+        await t.engine.removeContainer(c.id, { force: true });
+      } else {
+        await t.engine.removeContainer(c.id);
+      }
+      for (let i = 0; i < 100 && fs.existsSync(`/proc/${shimPid}/cmdline`) && !fs.readFileSync(`/proc/${shimPid}/stat`, 'utf8').includes(') Z'); i++) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      expect(fs.existsSync(`/proc/${oldPid}/cmdline`) && fs.readFileSync(`/proc/${oldPid}/cmdline`, 'utf8').includes('sleep')).toBe(false);
+      expect(fs.existsSync(path.join(t.engine.roots.runRoot, 'runtime', c.id))).toBe(false);
+      expect(fs.existsSync(`/sys/fs/cgroup/pids/berth/${c.id}`)).toBe(false);
+    }
+  });
+});
+
 describe('runc as the runtime', () => {
   const runc = ['/usr/sbin/runc', '/usr/bin/runc'].find((p) => fs.existsSync(p));
   it.skipIf(!runc)('runs, execs and stops a container with runc', async () => {
