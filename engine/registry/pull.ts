@@ -111,7 +111,8 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
       }
       if (haveBlob) {
         progress('unpacking', layer.size);
-        await store.layers.unpack({ chainId, diffId, ...(parent !== undefined ? { parent } : {}), source: store.blobs.read(layer.digest), label });
+        const res = await store.layers.unpack({ chainId, diffId, ...(parent !== undefined ? { parent } : {}), source: store.blobs.read(layer.digest), label });
+        for (const w of res.warnings ?? []) log?.warn({ image: name, layer: layer.digest }, w);
         progress('done', layer.size);
         return;
       }
@@ -136,7 +137,7 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
           for await (const _ of tee()) void _;
           await writer.commit();
         } else {
-          await store.layers.unpack({
+          const res = await store.layers.unpack({
             chainId,
             diffId,
             ...(parent !== undefined ? { parent } : {}),
@@ -146,6 +147,7 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
               await writer.commit();
             },
           });
+          for (const w of res.warnings ?? []) log?.warn({ image: name, layer: layer.digest }, w);
         }
       } catch (e) {
         res.body.destroy();

@@ -74,7 +74,7 @@ export interface LayerStore {
   get(chainId: DigestT): Promise<LayerInfo | undefined>;
   diffPath(chainId: DigestT): string;
   /** Unpack once; if the chain ID exists already the source is not read. */
-  unpack(req: UnpackRequest): Promise<LayerInfo & { compression?: Compression; unpacked: boolean }>;
+  unpack(req: UnpackRequest): Promise<LayerInfo & { compression?: Compression; unpacked: boolean; warnings?: readonly string[] }>;
   remove(chainId: DigestT): Promise<void>;
   list(): Promise<LayerInfo[]>;
   cleanExtracts(): Promise<number>;
@@ -167,7 +167,7 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
           await fsp.rm(work, { recursive: true, force: true });
         }
         await fsyncDir(dir);
-        return { ...meta, diffPath: diffPath(req.chainId), compression, unpacked: true };
+        return { ...meta, diffPath: diffPath(req.chainId), compression, unpacked: true, warnings: res.warnings };
       } catch (e) {
         await fsp.rm(work, { recursive: true, force: true });
         if (e instanceof EngineFailure) throw e;

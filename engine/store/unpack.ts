@@ -21,9 +21,10 @@
  * coreutils `mknod`, extended attributes applied in one `setfattr -h
  * --restore=-` run (package `attr`) at the end.
  *
- * Limitation: tar-stream decodes PAX values as UTF-8, so xattr values
- * that are not valid UTF-8 (e.g. binary security.capability) are refused
- * rather than silently altered.
+ * Limitation: tar-stream decodes PAX values as UTF-8, so an xattr value
+ * that is not valid UTF-8 (some security.capability values) cannot be
+ * restored exactly: it is left out and reported in `warnings`, never
+ * written altered.
  */
 import { promises as fsp } from 'node:fs';
 import { execFile } from 'node:child_process';
@@ -40,6 +41,8 @@ export interface UnpackResult {
   readonly entries: number;
   /** Sum of regular file sizes written. */
   readonly bytes: number;
+  /** What was kept only in part (e.g. an xattr whose binary value tar-stream cannot give back). */
+  readonly warnings: readonly string[];
 }
 
 export interface UnpackOptions {
@@ -117,6 +120,7 @@ export const unpackLayer = async (tarStream: Readable, opts: UnpackOptions): Pro
   const xattrs: Xattr[] = [];
   let entries = 0;
   let bytes = 0;
+  const warnings: string[] = [];
 
   const abs = (rel: string): string => (rel === '' ? root : path.join(root, rel));
 
@@ -300,7 +304,12 @@ export const unpackLayer = async (tarStream: Readable, opts: UnpackOptions): Pro
           const xname = k.slice('SCHILY.xattr.'.length);
           if (!XATTR_NAME.test(xname)) refuse(name, `xattr name ${JSON.stringify(xname)} not allowed`);
           if (xname.startsWith('trusted.overlay.')) refuse(name, `xattr ${xname} would change overlayfs behaviour`);
-          if (v.includes('\uFFFD')) refuse(name, `xattr ${xname} has a binary value that cannot be read exactly`);
+          if (v.includes('\uFFFD')) {
+            // tar-stream decoded the value as UTF-8 and lost bytes: setting it would be wrong, refusing the
+            // whole image too harsh (file capabilities are the usual case); report it instead
+            warnings.push(`entry ${JSON.stringify(name)}: xattr ${xname} not kept (binary value)`);
+            continue;
+          }
           xattrs.push({ file, name: xname, value: Buffer.from(v, 'utf8') });
         }
       }
@@ -322,5 +331,5 @@ export const unpackLayer = async (tarStream: Readable, opts: UnpackOptions): Pro
 
   await applyXattrs(xattrs, opts.label);
   for (const d of dirTimes) await fsp.utimes(abs(d.rel), d.mtime, d.mtime);
-  return { entries, bytes };
+  return { entries, bytes, warnings };
 };

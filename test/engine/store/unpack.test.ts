@@ -84,6 +84,12 @@ describe.skipIf(!isRoot)('unpackLayer keeps what a layer says', () => {
     expect(xattr(path.join(dest, 'etc/conf'), 'trusted.note')).toBe('n');
   });
 
+  it('an xattr whose binary value was lost in decoding is reported, not written altered', async () => {
+    const r = await unpack([{ name: 'bin/ping', content: 'x', pax: { 'SCHILY.xattr.security.capability': '\u0001\uFFFD' } }]);
+    expect(r.warnings).toEqual(['entry "bin/ping": xattr security.capability not kept (binary value)']);
+    expect(() => xattr(path.join(dest, 'bin/ping'), 'security.capability')).toThrow();
+  });
+
   it('OCI whiteouts become overlay whiteouts', async () => {
     await unpack([
       { name: 'etc/', type: 'directory' },
