@@ -352,4 +352,35 @@ describe('apply', () => {
     const r = await apply(e, p);
     expect(r.ok).toBe(true);
   });
+
+  it('pulls, loads and refuses to build images, saying why', async () => {
+    const e = new MemoryEngine();
+    e.registry.set('reg/app:1', { cmd: ['sh'] });
+    fs.writeFileSync(path.join(dir, 'archive.tar'), 'an image archive');
+    const s = load(`
+stack: imgs
+images:
+  pulled: { ref: reg/app:1, pull: always }
+  loaded: { ref: loaded/archive.tar:latest, archive: archive.tar }
+  built: { ref: local/built:1, build: ./ctx }
+containers:
+  a: { image: pulled }
+  b: { image: loaded }
+  c: { image: built }
+`);
+    const p = await planFor(e, s);
+    expect(nonNoop(p).map((c) => `${c.action} ${c.kind}s.${c.key}: ${c.reasons[0]?.detail ?? ''}`).sort()).toEqual([
+      'create containers.a: ', 'create containers.b: ', 'create containers.c: ',
+      'create images.built: local/built:1 is not present; it will be built',
+      'create images.loaded: loaded/archive.tar:latest is not present; it will be loaded',
+      'create images.pulled: reg/app:1 is not present; it will be pulled',
+    ]);
+    const r = await apply(e, p);
+    const st = Object.fromEntries(r.results.map((x) => [x.resource, x.status]));
+    expect(st).toEqual({ 'images.pulled': 'done', 'images.loaded': 'done', 'images.built': 'failed', 'containers.a': 'done', 'containers.b': 'done', 'containers.c': 'skipped' });
+    expect(r.results.find((x) => x.resource === 'images.built')!.error).toMatchObject({ _tag: 'Unsupported' });
+    // pull: always re-resolves the tag on every apply.
+    const again = await planFor(e, s);
+    expect(nonNoop(again).filter((c) => c.kind === 'image').map((c) => [c.key, c.action, c.reasons[0]!.field])).toEqual([['pulled', 'update', 'pull'], ['built', 'create', 'image']]);
+  });
 });
