@@ -337,6 +337,10 @@ const runStep = async (ctx: RunCtx, s: Step): Promise<void> => {
       if (c.action !== 'update' || c.inPlace?.start) await waitForDependencies(ctx, s, d);
       if (c.action === 'update') {
         const u = c.inPlace!;
+        if (u.rename !== undefined) {
+          await retrying(s, 'rename', () => engine.renameContainer(c.current!.id, u.rename!));
+          note(s, `renamed ${c.current!.name} to ${u.rename}`);
+        }
         if (u.resources !== undefined || u.restartPolicy !== undefined) {
           await retrying(s, 'update container', () => engine.updateContainer(c.name, {
             ...(u.resources !== undefined ? { resources: u.resources } : {}),

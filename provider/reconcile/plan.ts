@@ -35,6 +35,8 @@ export interface InPlace {
   readonly connect: readonly { readonly network: string; readonly aliases: readonly string[]; readonly ipv4Address?: string }[];
   readonly disconnect: readonly string[];
   readonly start: boolean;
+  /** The container's name is not the stack's (renamed outside Berth, or an apply stopped before its rename). */
+  readonly rename?: string;
 }
 
 export interface Change {
@@ -343,6 +345,9 @@ const containerChange = (d: DesiredContainer, c: ContainerInfo, desired: Desired
       reasons.push({ field: `networks.${n}`, detail: 'disconnect', forcesReplacement: false });
     }
   }
+  const currentName = c.name.replace(/^\//, '');
+  const rename = currentName !== d.spec.name ? d.spec.name! : undefined;
+  if (rename !== undefined) reasons.push({ field: 'name', detail: `${currentName} -> ${rename}`, forcesReplacement: false });
   const st = c.state;
   const completed = st.status === 'exited' && st.exitCode === 0 && d.restartPolicy.name === 'no';
   const start = (st.status === 'created' || st.status === 'exited' || st.status === 'dead') && !completed;
@@ -354,7 +359,7 @@ const containerChange = (d: DesiredContainer, c: ContainerInfo, desired: Desired
     inPlace: {
       ...(res ? { resources: res.update } : {}),
       ...(policyChanged ? { restartPolicy: d.restartPolicy } : {}),
-      connect, disconnect, start,
+      connect, disconnect, start, ...(rename !== undefined ? { rename } : {}),
     },
   };
 };

@@ -267,6 +267,17 @@ describe('ownership and prune', () => {
     expect([...e.tags.keys()]).toEqual(['berth.local/other:1']);
   });
 
+  it('renames back a container whose replace stopped before its rename', async () => {
+    const e = new MemoryEngine();
+    const s = load(base);
+    await converge(e, s);
+    await e.renameContainer('shop-cache', 'shop-cache-next-x');
+    const p = await planFor(e, s);
+    expect(nonNoop(p).map((c) => [c.action, c.key, c.reasons.map((r) => `${r.field}: ${r.detail}`)])).toEqual([['update', 'cache', ['name: shop-cache-next-x -> shop-cache']]]);
+    await apply(e, p);
+    expect(isEmpty(await planFor(e, s))).toBe(true);
+  });
+
   it('deletes a second container left for a resource by an interrupted replace', async () => {
     const e = new MemoryEngine();
     const s = load(base);
