@@ -1,7 +1,7 @@
 /**
  * Container verbs with Docker's names and flags: create, run, start, stop,
  * restart, kill, rm, ps, inspect, logs, wait, exec, attach, pause, unpause,
- * top, stats, rename, update, diff, export, cp, commit (`port` is
+ * top, stats, rename, update, diff, export, cp, commit, events (`port` is
  * in networks.ts).
  *
  * Exit codes as Docker: 125 when Berth fails (bad flag, unknown image, name
@@ -585,6 +585,41 @@ export const registerContainerCommands = (program: Command): void => {
       const { commitContainer } = await import('../../engine/runtime/commit.js');
       const img = await commitContainer(engine, ref, target, { ...(o.author ? { author: o.author } : {}), ...(o.message ? { message: o.message } : {}), pause: o.pause !== false });
       process.stdout.write(`${img.id}\n`);
+    }));
+
+  program.command('events').description('stream engine events (containers, images, networks, volumes) until interrupted')
+    .option('--since <time>', 'replay from an RFC 3339 time or a duration ago (10m)')
+    .option('-f, --filter <k=v>', 'type=container|image|network|volume, event=<action>, container=<name or id>', collect)
+    .option('--format <template>', '{{json .}} for JSON lines')
+    .action(action(async (o: { since?: string; filter?: string[]; format?: string }, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const { parseDuration } = await import('./container-flags.js');
+      const filters = new Map<string, string[]>();
+      for (const f of o.filter ?? []) {
+        const i = f.indexOf('=');
+        if (i > 0) filters.set(f.slice(0, i), [...(filters.get(f.slice(0, i)) ?? []), f.slice(i + 1)]);
+      }
+      let since: Date | undefined;
+      if (o.since !== undefined) {
+        const d = parseDuration(o.since);
+        since = d !== undefined ? new Date(Date.now() - d) : new Date(o.since);
+      }
+      const ac = new AbortController();
+      process.once('SIGINT', () => ac.abort());
+      process.once('SIGTERM', () => ac.abort());
+      const json = isJson(cmd) || (o.format !== undefined && /\{\{\s*json\s+\.\s*\}\}/.test(o.format));
+      for await (const ev of engine.events({ signal: ac.signal, ...(since ? { since } : {}) })) {
+        const pass = (k: string, v: string | undefined): boolean => !filters.has(k) || filters.get(k)!.some((x) => x === v || (k === 'container' && v !== undefined && v.startsWith(x)));
+        const who = ev.type === 'volume' ? ev.name : ev.id;
+        const name = 'name' in ev ? ev.name : undefined;
+        if (!pass('type', ev.type) || !pass('event', ev.action)) continue;
+        if (filters.has('container') && !(ev.type === 'container' && (pass('container', ev.id) || pass('container', name)))) continue;
+        if (json) process.stdout.write(`${JSON.stringify(ev)}\n`);
+        else {
+          const extra = ev.type === 'container' && ev.exitCode !== undefined ? `, exitCode=${ev.exitCode}` : '';
+          process.stdout.write(`${ev.time} ${ev.type} ${ev.action} ${who}${name !== undefined && name !== who ? ` (name=${name}${extra})` : extra ? ` (${extra.slice(2)})` : ''}\n`);
+        }
+      }
     }));
 
   program.command('cp').description('copy files between a container and the host (CONTAINER:PATH)').argument('<src>').argument('<dst>')

@@ -141,6 +141,19 @@ describe.skipIf(!built)('berth containers (skipped when dist/ is not built: run 
     ok(['rm', 'att']);
   });
 
+  it('events streams what other berth processes do', async () => {
+    const ev = spawn(process.execPath, [bin, '--root', root, 'events', '--filter', 'type=container', '--format', '{{json .}}'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    ev.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(berth(['run', '--rm', '--name', 'evt', ...N, 'busybox', 'sh', '-c', 'exit 4']).code).toBe(4);
+    for (let i = 0; i < 50 && !out.includes('"destroy"'); i++) await new Promise((r) => setTimeout(r, 100));
+    ev.kill('SIGINT');
+    const actions = out.trim().split('\n').map((l) => JSON.parse(l) as { action: string; name: string; exitCode?: number }).filter((e) => e.name === 'evt');
+    expect(actions.map((a) => a.action)).toEqual(['create', 'start', 'die', 'destroy']);
+    expect(actions.find((a) => a.action === 'die')?.exitCode).toBe(4);
+  });
+
   it('feeds piped stdin with -i', () => {
     expect(berth(['run', '-i', '--rm', ...N, 'busybox', 'sh', '-c', 'tr a-z A-Z'], 'piped words\n')).toMatchObject({ code: 0, stdout: 'PIPED WORDS\n' });
   });
