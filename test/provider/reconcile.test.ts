@@ -267,6 +267,13 @@ describe('ownership and prune', () => {
     expect([...e.tags.keys()]).toEqual(['berth.local/other:1']);
   });
 
+  it('refuses to plan when an image source file is missing, before anything changes', async () => {
+    const e = new MemoryEngine();
+    const s = load(base.replace('import: rootfs.tar', 'import: missing.tar'));
+    await expect(planFor(e, s)).rejects.toMatchObject({ error: { _tag: 'InvalidSpec', problems: [`stack.yaml: images.bb: cannot read ${path.join(dir, 'missing.tar')}: ENOENT`] } });
+    expect(e.calls).toEqual([]);
+  });
+
   it('renames back a container whose replace stopped before its rename', async () => {
     const e = new MemoryEngine();
     const s = load(base);
