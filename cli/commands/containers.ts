@@ -350,7 +350,24 @@ export const registerContainerCommands = (program: Command): void => {
   program.command('unpause').description('thaw paused containers').argument('<containers...>')
     .action(eachRef('unpause', (e, r) => e.resumeContainer(r)));
 
-  program.command('ps').description('list containers')
+  const group = program.commands.find((c) => c.name() === 'container') ?? program.command('container').description('manage containers');
+  group.command('prune').description('remove every stopped container')
+    .option('-f, --force', 'do not prompt (Berth never prompts)')
+    .option('--filter <k=v>', 'label=<k>[=<v>]', collect)
+    .action(action(async (o: { filter?: string[] }, cmd: Command) => {
+      const engine = await engineFor(cmd);
+      const labels = (o.filter ?? []).filter((f) => f.startsWith('label=')).map((f) => f.slice(6));
+      const deleted: string[] = [];
+      for (const c of await engine.listContainers({ all: true, ...(labels.length > 0 ? { filters: { label: labels } } : {}) })) {
+        if (c.state.status !== 'exited' && c.state.status !== 'created' && c.state.status !== 'dead') continue;
+        await engine.removeContainer(c.id);
+        deleted.push(c.id);
+      }
+      if (isJson(cmd)) process.stdout.write(`${JSON.stringify({ deleted })}\n`);
+      else process.stdout.write(`${deleted.length > 0 ? `Deleted Containers:\n${deleted.join('\n')}\n\n` : ''}Total: ${deleted.length}\n`);
+    }));
+
+  const ps = (c: Command): Command => c.description('list containers')
     .option('-a, --all', 'show all containers (default: running)')
     .option('-q, --quiet', 'only IDs')
     .option('-f, --filter <k=v>', 'filter: name, id, label, status, ancestor, network', collect)
@@ -390,6 +407,8 @@ export const registerContainerCommands = (program: Command): void => {
       process.stdout.write(`${table(['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES'],
         list.map((c) => { const f = psFields(c); return [id(c), f['Image']!, f['Command']!, f['RunningFor']!, f['Status']!, f['Ports']!, f['Names']!]; }))}\n`);
     }));
+  ps(program.command('ps'));
+  ps(group.command('ls').alias('list').alias('ps'));
 
   program.command('inspect').description('show details of containers (or images)').argument('<refs...>')
     .option('-f, --format <template>', 'format each result ({{.State.Status}}, {{json .}})')

@@ -154,6 +154,15 @@ describe.skipIf(!built)('berth containers (skipped when dist/ is not built: run 
     expect(actions.find((a) => a.action === 'die')?.exitCode).toBe(4);
   });
 
+  it('container ls and prune: stopped ones go, running ones stay', () => {
+    ok(['create', '--name', 'stopped1', ...N, 'busybox', 'true']);
+    ok(['run', '-d', '--name', 'running1', ...N, 'busybox', 'sleep', '300']);
+    expect(ok(['container', 'ls', '-a', '--format', '{{.Names}}']).split('\n').sort()).toEqual(['', 'running1', 'stopped1']);
+    expect(ok(['container', 'prune', '-f'])).toMatch(/Total: 1/);
+    expect(ok(['container', 'ls', '-a', '--format', '{{.Names}}'])).toBe('running1\n');
+    ok(['rm', '-f', 'running1']);
+  });
+
   it('feeds piped stdin with -i', () => {
     expect(berth(['run', '-i', '--rm', ...N, 'busybox', 'sh', '-c', 'tr a-z A-Z'], 'piped words\n')).toMatchObject({ code: 0, stdout: 'PIPED WORDS\n' });
   });
