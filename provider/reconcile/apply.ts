@@ -13,7 +13,7 @@
  * with jittered backoff; a failed step skips only what depends on it. The
  * result lists, per resource, what was done, what failed and what was skipped.
  */
-import type { ContainerSpec, Engine, HealthcheckSpec } from '../../engine/engine.js';
+import type { ContainerSpec, Engine, HealthcheckSpec, ImageInfo } from '../../engine/engine.js';
 import { conflict, EngineFailure, hasTag, toEngineError, unsupported, notFound, type EngineError } from '../../engine/errors.js';
 import type { Desired, DesiredContainer } from './desired.js';
 import { RESOURCE, SPEC_HASH, STACK } from './labels.js';
@@ -176,7 +176,7 @@ export const apply = async (engine: Engine, plan: Plan, opts: ApplyOptions = {})
       }
     }
   };
-  const ctx: RunCtx = { engine, desired: plan.desired, retrying, note, opts };
+  const ctx: RunCtx = { engine, desired: plan.desired, retrying, note, opts, images: new Map() };
 
   // Skip everything that (transitively) waits on a failed step.
   const skipDependents = (failed: Step): void => {
@@ -257,6 +257,8 @@ interface RunCtx {
   readonly retrying: <A>(s: Step, what: string, f: () => Promise<A>) => Promise<A>;
   readonly note: (s: Step, msg: string) => void;
   readonly opts: ApplyOptions;
+  /** Image references resolved during this apply (after their image steps, which containers wait for). */
+  readonly images: Map<string, Promise<ImageInfo>>;
 }
 
 const ignoreNotFound = async (f: () => Promise<unknown>): Promise<boolean> => {
@@ -387,7 +389,13 @@ const removeContainer = async (ctx: RunCtx, s: Step, id: string, name: string): 
 const createAndStart = async (ctx: RunCtx, s: Step, d: DesiredContainer, name: string): Promise<void> => {
   const { engine, retrying, note } = ctx;
   // The tag is resolved here, at apply time: the container records the image ID it was created from.
-  const image = await engine.inspectImage(d.imageRef);
+  let pending = ctx.images.get(d.imageRef);
+  if (!pending) {
+    pending = engine.inspectImage(d.imageRef);
+    ctx.images.set(d.imageRef, pending);
+    pending.catch(() => ctx.images.delete(d.imageRef));
+  }
+  const image = await pending;
   const spec: ContainerSpec = { ...d.spec, name };
   try {
     await retrying(s, 'create container', () => engine.createContainer(spec));
