@@ -20,7 +20,6 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import * as readline from 'node:readline';
 import type {
   ContainerApi, ContainerFilter, ContainerInfo, ContainerSpec, ContainerState, ContainerStats, EngineEvent, EngineRoots,
   ExecSpec, HealthcheckSpec, LogLine, MountSpec, ResourceSpec, RestartPolicy,
@@ -34,9 +33,11 @@ import { attach, waitExitLine, type AttachSession, type AttachStreams } from './
 import { resolveInRoot } from './inroot.js';
 import { mountPrivate, runtimeCli, startShim, unmountIfMounted, unmountSoon, type RuntimeCli } from './invoke.js';
 import { layoutOf, nativeDir, type ContainerPaths } from './layout.js';
+import { readLogs, type LogOptions } from './logs.js';
 import { buildOciConfig, signalNumber, type OciDevice, type OciMount } from './oci-spec.js';
 import { readRecord, writeRecord, type ImageDefaults, type Record as CRecord, type RunState } from './record.js';
 import { checkSpec } from './spec-check.js';
+import { containerStats, parseRuntimeStats, type RuntimeStats } from './stats.js';
 import { resolveUser } from './user.js';
 
 export interface ContainerRuntimeOptions {
@@ -638,67 +639,13 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
 
   /* ------------------------------------------------------------------ logs */
 
-  const readLogFile = async function* (file: string, fromByte = 0): AsyncGenerator<LogLine & { end: number }> {
-    let fd;
-    try {
-      fd = await fsp.open(file, 'r');
-    } catch {
-      return;
-    }
-    try {
-      const rl = readline.createInterface({ input: fd.createReadStream({ start: fromByte, autoClose: false }), crlfDelay: Infinity });
-      let pos = fromByte;
-      for await (const l of rl) {
-        pos += Buffer.byteLength(l) + 1;
-        if (l === '') continue;
-        try {
-          const v = JSON.parse(l) as { log: string; stream: 'stdout' | 'stderr'; time: string };
-          yield { stream: v.stream, time: v.time, text: v.log, end: pos };
-        } catch {
-          // a partly written last line: stop here, a follower re-reads it
-          return;
-        }
-      }
-    } finally {
-      await fd.close();
-    }
-  };
-
-  const logs = async function* (ref: string, opts: { follow?: boolean; tail?: number; since?: Date; signal?: AbortSignal } = {}): AsyncGenerator<LogLine> {
+  const logs = async function* (ref: string, opts: LogOptions = {}): AsyncGenerator<LogLine> {
     const id = await resolveId(ref);
     const p = L.container(id);
-    const sinceIso = opts.since?.toISOString();
-    const keep = (l: LogLine): boolean => sinceIso === undefined || l.time >= sinceIso;
-    const all: LogLine[] = [];
-    let end = 0;
-    for await (const l of readLogFile(`${p.log}.1`)) if (keep(l)) all.push({ stream: l.stream, time: l.time, text: l.text });
-    for await (const l of readLogFile(p.log)) {
-      end = l.end;
-      if (keep(l)) all.push({ stream: l.stream, time: l.time, text: l.text });
-    }
-    const start = opts.tail !== undefined && opts.tail >= 0 ? Math.max(0, all.length - opts.tail) : 0;
-    for (const l of all.slice(start)) yield l;
-    if (!opts.follow) return;
-    for (;;) {
-      if (opts.signal?.aborted) return;
+    yield* readLogs(p.log, opts, async () => {
       const rec = await readRecord(p.record, id).catch(() => undefined);
-      const running = rec !== undefined && (await observe(rec)).state.status === 'running';
-      let size = 0;
-      try {
-        size = (await fsp.stat(p.log)).size;
-      } catch {
-        size = 0;
-      }
-      if (size < end) end = 0; // rotated
-      if (size > end) {
-        for await (const l of readLogFile(p.log, end)) {
-          end = l.end;
-          if (keep(l)) yield { stream: l.stream, time: l.time, text: l.text };
-        }
-      }
-      if (!running) return;
-      await sleep(100);
-    }
+      return rec !== undefined && (await observe(rec)).state.status === 'running';
+    });
   };
 
   /* ------------------------------------------------------------------ exec */
@@ -774,29 +721,14 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const rec = await readRecord(L.container(id).record, id);
     const st = (await observe(rec)).state;
     if (st.status !== 'running' && st.status !== 'paused') fail(conflict('container', rec.name, 'is not running'));
-    const sample = async (): Promise<{ data: Record<string, any>; t: number }> => {
-      const out = await rtOf(rec).call(['events', '--stats', id], `stats of ${rec.name}`);
-      return { data: (JSON.parse(out.trim().split('\n')[0] as string) as { data: Record<string, any> }).data, t: process.hrtime.bigint() as unknown as number };
-    };
+    const sample = async (): Promise<{ data: RuntimeStats; t: bigint }> => ({
+      data: parseRuntimeStats(await rtOf(rec).call(['events', '--stats', id], `stats of ${rec.name}`)),
+      t: process.hrtime.bigint(),
+    });
     const a = await sample();
     await sleep(100);
     const b = await sample();
-    const cpu = (d: Record<string, any>): number => Number(d['cpu']?.usage?.total ?? 0);
-    const dt = Number(BigInt(b.t) - BigInt(a.t));
-    const d = b.data;
-    const mem = d['memory']?.usage ?? {};
-    const limit = Number(mem.limit ?? 0);
-    const blk = (op: string): number =>
-      ((d['blkio']?.ioServiceBytesRecursive ?? []) as Array<{ op: string; value: number }>).filter((x) => x.op.toLowerCase() === op).reduce((s, x) => s + x.value, 0);
-    return {
-      cpuUsageNanos: cpu(d),
-      cpuPercent: dt > 0 ? ((cpu(d) - cpu(a.data)) / dt) * 100 : 0,
-      memoryUsageBytes: Number(mem.usage ?? 0),
-      ...(limit > 0 && limit < 2 ** 60 ? { memoryLimitBytes: limit } : {}),
-      pids: Number(d['pids']?.current ?? 0),
-      blockReadBytes: blk('read'),
-      blockWriteBytes: blk('write'),
-    };
+    return containerStats(a.data, b.data, Number(b.t - a.t));
   };
 
   /* ----------------------------------------------------------------- facade */
