@@ -510,6 +510,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const spec = rec.spec;
     let net: NetworkSetupResult | undefined;
     let mounted = false;
+    /** The container exists in the runtime, but `runtime start` has not run. */
+    let createdOnly = false;
     try {
       if (o.networking && needsNetworking(spec)) {
         net = await o.networking.setup({
@@ -568,9 +570,11 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         ...rec, state, anonymousVolumes: anonymous,
         ...(net ? { networks: net.networks, ports: net.ports } : {}),
       };
+      createdOnly = true;
       await writeRecord(p.record, rec);
       trace('start: record written');
       if (beforeStart) await beforeStart(p, rec);
+      createdOnly = false;
       const r = await rtOf(rec).try(['start', id]);
       if (r.code !== 0) {
         const msg = r.stderr.trim() || r.stdout.trim();
@@ -586,6 +590,12 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       cEvent('start', rec);
     } catch (e) {
       if (mounted) await unmountIfMounted(p.rootfs).catch(() => undefined);
+      if (createdOnly) {
+        // e.g. attach failed: the created container must not wait for a start forever
+        await rtOf(rec).try(['delete', '--force', id]);
+        await waitExit(rec, 5000);
+        await collect(await readRecord(p.record, id)).catch(() => undefined);
+      }
       const cur = await readRecord(p.record, id).catch(() => rec);
       if (!cur.state.running && net && o.networking) await o.networking.teardown(id).catch(() => undefined);
       if (!cur.state.running && cur.state.error === undefined) {
