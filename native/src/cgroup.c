@@ -808,6 +808,34 @@ int cgroup_enter(const berth_cgroup *cg, pid_t pid, berth_error *e) {
   return cg->ops->enter(cg, pid, e);
 }
 
+int cgroup_unified_fd(const berth_cgroup *cg, int *fd, berth_error *e) {
+  *fd = -1;
+  if (!cg->ops) return 0;
+  const struct cg_host *h = cg_host(e);
+  if (!h) return -1;
+  if (!h->unified[0]) return 0;
+  char dir[PATH_MAX];
+  cg_join(dir, sizeof dir, h->unified, cg->path);
+  *fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (*fd >= 0) return 0;
+  /* A hybrid host whose cgroup2 mount holds nothing we use has no group there. */
+  if (errno == ENOENT && h->mode != CGROUP_MODE_V2) return 0;
+  return berth_fail_errno(e, "open '%s'", dir);
+}
+
+int cgroup_enter_self(const berth_cgroup *cg, berth_error *e) {
+  if (!cg->ops) return 0;
+  const struct cg_host *h = cg_host(e);
+  if (!h) return -1;
+  if (h->mode == CGROUP_MODE_V2) return 0;
+  char dir[PATH_MAX];
+  for (size_t i = 0; i < h->nhier; i++) {
+    cg_join(dir, sizeof dir, h->hier[i].mnt, cg->path);
+    if (cg_write(dir, "tasks", "0", e) < 0) return -1;
+  }
+  return 0;
+}
+
 int cgroup_freeze(const berth_cgroup *cg, bool frozen, berth_error *e) {
   if (!cg->ops) return berth_fail(e, ENOTSUP, "cgroups are disabled: cannot %s", frozen ? "pause" : "resume");
   return cg->ops->freeze(cg, frozen, e);

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/sched.h>
+
 #include "cgroup.h"
 #include "foreground.h"
 #include "hooks.h"
@@ -164,6 +166,8 @@ static void stage1(child_ctx *c) {
    * container's state lock for as long as the container runs. */
   for (size_t i = 0; i < BERTH_ARRAY_LEN(c->parent_only_fds); i++)
     if (c->parent_only_fds[i] >= 0) close(c->parent_only_fds[i]);
+  /* Forked straight into the cgroup2 group; the v1 ones we enter ourselves. */
+  if (cgroup_enter_self(&c->cg, e) < 0) child_fail(c, e);
   if (sync_expect(c->sock, SYNC_GO, &m, e) < 0) _exit(1);
   /* Nothing in the container may ptrace us or open /proc/<pid>/exe or our
    * fds until execve resets this. */
@@ -215,6 +219,21 @@ static void stage1(child_ctx *c) {
   }
   if (sync_send(c->sock, SYNC_PID, pid, e) < 0) _exit(1);
   _exit(0);
+}
+
+/* fork(), landing in the container's cgroup2 group when there is one. */
+static pid_t fork_into_cgroup(const berth_cgroup *cg, berth_error *e) {
+  int cgfd;
+  if (cgroup_unified_fd(cg, &cgfd, e) < 0) return -1;
+  if (cgfd < 0) {
+    pid_t pid = fork();
+    return pid < 0 ? berth_fail_errno(e, "fork") : pid;
+  }
+  struct clone_args args = {.flags = CLONE_INTO_CGROUP, .exit_signal = SIGCHLD, .cgroup = (uint64_t)cgfd};
+  pid_t pid = (pid_t)syscall(SYS_clone3, &args, sizeof args);
+  if (pid < 0) berth_fail_errno(e, "clone3 into cgroup '%s'", cg->path);
+  if (pid != 0) close(cgfd);
+  return pid;
 }
 
 static int host_uid_of_root(json_t *linux_, uid_t *uid, gid_t *gid) {
@@ -384,22 +403,38 @@ int container_create(const create_opts *o, berth_state *st, int *console_master,
   c.parent_only_fds[1] = parent_sock;
   c.parent_only_fds[2] = console_sock;
   if (o->foreground && foreground_prepare(e) < 0) goto fail;
-  stage1_pid = fork();
-  if (stage1_pid < 0) {
-    berth_fail_errno(e, "fork");
-    goto fail;
-  }
+  stage1_pid = fork_into_cgroup(&c.cg, e);
+  if (stage1_pid < 0) goto fail;
   if (stage1_pid == 0) stage1(&c);
   close(c.sock);
   c.sock = -1;
-  if (cgroup_enter(&c.cg, stage1_pid, e) < 0) goto fail;
   if (sync_send(parent_sock, SYNC_GO, 0, e) < 0) goto fail;
 
+  /* stage1 reports the init's pid and the init reports its progress on the
+   * same socket, so on a busy host the init's messages can come first: keep
+   * them until the pid is known. */
+  bool ready = false, mounts_done = false;
   for (;;) {
+    if (init_pid > 0 && mounts_done) {
+      mounts_done = false;
+      st->pid = init_pid;
+      cleanup_free char *sj = state_json_text(st, STATUS_CREATING);
+      if (!sj) {
+        berth_fail(e, ENOMEM, "state JSON");
+        goto fail;
+      }
+      if (hooks_run(hooks, "prestart", sj, e) < 0 || hooks_run(hooks, "createRuntime", sj, e) < 0) goto fail;
+      sync_msg go = {.type = SYNC_GO};
+      snprintf(go.msg, sizeof go.msg, "%s", sj);
+      if (send(parent_sock, &go, sizeof go, MSG_NOSIGNAL) < 0) {
+        berth_fail_errno(e, "sync: send hook state");
+        goto fail;
+      }
+    }
+    if (init_pid > 0 && ready) break;
     sync_msg m;
     int fd = -1;
     if (sync_recv(parent_sock, &m, &fd, e) < 0) goto fail;
-    if (m.type == SYNC_READY) break;
     switch (m.type) {
     case 0:
       berth_fail_msg(e, EPIPE, "the container's init exited before it was ready");
@@ -425,30 +460,16 @@ int container_create(const create_opts *o, berth_state *st, int *console_master,
         *console_master = fd;
       }
       break;
-    case SYNC_MOUNTS_DONE: {
-      st->pid = init_pid;
-      cleanup_free char *sj = state_json_text(st, STATUS_CREATING);
-      if (!sj) {
-        berth_fail(e, ENOMEM, "state JSON");
-        goto fail;
-      }
-      if (hooks_run(hooks, "prestart", sj, e) < 0 || hooks_run(hooks, "createRuntime", sj, e) < 0) goto fail;
-      sync_msg go = {.type = SYNC_GO};
-      snprintf(go.msg, sizeof go.msg, "%s", sj);
-      if (send(parent_sock, &go, sizeof go, MSG_NOSIGNAL) < 0) {
-        berth_fail_errno(e, "sync: send hook state");
-        goto fail;
-      }
+    case SYNC_MOUNTS_DONE:
+      mounts_done = true;
       break;
-    }
+    case SYNC_READY:
+      ready = true;
+      break;
     default:
       berth_fail_msg(e, EPROTO, "sync: unexpected message %u", m.type);
       goto fail;
     }
-  }
-  if (init_pid <= 0) {
-    berth_fail_msg(e, EPROTO, "sync: the container's pid was never reported");
-    goto fail;
   }
   st->pid = init_pid;
   st->pid_start = proc_start_time(init_pid);
@@ -596,21 +617,18 @@ int container_exec(const exec_opts *o, berth_error *e) {
   c.parent_only_fds[0] = parent_sock;
   c.parent_only_fds[1] = console_sock;
   if (!o->detach && foreground_prepare(e) < 0) goto out;
-  stage1_pid = fork();
-  if (stage1_pid < 0) {
-    berth_fail_errno(e, "fork");
-    goto out;
-  }
+  stage1_pid = fork_into_cgroup(&c.cg, e);
+  if (stage1_pid < 0) goto out;
   if (stage1_pid == 0) stage1(&c);
   close(c.sock);
   c.sock = -1;
-  if (cgroup_enter(&c.cg, stage1_pid, e) < 0 || sync_send(parent_sock, SYNC_GO, 0, e) < 0) goto out;
+  if (sync_send(parent_sock, SYNC_GO, 0, e) < 0) goto out;
   for (bool ready = false;;) {
     sync_msg m;
     int fd = -1;
     if (sync_recv(parent_sock, &m, &fd, e) < 0) goto out;
     if (m.type == 0) {
-      if (ready) break; /* execve closed the socket: it worked */
+      if (ready && pid > 0) break; /* execve closed the socket: it worked */
       berth_fail_msg(e, EPIPE, "exec: the process exited before it was ready");
       goto out;
     }
