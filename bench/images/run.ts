@@ -114,7 +114,8 @@ const main = async (): Promise<void> => {
       { tool: 'skopeo (dir:)', cmd: (ref, dest) => ['skopeo', ['--insecure-policy', 'copy', '-q', '--src-tls-verify=false', `docker://${ref}`, `dir:${dest}`]] },
       { tool: 'skopeo (oci:)', cmd: (ref, dest) => ['skopeo', ['--insecure-policy', 'copy', '-q', '--src-tls-verify=false', `docker://${ref}`, `oci:${dest}:v1`]] },
     ];
-    if (have('podman')) tools.push({ tool: 'podman', cmd: (ref, dest) => ['podman', ['--root', dest, 'pull', '-q', '--tls-verify=false', ref]] });
+    // podman with its own storage under dest (overlay, like its default), pulling and unpacking like Berth
+    if (have('podman')) tools.push({ tool: 'podman', cmd: (ref, dest) => ['podman', ['--root', `${dest}/root`, '--runroot', `${dest}/run`, '--storage-driver', 'overlay', '--events-backend', 'file', 'pull', '-q', '--tls-verify=false', ref]] });
     const results: Array<{ image: string; tool: string; runs: number[]; median_s: number; mb_per_s: number; median_cpu_s: number }> = [];
     for (const im of images) {
       // tools interleaved run by run, so that load from elsewhere on the host hits them alike
