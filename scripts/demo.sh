@@ -1,47 +1,44 @@
 #!/usr/bin/env bash
-# Berth's main job, for now: run a busybox container with berth-runtime from
-# an OCI bundle, show what it sees from inside, and clean up.
-# Usage: scripts/demo.sh [RUNTIME]   (RUNTIME defaults to native/build/berth-runtime;
-#                                     any OCI runtime with runc's CLI works, e.g. runc)
+# Berth's main job, end to end: apply the example stack in examples/web (a
+# network, a volume, busybox httpd serving the volume on 127.0.0.1:8080, and
+# a second container that reaches it by name), then show the page answering.
+# Everything is made offline; setup installs what is missing.
+#
+# Usage: scripts/demo.sh            apply (again: a no-op when nothing changed) and leave it running
+#        scripts/demo.sh --destroy  apply, show it answering, then destroy the stack
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/env.sh"
 cd "$BERTH_TOP"
 [ "${BERTH_SKIP_SETUP:-}" = 1 ] || bash scripts/setup.sh
 . scripts/env.sh   # again: setup may have just installed Node into .tools/
 
-runtime=${1:-$BERTH_TOP/native/build/berth-runtime}
-work=$(mktemp -d /tmp/berth-demo-XXXXXX)
-id="berth-demo-$$"
-root="$work/state"
-cleanup() {
-  "$runtime" --root "$root" delete --force "$id" >/dev/null 2>&1 || true
-  rm -rf --one-file-system "$work"
-}
-trap cleanup EXIT
+berth() { node "$BERTH_TOP/dist/cli/main.js" "$@"; }
 
-# The bundle: the busybox fixture as rootfs, config.json from `<runtime> spec`.
-mkdir -p "$work/bundle" "$root"
-cp -a test/fixtures/build/rootfs "$work/bundle/rootfs"
-(cd "$work/bundle" && "$runtime" spec)
-node --input-type=module - "$work/bundle/config.json" <<'JS'
-import * as fs from 'node:fs';
-const file = process.argv[2];
-const spec = JSON.parse(fs.readFileSync(file, 'utf8'));
-spec.process.terminal = false;
-spec.process.args = ['/bin/sh', '-c', [
-  'echo "hostname: $(hostname)"',
-  'echo "id:       $(id)"',
-  'echo "pid:      $$"',
-  'echo "ls /:     $(ls / | tr "\\n" " ")"',
-  'echo "mounts:   $(wc -l < /proc/self/mountinfo) (the host has more)"',
-].join('; ')];
-spec.hostname = 'berth-demo';
-spec.linux.cgroupsPath = '/berth-demo-' + process.pid;
-fs.writeFileSync(file, JSON.stringify(spec, null, 2));
-JS
+bash examples/web/make-rootfs.sh
+echo "== berth apply -f examples/web --auto-approve"
+berth apply -f examples/web --auto-approve
 
-echo "== $runtime run $id (bundle $work/bundle)"
-rc=0
-"$runtime" --root "$root" run --bundle "$work/bundle" "$id" || rc=$?
-echo "== exit code $rc; cleaning up"
-exit "$rc"
+echo "== waiting for http://127.0.0.1:8080/"
+page=
+for _ in $(seq 1 100); do
+  if page=$(curl -fsS --max-time 2 http://127.0.0.1:8080/ 2>/dev/null); then break; fi
+  sleep 0.1
+done
+if [ -z "$page" ]; then
+  echo "demo: the page did not answer on 127.0.0.1:8080" >&2
+  berth stack ps web >&2 || true
+  exit 1
+fi
+printf '%s\n' "$page"
+echo "== berth stack ps web"
+berth stack ps web
+echo "== berth logs (the probe container reaches web by name)"
+sleep 1
+berth logs --tail 3 web-probe 2>/dev/null || berth stack ps web
+
+if [ "${1:-}" = --destroy ]; then
+  echo "== berth destroy -f examples/web --auto-approve"
+  berth destroy -f examples/web --auto-approve
+else
+  echo "== the stack keeps running; remove it with: node dist/cli/main.js destroy -f examples/web --auto-approve"
+fi

@@ -63,7 +63,7 @@ if ! make -s -C native >&2; then
 fi
 
 # 5. TypeScript build (tsc fails on a project with no inputs yet: skip then).
-if find cli engine provider bench -name '*.ts' -not -name '*.d.ts' 2>/dev/null | grep -q .; then
+if find cli engine provider bench -name '*.ts' -not -name '*.d.ts' 2>/dev/null | grep . >/dev/null; then
   npm run -s build >&2
 else
   log "no TypeScript sources yet: skipping tsc"

@@ -68,7 +68,7 @@ bind_hugetlb() {
   local v2=/sys/fs/cgroup/unified
   grep -qw hugetlb "$v2/cgroup.controllers" 2>/dev/null || return 1
   # Child groups on cgroup2 would hold hugetlb state: then someone uses it.
-  if [ -e /sys/fs/cgroup/hugetlb ] || find "$v2" -mindepth 1 -maxdepth 1 -type d | grep -q .; then
+  if [ -e /sys/fs/cgroup/hugetlb ] || find "$v2" -mindepth 1 -maxdepth 1 -type d | grep . >/dev/null; then
     echo "bench: cgroup2 has child groups or /sys/fs/cgroup/hugetlb exists; not moving hugetlb for crun" >&2
     return 1
   fi

@@ -7,7 +7,7 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-$here/build/busybox-rootfs.tar}
 busybox=/bin/busybox
-if ! "$busybox" --list 2>/dev/null | grep -qx httpd; then
+if ! "$busybox" --list 2>/dev/null | grep -x httpd >/dev/null; then
   echo "make-rootfs: needs /bin/busybox with httpd (apt-get install busybox-static)" >&2
   exit 1
 fi
