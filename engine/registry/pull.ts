@@ -13,7 +13,7 @@
  *    extract dirs, unreferenced blobs) that GC removes.
  */
 import type { Logger } from 'pino';
-import { fail, invalidSpec, notFound } from '../errors.js';
+import { EngineFailure, fail, invalidSpec, notFound, remote } from '../errors.js';
 import { decodeJson } from '../store/decode.js';
 import type { Digest } from '../store/digest.js';
 import { ImageConfig, Index, Manifest, isIndexType, isLayerType, type Descriptor, type Platform } from '../store/oci.js';
@@ -120,8 +120,16 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
       const writer = await store.blobs.writer({ digest: layer.digest, size: layer.size }, label);
       let got = 0;
       let last = 0;
+      async function* body(): AsyncGenerator<Buffer> {
+        try {
+          for await (const chunk of res.body as AsyncIterable<Buffer>) yield chunk;
+        } catch (e) {
+          // a connection that breaks mid-layer is the registry's failure, not a bad layer
+          throw new EngineFailure(remote(`${registry.host}/${ref.path}@${layer.digest}`, `download failed after ${got} of ${layer.size} bytes: ${(e as Error).message}`), { cause: e });
+        }
+      }
       async function* tee(): AsyncGenerator<Buffer> {
-        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+        for await (const chunk of body()) {
           await writer.write(chunk);
           got += chunk.length;
           if (got - last > 256 * 1024 || got === layer.size) {

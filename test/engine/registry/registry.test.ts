@@ -141,6 +141,47 @@ describe.skipIf(!ready)(`registry interop (${why})`, () => {
       expect((await readdir(path.join(store.root, 'layers'))).filter((n) => n.startsWith('extract-'))).toEqual([]);
     });
 
+    it('a connection cut mid-layer is a Remote error that leaves nothing; the next pull completes', async () => {
+      const { randomBytes } = await import('node:crypto');
+      const net = await import('node:net');
+      const layout = await makeOciLayout(path.join(work, 'big'), 'x', [await makeTar([{ name: 'blob', content: randomBytes(4 << 20) }])]);
+      await skopeo([`oci:${layout.dir}:x`, `docker://${reg.host}/test/cut:x`]);
+      // a TCP proxy in front of the registry that drops each connection after 1 MiB from upstream
+      const [upHost, upPort] = reg.host.split(':');
+      const sockets = new Set<import('node:net').Socket>();
+      const proxy = net.createServer((client) => {
+        const up = net.connect(Number(upPort), upHost);
+        sockets.add(client);
+        sockets.add(up);
+        let n = 0;
+        client.pipe(up);
+        up.on('data', (c: Buffer) => {
+          n += c.length;
+          if (n > 1 << 20) {
+            client.destroy();
+            up.destroy();
+          } else client.write(c);
+        });
+        client.on('error', () => up.destroy());
+        up.on('error', () => client.destroy());
+      });
+      await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+      const port = (proxy.address() as import('node:net').AddressInfo).port;
+      try {
+        const p = pullImage(store, `127.0.0.1:${port}/test/cut:x`, { configDir: cfg });
+        await expect(p).rejects.toMatchObject({ error: { _tag: 'Remote' } });
+        await expect(p).rejects.toThrow(/download failed after \d+ of \d+ bytes/);
+      } finally {
+        for (const s of sockets) s.destroy();
+        await new Promise((r) => proxy.close(r));
+      }
+      expect(await store.names.list()).toEqual([]);
+      expect(await store.layers.list()).toEqual([]);
+      expect(await store.blobs.has(layout.layerDigests[0] as never)).toBe(false);
+      const img = await pullImage(store, `${reg.host}/test/cut:x`, { configDir: cfg });
+      expect(img.manifestDescriptor.digest).toBe(layout.manifestDigest);
+    });
+
     it('lists the catalog and reports unknown images as NotFound', async () => {
       const layout = await busyboxLayout(path.join(work, 'layout'), 'v1');
       await skopeo([`oci:${layout.dir}:v1`, `docker://${reg.host}/cat/one:v1`]);
