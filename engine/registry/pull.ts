@@ -27,6 +27,8 @@ export interface PullOptions extends RegistryOptions {
   readonly platform?: Platform;
   /** Layers downloaded at once (default 3). */
   readonly concurrency?: number;
+  /** Tries per layer when the registry or the connection fails (default 3). */
+  readonly retries?: number;
   readonly onProgress?: ProgressSink;
   readonly log?: Logger;
 }
@@ -96,7 +98,7 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
     const provisional = await store.load(manifestDesc, [name], platform);
     log?.debug({ image: name, manifest: manifestDesc.digest, layers: manifest.layers.length }, 'pull: resolved');
 
-    await mapLimit(manifest.layers, opts.concurrency ?? 3, async (layer, i) => {
+    const pullLayer = async (layer: Descriptor, i: number): Promise<void> => {
       const chainId = provisional.chain[i] as Digest;
       const diffId = config.rootfs.diff_ids[i] as Digest;
       const parent = i > 0 ? provisional.chain[i - 1] : undefined;
@@ -164,6 +166,21 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
       }
       progress('done', layer.size);
       log?.debug({ layer: layer.digest, bytes: got }, 'pull: layer done');
+    };
+
+    // a broken connection or a registry hiccup (Remote) is retried with backoff; a bad layer is not
+    const attempts = opts.retries ?? 3;
+    await mapLimit(manifest.layers, opts.concurrency ?? 3, async (layer, i) => {
+      for (let attempt = 1; ; attempt++) {
+        try {
+          return await pullLayer(layer, i);
+        } catch (e) {
+          if (!(e instanceof EngineFailure) || e.error._tag !== 'Remote' || attempt >= attempts) throw e;
+          const wait = 250 * 2 ** (attempt - 1) * (0.75 + Math.random() / 2);
+          log?.warn({ layer: layer.digest, attempt, error: e.message }, `pull: retrying layer in ${Math.round(wait)} ms`);
+          await new Promise((r) => setTimeout(r, wait));
+        }
+      }
     });
 
     // the commit point: the name now points at the complete image

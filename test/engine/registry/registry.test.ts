@@ -167,10 +167,13 @@ describe.skipIf(!ready)(`registry interop (${why})`, () => {
       });
       await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
       const port = (proxy.address() as import('node:net').AddressInfo).port;
+      let connections = 0;
+      proxy.on('connection', () => connections++);
       try {
         const p = pullImage(store, `127.0.0.1:${port}/test/cut:x`, { configDir: cfg });
         await expect(p).rejects.toMatchObject({ error: { _tag: 'Remote' } });
         await expect(p).rejects.toThrow(/download failed after \d+ of \d+ bytes/);
+        expect(connections).toBeGreaterThanOrEqual(3); // the layer was tried three times
       } finally {
         for (const s of sockets) s.destroy();
         await new Promise((r) => proxy.close(r));
