@@ -22,7 +22,9 @@ packages=(build-essential pkg-config libjansson-dev libseccomp-dev libcap-dev
   busybox-static runc hyperfine tmux iproute2 util-linux procps ca-certificates
   nftables curl
   # peers the image tests run against: a registry on 127.0.0.1, skopeo, umoci, htpasswd
-  docker-registry skopeo umoci apache2-utils)
+  docker-registry skopeo umoci apache2-utils openssl podman
+  # setfattr: opaque whiteouts and xattrs when unpacking layers
+  attr)
 # npm is only needed to fetch Node 24 when the host has no npm at all.
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()
