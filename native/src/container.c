@@ -236,6 +236,28 @@ static pid_t fork_into_cgroup(const berth_cgroup *cg, berth_error *e) {
   return pid;
 }
 
+/* The socketpair between us and the child stages: ours CLOEXEC, theirs
+ * closed by stage1 (it is in parent_only_fds) or at execve. */
+static int open_sync(child_ctx *c, int *parent_sock, berth_error *e) {
+  int sp[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) return berth_fail_errno(e, "socketpair");
+  *parent_sock = sp[0];
+  c->sock = sp[1];
+  return 0;
+}
+
+/* A pty master from the child: to --console-socket when there is one, else
+ * kept for a foreground proxy. */
+static int take_console(int console_sock, int fd, int *master, berth_error *e) {
+  if (console_sock < 0) {
+    *master = fd;
+    return 0;
+  }
+  int r = terminal_send_master(console_sock, fd, e);
+  close(fd);
+  return r;
+}
+
 static int host_uid_of_root(json_t *linux_, uid_t *uid, gid_t *gid) {
   *uid = 0;
   *gid = 0;
@@ -392,13 +414,7 @@ int container_create(const create_opts *o, berth_state *st, int *console_master,
   if (cgroup_create(&c.cg, json_object_get(spec.linux_, "resources"), e) < 0) goto fail;
   cgroup_made = true;
 
-  int sp[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
-    berth_fail_errno(e, "socketpair");
-    goto fail;
-  }
-  parent_sock = sp[0];
-  c.sock = sp[1];
+  if (open_sync(&c, &parent_sock, e) < 0) goto fail;
   c.parent_only_fds[0] = st->lock_fd;
   c.parent_only_fds[1] = parent_sock;
   c.parent_only_fds[2] = console_sock;
@@ -452,13 +468,7 @@ int container_create(const create_opts *o, berth_state *st, int *console_master,
       stage1_pid = -1;
       break;
     case SYNC_CONSOLE:
-      if (console_sock >= 0) {
-        int r = terminal_send_master(console_sock, fd, e);
-        close(fd);
-        if (r < 0) goto fail;
-      } else {
-        *console_master = fd;
-      }
+      if (take_console(console_sock, fd, console_master, e) < 0) goto fail;
       break;
     case SYNC_MOUNTS_DONE:
       mounts_done = true;
@@ -607,13 +617,7 @@ int container_exec(const exec_opts *o, berth_error *e) {
   if (ns_plan_from_pid(st.pid, &c.ns, e) < 0) goto out;
   c.proc.in_userns = c.ns.has[NS_USER];
   if (cgroup_open(&c.cg, st.cgroup_path, st.id, st.cgroup_disabled, e) < 0) goto out;
-  int sp[2];
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
-    berth_fail_errno(e, "socketpair");
-    goto out;
-  }
-  parent_sock = sp[0];
-  c.sock = sp[1];
+  if (open_sync(&c, &parent_sock, e) < 0) goto out;
   c.parent_only_fds[0] = parent_sock;
   c.parent_only_fds[1] = console_sock;
   if (!o->detach && foreground_prepare(e) < 0) goto out;
@@ -642,13 +646,7 @@ int container_exec(const exec_opts *o, berth_error *e) {
       waitpid(stage1_pid, NULL, 0);
       stage1_pid = -1;
     } else if (m.type == SYNC_CONSOLE) {
-      if (console_sock >= 0) {
-        int r = terminal_send_master(console_sock, fd, e);
-        close(fd);
-        if (r < 0) goto out;
-      } else {
-        master = fd;
-      }
+      if (take_console(console_sock, fd, &master, e) < 0) goto out;
     } else if (m.type == SYNC_READY) {
       ready = true;
     }
