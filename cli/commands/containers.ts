@@ -540,23 +540,40 @@ export const registerContainerCommands = (program: Command): void => {
       else process.stdout.write(`${table(['UID', 'PID', 'PPID', 'CMD'], rows)}\n`);
     }));
 
-  program.command('stats').description('resource usage of containers (cgroup v1 and v2)').argument('[containers...]')
-    .option('--no-stream', 'print once (the only mode)')
+  program.command('stats').description('resource usage of containers (cgroup v1 and v2), refreshed every second').argument('[containers...]')
+    .option('--no-stream', 'print once and exit')
     .option('-a, --all', 'all containers (default: running)')
-    .action(action(async (refs: string[], _o: unknown, cmd: Command) => {
+    .action(action(async (refs: string[], o: { stream?: boolean; all?: boolean }, cmd: Command) => {
       const engine = await engineFor(cmd);
-      const list = refs.length > 0 ? await Promise.all(refs.map((r) => engine.inspectContainer(r))) : await engine.listContainers();
-      const rows: string[][] = [];
-      const json: unknown[] = [];
       const mib = (n: number): string => (n >= 1024 ** 3 ? `${(n / 1024 ** 3).toFixed(2)}GiB` : `${(n / 1024 ** 2).toFixed(2)}MiB`);
-      for (const c of list) {
-        const s = await engine.statsContainer(c.id);
-        json.push({ id: c.id, name: c.name, ...s });
-        rows.push([c.id.slice(0, 12), c.name, `${(s.cpuPercent ?? 0).toFixed(2)}%`, `${mib(s.memoryUsageBytes)} / ${s.memoryLimitBytes ? mib(s.memoryLimitBytes) : 'unlimited'}`,
-          `${mib(s.blockReadBytes)} / ${mib(s.blockWriteBytes)}`, String(s.pids)]);
+      const once = async (): Promise<string> => {
+        const list = refs.length > 0 ? await Promise.all(refs.map((r) => engine.inspectContainer(r))) : await engine.listContainers({ all: o.all === true });
+        const rows: string[][] = [];
+        const json: unknown[] = [];
+        for (const c of list) {
+          if (c.state.status !== 'running' && c.state.status !== 'paused') {
+            if (refs.length > 0) rows.push([c.id.slice(0, 12), c.name, '--', '-- / --', '-- / --', '0']);
+            continue;
+          }
+          const st = await engine.statsContainer(c.id).catch(() => undefined);
+          if (!st) continue; // exited meanwhile
+          json.push({ id: c.id, name: c.name, ...st });
+          rows.push([c.id.slice(0, 12), c.name, `${(st.cpuPercent ?? 0).toFixed(2)}%`, `${mib(st.memoryUsageBytes)} / ${st.memoryLimitBytes ? mib(st.memoryLimitBytes) : 'unlimited'}`,
+            `${mib(st.blockReadBytes)} / ${mib(st.blockWriteBytes)}`, String(st.pids)]);
+        }
+        return isJson(cmd) ? `${JSON.stringify(json, null, 2)}\n` : `${table(['CONTAINER ID', 'NAME', 'CPU %', 'MEM USAGE / LIMIT', 'BLOCK I/O', 'PIDS'], rows)}\n`;
+      };
+      if (o.stream === false || !process.stdout.isTTY) {
+        process.stdout.write(await once());
+        return;
       }
-      if (isJson(cmd)) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);
-      else process.stdout.write(`${table(['CONTAINER ID', 'NAME', 'CPU %', 'MEM USAGE / LIMIT', 'BLOCK I/O', 'PIDS'], rows)}\n`);
+      let stop = false;
+      process.once('SIGINT', () => (stop = true));
+      while (!stop) {
+        const text = await once();
+        process.stdout.write(`\x1b[2J\x1b[H${text}`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     }));
 
   program.command('rename').description('rename a container').argument('<container>').argument('<new-name>')

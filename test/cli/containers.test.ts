@@ -23,7 +23,7 @@ interface Out {
 }
 
 const berth = (args: string[], input?: string): Out => {
-  const r = spawnSync(process.execPath, [bin, '--root', root, ...args], { encoding: 'utf8', input: input ?? '', timeout: 60_000 });
+  const r = spawnSync(process.execPath, [bin, '--root', root, ...args], { encoding: 'utf8', input: input ?? '', timeout: 25_000 });
   return { code: r.status ?? 128 + 9, stdout: r.stdout, stderr: r.stderr };
 };
 const ok = (args: string[], input?: string): string => {
