@@ -2,6 +2,7 @@
 # Networking benchmarks (root; needs iproute2, nftables, iperf3):
 #   bench/network/run.sh            iperf3 through published ports, setup/teardown latency
 #   bench/network/run.sh run-rm     run --rm busybox true, --network none vs the default bridge
+#   bench/network/run.sh setups     50 setups in a row on one network, then 50 at once, and their teardowns
 # Compiles what it needs into a temporary directory and runs it with node.
 # BENCH_SECONDS, BENCH_REPEATS, BENCH_CYCLES, BENCH_ROUNDS tune the runs.
 set -eu
@@ -9,7 +10,7 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 script=${1:-published-port}
 out=$(mktemp -d /tmp/berth-bench-build-XXXXXX)
 trap 'rm -rf "$out"' EXIT
-[ "$script" = run-rm ] || command -v iperf3 >/dev/null || { echo "iperf3 is missing: apt-get install iperf3" >&2; exit 1; }
+[ "$script" = run-rm ] || [ "$script" = setups ] || command -v iperf3 >/dev/null || { echo "iperf3 is missing: apt-get install iperf3" >&2; exit 1; }
 "$repo/node_modules/.bin/tsc" --ignoreConfig --outDir "$out" --module nodenext --moduleResolution nodenext \
   --target es2023 --skipLibCheck --types node --rootDir "$repo" "$repo/bench/network/$script.ts"
 ln -s "$repo/node_modules" "$out/node_modules"

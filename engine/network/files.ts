@@ -84,8 +84,12 @@ export const readHostResolvConf = async (): Promise<string> => {
   return main;
 };
 
-/** Creates or rewrites `file` keeping its inode (it may be bind-mounted). */
-export const writeInPlace = async (file: string, text: string): Promise<void> => {
+/**
+ * Creates or rewrites `file` keeping its inode (it may be bind-mounted).
+ * `sync` false for files that are regenerated anyway (hosts files of peers:
+ * after a power loss no container is left to read them).
+ */
+export const writeInPlace = async (file: string, text: string, sync = true): Promise<void> => {
   await sys(file, async () => {
     const h = await fsp.open(file, C.O_WRONLY | C.O_CREAT, 0o644);
     try {
@@ -93,7 +97,7 @@ export const writeInPlace = async (file: string, text: string): Promise<void> =>
       const buf = Buffer.from(text, 'utf8');
       await h.write(buf, 0, buf.length, 0);
       await h.truncate(buf.length);
-      await h.sync();
+      if (sync) await h.sync();
     } finally {
       await h.close();
     }

@@ -70,6 +70,10 @@ const isMounted = async (p: string): Promise<boolean> => {
 
 export const netnsAlive = isMounted;
 
+/** Every mount point of our mount namespace, from one read of mountinfo (the full scan checks every netns against it). */
+export const mountPoints = async (): Promise<Set<string>> =>
+  new Set((await fsp.readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => m !== undefined));
+
 export const removeNetns = async (file: string): Promise<void> => {
   if (await isMounted(file)) {
     const r = await runRaw(['umount', file]);

@@ -2,12 +2,18 @@
  * Berth's networking: the `ContainerNetworking` the runtime calls around a
  * container's life, and the `NetworkApi` group of the Engine facade.
  *
- * Every operation runs under the networking lock (lock.ts) and starts by
- * recovering what a killed command left half done (records in a
- * "creating" / "removing" phase, see state.ts), so no address is handed out
- * twice and none is lost. Host changes follow a recorded intent: the record
- * (with the chosen addresses, veth names and ports) is written first, the
- * host is changed, then the record is marked ready.
+ * Changes happen under the networking lock (lock.ts), in short critical
+ * sections: records, addresses, ports, the nft table and hosts files. The
+ * slow host work of one container (its netns, veths, the veth deletion's RCU
+ * wait) runs outside the lock, so setups and teardowns of different
+ * containers overlap. Host changes follow a recorded intent: a pending mark
+ * (owner pid + start time) and the record (with the chosen addresses, veth
+ * names and ports) are written first, the host is changed, then the record
+ * is marked ready and the mark removed. Each command recovers first what a
+ * dead owner left pending: only the pending marks are looked at, and every
+ * record only by a full scan (after a reboot, when a bridge is missing, on
+ * recover() and prune), so a verb's cost does not grow with the number of
+ * containers. The verbs read one index of all endpoint records (state.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fsp } from 'node:fs';
@@ -26,7 +32,7 @@ import {
 import { withFlock } from './lock.js';
 import { applyRuleset, deleteTable, dnatsOf, ruleset } from './nft.js';
 import { exposedToPorts, resolvePorts, type PublishSpec } from './ports.js';
-import { StateDir, type Attachment, type EndpointRecord, type NetworkRecord } from './state.js';
+import { StateDir, type Attachment, type EndpointRecord, type NetworkRecord, type PendingMark, type StateCounters } from './state.js';
 
 export const DEFAULT_ROOT = '/var/lib/berth';
 /** Host-wide note that Berth turned net.ipv4.ip_forward on (see ensureIpForward). */
@@ -60,7 +66,23 @@ export interface Networking extends ContainerNetworking, NetworkApi {
   purge(): Promise<void>;
   /** This root's nft table and default bridge names (for checks and tests). */
   readonly table: string;
+  /** Records read so far by this object (for tests of the cost per verb). */
+  readonly counters: StateCounters;
 }
+
+/** What a locked section works on: every endpoint record, from the index. */
+interface Ctx {
+  readonly eps: Map<string, EndpointRecord>;
+}
+
+const procStart = async (pid: number): Promise<string | undefined> => {
+  try {
+    const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]; // field 22, starttime
+  } catch {
+    return undefined;
+  }
+};
 
 export const openNetworking = (roots: EngineRoots, opts: NetworkingOptions = {}): Networking => new LocalNetworking(roots, opts);
 
@@ -69,11 +91,17 @@ class LocalNetworking implements Networking {
   private readonly netnsDir: string;
   private readonly log: Logger;
   private readonly defaultRoot: boolean;
+  /** Present while a full scan of the records is not needed: on tmpfs, gone after a reboot. */
+  private readonly scannedMark: string;
+  /** Containers this process has an operation under way for (their pending marks are not a dead owner's). */
+  private readonly inFlight = new Set<string>();
+  private myStart: Promise<string | undefined> | undefined;
   readonly table: string;
 
   constructor(roots: EngineRoots, private readonly opts: NetworkingOptions) {
     this.state = new StateDir(roots.root);
     this.netnsDir = path.join(roots.runRoot, 'netns');
+    this.scannedMark = path.join(roots.runRoot, 'network-scanned');
     this.log = opts.logger ?? silentLogger();
     this.defaultRoot = path.resolve(roots.root) === DEFAULT_ROOT;
     // one table per root, so that two roots (tests, a second engine) never rewrite each other's rules
@@ -87,26 +115,60 @@ class LocalNetworking implements Networking {
 
   /* ------------------------------------------------------------ plumbing */
 
-  private async locked<A>(fn: () => Promise<A>): Promise<A> {
-    await this.state.init();
-    return withFlock(this.state.lockFile, async () => {
-      await this.recoverLocked();
-      return fn();
-    });
+  get counters(): StateCounters {
+    return this.state.counters;
   }
 
-  /** Rebuilds Berth's table from the records (leaving out the endpoint `without`, being removed). */
-  private async applyNft(without?: string): Promise<void> {
-    const nets = await this.state.networks();
+  /** Runs fn under the lock, after recovering what dead commands left (a full scan when `full`). */
+  private async locked<A>(fn: (ctx: Ctx) => Promise<A>, full = false): Promise<A> {
+    await this.state.init();
+    return withFlock(this.state.lockFile, async () => fn(await this.recoverLocked(full)));
+  }
+
+  /** Writes a record and the index (record first: the record is the truth, the index its cache). */
+  private async put(ctx: Ctx, ep: EndpointRecord): Promise<void> {
+    await this.state.writeEndpoint(ep);
+    ctx.eps.set(ep.containerId, ep);
+    await this.state.writeIndex(ctx.eps);
+  }
+
+  private async drop(ctx: Ctx, containerId: string): Promise<void> {
+    await this.state.removeEndpoint(containerId);
+    ctx.eps.delete(containerId);
+    await this.state.writeIndex(ctx.eps);
+  }
+
+  /** Marks an operation on the container as under way, before its first change. */
+  private async begin(containerId: string): Promise<void> {
+    this.myStart ??= procStart(process.pid);
+    this.inFlight.add(containerId);
+    await this.state.markPending(containerId, { pid: process.pid, start: (await this.myStart) ?? '' });
+  }
+
+  /** The operation is done: its record (and the index) say so already. */
+  private async end(containerId: string): Promise<void> {
+    await this.state.clearPending(containerId);
+    this.inFlight.delete(containerId);
+  }
+
+  /** Whether the owner of a pending mark is still at work (this process, or another one alive). */
+  private async ownerAlive(containerId: string, mark: PendingMark | undefined): Promise<boolean> {
+    if (!mark) return false;
+    if (mark.pid === process.pid) return this.inFlight.has(containerId);
+    return mark.start !== '' && (await procStart(mark.pid)) === mark.start;
+  }
+
+  /** Rebuilds Berth's table from the networks and the index (one `nft -f`, one transaction). */
+  private async applyNft(ctx: Ctx): Promise<void> {
+    const nets = (await this.state.networks()).filter((n) => n.phase === 'ready');
     if (nets.length === 0) {
       await deleteTable(this.table);
       return;
     }
-    const eps = (await this.state.endpoints()).filter((e) => e.containerId !== without);
     const internal = new Set(nets.filter((n) => n.internal).map((n) => n.id));
-    const publishable = eps.filter((e) => {
+    const publishable = [...ctx.eps.values()].filter((e) => {
       const p = e.networkOrder[0];
-      return p !== undefined && !internal.has(e.networks[p]!.networkId);
+      return p !== undefined && e.ports.length > 0 && !internal.has(e.networks[p]!.networkId);
     });
     await applyRuleset(this.table, ruleset(this.table, nets, dnatsOf(publishable)));
   }
@@ -146,38 +208,22 @@ class LocalNetworking implements Networking {
   /* ------------------------------------------------------------ recovery */
 
   async recover(): Promise<void> {
-    await this.locked(async () => undefined);
+    await this.locked(async () => undefined, true);
   }
 
-  private async recoverLocked(): Promise<void> {
+  /**
+   * Finishes or undoes what dead commands left. Cheap path (every verb): the
+   * pending marks whose owner is gone, the network records (a handful) and
+   * whether each bridge is there. Full scan (every record, every netns
+   * against one read of mountinfo, the index rebuilt): when asked, when the
+   * scanned mark is gone (a reboot cleared runRoot), when the index is
+   * missing or unreadable, or when a bridge is missing (a reboot, or
+   * someone deleted it).
+   */
+  private async recoverLocked(forceFull: boolean): Promise<Ctx> {
     let nftDirty = false;
     const touched = new Set<string>();
-    for (const ep of await this.state.endpoints()) {
-      const ownNetns = ep.mode === 'bridge' || ep.mode === 'none';
-      if (ep.phase !== 'ready' || (ownNetns && ep.netnsPath !== undefined && !(await host.netnsAlive(ep.netnsPath)))) {
-        this.log.warn({ container: ep.containerId, phase: ep.phase }, 'undoing network setup left half done (or whose namespace is gone)');
-        await this.undoEndpoint(ep);
-        Object.values(ep.networks).forEach((a) => touched.add(a.networkId));
-        nftDirty ||= ep.ports.length > 0;
-        continue;
-      }
-      const half = Object.entries(ep.networks).filter(([, a]) => a.phase !== 'ready');
-      if (half.length > 0) {
-        for (const [name, a] of half) {
-          this.log.warn({ container: ep.containerId, network: name }, 'undoing a connect/disconnect left half done');
-          await host.deleteLink(a.hostVeth);
-          touched.add(a.networkId);
-        }
-        const keep = Object.fromEntries(Object.entries(ep.networks).filter(([, a]) => a.phase === 'ready'));
-        await this.state.writeEndpoint({ ...ep, networks: keep, networkOrder: ep.networkOrder.filter((n) => n in keep) });
-        nftDirty ||= ep.ports.length > 0;
-      }
-    }
-    // a container: sharer whose owner is gone shares nothing any more (its files went with the owner)
-    const live = await this.state.endpoints();
-    for (const ep of live) {
-      if (ep.mode === 'container' && !live.some((o) => o.containerId === ep.sharedWith)) await this.state.removeEndpoint(ep.containerId);
-    }
+    let full = forceFull || !(await fsp.access(this.scannedMark).then(() => true, () => false));
     for (const n of await this.state.networks()) {
       if (n.phase !== 'ready') {
         this.log.warn({ network: n.name, phase: n.phase }, 'removing a network left half done');
@@ -185,25 +231,105 @@ class LocalNetworking implements Networking {
         await this.state.removeNetwork(n.id);
         nftDirty = true;
       } else if (!(await host.linkExists(n.bridge))) {
-        // after a reboot: the record stands, the bridge and table are gone
+        // after a reboot: the record stands, the bridge and table are gone (and so are the namespaces)
         await this.ensureIpForward();
         await host.ensureBridge(n.bridge, n.gateway, parseCidr(n.subnet)!.prefix);
         nftDirty = true;
+        full = true;
       }
     }
-    if (nftDirty) await this.applyNft();
-    if (touched.size > 0) await this.refreshHosts(touched);
+    const index = full ? undefined : await this.state.readIndex();
+    const marks = await this.state.pending();
+    let ctx: Ctx;
+    if (index === undefined) {
+      this.state.counters.fullScans++;
+      ctx = { eps: new Map((await this.state.endpoints()).map((e) => [e.containerId, e])) };
+      const mounted = await host.mountPoints();
+      for (const ep of [...ctx.eps.values()]) {
+        if (!ctx.eps.has(ep.containerId) || (await this.ownerAlive(ep.containerId, marks.get(ep.containerId)))) continue;
+        await this.recoverEndpoint(ctx, ep, touched, mounted);
+      }
+      // a container: sharer whose owner is gone shares nothing any more (its files went with the owner)
+      for (const ep of [...ctx.eps.values()]) {
+        if (ep.mode === 'container' && !ctx.eps.has(ep.sharedWith ?? '')) await this.state.removeEndpoint(ep.containerId);
+      }
+      for (const ep of [...ctx.eps.values()]) if (ep.mode === 'container' && !ctx.eps.has(ep.sharedWith ?? '')) ctx.eps.delete(ep.containerId);
+      await this.state.writeIndex(ctx.eps);
+      for (const [id, m] of marks) if (!(await this.ownerAlive(id, m))) await this.state.clearPending(id);
+      await fsp.mkdir(path.dirname(this.scannedMark), { recursive: true, mode: 0o700 });
+      await fsp.writeFile(this.scannedMark, `${new Date().toISOString()}\n`);
+      nftDirty = true; // the table may be gone with a reboot
+    } else {
+      ctx = { eps: index };
+      for (const [id, m] of marks) {
+        if (await this.ownerAlive(id, m)) continue;
+        const ep = await this.state.endpoint(id);
+        if (ep) await this.recoverEndpoint(ctx, ep, touched);
+        else ctx.eps.delete(id);
+        await this.state.writeIndex(ctx.eps);
+        await this.state.clearPending(id);
+        nftDirty = true;
+      }
+    }
+    if (nftDirty) await this.applyNft(ctx);
+    if (touched.size > 0) await this.refreshHosts(ctx, touched);
+    return ctx;
   }
 
-  /** Removes an endpoint's host objects and record; safe to repeat. */
-  private async undoEndpoint(ep: EndpointRecord, alsoNft = false): Promise<void> {
-    // independent host changes, in parallel: deleting a veth waits for an RCU grace period (~20 ms)
+  /**
+   * Brings one endpoint whose owner is gone to a settled state: undone when
+   * left half done (or when its namespace is gone, with `mounted` from a full
+   * scan), half-done connects/disconnects undone; the index follows.
+   */
+  private async recoverEndpoint(ctx: Ctx, ep: EndpointRecord, touched: Set<string>, mounted?: ReadonlySet<string>): Promise<void> {
+    const ownNetns = ep.mode === 'bridge' || ep.mode === 'none';
+    const nsGone = mounted !== undefined && ownNetns && ep.netnsPath !== undefined && !mounted.has(ep.netnsPath);
+    if (ep.phase !== 'ready' || nsGone) {
+      this.log.warn({ container: ep.containerId, phase: ep.phase }, 'undoing network setup left half done (or whose namespace is gone)');
+      await this.undoEndpoint(ep);
+      ctx.eps.delete(ep.containerId);
+      await this.dropSharers(ctx, ep.containerId);
+      Object.values(ep.networks).forEach((a) => touched.add(a.networkId));
+      return;
+    }
+    const half = Object.entries(ep.networks).filter(([, a]) => a.phase !== 'ready');
+    if (half.length === 0) {
+      ctx.eps.set(ep.containerId, ep);
+      return;
+    }
+    for (const [name, a] of half) {
+      this.log.warn({ container: ep.containerId, network: name }, 'undoing a connect/disconnect left half done');
+      await host.deleteLink(a.hostVeth);
+      touched.add(a.networkId);
+    }
+    const keep = Object.fromEntries(Object.entries(ep.networks).filter(([, a]) => a.phase === 'ready'));
+    const fixed = { ...ep, networks: keep, networkOrder: ep.networkOrder.filter((n) => n in keep) };
+    await this.state.writeEndpoint(fixed);
+    ctx.eps.set(ep.containerId, fixed);
+  }
+
+  /** Forgets the container: sharers of a container that is gone (their files went with it). */
+  private async dropSharers(ctx: Ctx, ownerId: string): Promise<void> {
+    for (const e of [...ctx.eps.values()]) {
+      if (e.mode === 'container' && e.sharedWith === ownerId) {
+        await this.state.removeEndpoint(e.containerId);
+        ctx.eps.delete(e.containerId);
+      }
+    }
+  }
+
+  /** Removes an endpoint's host objects and record; safe to repeat. The caller updates the index. */
+  private async undoEndpoint(ep: EndpointRecord): Promise<void> {
+    await this.undoHost(ep);
+    await this.state.removeEndpoint(ep.containerId);
+  }
+
+  /** Deletes an endpoint's veths and netns (in parallel: deleting a veth waits for an RCU grace period, ~20 ms). */
+  private async undoHost(ep: EndpointRecord): Promise<void> {
     const steps: Promise<unknown>[] = Object.values(ep.networks).map((a) => host.deleteLink(a.hostVeth));
     if ((ep.mode === 'bridge' || ep.mode === 'none') && ep.netnsPath !== undefined) steps.push(host.removeNetns(ep.netnsPath));
-    if (alsoNft) steps.push(this.applyNft(ep.containerId));
     const failed = (await Promise.allSettled(steps)).find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason; // the record stays: the next command finishes it
-    await this.state.removeEndpoint(ep.containerId);
   }
 
   /* ------------------------------------------------------------ networks */
@@ -218,12 +344,12 @@ class LocalNetworking implements Networking {
     return fail(notFound('network', ref, 'see `berth network ls`'));
   }
 
-  private async defaultNetworkLocked(): Promise<NetworkRecord> {
+  private async defaultNetworkLocked(ctx: Ctx): Promise<NetworkRecord> {
     const d = (await this.state.networks()).find((n) => n.isDefault && n.phase === 'ready');
-    return d ?? this.createNetworkLocked({ name: 'bridge' }, true);
+    return d ?? this.createNetworkLocked(ctx, { name: 'bridge' }, true);
   }
 
-  private async createNetworkLocked(spec: NetworkSpec, isDefault: boolean): Promise<NetworkRecord> {
+  private async createNetworkLocked(ctx: Ctx, spec: NetworkSpec, isDefault: boolean): Promise<NetworkRecord> {
     const problems: string[] = [];
     if (!NAME_RE.test(spec.name)) problems.push(`name: expected letters, digits, "_", "." or "-" (not first), got ${JSON.stringify(spec.name)}`);
     if (!isDefault && PREDEFINED.has(spec.name)) problems.push(`name: ${spec.name} is a predefined network`);
@@ -268,7 +394,7 @@ class LocalNetworking implements Networking {
       await host.ensureBridge(rec.bridge, gateway, sn.prefix);
       const ready = { ...rec, phase: 'ready' as const };
       await this.state.writeNetwork(ready);
-      await this.applyNft();
+      await this.applyNft(ctx);
       this.log.debug({ network: rec.name, bridge: rec.bridge, subnet }, 'network created');
       return ready;
     } catch (e) {
@@ -299,64 +425,65 @@ class LocalNetworking implements Networking {
   }
 
   async createNetwork(spec: NetworkSpec): Promise<NetworkInfo> {
-    return this.locked(async () => this.info(await this.createNetworkLocked(spec, false), []));
+    return this.locked(async (ctx) => this.info(await this.createNetworkLocked(ctx, spec, false), []));
   }
 
   async listNetworks(): Promise<NetworkInfo[]> {
-    return this.locked(async () => {
-      const eps = await this.state.endpoints();
+    return this.locked(async (ctx) => {
+      const eps = [...ctx.eps.values()];
       const nets = (await this.state.networks()).filter((n) => n.phase === 'ready').map((n) => this.info(n, eps));
       return [...nets, this.pseudo('host', eps), this.pseudo('none', eps)];
     });
   }
 
   async inspectNetwork(ref: string): Promise<NetworkInfo> {
-    return this.locked(async () => {
-      const eps = await this.state.endpoints();
+    return this.locked(async (ctx) => {
+      const eps = [...ctx.eps.values()];
       if (ref === 'host' || ref === 'none') return this.pseudo(ref, eps);
-      if (ref === 'bridge') return this.info(await this.defaultNetworkLocked(), eps);
+      if (ref === 'bridge') return this.info(await this.defaultNetworkLocked(ctx), eps);
       return this.info(await this.findNetwork(ref), eps);
     });
   }
 
-  private async removeNetworkLocked(n: NetworkRecord): Promise<void> {
-    const users = (await this.state.endpoints()).filter((e) => Object.values(e.networks).some((a) => a.networkId === n.id));
+  private async removeNetworkLocked(ctx: Ctx, n: NetworkRecord): Promise<void> {
+    const users = [...ctx.eps.values()].filter((e) => Object.values(e.networks).some((a) => a.networkId === n.id));
     if (users.length > 0)
       fail(conflict('network', n.name, `in use by ${users.map((u) => u.name).join(', ')}; disconnect or remove those containers first`));
     await this.state.writeNetwork({ ...n, phase: 'removing' });
-    await this.applyNft().catch(() => undefined); // rebuilt without it below either way
+    await this.applyNft(ctx).catch(() => undefined); // rebuilt without it below either way
     await host.deleteLink(n.bridge);
     await this.state.removeNetwork(n.id);
-    await this.applyNft();
+    await this.applyNft(ctx);
     await this.maybeRestoreIpForward();
   }
 
   async removeNetwork(ref: string): Promise<void> {
-    await this.locked(async () => {
+    await this.locked(async (ctx) => {
       if (PREDEFINED.has(ref)) fail(conflict('network', ref, 'a predefined network cannot be removed'));
       const n = await this.findNetwork(ref);
       if (n.isDefault) fail(conflict('network', ref, 'the default network cannot be removed'));
-      await this.removeNetworkLocked(n);
+      await this.removeNetworkLocked(ctx, n);
     });
   }
 
   async pruneNetworks(): Promise<{ deleted: string[] }> {
-    return this.locked(async () => {
-      const eps = await this.state.endpoints();
+    // prune is where a full scan of the records (every netns checked) is asked for
+    return this.locked(async (ctx) => {
+      const eps = [...ctx.eps.values()];
       const used = new Set(eps.flatMap((e) => Object.values(e.networks).map((a) => a.networkId)));
       const deleted: string[] = [];
       for (const n of await this.state.networks()) {
         if (n.isDefault || used.has(n.id) || n.phase !== 'ready') continue;
-        await this.removeNetworkLocked(n);
+        await this.removeNetworkLocked(ctx, n);
         deleted.push(n.name);
       }
       return { deleted };
-    });
+    }, true);
   }
 
   private async resolveContainer(ref: string): Promise<string> {
     if (this.opts.resolveContainer) return this.opts.resolveContainer(ref);
-    const eps = await this.state.endpoints();
+    const eps = [...((await this.state.readIndex())?.values() ?? (await this.state.endpoints()))];
     const name = ref.replace(/^\//, '');
     const hit = eps.find((e) => e.containerId === ref || e.name === name) ?? (ref.length >= 3 ? eps.filter((e) => e.containerId.startsWith(ref)) : []).at(0);
     if (!hit) return fail(notFound('container', ref, 'no container of that name or ID has a network set up (is it running?)'));
@@ -427,22 +554,79 @@ class LocalNetworking implements Networking {
     return this.result(ep, await this.state.networks(), ep.mode === 'container' ? ep.sharedWith : undefined);
   }
 
+  /**
+   * Three steps: under the lock, the checks, the addresses and ports and the
+   * intent record (with a pending mark); without it, the netns, veths and
+   * files; under the lock again, the record marked ready, the nft table and
+   * the hosts files of the network's members.
+   */
   async setup(req: NetworkSetupRequest): Promise<NetworkSetupResult> {
-    return this.locked(async () => {
-      const existing = await this.state.endpoint(req.containerId);
-      if (existing) {
-        const nets = await this.state.networks();
-        return this.result(existing, nets, existing.mode === 'container' ? existing.sharedWith : undefined);
+    const plan = await this.locked(async (ctx) => {
+      const existing = ctx.eps.get(req.containerId);
+      if (existing?.phase === 'ready') {
+        return { done: this.result(existing, await this.state.networks(), existing.mode === 'container' ? existing.sharedWith : undefined) };
       }
-      return this.setupLocked(req);
+      if (existing) return fail(conflict('container', existing.name, 'its network setup or teardown is under way in another command'));
+      return this.planSetup(ctx, req);
+    });
+    if ('done' in plan) return plan.done;
+    const { ep, joins } = plan;
+    const id = ep.containerId;
+    const f = this.filesOf(id);
+    try {
+      // the links and the files do not depend on each other: in parallel, outside the lock
+      const links = host.plugVeths(ep.netnsPath!, joins.map(([name, n]) => {
+        const a = ep.networks[name]!;
+        return {
+          hostVeth: a.hostVeth, bridge: n.bridge, ifname: a.ifname, mac: a.mac, cidr: `${a.ipv4}/${a.prefix}`,
+          gateway: name === ep.networkOrder[0] && !n.internal ? n.gateway : undefined,
+        };
+      }), true);
+      const etc = (async () => {
+        const resolv = files.containerResolvConf(await files.readHostResolvConf());
+        await files.writeInPlace(f.resolv, resolv.text);
+        await files.writeInPlace(f.hostname, `${req.hostname}\n`);
+      })();
+      const failed = (await Promise.allSettled([links, etc])).find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+    } catch (e) {
+      this.log.warn({ container: id, err: (e as Error).message }, 'network setup failed: undoing it');
+      try {
+        await this.undoHost(ep);
+        await this.locked(async (ctx) => {
+          await this.drop(ctx, id);
+          await this.end(id);
+        });
+      } catch (u) {
+        this.inFlight.delete(id); // its pending mark is now a dead owner's: the next command undoes it
+        this.log.error({ err: (u as Error).message }, 'undo failed; the next berth command retries');
+      }
+      throw e;
+    }
+    return this.locked(async (ctx) => {
+      const readyNets = Object.fromEntries(Object.entries(ep.networks).map(([k, a]) => [k, { ...a, phase: 'ready' as const }]));
+      const ready: EndpointRecord = { ...ep, phase: 'ready', networks: readyNets };
+      await this.put(ctx, ready);
+      if (ready.ports.length > 0) await this.applyNft(ctx);
+      await this.refreshHosts(ctx, new Set(joins.map(([, n]) => n.id)), id);
+      await this.end(id);
+      this.log.debug({ container: id, networks: Object.keys(ready.networks), ports: ready.ports }, 'network set up');
+      return this.result(ready, await this.state.networks());
     });
   }
 
-  private async setupLocked(req: NetworkSetupRequest): Promise<NetworkSetupResult> {
+  /**
+   * Setup's first, locked step: checks, then either the whole setup (host,
+   * container: modes: files and records only) or the intent of an own
+   * namespace's (addresses, veth names and ports reserved in the record).
+   */
+  private async planSetup(
+    ctx: Ctx, req: NetworkSetupRequest,
+  ): Promise<{ done: NetworkSetupResult } | { ep: EndpointRecord; joins: [string, NetworkRecord][] }> {
     const id = req.containerId;
     if (!/^[a-zA-Z0-9_.-]+$/.test(id)) fail(invalidSpec('container id', [`expected [a-zA-Z0-9_.-], got ${JSON.stringify(id)}`]));
     const mode = req.networkMode || 'bridge';
-    const eps = await this.state.endpoints();
+    const eps = [...ctx.eps.values()];
     const base = {
       containerId: id, name: req.name.replace(/^\//, ''), hostname: req.hostname, domainname: req.domainname,
       extraHosts: [...(req.extraHosts ?? [])], sharedWith: undefined, networks: {}, networkOrder: [], ports: [],
@@ -456,19 +640,20 @@ class LocalNetworking implements Networking {
 
     if (mode.startsWith('container:')) {
       const target = mode.slice('container:'.length);
-      const t = eps.find((e) => e.containerId === target && e.phase === 'ready');
-      if (!t) return fail(notFound('container', target, 'the container whose network is shared must be running'));
+      const t = ctx.eps.get(target);
+      if (!t || t.phase !== 'ready') return fail(notFound('container', target, 'the container whose network is shared must be running'));
       if (requested.length > 0) fail(invalidSpec(`container ${base.name}`, ['ports: a container sharing another\'s network (container:) cannot publish ports; publish them on that container']));
       const owner = t.mode === 'container' ? t.sharedWith! : t.containerId;
       const ep: EndpointRecord = { ...base, phase: 'ready', mode: 'container', netnsPath: t.netnsPath, sharedWith: owner };
-      await this.state.writeEndpoint(ep);
-      return this.result(ep, await this.state.networks(), owner);
+      await this.put(ctx, ep);
+      return { done: this.result(ep, await this.state.networks(), owner) };
     }
 
     const f = this.filesOf(id);
     if (mode === 'host') {
       const ep: EndpointRecord = { ...base, phase: 'creating', mode: 'host', netnsPath: undefined };
-      await this.state.writeEndpoint(ep);
+      await this.begin(id);
+      await this.put(ctx, ep);
       let hostsText = '';
       try {
         hostsText = await fsp.readFile('/etc/hosts', 'utf8');
@@ -480,27 +665,25 @@ class LocalNetworking implements Networking {
       await files.writeInPlace(f.resolv, await fsp.readFile('/etc/resolv.conf', 'utf8').catch(() => ''));
       await files.writeInPlace(f.hostname, `${req.hostname}\n`);
       const ready = { ...ep, phase: 'ready' as const };
-      await this.state.writeEndpoint(ready);
-      return this.result(ready, []);
+      await this.put(ctx, ready);
+      await this.end(id);
+      return { done: this.result(ready, []) };
     }
 
     // an own namespace: none, bridge, or named networks. Host ports first: a taken port changes nothing,
     // not even the default network's first creation.
     if (mode === 'none' && requested.length > 0) fail(invalidSpec(`container ${base.name}`, ['ports: a container with network "none" cannot publish ports']));
     const ports = await resolvePorts(requested, eps.flatMap((e) => e.ports), base.name);
-    let nets = await this.state.networks();
     const joins: [string, NetworkRecord, NetworkAttachment][] = [];
     if (mode !== 'none') {
-      const primary = mode === 'bridge' || mode === 'default' ? await this.defaultNetworkLocked() : await this.findNetwork(mode);
-      nets = await this.state.networks();
+      const primary = mode === 'bridge' || mode === 'default' ? await this.defaultNetworkLocked(ctx) : await this.findNetwork(mode);
       const primaryKey = primary.isDefault ? 'bridge' : primary.name;
       joins.push([primaryKey, primary, req.networks[mode] ?? req.networks[primaryKey] ?? {}]);
       for (const [name, att] of Object.entries(req.networks)) {
         if (name === mode || name === primaryKey) continue;
-        const n = name === 'bridge' ? await this.defaultNetworkLocked() : await this.findNetwork(name);
+        const n = name === 'bridge' ? await this.defaultNetworkLocked(ctx) : await this.findNetwork(name);
         if (!joins.some(([, j]) => j.id === n.id)) joins.push([n.isDefault ? 'bridge' : n.name, n, att]);
       }
-      nets = await this.state.networks();
     } else if (Object.keys(req.networks).length > 0) {
       fail(invalidSpec(`container ${base.name}`, ['networks: a container with network "none" joins no network']));
     }
@@ -511,49 +694,35 @@ class LocalNetworking implements Networking {
     joins.forEach(([name, n, att], i) => {
       networks[name] = this.attachmentFor(id, n, att, eps, `eth${i}`);
     });
-    const netnsPath = this.netnsPathFor(id);
-    const ep: EndpointRecord = { ...base, phase: 'creating', mode: mode === 'none' ? 'none' : 'bridge', netnsPath, networks, networkOrder: joins.map(([k]) => k), ports };
-    await this.state.writeEndpoint(ep); // intent: addresses, veths, ports are now reserved
-    try {
-      // the links, the nft table and the files do not depend on each other: in parallel
-      const links = host.plugVeths(netnsPath, joins.map(([name, n]) => {
-        const a = networks[name]!;
-        return {
-          hostVeth: a.hostVeth, bridge: n.bridge, ifname: a.ifname, mac: a.mac, cidr: `${a.ipv4}/${a.prefix}`,
-          gateway: name === ep.networkOrder[0] && !n.internal ? n.gateway : undefined,
-        };
-      }), true);
-      const nft = ports.length > 0 ? this.applyNft() : Promise.resolve();
-      const etc = (async () => {
-        const resolv = files.containerResolvConf(await files.readHostResolvConf());
-        await files.writeInPlace(f.resolv, resolv.text);
-        await files.writeInPlace(f.hostname, `${req.hostname}\n`);
-      })();
-      const failed = (await Promise.allSettled([links, nft, etc])).find((r) => r.status === 'rejected');
-      if (failed) throw (failed as PromiseRejectedResult).reason;
-      const readyNets = Object.fromEntries(Object.entries(networks).map(([k, a]) => [k, { ...a, phase: 'ready' as const }]));
-      const ready: EndpointRecord = { ...ep, phase: 'ready', networks: readyNets };
-      await this.state.writeEndpoint(ready);
-      await this.refreshHosts(new Set(joins.map(([, n]) => n.id)), id);
-      this.log.debug({ container: id, networks: Object.keys(networks), ports }, 'network set up');
-      return this.result(ready, nets);
-    } catch (e) {
-      this.log.warn({ container: id, err: (e as Error).message }, 'network setup failed: undoing it');
-      await this.undoEndpoint(ep).catch((u) => this.log.error({ err: (u as Error).message }, 'undo failed; the next berth command retries'));
-      if (ports.length > 0) await this.applyNft().catch(() => undefined);
-      throw e;
-    }
+    const ep: EndpointRecord = {
+      ...base, phase: 'creating', mode: mode === 'none' ? 'none' : 'bridge', netnsPath: this.netnsPathFor(id), networks, networkOrder: joins.map(([k]) => k), ports,
+    };
+    await this.begin(id);
+    await this.put(ctx, ep); // intent: addresses, veths, ports are now reserved
+    return { ep, joins: joins.map(([k, n]) => [k, n]) };
   }
 
-  /** Rewrites the hosts files of containers on the given networks (and of `also`). */
-  private async refreshHosts(networkIds: ReadonlySet<string>, also?: string): Promise<void> {
-    const eps = (await this.state.endpoints()).filter((e) => e.phase === 'ready');
+  /** Rewrites the hosts files of containers on the given networks (and of `also`), in parallel, unsynced (they are rebuilt from the records). */
+  private async refreshHosts(ctx: Ctx, networkIds: ReadonlySet<string>, also?: string): Promise<void> {
+    const eps = [...ctx.eps.values()].filter((e) => e.phase === 'ready');
     const nets = await this.state.networks();
     const userNet = new Set(nets.filter((n) => !n.isDefault).map((n) => n.id));
+    // members by network, once: the files are O(members) each, not a scan of every endpoint per member
+    const members = new Map<string, { e: EndpointRecord; a: Attachment }[]>();
+    for (const e of eps) {
+      for (const a of Object.values(e.networks)) {
+        if (a.phase !== 'ready' || !userNet.has(a.networkId)) continue;
+        const l = members.get(a.networkId) ?? [];
+        l.push({ e, a });
+        members.set(a.networkId, l);
+      }
+    }
+    const writes: Promise<void>[] = [];
     for (const e of eps) {
       if (e.mode !== 'bridge' && e.mode !== 'none') continue;
       const mine = Object.values(e.networks).filter((a) => a.phase === 'ready');
-      if (e.containerId !== also && !mine.some((a) => networkIds.has(a.networkId))) continue;
+      // only a user network's members list each other: on the default network only `also`'s own file changes
+      if (e.containerId !== also && !mine.some((a) => networkIds.has(a.networkId) && userNet.has(a.networkId))) continue;
       const names = [e.domainname ? `${e.hostname}.${e.domainname}` : '', e.hostname].filter((x) => x !== '');
       const primary = e.networkOrder.map((k) => e.networks[k]).find((a) => a?.phase === 'ready');
       const own = primary ? [{ ip: primary.ipv4, names }] : [];
@@ -561,52 +730,71 @@ class LocalNetworking implements Networking {
       const seen = new Set<string>();
       for (const a of mine) {
         if (!userNet.has(a.networkId)) continue; // the default network has no name resolution (as Docker)
-        for (const o of eps) {
-          if (o.containerId === e.containerId) continue;
-          const oa = Object.values(o.networks).find((x) => x.networkId === a.networkId && x.phase === 'ready');
-          if (!oa) continue;
-          const key = `${oa.ipv4}`;
-          if (seen.has(key)) continue;
-          seen.add(key);
+        for (const { e: o, a: oa } of members.get(a.networkId) ?? []) {
+          if (o.containerId === e.containerId || seen.has(oa.ipv4)) continue;
+          seen.add(oa.ipv4);
           const oNames = [...new Set([o.name, ...oa.aliases, o.hostname, o.containerId.slice(0, 12)].filter((x) => x !== ''))];
           peers.push({ ip: oa.ipv4, names: oNames });
         }
         // own aliases resolve to oneself too
         if (a.aliases.length > 0) own.push({ ip: a.ipv4, names: [...a.aliases] });
       }
-      await files.writeInPlace(this.filesOf(e.containerId).hosts, files.hostsFile(own, peers, e.extraHosts));
+      writes.push(files.writeInPlace(this.filesOf(e.containerId).hosts, files.hostsFile(own, peers, e.extraHosts), false));
     }
+    const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
   }
 
+  /**
+   * Under the lock: the record marked removing, its ports out of the table,
+   * its name out of its peers' hosts files; without it: the veths and netns
+   * deleted; under the lock again: the record and its addresses released.
+   */
   async teardown(containerId: string): Promise<void> {
     // nothing recorded: nothing to undo, and no lock to wait for (the runtime calls this on every stop)
     if ((await this.state.endpoint(containerId).catch(() => 'unreadable')) === undefined) return;
-    await this.locked(async () => {
-      const ep = await this.state.endpoint(containerId);
-      if (!ep) return;
-      await this.state.writeEndpoint({ ...ep, phase: 'removing' });
-      await this.undoEndpoint(ep, ep.ports.length > 0);
-      await this.refreshHosts(new Set(Object.values(ep.networks).map((a) => a.networkId)));
+    const ep = await this.locked(async (ctx) => {
+      const ep = ctx.eps.get(containerId);
+      if (!ep) return undefined;
+      if (this.inFlight.has(containerId)) fail(conflict('container', ep.name, 'its network setup or teardown is under way'));
+      await this.begin(containerId);
+      await this.put(ctx, { ...ep, phase: 'removing' });
+      await this.dropSharers(ctx, containerId);
+      await this.state.writeIndex(ctx.eps);
+      if (ep.ports.length > 0) await this.applyNft(ctx);
+      await this.refreshHosts(ctx, new Set(Object.values(ep.networks).map((a) => a.networkId)));
+      return ep;
+    });
+    if (!ep) return;
+    try {
+      await this.undoHost(ep);
+    } catch (e) {
+      this.inFlight.delete(containerId); // the next command finishes it
+      throw e;
+    }
+    await this.locked(async (ctx) => {
+      await this.drop(ctx, containerId);
+      await this.end(containerId);
     });
   }
 
   async connect(containerId: string, network: string, attachment: NetworkAttachment): Promise<ContainerNetworkInfo> {
-    return this.locked(async () => {
-      const ep = await this.state.endpoint(containerId);
-      if (!ep) return fail(notFound('container', containerId, 'it has no network set up: is it running?'));
+    return this.locked(async (ctx) => {
+      const ep = ctx.eps.get(containerId);
+      if (!ep || ep.phase !== 'ready') return fail(notFound('container', containerId, 'it has no network set up: is it running?'));
       if (ep.mode !== 'bridge')
         return fail(conflict('container', ep.name, `its network mode is ${ep.mode}${ep.mode === 'container' ? ` (shares ${ep.sharedWith})` : ''}: it cannot join networks`));
-      const n = network === 'bridge' ? await this.defaultNetworkLocked() : await this.findNetwork(network);
+      const n = network === 'bridge' ? await this.defaultNetworkLocked(ctx) : await this.findNetwork(network);
       const key = n.isDefault ? 'bridge' : n.name;
       if (Object.values(ep.networks).some((a) => a.networkId === n.id)) return fail(conflict('container', ep.name, `already connected to network ${n.name}`));
       const usedIf = new Set(Object.values(ep.networks).map((a) => a.ifname));
       let i = 0;
       while (usedIf.has(`eth${i}`)) i++;
-      const eps = await this.state.endpoints();
-      const a = this.attachmentFor(containerId, n, attachment, eps, `eth${i}`);
+      const a = this.attachmentFor(containerId, n, attachment, [...ctx.eps.values()], `eth${i}`);
       const wasEmpty = ep.networkOrder.length === 0;
       const intent: EndpointRecord = { ...ep, networks: { ...ep.networks, [key]: a }, networkOrder: [...ep.networkOrder, key] };
-      await this.state.writeEndpoint(intent);
+      await this.begin(containerId);
+      await this.put(ctx, intent);
       try {
         await host.plugVeths(ep.netnsPath!, [{
           hostVeth: a.hostVeth, bridge: n.bridge, ifname: a.ifname, mac: a.mac, cidr: `${a.ipv4}/${a.prefix}`,
@@ -614,31 +802,35 @@ class LocalNetworking implements Networking {
         }], false);
       } catch (e) {
         await host.deleteLink(a.hostVeth).catch(() => undefined);
-        await this.state.writeEndpoint(ep);
+        await this.put(ctx, ep);
+        await this.end(containerId);
         throw e;
       }
       const ready = { ...a, phase: 'ready' as const };
-      await this.state.writeEndpoint({ ...intent, networks: { ...intent.networks, [key]: ready } });
-      if (wasEmpty && ep.ports.length > 0) await this.applyNft();
-      await this.refreshHosts(new Set([n.id]), containerId);
+      await this.put(ctx, { ...intent, networks: { ...intent.networks, [key]: ready } });
+      if (wasEmpty && ep.ports.length > 0) await this.applyNft(ctx);
+      await this.refreshHosts(ctx, new Set([n.id]), containerId);
+      await this.end(containerId);
       return this.netInfo(ready, await this.state.networks());
     });
   }
 
   async disconnect(containerId: string, network: string): Promise<void> {
-    await this.locked(async () => {
-      const ep = await this.state.endpoint(containerId);
-      if (!ep) return fail(notFound('container', containerId, 'it has no network set up: is it running?'));
+    await this.locked(async (ctx) => {
+      const ep = ctx.eps.get(containerId);
+      if (!ep || ep.phase !== 'ready') return fail(notFound('container', containerId, 'it has no network set up: is it running?'));
       const n = network === 'bridge' ? (await this.state.networks()).find((x) => x.isDefault) : await this.findNetwork(network);
       const entry = n ? Object.entries(ep.networks).find(([, a]) => a.networkId === n.id) : undefined;
       if (!n || !entry) return fail(conflict('container', ep.name, `is not connected to network ${network}`));
       const [key, a] = entry;
-      await this.state.writeEndpoint({ ...ep, networks: { ...ep.networks, [key]: { ...a, phase: 'removing' } } });
+      await this.begin(containerId);
+      await this.put(ctx, { ...ep, networks: { ...ep.networks, [key]: { ...a, phase: 'removing' } } });
       await host.deleteLink(a.hostVeth);
       const rest = Object.fromEntries(Object.entries(ep.networks).filter(([k]) => k !== key));
-      await this.state.writeEndpoint({ ...ep, networks: rest, networkOrder: ep.networkOrder.filter((k) => k !== key) });
-      if (ep.ports.length > 0) await this.applyNft();
-      await this.refreshHosts(new Set([n.id]), containerId);
+      await this.put(ctx, { ...ep, networks: rest, networkOrder: ep.networkOrder.filter((k) => k !== key) });
+      if (ep.ports.length > 0) await this.applyNft(ctx);
+      await this.refreshHosts(ctx, new Set([n.id]), containerId);
+      await this.end(containerId);
     });
   }
 
@@ -664,6 +856,9 @@ class LocalNetworking implements Networking {
       await attempt(() => deleteTable(this.table));
       await attempt(() => this.maybeRestoreIpForward());
       await attempt(() => fsp.rm(this.netnsDir, { recursive: true, force: true }));
+      await attempt(() => this.state.removeIndex());
+      await attempt(() => fsp.rm(path.join(this.state.dir, 'pending'), { recursive: true, force: true }));
+      await attempt(() => fsp.rm(this.scannedMark, { force: true }));
       if (errors.length > 0) throw errors[0];
     });
   }

@@ -6,6 +6,15 @@
  *   endpoints/<containerId>/      one per container that setup() saw:
  *       endpoint.json             EndpointRecord
  *       hosts resolv.conf hostname   the files bind-mounted into it
+ *   index.json                    every endpoint record in one file: what the
+ *                                 verbs read (one file, whatever the number of
+ *                                 containers); a cache of endpoints/, rebuilt
+ *                                 from them by a full scan when missing
+ *   pending/<containerId>         an operation on that endpoint is under way:
+ *                                 the owner's pid and start time (PendingMark)
+ *
+ * and <runRoot>/network-scanned (tmpfs: gone after a reboot), written by the
+ * full scan: while it is there, commands recover only what pending/ names.
  *
  * Every record carries a `phase`: "creating" and "removing" are written
  * before the host is changed (intent), "ready" after. All changes happen
@@ -87,10 +96,29 @@ export const EndpointRecord = t.type({
 export type EndpointRecord = t.TypeOf<typeof EndpointRecord>;
 
 
+const Index = t.type({ version: t.literal(1), endpoints: t.record(Str, EndpointRecord) });
+
+export const PendingMark = t.type({ pid: t.number, start: Str });
+export type PendingMark = t.TypeOf<typeof PendingMark>;
+
+/** Counts of record reads, for tests that check that a verb's cost does not grow with the number of containers. */
+export interface StateCounters {
+  endpointRecordsRead: number;
+  indexReads: number;
+  fullScans: number;
+}
+
 export class StateDir {
   readonly dir: string;
+  readonly counters: StateCounters = { endpointRecordsRead: 0, indexReads: 0, fullScans: 0 };
   constructor(root: string) {
     this.dir = path.join(root, 'networks');
+  }
+  get indexFile(): string {
+    return path.join(this.dir, 'index.json');
+  }
+  pendingFile(containerId: string): string {
+    return path.join(this.dir, 'pending', containerId);
   }
   get lockFile(): string {
     return path.join(this.dir, 'lock');
@@ -108,6 +136,61 @@ export class StateDir {
   async init(): Promise<void> {
     await fsp.mkdir(path.join(this.dir, 'nets'), { recursive: true, mode: 0o700 });
     await fsp.mkdir(path.join(this.dir, 'endpoints'), { recursive: true, mode: 0o700 });
+    await fsp.mkdir(path.join(this.dir, 'pending'), { recursive: true, mode: 0o700 });
+  }
+
+  /**
+   * The index; undefined when missing or unreadable (the caller rebuilds it
+   * with a full scan). Not fsynced: after a power loss the scan runs anyway.
+   */
+  async readIndex(): Promise<Map<string, EndpointRecord> | undefined> {
+    this.counters.indexReads++;
+    let text: string;
+    try {
+      text = await fsp.readFile(this.indexFile, 'utf8');
+    } catch {
+      return undefined;
+    }
+    try {
+      const r = Index.decode(JSON.parse(text));
+      return isLeft(r) ? undefined : new Map(Object.entries(r.right.endpoints));
+    } catch {
+      return undefined;
+    }
+  }
+  async writeIndex(eps: ReadonlyMap<string, EndpointRecord>): Promise<void> {
+    const tmp = `${this.indexFile}.${process.pid}.tmp`;
+    await fsp.writeFile(tmp, JSON.stringify({ version: 1, endpoints: Object.fromEntries(eps) }), { mode: 0o600 });
+    await fsp.rename(tmp, this.indexFile);
+  }
+  async removeIndex(): Promise<void> {
+    await fsp.rm(this.indexFile, { force: true });
+  }
+
+  /** Marks an operation on `containerId` as under way (before its first change). */
+  async markPending(containerId: string, mark: PendingMark): Promise<void> {
+    await fsp.writeFile(this.pendingFile(containerId), JSON.stringify(mark), { mode: 0o600 });
+  }
+  async clearPending(containerId: string): Promise<void> {
+    await fsp.rm(this.pendingFile(containerId), { force: true });
+  }
+  /** The pending marks (usually none): container ID -> owner (undefined when unreadable: a writer died mid-write). */
+  async pending(): Promise<Map<string, PendingMark | undefined>> {
+    const out = new Map<string, PendingMark | undefined>();
+    const dir = path.join(this.dir, 'pending');
+    for (const id of await fsp.readdir(dir).catch(() => [] as string[])) {
+      if (id.startsWith('.')) continue;
+      const text = await fsp.readFile(path.join(dir, id), 'utf8').catch(() => '');
+      let mark: PendingMark | undefined;
+      try {
+        const r = PendingMark.decode(JSON.parse(text));
+        mark = isLeft(r) ? undefined : r.right;
+      } catch {
+        mark = undefined;
+      }
+      out.set(id, mark);
+    }
+    return out;
   }
 
   private async readJson<A>(file: string, codec: t.Type<A, unknown>): Promise<A | undefined> {
@@ -146,17 +229,20 @@ export class StateDir {
     await fsp.rm(this.netFile(id), { force: true });
   }
 
+  /** Every endpoint record, read from its own file (the full scan; the verbs read the index). */
   async endpoints(): Promise<EndpointRecord[]> {
     const dir = path.join(this.dir, 'endpoints');
+    const ids = await fsp.readdir(dir);
+    const recs = await Promise.all(ids.map((id) => this.endpoint(id)));
     const out: EndpointRecord[] = [];
-    for (const id of await fsp.readdir(dir)) {
-      const r = await this.readJson(this.endpointFile(id), EndpointRecord);
+    for (const [i, r] of recs.entries()) {
       if (r) out.push(r);
-      else await fsp.rm(path.join(dir, id), { recursive: true, force: true }); // a dir whose record was never written
+      else await fsp.rm(path.join(dir, ids[i]!), { recursive: true, force: true }); // a dir whose record was never written
     }
     return out;
   }
   async endpoint(containerId: string): Promise<EndpointRecord | undefined> {
+    this.counters.endpointRecordsRead++;
     return this.readJson(this.endpointFile(containerId), EndpointRecord);
   }
   async writeEndpoint(r: EndpointRecord): Promise<void> {
