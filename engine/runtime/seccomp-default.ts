@@ -102,9 +102,9 @@ const byCapability: Readonly<Record<string, readonly string[]>> = {
   CAP_SYS_ADMIN: [
     'bpf', 'clone', 'clone3', 'fanotify_init', 'fsconfig', 'fsmount', 'fsopen', 'fspick', 'lookup_dcookie', 'mount',
     'mount_setattr', 'move_mount', 'open_tree', 'perf_event_open', 'quotactl', 'quotactl_fd', 'setdomainname',
-    'sethostname', 'setns', 'syslog', 'umount', 'umount2', 'unshare', 'open_by_handle_at', 'pivot_root',
-    'listmount', 'statmount',
+    'sethostname', 'setns', 'syslog', 'umount', 'umount2', 'unshare', 'pivot_root', 'listmount', 'statmount',
   ],
+  CAP_DAC_READ_SEARCH: ['open_by_handle_at'],
   CAP_SYS_BOOT: ['reboot'],
   CAP_SYS_CHROOT: ['chroot'],
   CAP_SYS_MODULE: ['delete_module', 'init_module', 'finit_module'],
