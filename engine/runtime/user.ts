@@ -19,7 +19,8 @@ const parseLines = (text: string | undefined): string[][] =>
   (text ?? '').split('\n').filter((l) => l !== '' && !l.startsWith('#')).map((l) => l.split(':'));
 
 export const resolveUser = async (rootfs: string, user: string | undefined): Promise<ResolvedUser> => {
-  const spec = user === undefined || user === '' ? 'root' : user;
+  // no user given: uid 0, whether or not the image's /etc/passwd has a line for it (as Docker)
+  const spec = user === undefined || user === '' ? '0' : user;
   const [u = '', g] = spec.split(':', 2);
   const passwd = parseLines(await readInRoot(rootfs, '/etc/passwd'));
   const groups = parseLines(await readInRoot(rootfs, '/etc/group'));

@@ -430,6 +430,32 @@ describe('crash recovery', () => {
   });
 });
 
+describe('hostile images', () => {
+  it('symlinks in the image cannot make user lookup or copy-up read the host', async () => {
+    const { importLayers } = await import('../../../engine/local-images.js');
+    const { busyboxLayer } = await import('./helpers.js');
+    const host = fs.mkdtempSync(path.join(t.dir, 'host-secret-'));
+    fs.writeFileSync(path.join(host, 'passwd'), 'evil:x:4242:4242::/:/bin/sh\n');
+    fs.writeFileSync(path.join(host, 'secret.txt'), 'host data\n');
+    const layer = fs.mkdtempSync(path.join(t.dir, 'hostile-'));
+    fs.mkdirSync(path.join(layer, 'root/etc'), { recursive: true });
+    const up = '../'.repeat(12);
+    fs.symlinkSync(`${up}${host.slice(1)}/passwd`, path.join(layer, 'root/etc/passwd'));
+    fs.symlinkSync(`/${up}${host.slice(1)}`, path.join(layer, 'root/data'));
+    const tar = path.join(layer, 'l.tar');
+    execFileSync('tar', ['-C', path.join(layer, 'root'), '-cf', tar, '.']);
+    await importLayers(t.engine.store, [busyboxLayer(), tar], 'hostile:1', { cmd: ['sh'] });
+    const e = await errorOf(runIt({ image: 'hostile:1', user: 'evil', command: ['id'] }));
+    expect(JSON.stringify(e)).toMatch(/unable to find user evil/);
+    const r = await runIt({ image: 'hostile:1', command: ['sh', '-c', 'ls -A /data/ | wc -l'], mounts: [{ type: 'volume', source: 'hostile-vol', target: '/data' }] });
+    expect(r.out).toBe('0\n');
+    expect(fs.readdirSync((await t.engine.inspectVolume('hostile-vol')).mountpoint)).toEqual([]);
+    // and the runtime mounted the volume inside the rootfs, not over the host directory
+    expect(fs.readdirSync(host).sort()).toEqual(['passwd', 'secret.txt']);
+    expect(mountsUnder(host)).toEqual([]);
+  });
+});
+
 describe('crash between runtime create and the record', () => {
   it('start replaces a container whose start was never recorded; rm removes one', async () => {
     for (const verb of ['start', 'rm'] as const) {
