@@ -284,7 +284,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       },
     };
     if (persist) await writeRecord(p.record, next); // not when the record is about to go (rm)
-    await fsp.rm(p.shimDir, { recursive: true, force: true });
+    await removeShimDir(p);
     if (exit.oomKilled) cEvent('oom', rec);
     cEvent('die', rec, exit.exitCode);
     return next;
@@ -298,13 +298,29 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     return m !== 'none' && m !== 'host';
   };
 
+  /** The shim's state dir, once its shim (if any) is gone: a shim still
+   *  finishing writes into it (exit.json, then removes shim.pid). */
+  const removeShimDir = async (p: ContainerPaths): Promise<void> => {
+    const pid = Number((await fsp.readFile(path.join(p.shimDir, 'shim.pid'), 'utf8').catch(() => '')).trim());
+    for (let i = 0; i < 150 && Number.isInteger(pid) && pid > 0 && pidAlive(pid); i++) await sleep(20);
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await fsp.rm(p.shimDir, { recursive: true, force: true });
+        return;
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOTEMPTY' || attempt >= 20) throw e;
+        await sleep(20);
+      }
+    }
+  };
+
   /** Remove everything of a container (record last but one, name last). */
   const destroy = async (rec: CRecord, removeVolumes: boolean): Promise<void> => {
     const p = L.container(rec.id);
     if (await hasRuntimeState(rec.id)) await rtOf(rec).try(['delete', '--force', rec.id]);
     if (o.networking && needsNetworking(rec.spec)) await o.networking.teardown(rec.id);
     await unmountIfMounted(p.rootfs);
-    await fsp.rm(p.shimDir, { recursive: true, force: true });
+    await removeShimDir(p);
     // the record goes first: a crash after it leaves a dir that listIds finds without a record, and rm cleans
     await fsp.rm(p.record, { force: true });
     await fsp.rm(p.dir, { recursive: true, force: true });
@@ -491,7 +507,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       await rtOf(rec).try(['delete', '--force', rec.id]);
       await waitExitLine(shimSock(p, Number(stale), 'shim.sock'));
     }
-    await fsp.rm(p.shimDir, { recursive: true, force: true });
+    await removeShimDir(p);
     // runtime state of a create that never got its start recorded
     if (await hasRuntimeState(rec.id)) await rtOf(rec).try(['delete', '--force', rec.id]);
     r = await readRecord(p.record, rec.id);
@@ -547,7 +563,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       });
       await fsp.writeFile(p.config, JSON.stringify(config));
       trace('start: user, volumes, config.json');
-      await fsp.rm(p.shimDir, { recursive: true, force: true });
+      await removeShimDir(p);
       const started = await startShim({
         shim: shimPath, id, stateDir: p.shimDir, runtime: rec.runtime, runtimeRoot: L.runtimeRoot, bundle: p.dir, logPath: p.log,
         terminal: spec.tty === true, stdin: spec.openStdin === true, stdinOnce: spec.openStdin === true,
@@ -583,7 +599,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         const code = startFailureCode(msg);
         await waitShimGone(rec);
         await writeRecord(p.record, { ...rec, state: { running: false, restartCount: rec.state.restartCount, startedAt: state.startedAt as string, finishedAt: now(), exitCode: code, error: msg } });
-        await fsp.rm(p.shimDir, { recursive: true, force: true });
+        await removeShimDir(p);
         throw new EngineFailure({ _tag: 'Internal', message: `container ${rec.name}: cannot start: ${msg}` }, { cause: { exitCode: code } });
       }
       trace('start: runtime start');
@@ -849,7 +865,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         } catch {
           await unmountIfMounted(p.rootfs);
           await fsp.rm(p.dir, { recursive: true, force: true });
-          await fsp.rm(p.shimDir, { recursive: true, force: true });
+          await removeShimDir(p);
           return;
         }
         rec = await collect(rec, false);
