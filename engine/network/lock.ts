@@ -1,43 +1,99 @@
 /**
- * The networking lock: one exclusive flock(2) on <root>/networks/lock, held
- * by a flock(1) child for as long as an operation runs. flock(1) runs `cat`,
- * which echoes a byte back once the lock is ours and exits on end of stdin,
- * so the lock goes away with the process that held it, even under SIGKILL
- * (its pipe closes). A pid-file lock cannot give that without a race when
- * two processes take over a dead holder's lock at once.
+ * The networking lock: one exclusive flock(2) on <root>/networks/lock.
+ *
+ * We open the lock file and hand that open file description to flock(1) as
+ * its fd 3 (`flock -x -w N 3`): flock(1) locks it and exits, and the lock,
+ * which belongs to the open file description, stays with us until we close
+ * our descriptor, or the kernel closes it when we die, even under SIGKILL.
+ * One short-lived process per acquisition, no child to keep; a pid-file lock
+ * cannot give that without a race when two processes take over a dead
+ * holder's lock at once.
+ *
+ * Within one process, callers queue on a promise chain rather than each
+ * spawning a flock(1) that sleeps in the kernel; when one is done and others
+ * of this process wait, the held lock passes straight to the next one
+ * (up to HANDOFFS times in a row, then it is released so that other
+ * processes get their turn).
  */
 import { spawn } from 'node:child_process';
-import { conflict, EngineFailure } from '../errors.js';
+import { promises as fsp } from 'node:fs';
+import { conflict, EngineFailure, sys } from '../errors.js';
 
-export const withFlock = async <A>(lockFile: string, fn: () => Promise<A>, timeoutSec = 60): Promise<A> => {
-  const child = spawn('flock', ['-x', '-w', String(timeoutSec), lockFile, 'cat'], { stdio: ['pipe', 'pipe', 'pipe'] });
-  let stderr = '';
-  child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-  child.stdin.on('error', () => undefined);
-  const acquired = new Promise<void>((resolve, reject) => {
-    child.stdout.once('data', () => resolve());
-    child.on('error', (e) =>
-      reject(new EngineFailure({ _tag: 'Kernel', syscall: 'execve', errno: (e as NodeJS.ErrnoException).code ?? 'EUNKNOWN', path: 'flock', message: e.message })),
-    );
-    child.on('close', (code) =>
-      reject(new EngineFailure(conflict('lock', lockFile, `could not take the networking lock (flock exit ${code}${stderr ? `: ${stderr.trim()}` : ''}); another berth command holds it`))),
-    );
-  });
-  child.stdin.write('\n');
+const HANDOFFS = 16;
+
+interface Held {
+  readonly handle: fsp.FileHandle;
+  handoffs: number;
+}
+
+interface LockState {
+  held: Held | undefined;
+  readonly queue: (() => void)[];
+  busy: boolean;
+}
+
+const locks = new Map<string, LockState>();
+
+/** Counts for tests: how many times flock(1) ran (the lock was taken from the kernel). */
+export const lockCounters = { acquisitions: 0, handoffs: 0 };
+
+const acquire = async (lockFile: string, timeoutSec: number): Promise<Held> => {
+  const handle = await sys(lockFile, () => fsp.open(lockFile, 'a', 0o600));
   try {
-    await acquired;
+    lockCounters.acquisitions++;
+    const child = spawn('flock', ['-x', '-w', String(timeoutSec), '3'], { stdio: ['ignore', 'ignore', 'pipe', handle.fd] });
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    const code = await new Promise<number>((resolve, reject) => {
+      child.on('error', (e) =>
+        reject(new EngineFailure({ _tag: 'Kernel', syscall: 'execve', errno: (e as NodeJS.ErrnoException).code ?? 'EUNKNOWN', path: 'flock', message: e.message })),
+      );
+      child.on('close', (c) => resolve(c ?? 1));
+    });
+    if (code !== 0)
+      throw new EngineFailure(conflict('lock', lockFile, `could not take the networking lock (flock exit ${code}${stderr ? `: ${stderr.trim()}` : ''}); another berth command holds it`));
+    return { handle, handoffs: 0 };
   } catch (e) {
-    child.kill();
+    await handle.close();
     throw e;
-  }
-  const closed = new Promise<void>((r) => child.on('close', () => r()));
-  child.removeAllListeners('error');
-  child.on('error', () => undefined);
-  try {
-    return await fn();
-  } finally {
-    child.stdin.end();
-    await closed;
   }
 };
 
+export const withFlock = async <A>(lockFile: string, fn: () => Promise<A>, timeoutSec = 60): Promise<A> => {
+  let st = locks.get(lockFile);
+  if (!st) {
+    st = { held: undefined, queue: [], busy: false };
+    locks.set(lockFile, st);
+  }
+  const state = st;
+  if (state.busy) await new Promise<void>((r) => state.queue.push(r));
+  state.busy = true;
+  let ok = false;
+  try {
+    if (!state.held) state.held = await acquire(lockFile, timeoutSec);
+    ok = true;
+  } finally {
+    if (!ok) {
+      // could not take it: let the next in-process caller try its own luck
+      const next = state.queue.shift();
+      if (next) next();
+      else state.busy = false;
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    const next = state.queue.shift();
+    if (next && state.held!.handoffs < HANDOFFS) {
+      state.held!.handoffs++;
+      lockCounters.handoffs++;
+      next();
+    } else {
+      const h = state.held!;
+      state.held = undefined;
+      await h.handle.close(); // the lock goes with our open file description
+      if (next) next();
+      else state.busy = false;
+    }
+  }
+};

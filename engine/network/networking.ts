@@ -75,6 +75,29 @@ interface Ctx {
   readonly eps: Map<string, EndpointRecord>;
 }
 
+/**
+ * One container's share of a group commit (see commit()): record changes
+ * before and after the one table rebuild, the networks whose members' hosts
+ * files change, and the container whose own does.
+ */
+interface CommitStep {
+  readonly before?: (ctx: Ctx) => Promise<void>;
+  readonly after?: (ctx: Ctx) => Promise<void>;
+  readonly nft: boolean;
+  readonly networks: readonly string[];
+  readonly also?: string;
+  /** The pending mark to clear once the index says what the records say. */
+  readonly endId?: string;
+}
+interface QueuedStep extends CommitStep {
+  readonly resolve: () => void;
+  readonly reject: (e: unknown) => void;
+}
+
+const sameNetworks = (a: EndpointRecord, b: EndpointRecord): boolean =>
+  a.ports.length === b.ports.length &&
+  JSON.stringify(Object.values(a.networks).map((x) => x.networkId).sort()) === JSON.stringify(Object.values(b.networks).map((x) => x.networkId).sort());
+
 const procStart = async (pid: number): Promise<string | undefined> => {
   try {
     const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8');
@@ -96,6 +119,7 @@ class LocalNetworking implements Networking {
   /** Containers this process has an operation under way for (their pending marks are not a dead owner's). */
   private readonly inFlight = new Set<string>();
   private myStart: Promise<string | undefined> | undefined;
+  private readonly commitQueue: QueuedStep[] = [];
   readonly table: string;
 
   constructor(roots: EngineRoots, private readonly opts: NetworkingOptions) {
@@ -126,10 +150,62 @@ class LocalNetworking implements Networking {
   }
 
   /** Writes a record and the index (record first: the record is the truth, the index its cache). */
-  private async put(ctx: Ctx, ep: EndpointRecord): Promise<void> {
+  private async put(ctx: Ctx, ep: EndpointRecord, index = true): Promise<void> {
     await this.state.writeEndpoint(ep);
     ctx.eps.set(ep.containerId, ep);
-    await this.state.writeIndex(ctx.eps);
+    if (index) await this.state.writeIndex(ctx.eps);
+  }
+
+  /**
+   * Group commit: the locked second halves of setups and teardowns that are
+   * ready at the same time (a stack's containers) share one lock, one index
+   * write, one table rebuild and one pass over the hosts files. A step
+   * queued while a commit waits for the lock joins it.
+   */
+  private commit(step: CommitStep): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.commitQueue.push({ ...step, resolve, reject });
+      if (this.commitQueue.length > 1) return; // a commit is scheduled and has not started: it takes this one too
+      this.locked(async (ctx) => this.runCommit(ctx, this.commitQueue.splice(0))).catch((e: unknown) => {
+        for (const q of this.commitQueue.splice(0)) q.reject(e);
+      });
+    });
+  }
+
+  private async runCommit(ctx: Ctx, steps: readonly QueuedStep[]): Promise<void> {
+    const failed = new Set<QueuedStep>();
+    const each = async (f: (q: QueuedStep) => Promise<void> | undefined): Promise<void> => {
+      for (const q of steps) {
+        if (failed.has(q)) continue;
+        try {
+          await f(q);
+        } catch (e) {
+          failed.add(q);
+          q.reject(e);
+        }
+      }
+    };
+    const all = async (f: () => Promise<void>): Promise<boolean> => {
+      try {
+        await f();
+        return true;
+      } catch (e) {
+        for (const q of steps) if (!failed.has(q)) q.reject(e);
+        return false;
+      }
+    };
+    await each((q) => q.before?.(ctx));
+    if (steps.some((q) => q.nft && !failed.has(q)) && !(await all(() => this.applyNft(ctx)))) return;
+    await each((q) => q.after?.(ctx));
+    const ok = steps.filter((q) => !failed.has(q));
+    if (!(await all(() => this.state.writeIndex(ctx.eps)))) return;
+    const nets = new Set(ok.flatMap((q) => q.networks));
+    const also = new Set(ok.flatMap((q) => (q.also !== undefined ? [q.also] : [])));
+    if ((nets.size > 0 || also.size > 0) && !(await all(() => this.refreshHosts(ctx, nets, also)))) return;
+    await each(async (q) => {
+      if (q.endId !== undefined) await this.end(q.endId);
+      q.resolve();
+    });
   }
 
   private async drop(ctx: Ctx, containerId: string): Promise<void> {
@@ -589,12 +665,25 @@ class LocalNetworking implements Networking {
       })();
       const failed = (await Promise.allSettled([links, etc])).find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
+      // the table (rebuilt from the index, where the intent record already is), the record, the hosts files
+      const readyNets = Object.fromEntries(Object.entries(ep.networks).map(([k, a]) => [k, { ...a, phase: 'ready' as const }]));
+      const ready: EndpointRecord = { ...ep, phase: 'ready', networks: readyNets };
+      await this.commit({
+        nft: ep.ports.length > 0, networks: joins.map(([, n]) => n.id), also: id, endId: id,
+        after: async (ctx) => {
+          if (ctx.eps.get(id)?.phase !== 'creating') fail(conflict('container', ep.name, 'its network was removed while it was being set up'));
+          await this.put(ctx, ready, false);
+        },
+      });
+      this.log.debug({ container: id, networks: Object.keys(ready.networks), ports: ready.ports }, 'network set up');
+      return this.result(ready, await this.state.networks());
     } catch (e) {
       this.log.warn({ container: id, err: (e as Error).message }, 'network setup failed: undoing it');
       try {
         await this.undoHost(ep);
         await this.locked(async (ctx) => {
           await this.drop(ctx, id);
+          if (ep.ports.length > 0) await this.applyNft(ctx);
           await this.end(id);
         });
       } catch (u) {
@@ -603,16 +692,6 @@ class LocalNetworking implements Networking {
       }
       throw e;
     }
-    return this.locked(async (ctx) => {
-      const readyNets = Object.fromEntries(Object.entries(ep.networks).map(([k, a]) => [k, { ...a, phase: 'ready' as const }]));
-      const ready: EndpointRecord = { ...ep, phase: 'ready', networks: readyNets };
-      await this.put(ctx, ready);
-      if (ready.ports.length > 0) await this.applyNft(ctx);
-      await this.refreshHosts(ctx, new Set(joins.map(([, n]) => n.id)), id);
-      await this.end(id);
-      this.log.debug({ container: id, networks: Object.keys(ready.networks), ports: ready.ports }, 'network set up');
-      return this.result(ready, await this.state.networks());
-    });
   }
 
   /**
@@ -703,7 +782,7 @@ class LocalNetworking implements Networking {
   }
 
   /** Rewrites the hosts files of containers on the given networks (and of `also`), in parallel, unsynced (they are rebuilt from the records). */
-  private async refreshHosts(ctx: Ctx, networkIds: ReadonlySet<string>, also?: string): Promise<void> {
+  private async refreshHosts(ctx: Ctx, networkIds: ReadonlySet<string>, also: ReadonlySet<string> = new Set()): Promise<void> {
     const eps = [...ctx.eps.values()].filter((e) => e.phase === 'ready');
     const nets = await this.state.networks();
     const userNet = new Set(nets.filter((n) => !n.isDefault).map((n) => n.id));
@@ -722,7 +801,7 @@ class LocalNetworking implements Networking {
       if (e.mode !== 'bridge' && e.mode !== 'none') continue;
       const mine = Object.values(e.networks).filter((a) => a.phase === 'ready');
       // only a user network's members list each other: on the default network only `also`'s own file changes
-      if (e.containerId !== also && !mine.some((a) => networkIds.has(a.networkId) && userNet.has(a.networkId))) continue;
+      if (!also.has(e.containerId) && !mine.some((a) => networkIds.has(a.networkId) && userNet.has(a.networkId))) continue;
       const names = [e.domainname ? `${e.hostname}.${e.domainname}` : '', e.hostname].filter((x) => x !== '');
       const primary = e.networkOrder.map((k) => e.networks[k]).find((a) => a?.phase === 'ready');
       const own = primary ? [{ ip: primary.ipv4, names }] : [];
@@ -752,29 +831,42 @@ class LocalNetworking implements Networking {
    */
   async teardown(containerId: string): Promise<void> {
     // nothing recorded: nothing to undo, and no lock to wait for (the runtime calls this on every stop)
-    if ((await this.state.endpoint(containerId).catch(() => 'unreadable')) === undefined) return;
-    const ep = await this.locked(async (ctx) => {
-      const ep = ctx.eps.get(containerId);
-      if (!ep) return undefined;
-      if (this.inFlight.has(containerId)) fail(conflict('container', ep.name, 'its network setup or teardown is under way'));
-      await this.begin(containerId);
-      await this.put(ctx, { ...ep, phase: 'removing' });
-      await this.dropSharers(ctx, containerId);
-      await this.state.writeIndex(ctx.eps);
-      if (ep.ports.length > 0) await this.applyNft(ctx);
-      await this.refreshHosts(ctx, new Set(Object.values(ep.networks).map((a) => a.networkId)));
-      return ep;
+    const rec = await this.state.endpoint(containerId).catch(() => 'unreadable' as const);
+    if (rec === undefined) return;
+    let ep: EndpointRecord | undefined;
+    const hinted = typeof rec === 'object' ? rec : undefined;
+    await this.commit({
+      // the record read above tells which networks and whether ports are involved; a stale one only costs a rebuild
+      nft: hinted === undefined || hinted.ports.length > 0,
+      networks: hinted ? Object.values(hinted.networks).map((a) => a.networkId) : [],
+      before: async (ctx) => {
+        const cur = ctx.eps.get(containerId);
+        if (!cur) return;
+        if (this.inFlight.has(containerId)) fail(conflict('container', cur.name, 'its network setup or teardown is under way'));
+        await this.begin(containerId);
+        await this.put(ctx, { ...cur, phase: 'removing' }, false);
+        await this.dropSharers(ctx, containerId);
+        ep = cur;
+      },
     });
     if (!ep) return;
+    const gone = ep;
+    if (hinted === undefined || !sameNetworks(hinted, gone)) {
+      // the networks or ports changed since the record was read: one more pass with the right ones
+      await this.commit({ nft: gone.ports.length > 0, networks: Object.values(gone.networks).map((a) => a.networkId) });
+    }
     try {
-      await this.undoHost(ep);
+      await this.undoHost(gone);
     } catch (e) {
       this.inFlight.delete(containerId); // the next command finishes it
       throw e;
     }
-    await this.locked(async (ctx) => {
-      await this.drop(ctx, containerId);
-      await this.end(containerId);
+    await this.commit({
+      nft: false, networks: [], endId: containerId,
+      before: async (ctx) => {
+        await this.state.removeEndpoint(containerId);
+        ctx.eps.delete(containerId);
+      },
     });
   }
 
@@ -809,7 +901,7 @@ class LocalNetworking implements Networking {
       const ready = { ...a, phase: 'ready' as const };
       await this.put(ctx, { ...intent, networks: { ...intent.networks, [key]: ready } });
       if (wasEmpty && ep.ports.length > 0) await this.applyNft(ctx);
-      await this.refreshHosts(ctx, new Set([n.id]), containerId);
+      await this.refreshHosts(ctx, new Set([n.id]), new Set([containerId]));
       await this.end(containerId);
       return this.netInfo(ready, await this.state.networks());
     });
@@ -829,7 +921,7 @@ class LocalNetworking implements Networking {
       const rest = Object.fromEntries(Object.entries(ep.networks).filter(([k]) => k !== key));
       await this.put(ctx, { ...ep, networks: rest, networkOrder: ep.networkOrder.filter((k) => k !== key) });
       if (ep.ports.length > 0) await this.applyNft(ctx);
-      await this.refreshHosts(ctx, new Set([n.id]), containerId);
+      await this.refreshHosts(ctx, new Set([n.id]), new Set([containerId]));
       await this.end(containerId);
     });
   }
