@@ -6,13 +6,15 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const main = path.join(repo, 'dist/cli/main.js');
+// BERTH_TEST_DIST: a private build (tests compile one so that a concurrent `npm run build` cannot break them)
+const dist = process.env.BERTH_TEST_DIST ?? path.join(repo, 'dist');
+const main = path.join(dist, 'cli/main.js');
 if (fs.existsSync(main) && !process.env.BERTH_TEST_OWN_MAIN) {
   await import(main);
 } else {
   const { Command } = await import('commander');
-  const { registerContainerCommands } = await import(path.join(repo, 'dist/cli/commands/containers.js'));
-  const { registerVolumeCommands } = await import(path.join(repo, 'dist/cli/commands/volumes.js'));
+  const { registerContainerCommands } = await import(path.join(dist, 'cli/commands/containers.js'));
+  const { registerVolumeCommands } = await import(path.join(dist, 'cli/commands/volumes.js'));
   const program = new Command('berth').option('--root <dir>').option('--json').option('--debug');
   registerContainerCommands(program);
   registerVolumeCommands(program);
