@@ -73,6 +73,14 @@ export interface Networking extends ContainerNetworking, NetworkApi {
 /** What a locked section works on: every endpoint record, from the index. */
 interface Ctx {
   readonly eps: Map<string, EndpointRecord>;
+  /** Set in a group (grouped()): put() leaves the index to the group's one write at its end. */
+  deferIndex?: boolean;
+}
+
+interface QueuedGroup {
+  readonly fn: (ctx: Ctx) => Promise<unknown>;
+  readonly resolve: (a: unknown) => void;
+  readonly reject: (e: unknown) => void;
 }
 
 /**
@@ -120,6 +128,7 @@ class LocalNetworking implements Networking {
   private readonly inFlight = new Set<string>();
   private myStart: Promise<string | undefined> | undefined;
   private readonly commitQueue: QueuedStep[] = [];
+  private readonly groupQueue: QueuedGroup[] = [];
   readonly table: string;
 
   constructor(roots: EngineRoots, private readonly opts: NetworkingOptions) {
@@ -153,7 +162,40 @@ class LocalNetworking implements Networking {
   private async put(ctx: Ctx, ep: EndpointRecord, index = true): Promise<void> {
     await this.state.writeEndpoint(ep);
     ctx.eps.set(ep.containerId, ep);
-    if (index) await this.state.writeIndex(ctx.eps);
+    if (index && !ctx.deferIndex) await this.state.writeIndex(ctx.eps);
+  }
+
+  /**
+   * Runs fn under the lock together with the other fns of this process queued
+   * meanwhile (the first halves of a stack's setups): one lock, one recovery,
+   * one index write at the end. Each fn succeeds or fails on its own.
+   */
+  private grouped<A>(fn: (ctx: Ctx) => Promise<A>): Promise<A> {
+    return new Promise<A>((resolve, reject) => {
+      this.groupQueue.push({ fn, resolve: resolve as (a: unknown) => void, reject });
+      if (this.groupQueue.length > 1) return;
+      const taken: QueuedGroup[] = [];
+      this.locked(async (ctx) => {
+        taken.push(...this.groupQueue.splice(0));
+        const out: [QueuedGroup, boolean, unknown][] = [];
+        ctx.deferIndex = true;
+        for (const g of taken) {
+          try {
+            out.push([g, true, await g.fn(ctx)]);
+          } catch (e) {
+            out.push([g, false, e]);
+          }
+        }
+        ctx.deferIndex = false;
+        await this.state.writeIndex(ctx.eps);
+        for (const [g, ok, v] of out) {
+          if (ok) g.resolve(v);
+          else g.reject(v);
+        }
+      }).catch((e: unknown) => {
+        for (const g of [...taken, ...this.groupQueue.splice(0)]) g.reject(e);
+      });
+    });
   }
 
   /**
@@ -221,8 +263,9 @@ class LocalNetworking implements Networking {
     await this.state.markPending(containerId, { pid: process.pid, start: (await this.myStart) ?? '' });
   }
 
-  /** The operation is done: its record (and the index) say so already. */
-  private async end(containerId: string): Promise<void> {
+  /** The operation is done: its record (and the index, written here in a group) say so already. */
+  private async end(containerId: string, ctx?: Ctx): Promise<void> {
+    if (ctx?.deferIndex) await this.state.writeIndex(ctx.eps);
     await this.state.clearPending(containerId);
     this.inFlight.delete(containerId);
   }
@@ -637,7 +680,7 @@ class LocalNetworking implements Networking {
    * the hosts files of the network's members.
    */
   async setup(req: NetworkSetupRequest): Promise<NetworkSetupResult> {
-    const plan = await this.locked(async (ctx) => {
+    const plan = await this.grouped(async (ctx) => {
       const existing = ctx.eps.get(req.containerId);
       if (existing?.phase === 'ready') {
         return { done: this.result(existing, await this.state.networks(), existing.mode === 'container' ? existing.sharedWith : undefined) };
@@ -745,7 +788,7 @@ class LocalNetworking implements Networking {
       await files.writeInPlace(f.hostname, `${req.hostname}\n`);
       const ready = { ...ep, phase: 'ready' as const };
       await this.put(ctx, ready);
-      await this.end(id);
+      await this.end(id, ctx);
       return { done: this.result(ready, []) };
     }
 
