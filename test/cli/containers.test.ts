@@ -150,6 +150,17 @@ describe.skipIf(!built)('berth containers (skipped without node_modules/typescri
     ok(['rm', 'inited']);
   });
 
+  it('runs on the default bridge network and tears it down at rm', () => {
+    const out = ok(['run', '--name', 'bridged', 'busybox', 'sh', '-c', 'ip -4 -o addr show eth0; cat /etc/hostname']);
+    expect(out).toMatch(/eth0\s+inet 10\.\d+\.\d+\.\d+\/\d+/);
+    const id = ok(['inspect', '-f', '{{.Id}}', 'bridged']).trim();
+    expect(out).toContain(id.slice(0, 12));
+    expect(ok(['inspect', '-f', '{{json .Networks}}', 'bridged'])).toMatch(/"bridge"/);
+    ok(['rm', 'bridged']);
+    const netns = path.join(root, 'run/netns');
+    expect(fs.existsSync(netns) ? fs.readdirSync(netns).filter((n) => n.includes(id)) : []).toEqual([]);
+  });
+
   it('attach follows a running container\'s output until it exits, with its code', () => {
     ok(['run', '-d', '--name', 'att', ...N, 'busybox', 'sh', '-c', 'sleep 1; echo late; echo late-err >&2; exit 6']);
     const r = berth(['attach', 'att']);
