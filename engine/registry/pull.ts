@@ -12,6 +12,7 @@
  *    point leaves the old name intact and only garbage (ingest files,
  *    extract dirs, unreferenced blobs) that GC removes.
  */
+import { Transform } from 'node:stream';
 import type { Logger } from 'pino';
 import { EngineFailure, fail, invalidSpec, notFound, remote } from '../errors.js';
 import { decodeJson } from '../store/decode.js';
@@ -19,6 +20,7 @@ import type { Digest } from '../store/digest.js';
 import { ImageConfig, Index, Manifest, isIndexType, isLayerType, type Descriptor, type Platform } from '../store/oci.js';
 import { choosePlatform, formatPlatform, hostPlatform } from '../store/platform.js';
 import { formatReference, parseReference, type Reference } from '../store/reference.js';
+import type { BlobWriter } from '../store/blobs.js';
 import type { Image, Store } from '../store/store.js';
 import { Registry, type RegistryOptions, type Repository } from './client.js';
 import type { ProgressSink } from './progress.js';
@@ -119,49 +121,55 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
         return;
       }
       const res = await repo.blob(layer.digest);
-      const writer = await store.blobs.writer({ digest: layer.digest, size: layer.size }, label);
       let got = 0;
       let last = 0;
-      async function* body(): AsyncGenerator<Buffer> {
-        try {
-          for await (const chunk of res.body as AsyncIterable<Buffer>) yield chunk;
-        } catch (e) {
-          // a connection that breaks mid-layer is the registry's failure, not a bad layer
-          throw new EngineFailure(remote(`${registry.host}/${ref.path}@${layer.digest}`, `download failed after ${got} of ${layer.size} bytes: ${(e as Error).message}`), { cause: e });
-        }
-      }
-      async function* tee(): AsyncGenerator<Buffer> {
-        for await (const chunk of body()) {
-          await writer.write(chunk);
-          got += chunk.length;
-          if (got - last > 256 * 1024 || got === layer.size) {
-            last = got;
-            progress('downloading', got);
-          }
-          yield chunk;
-        }
-      }
+      // response -> (hash + blob file) -> unpacker, as one stream pipe: no per-chunk promise hops
+      let writer: BlobWriter | undefined;
+      const tee = new Transform({
+        highWaterMark: 1 << 20,
+        transform(chunk: Buffer, _enc, cb) {
+          (writer as BlobWriter).write(chunk).then(() => {
+            got += chunk.length;
+            if (got - last > 256 * 1024 || got === layer.size) {
+              last = got;
+              progress('downloading', got);
+            }
+            cb(null, chunk);
+          }, cb);
+        },
+      });
+      tee.on('error', () => undefined); // the reader (unpacker or drain below) gets it; never an uncaught 'error'
+      // a connection that breaks mid-layer is the registry's failure, not a bad layer
+      res.body.on('error', (e) =>
+        tee.destroy(new EngineFailure(remote(`${registry.host}/${ref.path}@${layer.digest}`, `download failed after ${got} of ${layer.size} bytes: ${e.message}`), { cause: e })),
+      );
+      const blob = await store.blobs.writer({ digest: layer.digest, size: layer.size }, label).catch((e: unknown) => {
+        res.body.destroy();
+        throw e;
+      });
+      writer = blob;
+      res.body.pipe(tee);
       try {
         if (haveLayer) {
           // unpacked already (another image shares it) but the blob is missing: keep the blob for push/save
-          for await (const _ of tee()) void _;
-          await writer.commit();
+          for await (const _ of tee) void _;
+          await blob.commit();
         } else {
           const res = await store.layers.unpack({
             chainId,
             diffId,
             ...(parent !== undefined ? { parent } : {}),
-            source: tee(),
+            source: tee,
             label,
             beforeCommit: async () => {
-              await writer.commit();
+              await blob.commit();
             },
           });
           for (const w of res.warnings ?? []) log?.warn({ image: name, layer: layer.digest }, w);
         }
       } catch (e) {
         res.body.destroy();
-        await writer.abort();
+        await blob.abort();
         throw e;
       }
       progress('done', layer.size);

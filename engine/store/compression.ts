@@ -7,7 +7,7 @@ import { Readable, pipeline } from 'node:stream';
 import * as zlib from 'node:zlib';
 import type { Compression } from './oci.js';
 
-const CHUNK = 256 * 1024;
+const CHUNK = 1024 * 1024;
 
 export const sniffCompression = (head: Uint8Array): Compression => {
   if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
@@ -19,31 +19,57 @@ export const decompressor = (c: Compression): NodeJS.ReadWriteStream | undefined
   c === 'gzip' ? zlib.createGunzip({ chunkSize: CHUNK }) : c === 'zstd' ? zlib.createZstdDecompress({ chunkSize: CHUNK }) : undefined;
 
 /**
- * The uncompressed bytes of `src`, whichever compression it uses. Errors on
- * either side tear down both.
+ * The first bytes of a stream (at least 4 unless it ends sooner), put back
+ * so that the stream reads from its start again; `stream` is `src`, or a
+ * replacement when `src` ended while peeking.
  */
-export const decompressAuto = async (src: AsyncIterable<Uint8Array>): Promise<{ compression: Compression; stream: Readable }> => {
-  const it = src[Symbol.asyncIterator]();
-  let head = Buffer.alloc(0);
-  while (head.length < 4) {
-    const r = await it.next();
-    if (r.done) break;
-    head = head.length === 0 ? Buffer.from(r.value) : Buffer.concat([head, r.value]);
-  }
+const peek = (src: Readable): Promise<{ head: Buffer; stream: Readable }> =>
+  new Promise((resolve, reject) => {
+    let head: Buffer = Buffer.alloc(0);
+    const cleanup = (): void => {
+      src.off('data', onData);
+      src.off('end', onEnd);
+      src.off('error', onError);
+      src.off('close', onClose);
+    };
+    const onData = (c: Buffer): void => {
+      head = head.length === 0 ? c : Buffer.concat([head, c]);
+      if (head.length < 4) return;
+      cleanup();
+      src.pause();
+      src.unshift(head);
+      resolve({ head, stream: src });
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve({ head, stream: Readable.from(head.length > 0 ? [head] : [], { objectMode: false }) });
+    };
+    const onError = (e: Error): void => {
+      cleanup();
+      reject(e);
+    };
+    const onClose = (): void => {
+      cleanup();
+      reject(src.errored ?? new Error('the layer stream closed before its end'));
+    };
+    // a source that failed before anyone listened (e.g. a download cut early) must not hang us
+    if (src.errored) return reject(src.errored);
+    if (src.destroyed) return reject(new Error('the layer stream closed before its end'));
+    src.on('data', onData);
+    src.once('end', onEnd);
+    src.once('error', onError);
+    src.once('close', onClose);
+  });
+
+/**
+ * The uncompressed bytes of `src`, whichever compression it uses. Errors on
+ * either side tear down both. A Readable source is piped as it is (no
+ * per-chunk promise in between); other iterables are wrapped in one.
+ */
+export const decompressAuto = async (src: AsyncIterable<Uint8Array> | Readable): Promise<{ compression: Compression; stream: Readable }> => {
+  const readable = src instanceof Readable ? src : Readable.from(src, { objectMode: false, highWaterMark: CHUNK });
+  const { head, stream: raw } = await peek(readable);
   const compression = sniffCompression(head);
-  async function* rest(): AsyncGenerator<Buffer> {
-    try {
-      if (head.length > 0) yield head;
-      for (;;) {
-        const r = await it.next();
-        if (r.done) return;
-        yield Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
-      }
-    } finally {
-      await it.return?.();
-    }
-  }
-  const raw = Readable.from(rest(), { objectMode: false, highWaterMark: CHUNK });
   const z = decompressor(compression);
   if (!z) return { compression, stream: raw };
   const out = pipeline(raw, z, () => undefined) as unknown as Readable; // pipeline destroys z with the error; readers see it there

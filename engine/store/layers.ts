@@ -23,7 +23,7 @@ import { promises as fsp } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import * as path from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, pipeline, type Readable } from 'node:stream';
 import * as t from 'io-ts';
 import { corrupt, fail, invalidSpec, notFound, sys, EngineFailure } from '../errors.js';
 import { Digest, digestOfHash, encodedOf, newHash, sha256, type Digest as DigestT } from './digest.js';
@@ -60,8 +60,8 @@ export interface UnpackRequest {
   readonly chainId: DigestT;
   readonly diffId: DigestT;
   readonly parent?: DigestT;
-  /** Layer bytes, compressed (gzip, zstd) or not. */
-  readonly source: AsyncIterable<Uint8Array>;
+  /** Layer bytes, compressed (gzip, zstd) or not; a Readable is piped without per-chunk promises. */
+  readonly source: AsyncIterable<Uint8Array> | Readable;
   /** Names the image and layer in errors. */
   readonly label: string;
   /** Runs after the diff ID checked out and before the layer is published (e.g. verify the compressed blob). */
@@ -143,8 +143,7 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
             cb(null, chunk);
           },
         });
-        stream.on('error', (e) => hashing.destroy(e));
-        stream.pipe(hashing);
+        pipeline(stream, hashing, () => undefined); // an error on either side destroys both; the unpacker sees it on hashing
         const res = await unpackLayer(hashing as Readable, { dest: diff, label: req.label });
         const actual = digestOfHash('sha256', hash);
         if (actual !== req.diffId) fail(corrupt(`${req.label} (uncompressed diff ID)`, req.diffId, actual));
