@@ -16,7 +16,6 @@
  * the cgroup), writes exit.json, and goes away. The next command that looks
  * at the container collects the exit into the record (`collect`).
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -37,6 +36,7 @@ import { readLogs, type LogOptions } from './logs.js';
 import { buildOciConfig, signalNumber, type OciDevice, type OciMount } from './oci-spec.js';
 import { readRecord, writeRecord, type ImageDefaults, type Record as CRecord, type RunState } from './record.js';
 import { checkSpec } from './spec-check.js';
+import { runtimeExec, startFailureCode } from './exec.js';
 import { containerStats, parseRuntimeStats, type RuntimeStats } from './stats.js';
 import { resolveUser } from './user.js';
 
@@ -133,12 +133,6 @@ const imageHealthcheck = (h: unknown): HealthcheckSpec | undefined => {
   };
 };
 
-/** Docker's exit codes for a process that could not be run. */
-const startFailureCode = (msg: string): number => {
-  if (/not found|no such file|ENOENT/i.test(msg)) return 127;
-  if (/permission denied|EACCES|is a directory|EISDIR|exec format|ENOEXEC/i.test(msg)) return 126;
-  return 125;
-};
 
 export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRuntime => {
   const L = layoutOf(o.roots);
@@ -699,42 +693,10 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const procFile = path.join(L.container(id).dir, `exec-${randomBytes(6).toString('hex')}.json`);
     await fsp.writeFile(procFile, JSON.stringify(proc));
     try {
-      const args = ['--root', L.runtimeRoot, 'exec', '--process', procFile];
-      const runtimeBin = rec.runtime;
-      if (e.tty) args.push('--tty');
-      if (e.detach) args.push('--detach');
-      args.push(id);
-      // a detached process keeps whatever fds it got: give it none of ours (its errors go to a file)
-      const errFile = `${procFile}.err`;
-      const errFd = e.detach ? await fsp.open(errFile, 'w') : undefined;
-      try {
-        return await new Promise((resolve, reject) => {
-          let errText = '';
-          const child = spawn(runtimeBin, args, {
-            stdio: [e.detach ? 'ignore' : e.stdin || e.tty ? 'inherit' : 'ignore', e.detach ? 'ignore' : 'inherit', errFd ? errFd.fd : 'pipe'],
-          });
-          child.stderr?.on('data', (d: Buffer) => {
-            errText += d.toString();
-            process.stderr.write(d);
-          });
-          child.on('error', reject);
-          child.on('close', (code, signal) => {
-            void (async () => {
-              if (errFd) errText = await fsp.readFile(errFile, 'utf8').catch(() => '');
-              if (code === null) return resolve({ exitCode: 128 + (signalNumber(signal ?? 'KILL') ?? 9) });
-              if (code !== 0 && /exec: /.test(errText)) {
-                const mapped = startFailureCode(errText);
-                if (mapped !== 125) return resolve({ exitCode: mapped });
-              }
-              if (e.detach && code !== 0) return reject(new EngineFailure({ _tag: 'Internal', message: `exec in ${rec.name}: ${errText.trim()}` }));
-              resolve({ exitCode: e.detach ? 0 : code });
-            })();
-          });
-        });
-      } finally {
-        await errFd?.close();
-        await fsp.rm(errFile, { force: true });
-      }
+      return await runtimeExec({
+        runtime: rec.runtime, runtimeRoot: L.runtimeRoot, id, name: rec.name, processFile: procFile,
+        tty: e.tty === true, stdin: e.stdin === true, detach: e.detach === true,
+      });
     } finally {
       await fsp.rm(procFile, { force: true });
     }
