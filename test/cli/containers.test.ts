@@ -49,8 +49,8 @@ beforeAll(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-cli-'));
   root = path.join(dir, 'root');
   const e = openLocalEngine({ root, runRoot: path.join(root, 'run') }, { networking: null });
-  await importLayers(e.store, [busyboxLayer()], 'busybox:latest', { cmd: ['sh'] });
-  await importLayers(e.store, [busyboxLayer(), seedLayer()], 'seeded:latest', { cmd: ['sh'], volumes: ['/data'] });
+  await importLayers(e.store, [busyboxLayer(dir)], 'busybox:latest', { cmd: ['sh'] });
+  await importLayers(e.store, [busyboxLayer(dir), seedLayer(dir)], 'seeded:latest', { cmd: ['sh'], volumes: ['/data'] });
 });
 
 afterAll(async () => {

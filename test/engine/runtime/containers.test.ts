@@ -236,7 +236,7 @@ describe('users, security defaults, limits', () => {
   it('inherits the image\'s HEALTHCHECK unless the spec has one', async () => {
     const { importLayers } = await import('../../../engine/local-images.js');
     const { busyboxLayer } = await import('./helpers.js');
-    await importLayers(t.engine.store, [busyboxLayer()], 'healthy:1', { cmd: ['sh'], healthcheck: { test: ['CMD', 'true'], intervalMs: 3000, retries: 2 } });
+    await importLayers(t.engine.store, [busyboxLayer(t.dir)], 'healthy:1', { cmd: ['sh'], healthcheck: { test: ['CMD', 'true'], intervalMs: 3000, retries: 2 } });
     const a = await t.engine.createContainer(none({ image: 'healthy:1' }));
     expect(a.spec.healthcheck).toEqual({ test: ['CMD', 'true'], intervalMs: 3000, retries: 2 });
     const b = await t.engine.createContainer(none({ image: 'healthy:1', healthcheck: { test: ['NONE'] } }));
@@ -444,7 +444,7 @@ describe('hostile images', () => {
     fs.symlinkSync(`/${up}${host.slice(1)}`, path.join(layer, 'root/data'));
     const tar = path.join(layer, 'l.tar');
     execFileSync('tar', ['-C', path.join(layer, 'root'), '-cf', tar, '.']);
-    await importLayers(t.engine.store, [busyboxLayer(), tar], 'hostile:1', { cmd: ['sh'] });
+    await importLayers(t.engine.store, [busyboxLayer(t.dir), tar], 'hostile:1', { cmd: ['sh'] });
     const e = await errorOf(runIt({ image: 'hostile:1', user: 'evil', command: ['id'] }));
     expect(JSON.stringify(e)).toMatch(/unable to find user evil/);
     const r = await runIt({ image: 'hostile:1', command: ['sh', '-c', 'ls -A /data/ | wc -l'], mounts: [{ type: 'volume', source: 'hostile-vol', target: '/data' }] });

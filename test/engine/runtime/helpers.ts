@@ -14,34 +14,29 @@ export interface TestEngine {
   cleanup(): Promise<void>;
 }
 
-let layerTar: string | undefined;
-/** The fixture rootfs as an uncompressed layer tarball (made once per process). */
-export const busyboxLayer = (): string => {
-  if (layerTar && fs.existsSync(layerTar)) return layerTar;
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-layer-'));
-  layerTar = path.join(dir, 'busybox.tar');
-  execFileSync('tar', ['-C', fixtureRootfs, '--numeric-owner', '-cf', layerTar, '.']);
-  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
-  return layerTar;
+/** The fixture rootfs as an uncompressed layer tarball in `dir` (made once per dir). */
+export const busyboxLayer = (dir: string): string => {
+  const tar = path.join(dir, 'busybox-layer.tar');
+  if (!fs.existsSync(tar)) execFileSync('tar', ['-C', fixtureRootfs, '--numeric-owner', '-cf', tar, '.']);
+  return tar;
 };
 
-/** A layer holding /data/seed.txt and /data/sub/deep.txt (for VOLUME copy-up). */
-export const seedLayer = (): string => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-seed-'));
-  fs.mkdirSync(path.join(dir, 'root/data/sub'), { recursive: true });
-  fs.writeFileSync(path.join(dir, 'root/data/seed.txt'), 'from the image\n');
-  fs.writeFileSync(path.join(dir, 'root/data/sub/deep.txt'), 'deep\n');
-  const tar = path.join(dir, 'seed.tar');
-  execFileSync('tar', ['-C', path.join(dir, 'root'), '--numeric-owner', '--owner=0', '--group=0', '-cf', tar, '.']);
-  process.once('exit', () => fs.rmSync(dir, { recursive: true, force: true }));
+/** A layer in `dir` holding /data/seed.txt and /data/sub/deep.txt (for VOLUME copy-up). */
+export const seedLayer = (dir: string): string => {
+  const tree = fs.mkdtempSync(path.join(dir, 'seed-'));
+  fs.mkdirSync(path.join(tree, 'data/sub'), { recursive: true });
+  fs.writeFileSync(path.join(tree, 'data/seed.txt'), 'from the image\n');
+  fs.writeFileSync(path.join(tree, 'data/sub/deep.txt'), 'deep\n');
+  const tar = `${tree}.tar`;
+  execFileSync('tar', ['-C', tree, '--numeric-owner', '--owner=0', '--group=0', '-cf', tar, '.']);
   return tar;
 };
 
 export const makeTestEngine = async (opts: { runtime?: string } = {}): Promise<TestEngine> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
   const engine = openLocalEngine({ root: path.join(dir, 'root'), runRoot: path.join(dir, 'run') }, opts.runtime ? { runtime: opts.runtime } : {});
-  await importLayers(engine.store, [busyboxLayer()], 'busybox:latest', { cmd: ['sh'] });
-  await importLayers(engine.store, [busyboxLayer(), seedLayer()], 'seeded:latest', { cmd: ['sh'], volumes: ['/data'] });
+  await importLayers(engine.store, [busyboxLayer(dir)], 'busybox:latest', { cmd: ['sh'] });
+  await importLayers(engine.store, [busyboxLayer(dir), seedLayer(dir)], 'seeded:latest', { cmd: ['sh'], volumes: ['/data'] });
   return {
     engine,
     dir,
