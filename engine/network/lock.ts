@@ -91,9 +91,14 @@ export const withFlock = async <A>(lockFile: string, fn: () => Promise<A>, timeo
     } else {
       const h = state.held!;
       state.held = undefined;
-      await h.handle.close(); // the lock goes with our open file description
-      if (next) next();
-      else state.busy = false;
+      try {
+        await h.handle.close(); // the lock goes with our open file description
+      } finally {
+        // a caller may have queued while the descriptor was being closed
+        const after = next ?? state.queue.shift();
+        if (after) after();
+        else state.busy = false;
+      }
     }
   }
 };

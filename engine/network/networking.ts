@@ -75,6 +75,8 @@ interface Ctx {
   readonly eps: Map<string, EndpointRecord>;
   /** Set in a group (grouped()): put() leaves the index to the group's one write at its end. */
   deferIndex?: boolean;
+  /** Set by a group's member: rebuild the table once the members have their answers (they go on meanwhile). */
+  nftAfter?: boolean;
 }
 
 interface QueuedGroup {
@@ -129,6 +131,8 @@ class LocalNetworking implements Networking {
   private myStart: Promise<string | undefined> | undefined;
   private readonly commitQueue: QueuedStep[] = [];
   private readonly groupQueue: QueuedGroup[] = [];
+  /** A table rebuild failed after its callers went on: the next commit rebuilds it. */
+  private tableDirty = false;
   readonly table: string;
 
   constructor(roots: EngineRoots, private readonly opts: NetworkingOptions) {
@@ -192,6 +196,14 @@ class LocalNetworking implements Networking {
           if (ok) g.resolve(v);
           else g.reject(v);
         }
+        taken.length = 0;
+        // the new setups' ports: their owners do their host work meanwhile (a DNAT to an address not up yet drops nothing of anyone's)
+        if (ctx.nftAfter) {
+          await this.applyNft(ctx).catch((e: unknown) => {
+            this.tableDirty = true;
+            this.log.warn({ err: (e as Error).message }, 'nft table rebuild failed; the next commit retries');
+          });
+        }
       }).catch((e: unknown) => {
         for (const g of [...taken, ...this.groupQueue.splice(0)]) g.reject(e);
       });
@@ -237,7 +249,10 @@ class LocalNetworking implements Networking {
       }
     };
     await each((q) => q.before?.(ctx));
-    if (steps.some((q) => q.nft && !failed.has(q)) && !(await all(() => this.applyNft(ctx)))) return;
+    if (steps.some((q) => q.nft && !failed.has(q)) || this.tableDirty) {
+      if (!(await all(() => this.applyNft(ctx)))) return;
+      this.tableDirty = false;
+    }
     await each((q) => q.after?.(ctx));
     const ok = steps.filter((q) => !failed.has(q));
     if (!(await all(() => this.state.writeIndex(ctx.eps)))) return;
@@ -712,7 +727,8 @@ class LocalNetworking implements Networking {
       const readyNets = Object.fromEntries(Object.entries(ep.networks).map(([k, a]) => [k, { ...a, phase: 'ready' as const }]));
       const ready: EndpointRecord = { ...ep, phase: 'ready', networks: readyNets };
       await this.commit({
-        nft: ep.ports.length > 0, networks: joins.map(([, n]) => n.id), also: id, endId: id,
+        nft: false, // the table has its ports since the first half (see grouped)
+        networks: joins.map(([, n]) => n.id), also: id, endId: id,
         after: async (ctx) => {
           if (ctx.eps.get(id)?.phase !== 'creating') fail(conflict('container', ep.name, 'its network was removed while it was being set up'));
           await this.put(ctx, ready, false);
@@ -821,6 +837,7 @@ class LocalNetworking implements Networking {
     };
     await this.begin(id);
     await this.put(ctx, ep); // intent: addresses, veths, ports are now reserved
+    if (ports.length > 0) ctx.nftAfter = true;
     return { ep, joins: joins.map(([k, n]) => [k, n]) };
   }
 
@@ -877,8 +894,9 @@ class LocalNetworking implements Networking {
     const rec = await this.state.endpoint(containerId).catch(() => 'unreadable' as const);
     if (rec === undefined) return;
     let ep: EndpointRecord | undefined;
+    let undone: Promise<unknown> | undefined;
     const hinted = typeof rec === 'object' ? rec : undefined;
-    await this.commit({
+    const first = this.commit({
       // the record read above tells which networks and whether ports are involved; a stale one only costs a rebuild
       nft: hinted === undefined || hinted.ports.length > 0,
       networks: hinted ? Object.values(hinted.networks).map((a) => a.networkId) : [],
@@ -888,21 +906,29 @@ class LocalNetworking implements Networking {
         if (this.inFlight.has(containerId)) fail(conflict('container', cur.name, 'its network setup or teardown is under way'));
         await this.begin(containerId);
         await this.put(ctx, { ...cur, phase: 'removing' }, false);
+        // the intent is on disk: the host work starts now, alongside the rest of the commit (table, hosts files)
+        undone = this.undoHost(cur).then(() => undefined, (e: unknown) => e as object);
         await this.dropSharers(ctx, containerId);
         ep = cur;
       },
     });
+    try {
+      await first;
+    } catch (e) {
+      await undone;
+      this.inFlight.delete(containerId); // the next command finishes it
+      throw e;
+    }
     if (!ep) return;
     const gone = ep;
     if (hinted === undefined || !sameNetworks(hinted, gone)) {
       // the networks or ports changed since the record was read: one more pass with the right ones
       await this.commit({ nft: gone.ports.length > 0, networks: Object.values(gone.networks).map((a) => a.networkId) });
     }
-    try {
-      await this.undoHost(gone);
-    } catch (e) {
+    const err = await undone;
+    if (err !== undefined) {
       this.inFlight.delete(containerId); // the next command finishes it
-      throw e;
+      throw err;
     }
     await this.commit({
       nft: false, networks: [], endId: containerId,
