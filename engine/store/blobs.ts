@@ -52,6 +52,9 @@ export interface BlobStore {
 
 export const MAX_JSON_BLOB = 16 * 1024 * 1024;
 
+/** Durable writes start writeback every 16 MiB (see PositionalWriter), not all at commit. */
+export const SYNC_EVERY = 16 * 1024 * 1024;
+
 export const openBlobStore = (layoutDir: string, opts: { durable?: boolean } = {}): BlobStore => {
   const durable = opts.durable ?? true;
   const blobsDir = path.join(layoutDir, 'blobs');
@@ -72,7 +75,7 @@ export const openBlobStore = (layoutDir: string, opts: { durable?: boolean } = {
     await sys(ingestDir, () => fsp.mkdir(ingestDir, { recursive: true }));
     const tmp = path.join(ingestDir, `${process.pid}-${randomSuffix()}`);
     const handle = await sys(tmp, () => fsp.open(tmp, 'wx', 0o644));
-    const out = new PositionalWriter(handle, tmp);
+    const out = new PositionalWriter(handle, tmp, 4, durable ? SYNC_EVERY : 0);
     const alg = expected.digest === undefined ? 'sha256' : algorithmOf(expected.digest);
     const hash: Hash = newHash(alg);
     let written = 0;

@@ -119,10 +119,19 @@ export class PositionalWriter {
   private readonly inflight = new Set<Promise<void>>();
   private error: unknown;
 
+  private synced = 0;
+
+  /**
+   * `syncEvery` (bytes, 0 = never): after that much more has landed, a write
+   * slot also runs fdatasync, so that writeback of a large file proceeds while
+   * it streams instead of all at the final fsync/syncfs (which the caller
+   * still does: this only moves the disk work earlier).
+   */
   constructor(
     private readonly handle: import('node:fs/promises').FileHandle,
     private readonly file: string,
     private readonly max = 4,
+    private readonly syncEvery = 0,
   ) {}
 
   get position(): number {
@@ -167,6 +176,10 @@ export class PositionalWriter {
           off += n;
           done += n;
         }
+      }
+      if (this.syncEvery > 0 && at + total - this.synced >= this.syncEvery) {
+        this.synced = at + total;
+        await this.handle.datasync();
       }
     })().then(
       () => {

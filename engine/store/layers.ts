@@ -144,7 +144,7 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
           },
         });
         pipeline(stream, hashing, () => undefined); // an error on either side destroys both; the unpacker sees it on hashing
-        const res = await unpackLayer(hashing as Readable, { dest: diff, label: req.label });
+        const res = await unpackLayer(hashing as Readable, { dest: diff, label: req.label, syncEvery: durable ? 16 * 1024 * 1024 : 0 });
         const actual = digestOfHash('sha256', hash);
         if (actual !== req.diffId) fail(corrupt(`${req.label} (uncompressed diff ID)`, req.diffId, actual));
         if (req.beforeCommit) await req.beforeCommit();

@@ -50,6 +50,8 @@ export interface UnpackOptions {
   readonly dest: string;
   /** Names the layer in errors, e.g. `image docker.io/library/x:1 layer sha256:ab..`. */
   readonly label: string;
+  /** Start writeback of a large file every this many bytes (0 = never); the caller still syncs at the end. */
+  readonly syncEvery?: number;
 }
 
 interface Xattr {
@@ -235,7 +237,7 @@ export const unpackLayer = async (tarStream: Readable, opts: UnpackOptions): Pro
         case 'contiguous-file': {
           await clear(rel, false);
           const fh = await fsp.open(file, 'wx', 0o600);
-          const out = new PositionalWriter(fh, file);
+          const out = new PositionalWriter(fh, file, 4, opts.syncEvery ?? 0);
           try {
             for await (const chunk of entryStream as AsyncIterable<Buffer>) {
               await out.write(chunk);
