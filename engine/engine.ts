@@ -175,6 +175,8 @@ export interface ContainerSpec {
   readonly ports?: readonly PortSpec[];
   /** Publish every port the image EXPOSEs on a free host port (-P). */
   readonly publishAll?: boolean;
+  /** Extra /etc/hosts entries, "name:ip" (Docker's --add-host). */
+  readonly extraHosts?: readonly string[];
   readonly security?: {
     /** "unconfined", "default", or a path to a seccomp profile JSON. */
     readonly seccomp?: string;

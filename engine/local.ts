@@ -10,7 +10,7 @@ import * as path from 'node:path';
 import type { Engine, EngineEvent, EngineRoots, ImageApi, NetworkApi } from './engine.js';
 import { fail, unsupported } from './errors.js';
 import { openContainerRuntime, type ContainerRuntime } from './runtime/containers.js';
-import type { ContainerNetworking } from './services.js';
+import type { ContainerNetworking, NetworkSetupResult } from './services.js';
 import { openStore, type Store } from './store/store.js';
 import { openVolumeStore, type VolumeStore } from './volume/volumes.js';
 
@@ -41,10 +41,12 @@ const noNetworks: NetworkApi = {
   pruneNetworks: async () => ({ deleted: [] }),
 };
 
-type Networking = NetworkApi & ContainerNetworking;
+type Networking = NetworkApi & ContainerNetworking & { endpointInfo(containerId: string): Promise<NetworkSetupResult | undefined> };
 
 /** engine/network, imported on the first call: `run --network none` never loads it. */
-const lazyNetworking = (roots: EngineRoots, resolveContainer: (ref: string) => Promise<string>): { api: NetworkApi; containers: ContainerNetworking } => {
+const lazyNetworking = (
+  roots: EngineRoots, resolveContainer: (ref: string) => Promise<string>,
+): { api: NetworkApi; containers: ContainerNetworking; info: (containerId: string) => Promise<NetworkSetupResult | undefined> } => {
   let loaded: Promise<Networking> | undefined;
   const get = (): Promise<Networking> => (loaded ??= import('./network/networking.js').then((m) => m.openNetworking(roots, { resolveContainer })));
   const n: Networking = {
@@ -59,8 +61,9 @@ const lazyNetworking = (roots: EngineRoots, resolveContainer: (ref: string) => P
     teardown: async (...a) => (await get()).teardown(...a),
     connect: async (...a) => (await get()).connect(...a),
     disconnect: async (...a) => (await get()).disconnect(...a),
+    endpointInfo: async (...a) => (await get()).endpointInfo(...a),
   };
-  return { api: n, containers: n };
+  return { api: n, containers: n, info: n.endpointInfo };
 };
 
 /** engine/image's ImageApi (registry, archives, GC), imported on the first image call. */
@@ -84,7 +87,8 @@ const lazyImages = (store: Store, inUse: () => Promise<readonly string[]>): Imag
 export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {}): LocalEngine => {
   const store = openStore(roots.root);
   let containers: ContainerRuntime | undefined;
-  const networking = opts.networking === null ? undefined : (opts.networking ?? lazyNetworking(roots, async (ref) => (await (containers as ContainerRuntime).inspectContainer(ref)).id));
+  const lazy = opts.networking === undefined ? lazyNetworking(roots, async (ref) => (await (containers as ContainerRuntime).inspectContainer(ref)).id) : undefined;
+  const networking = opts.networking === null ? undefined : (opts.networking ?? lazy);
   const eventsFile = path.join(roots.runRoot, 'events.jsonl');
   const emit = (ev: EngineEvent): void => {
     // one O_APPEND write per event keeps lines whole and in order across processes;
@@ -105,6 +109,7 @@ export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {
     roots, images: store, volumes, emit,
     ...(opts.runtime ? { runtime: opts.runtime } : {}),
     ...(networking ? { networking: networking.containers } : {}),
+    ...(lazy ? { networkInfo: lazy.info } : {}),
   });
   const images = opts.images ? opts.images(store) : lazyImages(store, () => c.chainsInUse());
   const network = networking?.api ?? noNetworks;

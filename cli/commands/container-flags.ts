@@ -6,7 +6,8 @@
  */
 import { readFileSync } from 'node:fs';
 import type { ContainerSpec, DeviceSpec, MountSpec, PortSpec, RestartPolicy, UlimitSpec } from '../../engine/engine.js';
-import { fail, invalidSpec } from '../../engine/errors.js';
+import { fail, invalidSpec, toEngineError } from '../../engine/errors.js';
+import { parsePublish } from '../../engine/network/ports.js';
 
 export interface RunFlags {
   detach?: boolean;
@@ -42,6 +43,9 @@ export interface RunFlags {
   network?: string;
   publish?: string[];
   publishAll?: boolean;
+  networkAlias?: string[];
+  ip?: string;
+  addHost?: string[];
   ulimit?: string[];
   sysctl?: string[];
   device?: string[];
@@ -182,31 +186,23 @@ export const parseRestart = (v: string, problems: string[]): RestartPolicy | und
   return { name: name as RestartPolicy['name'] };
 };
 
-export const parsePublish = (v: string, problems: string[]): PortSpec | undefined => {
-  const [spec, proto = 'tcp'] = v.split('/', 2) as [string, string?];
-  if (proto !== 'tcp' && proto !== 'udp') {
-    problems.push(`-p ${v}: protocol must be tcp or udp`);
-    return undefined;
+/** `-p`, by networking's parser (ranges, ip:, /udp): its problems added to the others. */
+const publishFlag = (v: string, problems: string[]): readonly PortSpec[] => {
+  try {
+    return parsePublish(v);
+  } catch (e) {
+    const te = toEngineError(e);
+    if (te._tag !== 'InvalidSpec') throw e;
+    problems.push(...te.problems.map((p) => `-p ${v}: ${p}`));
+    return [];
   }
-  const parts = spec.split(':');
-  const num = (s: string | undefined): number | undefined => (s !== undefined && /^[0-9]+$/.test(s) && Number(s) <= 65535 ? Number(s) : undefined);
-  let hostIp: string | undefined;
-  let hostPort: number | undefined;
-  let containerPort: number | undefined;
-  if (parts.length === 1) containerPort = num(parts[0]);
-  else if (parts.length === 2) {
-    hostPort = parts[0] === '' ? 0 : num(parts[0]);
-    containerPort = num(parts[1]);
-  } else if (parts.length === 3) {
-    hostIp = parts[0];
-    hostPort = parts[1] === '' ? 0 : num(parts[1]);
-    containerPort = num(parts[2]);
-  }
-  if (containerPort === undefined || containerPort === 0 || hostPort === undefined && parts.length > 1) {
-    problems.push(`-p ${v}: expected [[HOST_IP:]HOST_PORT:]CONTAINER_PORT[/PROTO] with ports 1-65535`);
-    return undefined;
-  }
-  return { containerPort, protocol: proto, ...(hostPort ? { hostPort } : {}), ...(hostIp ? { hostIp } : {}) };
+};
+
+/** `--add-host name:ip` (also Docker's newer name=ip), as the spec's "name:ip". */
+const addHostFlag = (v: string): string => {
+  const eq = v.indexOf('=');
+  const colon = v.indexOf(':');
+  return eq > 0 && (colon < 0 || eq < colon) ? `${v.slice(0, eq)}:${v.slice(eq + 1)}` : v;
 };
 
 const readEnvFile = (file: string, problems: string[]): string[] => {
@@ -296,11 +292,14 @@ export const specFromFlags = (image: string, command: readonly string[], f: RunF
   const cpus = f.cpus !== undefined ? Number(f.cpus) : undefined;
   if (f.cpus !== undefined && (cpus === undefined || Number.isNaN(cpus))) problems.push(`--cpus ${f.cpus}: expected a number`);
   const restartPolicy = f.restart !== undefined ? parseRestart(f.restart, problems) : undefined;
-  const ports: PortSpec[] = [];
-  for (const p of f.publish ?? []) {
-    const ps = parsePublish(p, problems);
-    if (ps) ports.push(ps);
-  }
+  const ports: PortSpec[] = (f.publish ?? []).flatMap((p) => publishFlag(p, problems));
+  // --network-alias / --ip belong to the network given by --network (the spec's check refuses them on the default bridge)
+  const attachment = {
+    ...(f.networkAlias && f.networkAlias.length > 0 ? { aliases: [...f.networkAlias] } : {}),
+    ...(f.ip !== undefined ? { ipv4Address: f.ip } : {}),
+  };
+  const networks = Object.keys(attachment).length > 0 ? { [f.network ?? 'bridge']: attachment } : undefined;
+  const extraHosts = (f.addHost ?? []).map(addHostFlag);
   const stopTimeout = int('--stop-timeout', f.stopTimeout);
   const dur = (flag: string, v: string | undefined): number | undefined => {
     if (v === undefined) return undefined;
@@ -361,6 +360,8 @@ export const specFromFlags = (image: string, command: readonly string[], f: RunF
     ...(f.network !== undefined ? { networkMode: f.network } : {}),
     ...(ports.length > 0 ? { ports } : {}),
     ...(f.publishAll ? { publishAll: true } : {}),
+    ...(networks ? { networks } : {}),
+    ...(extraHosts.length > 0 ? { extraHosts } : {}),
     ...(seccomp !== undefined || noNewPrivileges !== undefined
       ? { security: { ...(seccomp !== undefined ? { seccomp } : {}), ...(noNewPrivileges !== undefined ? { noNewPrivileges } : {}) } }
       : {}),

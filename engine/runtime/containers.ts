@@ -45,6 +45,8 @@ export interface ContainerRuntimeOptions {
   readonly images: Store;
   readonly volumes: VolumeStore;
   readonly networking?: ContainerNetworking;
+  /** The container's current network endpoint (after connect/disconnect), for inspect; absent: the record's, from start. */
+  readonly networkInfo?: (containerId: string) => Promise<NetworkSetupResult | undefined>;
   /** OCI runtime executable (runc's CLI). Default: berth-runtime. */
   readonly runtime?: string;
   readonly shim?: string;
@@ -323,6 +325,14 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     cEvent('destroy', rec);
   };
 
+  /** A running container's networks and ports as networking has them now (connect/disconnect change
+   *  them after start); the record's start-time copy when networking has none. */
+  const currentNetworks = async (rec: CRecord): Promise<CRecord> => {
+    if (!o.networkInfo || !needsNetworking(rec.spec)) return rec;
+    const now = await o.networkInfo(rec.id).catch(() => undefined);
+    return now ? { ...rec, networks: now.networks, ports: now.ports } : rec;
+  };
+
   const info = (rec: CRecord, state: ContainerState): ContainerInfo => ({
     id: rec.id,
     name: rec.name,
@@ -376,6 +386,41 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     ...(cfg.StopSignal ? { stopSignal: cfg.StopSignal } : {}),
   });
 
+  /**
+   * The container whose network a `container:<ref>` container shares: it
+   * must exist (create) and run (start), with a network namespace of
+   * Berth's networking (bridge or a user-defined network).
+   */
+  const networkOwner = async (ref: string, mustRun: boolean): Promise<CRecord> => {
+    const id = await resolveId(ref).catch((e: unknown) => {
+      const te = toEngineError(e);
+      return te._tag === 'NotFound' ? fail(notFound('container', ref, `named in --network container:${ref}; see \`berth ps -a\``)) : Promise.reject(e);
+    });
+    const owner = await readRecord(L.container(id).record, id);
+    const m = owner.spec.networkMode ?? 'bridge';
+    if (m === 'host' || m === 'none')
+      fail(unsupported(`--network container:${ref}: ${owner.name} has network mode ${m}; use --network ${m} instead`));
+    if (m.startsWith('container:')) fail(conflict('container', owner.name, `shares the network of another container (${m}); join that one instead`));
+    if (mustRun) {
+      const st = (await observe(owner)).state.status;
+      if (st !== 'running' && st !== 'paused') fail(conflict('container', owner.name, `is not running (${st}): start it before a container that shares its network (--network container:${ref})`));
+    }
+    return owner;
+  };
+
+  /** Running containers sharing the network of `id` (--network container:<id>), other than itself. */
+  const networkSharers = async (id: string): Promise<CRecord[]> => {
+    const out: CRecord[] = [];
+    for (const other of await listIds()) {
+      if (other === id) continue;
+      const rec = await readRecord(L.container(other).record, other).catch(() => undefined);
+      if (rec?.spec.networkMode !== `container:${id}`) continue;
+      const st = (await observe(rec)).state.status;
+      if (st === 'running' || st === 'paused') out.push(rec);
+    }
+    return out;
+  };
+
   const createContainer = async (input: ContainerSpec): Promise<ContainerInfo> => {
     const spec = checkSpec(input);
     if (spec.security?.seccomp && !['default', 'unconfined'].includes(spec.security.seccomp)) {
@@ -384,7 +429,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     }
     const mode = spec.networkMode ?? 'bridge';
     if (needsNetworking(spec) && !o.networking) fail(unsupported(`network mode ${JSON.stringify(mode)}: this engine has no networking; use --network none or host`));
-    if (mode.startsWith('container:')) fail(unsupported('network mode container:<ref>'));
+    const sharedWith = mode.startsWith('container:') ? await networkOwner(mode.slice('container:'.length), false) : undefined;
     const img = await o.images.resolve(spec.image);
     await o.images.unpack(img);
     const defaults = imageDefaultsOf(img.config.config ?? {});
@@ -404,7 +449,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         await Promise.all([p.rootfs, p.upper, p.work].map((d) => fsp.mkdir(d, { mode: 0o755 })));
         const rec: CRecord = {
           id, name, created: now(), image: spec.image, imageId: img.id, chain: [...img.chain],
-          spec: { ...spec, name, ...(healthcheck ? { healthcheck } : {}) }, imageDefaults: defaults, runtime: runtimePath, args,
+          spec: { ...spec, name, ...(healthcheck ? { healthcheck } : {}), ...(sharedWith ? { networkMode: `container:${sharedWith.id}` } : {}) }, imageDefaults: defaults, runtime: runtimePath, args,
           state: { running: false, restartCount: 0 },
         };
         await writeRecord(p.record, rec);
@@ -524,11 +569,15 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     let createdOnly = false;
     try {
       if (o.networking && needsNetworking(spec)) {
+        const mode = spec.networkMode ?? 'bridge';
+        // container:<ref>: the owner must run; networking gets its ID and hands back its netns and files
+        const owner = mode.startsWith('container:') ? await networkOwner(mode.slice('container:'.length), true) : undefined;
         net = await o.networking.setup({
           containerId: id, name: rec.name, hostname: spec.hostname ?? id.slice(0, 12),
           ...(spec.domainname ? { domainname: spec.domainname } : {}),
-          networkMode: spec.networkMode ?? 'bridge', networks: spec.networks ?? {}, ports: spec.ports ?? [],
+          networkMode: owner ? `container:${owner.id}` : mode, networks: spec.networks ?? {}, ports: spec.ports ?? [],
           publishAll: spec.publishAll === true, exposedPorts: rec.imageDefaults.exposedPorts ?? [],
+          ...(spec.extraHosts && spec.extraHosts.length > 0 ? { extraHosts: spec.extraHosts } : {}),
         });
       }
       const overlay = await o.images.layers.mount(rec.chain as never, p.upper, p.work, p.rootfs);
@@ -751,6 +800,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       }
       const running = state.status === 'running' || state.status === 'paused';
       if (!filter.all && !running) continue;
+      if (running && (f['network']?.length ?? 0) > 0) rec = await currentNetworks(rec);
       const match = (key: string, test: (v: string) => boolean): boolean => !f[key] || f[key]!.length === 0 || f[key]!.some(test);
       const ok =
         match('name', (v) => rec.name.includes(v.replace(/^\//, ''))) &&
@@ -831,6 +881,11 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
           return;
         }
         rec = await collect(rec, false);
+        const ownMode = rec.spec.networkMode ?? 'bridge';
+        const sharers = ownMode === 'host' || ownMode === 'none' || ownMode.startsWith('container:') ? [] : await networkSharers(id);
+        if (sharers.length > 0) {
+          fail(conflict('container', rec.name, `its network is shared by running container${sharers.length > 1 ? 's' : ''} ${sharers.map((x) => x.name).join(', ')} (--network container:); stop or remove ${sharers.length > 1 ? 'them' : 'it'} first`));
+        }
         if (rec.state.running) {
           if (!opts?.force) fail(conflict('container', rec.name, 'is running: stop it first, or remove it with -f'));
           if (rec.state.paused) await rtOf(rec).try(['resume', id]);
@@ -846,7 +901,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     async inspectContainer(ref) {
       const id = await resolveId(ref);
       const rec = await readRecord(L.container(id).record, id);
-      return info(rec, (await observe(rec)).state);
+      const state = (await observe(rec)).state;
+      return info(state.status === 'running' || state.status === 'paused' ? await currentNetworks(rec) : rec, state);
     },
     logs,
     exec,

@@ -2,6 +2,7 @@
  * Validation and normalization of a ContainerSpec before anything changes:
  * every problem is reported at once, with the field it concerns.
  */
+import { isIP, isIPv4 } from 'node:net';
 import type { ContainerSpec, MountSpec } from '../engine.js';
 import { fail, invalidSpec } from '../errors.js';
 import { isUlimitName, signalNumber } from './oci-spec.js';
@@ -21,6 +22,40 @@ const checkMount = (m: MountSpec, i: number, problems: string[]): void => {
   if (m.type === 'tmpfs' && m.sizeBytes !== undefined && (!Number.isInteger(m.sizeBytes) || m.sizeBytes < 0)) {
     problems.push(`${f}.sizeBytes: expected a non-negative integer`);
   }
+};
+
+/** Networks Berth (like Docker) keeps without aliases or fixed addresses: the default bridge and the special modes. */
+const isSpecialNetwork = (n: string): boolean => n === 'bridge' || n === 'default' || n === 'host' || n === 'none' || n.startsWith('container:');
+
+/** Network modes, per-network aliases and addresses, extra hosts: Docker's refusals, before anything changes. */
+const checkNetworking = (spec: ContainerSpec): string[] => {
+  const problems: string[] = [];
+  const mode = spec.networkMode ?? 'bridge';
+  const shared = mode.startsWith('container:');
+  if (shared && mode.length === 'container:'.length) problems.push('network: container: needs a container name or ID (container:<name|id>)');
+  if (shared && ((spec.ports?.length ?? 0) > 0 || spec.publishAll === true))
+    problems.push('ports: conflicting options: port publishing and the container network mode (publish the ports on the container whose network is shared)');
+  if (shared && spec.hostname !== undefined) problems.push('hostname: conflicting options: hostname and the container network mode (the hostname is the shared network\'s)');
+  if ((shared || mode === 'host') && (spec.extraHosts?.length ?? 0) > 0)
+    problems.push(`add-host: conflicting options: custom host-to-IP mapping and the ${shared ? 'container' : 'host'} network mode`);
+  for (const [name, att] of Object.entries(spec.networks ?? {})) {
+    const special = isSpecialNetwork(name) || (name === mode && isSpecialNetwork(mode));
+    if ((mode === 'host' || mode === 'none' || shared) && name !== mode)
+      problems.push(`networks.${name}: a container with network mode ${JSON.stringify(mode)} cannot join other networks`);
+    if ((att.aliases?.length ?? 0) > 0 && special)
+      problems.push(`network-alias: network-scoped aliases are supported only for containers on user-defined networks (network ${JSON.stringify(name)}); create one with \`berth network create\``);
+    if (att.ipv4Address !== undefined && special)
+      problems.push(`ip: a user-specified IP address is supported only on user-defined networks (network ${JSON.stringify(name)}); create one with \`berth network create --subnet\``);
+    if (att.ipv4Address !== undefined && isIPv4(att.ipv4Address) === false) problems.push(`ip: ${JSON.stringify(att.ipv4Address)} is not an IPv4 address`);
+    for (const a of att.aliases ?? []) if (!/^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/.test(a)) problems.push(`network-alias: ${JSON.stringify(a)} is not a valid name`);
+  }
+  for (const h of spec.extraHosts ?? []) {
+    const i = h.indexOf(':');
+    const name = i > 0 ? h.slice(0, i) : '';
+    const ip = i > 0 ? h.slice(i + 1).replace(/^\[|\]$/g, '') : '';
+    if (!/^[a-zA-Z0-9]([a-zA-Z0-9.-]*[a-zA-Z0-9])?$/.test(name) || isIP(ip) === 0) problems.push(`add-host: expected name:ip, got ${JSON.stringify(h)}`);
+  }
+  return problems;
 };
 
 /** Throws InvalidSpec listing every problem; returns the spec with defaults filled in. */
@@ -67,6 +102,7 @@ export const checkSpec = (spec: ContainerSpec): ContainerSpec => {
   }
   const mode = spec.networkMode;
   if (mode === 'host' && spec.ports && spec.ports.length > 0) problems.push('ports: cannot publish ports with --network host');
+  problems.push(...checkNetworking(spec));
   if (spec.hostname !== undefined && !/^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$/.test(spec.hostname)) problems.push(`hostname: ${JSON.stringify(spec.hostname)} is not a valid hostname`);
   for (const d of spec.devices ?? []) {
     if (!/^[rwm]+$/.test(d.permissions)) problems.push(`device ${d.hostPath}: permissions ${JSON.stringify(d.permissions)} must be made of r, w, m`);

@@ -1,7 +1,7 @@
 // Docker's container flags to a ContainerSpec: pure parsing, every problem
 // reported at once; and the default seccomp profile's shape.
 import { describe, expect, it } from 'vitest';
-import { parseDuration, parseMountFlag, parsePublish, parseSize, parseVolumeFlag, specFromFlags } from '../../cli/commands/container-flags.js';
+import { parseDuration, parseMountFlag, parseSize, parseVolumeFlag, specFromFlags } from '../../cli/commands/container-flags.js';
 import { toEngineError } from '../../engine/errors.js';
 import { defaultSeccomp } from '../../engine/runtime/seccomp-default.js';
 import { capabilitySet, DEFAULT_CAPS } from '../../engine/runtime/security.js';
@@ -42,13 +42,40 @@ describe('mount flags', () => {
     parseMountFlag('type=bind,target=/x', p);
     expect(p).toHaveLength(2);
   });
-  it('-p', () => {
-    const p: string[] = [];
-    expect(parsePublish('8080:80', p)).toEqual({ containerPort: 80, protocol: 'tcp', hostPort: 8080 });
-    expect(parsePublish('127.0.0.1::53/udp', p)).toEqual({ containerPort: 53, protocol: 'udp', hostIp: '127.0.0.1' });
-    parsePublish('80/sctp', p);
-    parsePublish('99999', p);
-    expect(p).toHaveLength(2);
+});
+
+const problemsOf = (f: () => unknown): readonly string[] => {
+  try {
+    f();
+  } catch (e) {
+    const te = toEngineError(e);
+    if (te._tag === 'InvalidSpec') return te.problems;
+    throw e;
+  }
+  return [];
+};
+
+describe('network flags', () => {
+  it('-p by networking\'s parser: single ports, ranges, ip:, /udp', () => {
+    expect(specFromFlags('busybox', [], { publish: ['8080:80', '127.0.0.1::53/udp'] }).ports).toEqual([
+      { containerPort: 80, protocol: 'tcp', hostPort: 8080 },
+      { containerPort: 53, protocol: 'udp', hostIp: '127.0.0.1' },
+    ]);
+    expect(specFromFlags('busybox', [], { publish: ['8000-8002:80-82'] }).ports).toEqual([80, 81, 82].map((c) => ({ containerPort: c, protocol: 'tcp', hostPort: c + 7920 })));
+    expect(specFromFlags('busybox', [], { publish: ['127.0.0.1:8000-8001:80-81/udp'] }).ports).toEqual([
+      { containerPort: 80, protocol: 'udp', hostPort: 8000, hostIp: '127.0.0.1' },
+      { containerPort: 81, protocol: 'udp', hostPort: 8001, hostIp: '127.0.0.1' },
+    ]);
+    expect(specFromFlags('busybox', [], { publish: ['9000-9009:80'] }).ports).toEqual([{ containerPort: 80, protocol: 'tcp', hostPort: 9000, hostPortEnd: 9009 }]);
+    const p = problemsOf(() => specFromFlags('busybox', [], { publish: ['80/sctp', '99999', '8000-8002:80-81'] }));
+    expect(p).toHaveLength(3);
+    expect(p.join('\n')).toMatch(/-p 8000-8002:80-81: .*differ in length/);
+  });
+  it('--network-alias and --ip go to the --network network; --add-host as name:ip', () => {
+    const s = specFromFlags('busybox', [], { network: 'front', networkAlias: ['web', 'www'], ip: '10.1.2.3', addHost: ['db:10.0.0.5', 'cache=10.0.0.6'] });
+    expect(s.networks).toEqual({ front: { aliases: ['web', 'www'], ipv4Address: '10.1.2.3' } });
+    expect(s.extraHosts).toEqual(['db:10.0.0.5', 'cache:10.0.0.6']);
+    expect(specFromFlags('busybox', [], {}).networks).toBeUndefined();
   });
 });
 

@@ -32,7 +32,8 @@ export const seedLayer = (dir: string): string => {
   return tar;
 };
 
-export const makeTestEngine = async (opts: { runtime?: string } = {}): Promise<TestEngine> => {
+/** `network`: the tests use Berth's networking; cleanup then purges its objects (bridges, veths, netns, nft table) too. */
+export const makeTestEngine = async (opts: { runtime?: string; network?: boolean } = {}): Promise<TestEngine> => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-'));
   const engine = openLocalEngine({ root: path.join(dir, 'root'), runRoot: path.join(dir, 'run') }, opts.runtime ? { runtime: opts.runtime } : {});
   await importLayers(engine.store, [busyboxLayer(dir)], 'busybox:latest', { cmd: ['sh'] });
@@ -41,8 +42,15 @@ export const makeTestEngine = async (opts: { runtime?: string } = {}): Promise<T
     engine,
     dir,
     async cleanup() {
-      for (const c of await engine.listContainers({ all: true }).catch(() => [])) {
+      // containers sharing another's network first: their owners cannot go while they run
+      const all = await engine.listContainers({ all: true }).catch(() => []);
+      const sharing = (c: (typeof all)[number]): boolean => (c.spec.networkMode ?? '').startsWith('container:');
+      for (const c of [...all.filter(sharing), ...all.filter((c) => !sharing(c))]) {
         await engine.removeContainer(c.id, { force: true, volumes: true }).catch((e) => console.error('cleanup', c.name, e));
+      }
+      if (opts.network) {
+        const { openNetworking } = await import('../../../engine/network/networking.js');
+        await openNetworking(engine.roots).purge().catch((e) => console.error('cleanup: network purge', e));
       }
       // anything still mounted under the root (a failed test)
       const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => m !== undefined && m.startsWith(dir));

@@ -1,0 +1,239 @@
+// Containers on Berth's networking, through the runtime: aliases and fixed
+// addresses on a user network, refusals on the default bridge, published
+// port ranges, --add-host, container:<ref> sharing, and inspect after
+// connect/disconnect. Real bridges, veths and namespaces in a temporary
+// root; traffic only to loopback and to the namespaces made here.
+import * as fs from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ContainerSpec } from '../../../engine/engine.js';
+import { toEngineError } from '../../../engine/errors.js';
+import { makeTestEngine, type TestEngine } from './helpers.js';
+
+const skip = process.getuid?.() !== 0 ? 'needs root (bridges, veths, namespaces)' : '';
+
+let t: TestEngine;
+let subnetPrefix = ''; // "10.89.3." of the network "front"
+
+beforeAll(async () => {
+  if (skip) return;
+  t = await makeTestEngine({ network: true });
+  const front = await t.engine.createNetwork({ name: 'front' });
+  subnetPrefix = (front.spec.subnet as string).replace(/\.0\/24$/, '.');
+});
+afterAll(async () => {
+  await t?.cleanup();
+});
+
+type Spec = Omit<ContainerSpec, 'image'> & { image?: string };
+
+/** create + start + wait; the output from the log. */
+const runIt = async (spec: Spec): Promise<{ id: string; code: number; out: string }> => {
+  const c = await t.engine.createContainer({ image: 'busybox', ...spec });
+  await t.engine.startContainer(c.id);
+  const { exitCode } = await t.engine.waitContainer(c.id);
+  let out = '';
+  for await (const l of t.engine.logs(c.id)) out += l.text;
+  return { id: c.id, code: exitCode, out };
+};
+
+/** A detached container serving `text` by busybox httpd on `listen` ("8080" or "127.0.0.1:9090"), one dir per listener. */
+const server = (listens: string[], text: string): string[] => [
+  'sh', '-c',
+  `${listens.map((l, i) => `mkdir -p /www${i} && echo ${text}-${i} > /www${i}/index.html && httpd -p ${l} -h /www${i}`).join(' && ')} && exec sleep 300`,
+];
+
+/** Shell: GET / from host:port by busybox nc (its wget crashes resolving in the static build), the body's last line; retried while the server comes up. */
+const get = (host: string, port: number): string =>
+  `for i in 1 2 3 4 5 6 7 8 9 10; do o=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${host} ${port} | tail -n 1); [ -n "$o" ] && echo "$o" && break; sleep 0.2; done`;
+
+const errorOf = async (p: Promise<unknown>) => {
+  try {
+    await p;
+  } catch (e) {
+    return toEngineError(e);
+  }
+  throw new Error('expected a failure');
+};
+
+/** Two consecutive host ports that nothing listens on (checked by binding 127.0.0.1). */
+const freePortPair = async (): Promise<number> => {
+  const bindable = (port: number): Promise<boolean> =>
+    new Promise((resolve) => {
+      const s = net.createServer();
+      s.once('error', () => resolve(false));
+      s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+  for (let i = 0; i < 50; i++) {
+    const p = 20000 + Math.floor(Math.random() * 20000);
+    if ((await bindable(p)) && (await bindable(p + 1))) return p;
+  }
+  throw new Error('no free port pair');
+};
+
+/** GET http://127.0.0.1:port/ (retried while the server comes up). */
+const fetchLocal = async (port: number): Promise<string> => {
+  let last: unknown;
+  for (let i = 0; i < 50; i++) {
+    try {
+      return await new Promise<string>((resolve, reject) => {
+        const req = http.get({ host: '127.0.0.1', port, path: '/', timeout: 2000 }, (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (d: string) => (body += d));
+          res.on('end', () => resolve(body));
+        });
+        req.on('timeout', () => req.destroy(new Error('timeout')));
+        req.on('error', reject);
+      });
+    } catch (e) {
+      last = e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+  throw last;
+};
+
+describe.skipIf(skip !== '')(`containers on networks${skip ? ` (skipped: ${skip})` : ''}`, () => {
+  it('reaches a container by its --network-alias and by its --ip address', async () => {
+    const ip = `${subnetPrefix}77`;
+    await t.engine.createContainer({
+      image: 'busybox', name: 'aliased', networkMode: 'front', networks: { front: { aliases: ['web', 'www.front'], ipv4Address: ip } },
+      command: server(['8080'], 'aliased'),
+    });
+    await t.engine.startContainer('aliased');
+    const info = await t.engine.inspectContainer('aliased');
+    expect(info.networks['front']).toMatchObject({ ipv4Address: `${ip}/24`, aliases: ['web', 'www.front'] });
+    const r = await runIt({
+      networkMode: 'front',
+      command: ['sh', '-c', `${get('web', 8080)}; ${get('www.front', 8080)}; ${get(ip, 8080)}`],
+    });
+    expect(r.out.trim().split('\n')).toEqual(['aliased-0', 'aliased-0', 'aliased-0']);
+    expect(r.code).toBe(0);
+    // the fixed address is taken: a second claim fails at start, and its container holds nothing
+    const dup = await t.engine.createContainer({ image: 'busybox', networkMode: 'front', networks: { front: { ipv4Address: ip } }, command: ['true'] });
+    expect((await errorOf(t.engine.startContainer(dup.id)))._tag).not.toBe('Internal');
+    expect((await t.engine.inspectContainer(dup.id)).state.status).not.toBe('running');
+    await t.engine.removeContainer(dup.id);
+    await t.engine.removeContainer('aliased', { force: true });
+    await t.engine.removeContainer(r.id);
+  });
+
+  it('refuses aliases and fixed addresses on the default bridge (and other special modes) with nothing created', async () => {
+    const before = (await t.engine.listNetworks()).map((n) => n.name).sort();
+    const containers = (await t.engine.listContainers({ all: true })).length;
+    const cases: ContainerSpec[] = [
+      { image: 'busybox', name: 'a1', networks: { bridge: { aliases: ['x'] } } },
+      { image: 'busybox', name: 'a2', networkMode: 'bridge', networks: { bridge: { ipv4Address: '10.88.0.9' } } },
+      { image: 'busybox', name: 'a3', networkMode: 'host', networks: { host: { aliases: ['x'] } } },
+      { image: 'busybox', name: 'a4', networkMode: 'front', networks: { front: { ipv4Address: 'not-an-ip' } } },
+      { image: 'busybox', name: 'a5', networkMode: 'container:whatever', ports: [{ containerPort: 80, protocol: 'tcp' }] },
+      { image: 'busybox', name: 'a6', extraHosts: ['no-address'] },
+    ];
+    const msgs: string[] = [];
+    for (const c of cases) {
+      const e = await errorOf(t.engine.createContainer(c));
+      expect(e._tag).toBe('InvalidSpec');
+      if (e._tag === 'InvalidSpec') msgs.push(e.problems.join('; '));
+    }
+    expect(msgs[0]).toMatch(/aliases are supported only for containers on user-defined networks/);
+    expect(msgs[1]).toMatch(/IP address is supported only on user-defined networks/);
+    expect(msgs[4]).toMatch(/port publishing and the container network mode/);
+    expect(msgs[5]).toMatch(/add-host: expected name:ip/);
+    expect((await t.engine.listContainers({ all: true })).length).toBe(containers);
+    expect((await t.engine.listNetworks()).map((n) => n.name).sort()).toEqual(before);
+  });
+
+  it('publishes a port range on 127.0.0.1, answering on each port; --add-host lands in /etc/hosts', async () => {
+    const hp = await freePortPair();
+    const c = await t.engine.createContainer({
+      image: 'busybox', name: 'ranged', networkMode: 'front', extraHosts: ['db.example:10.9.8.7'],
+      ports: [
+        { containerPort: 8080, protocol: 'tcp', hostPort: hp, hostIp: '127.0.0.1' },
+        { containerPort: 8081, protocol: 'tcp', hostPort: hp + 1, hostIp: '127.0.0.1' },
+      ],
+      command: server(['8080', '8081'], 'ranged'),
+    });
+    await t.engine.startContainer(c.id);
+    expect((await t.engine.inspectContainer(c.id)).ports.map((p) => p.hostPort).sort()).toEqual([hp, hp + 1]);
+    expect(await fetchLocal(hp)).toBe('ranged-0\n');
+    expect(await fetchLocal(hp + 1)).toBe('ranged-1\n');
+    const { pid } = (await t.engine.inspectContainer(c.id)).state;
+    expect(fs.readFileSync(`/proc/${pid}/root/etc/hosts`, 'utf8')).toMatch(/^10\.9\.8\.7\s+db\.example$/m);
+    await t.engine.removeContainer(c.id, { force: true });
+    // the ports are free again: nothing answers
+    await expect(new Promise((resolve, reject) => {
+      const s = net.connect({ host: '127.0.0.1', port: hp, timeout: 1000 }, () => resolve(s.destroy()));
+      s.on('error', reject);
+      s.on('timeout', () => reject(new Error('timeout')));
+    })).rejects.toThrow();
+  });
+
+  it('container:<ref> shares the owner\'s network; the owner stays up after the joiner goes and cannot go while one runs', async () => {
+    expect((await errorOf(t.engine.createContainer({ image: 'busybox', networkMode: 'container:nosuch', command: ['true'] })))._tag).toBe('NotFound');
+    const owner = await t.engine.createContainer({ image: 'busybox', name: 'pod', networkMode: 'front', command: server(['127.0.0.1:9090'], 'pod') });
+    // created, not running: a joiner cannot start yet
+    const early = await t.engine.createContainer({ image: 'busybox', name: 'early', networkMode: 'container:pod', command: ['true'] });
+    expect(early.spec.networkMode).toBe(`container:${owner.id}`);
+    const notRunning = await errorOf(t.engine.startContainer('early'));
+    expect(notRunning).toMatchObject({ _tag: 'Conflict' });
+    expect(JSON.stringify(notRunning)).toMatch(/pod.*is not running/);
+    await t.engine.removeContainer('early');
+
+    await t.engine.startContainer('pod');
+    const ownerInfo = await t.engine.inspectContainer('pod');
+    const ownerIp = (ownerInfo.networks['front']?.ipv4Address as string).split('/')[0] as string;
+    const ownerNs = fs.readlinkSync(`/proc/${ownerInfo.state.pid}/ns/net`);
+    const r = await runIt({
+      name: 'joiner', networkMode: 'container:pod',
+      command: ['sh', '-c', `ip -4 -o addr show eth0; ${get('127.0.0.1', 9090)}; cat /etc/hostname`],
+    });
+    expect(r.code).toBe(0);
+    expect(r.out).toContain(` inet ${ownerIp}/24 `);
+    expect(r.out).toContain('pod-0\n');
+    expect(r.out).toContain(`${owner.id.slice(0, 12)}\n`); // the owner's hostname file
+    await t.engine.removeContainer('joiner');
+
+    // a running sharer: the same netns; the owner cannot be removed meanwhile
+    const sharer = await t.engine.createContainer({ image: 'busybox', name: 'sharer', networkMode: `container:${owner.id.slice(0, 12)}`, command: ['sleep', '300'] });
+    await t.engine.startContainer(sharer.id);
+    expect(fs.readlinkSync(`/proc/${(await t.engine.inspectContainer(sharer.id)).state.pid}/ns/net`)).toBe(ownerNs);
+    const refused = await errorOf(t.engine.removeContainer('pod', { force: true }));
+    expect(refused._tag).toBe('Conflict');
+    expect(JSON.stringify(refused)).toMatch(/shared by running container sharer/);
+    expect((await t.engine.inspectContainer('pod')).state.status).toBe('running');
+
+    // rm -f of the sharer leaves the owner's network as it was
+    await t.engine.removeContainer(sharer.id, { force: true });
+    const after = await t.engine.inspectContainer('pod');
+    expect(after.state.status).toBe('running');
+    expect(after.networks['front']?.ipv4Address).toBe(`${ownerIp}/24`);
+    const check = await t.engine.exec('pod', { command: ['sh', '-c', `ip -4 -o addr show eth0 | grep -q ' ${ownerIp}/24 ' && ${get('127.0.0.1', 9090)} | grep -q pod-0`] });
+    expect(check.exitCode).toBe(0);
+    const probe = await runIt({ networkMode: 'front', command: ['sh', '-c', `ping -c 1 -W 2 ${ownerIp} >/dev/null && echo reachable`] });
+    expect(probe.out).toBe('reachable\n');
+    await t.engine.removeContainer(probe.id);
+    await t.engine.removeContainer('pod', { force: true });
+  });
+
+  it('inspect shows networks joined and left by connect/disconnect while running', async () => {
+    await t.engine.createNetwork({ name: 'back' });
+    const c = await t.engine.createContainer({ image: 'busybox', name: 'mover', networkMode: 'front', command: ['sleep', '300'] });
+    await t.engine.startContainer(c.id);
+    expect(Object.keys((await t.engine.inspectContainer(c.id)).networks)).toEqual(['front']);
+    await t.engine.connectNetwork('back', 'mover', { aliases: ['m2'] });
+    const joined = await t.engine.inspectContainer(c.id);
+    expect(Object.keys(joined.networks).sort()).toEqual(['back', 'front']);
+    expect(joined.networks['back']?.aliases).toEqual(['m2']);
+    const backIp = joined.networks['back']?.ipv4Address?.split('/')[0];
+    const seen = await t.engine.exec('mover', { command: ['sh', '-c', `ip -4 -o addr | grep -q ' ${backIp}/'`] });
+    expect(seen.exitCode).toBe(0);
+    await t.engine.disconnectNetwork('front', 'mover');
+    expect(Object.keys((await t.engine.inspectContainer(c.id)).networks)).toEqual(['back']);
+    expect((await t.engine.listContainers({ filters: { network: ['back'] } })).map((x) => x.name)).toContain('mover');
+    await t.engine.removeContainer(c.id, { force: true });
+    // stopped containers show what their last run had (networking holds nothing for them)
+    await t.engine.removeNetwork('back');
+  });
+});
