@@ -1,0 +1,116 @@
+/**
+ * What `berth` decides before it loads anything heavy: where the command
+ * word is in argv (after the global options), which Berth root the run is
+ * for, and where Node's compile cache lives. Imports only node: builtins,
+ * so that cli/main.ts can turn the compile cache on before commander and
+ * the command modules are read.
+ *
+ * Example: `berth --root /tmp/r --json run --rm busybox true` scans to
+ * { word: 'run', root: '/tmp/r', version: false, help: false, unknown: false }.
+ */
+import * as fs from 'node:fs';
+import * as nodeModule from 'node:module';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+/** The default persistent state (cli/context.ts's DEFAULT_ROOT; a test keeps the two equal). */
+export const DEFAULT_ROOT = '/var/lib/berth';
+
+/** Global options that take a value (`--root X` or `--root=X`). */
+const VALUED = new Set(['--root', '--run-root', '--runtime']);
+/** Global flags. */
+const FLAGS = new Set(['--json', '--debug']);
+
+export interface ArgvScan {
+  /** The first operand: the command word, if any. */
+  readonly word: string | undefined;
+  /** --root's value when given before the command word. */
+  readonly root: string | undefined;
+  /** -V/--version seen before the command word. */
+  readonly version: boolean;
+  /** -h/--help seen before the command word. */
+  readonly help: boolean;
+  /** Something the program does not know (an unknown option, a missing value, `--`). */
+  readonly unknown: boolean;
+}
+
+/**
+ * Reads argv (without node and the script) as commander does with
+ * positional options: program options come before the command word, and
+ * the first operand is the command.
+ */
+export const scanArgv = (args: readonly string[]): ArgvScan => {
+  let root: string | undefined;
+  let version = false;
+  let help = false;
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (!a.startsWith('-') || a === '-') return { word: a, root, version, help, unknown: false };
+    const eq = a.indexOf('=');
+    const name = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    if (VALUED.has(name)) {
+      let value: string | undefined;
+      if (name !== a) value = a.slice(eq + 1);
+      else if (i + 1 < args.length) value = args[++i];
+      else return { word: undefined, root, version, help, unknown: true };
+      if (name === '--root') root = value;
+    } else if (FLAGS.has(a)) {
+      // nothing to remember
+    } else if (a === '-V' || a === '--version') {
+      version = true;
+    } else if (a === '-h' || a === '--help') {
+      help = true;
+    } else {
+      return { word: undefined, root, version, help, unknown: true };
+    }
+  }
+  return { word: undefined, root, version, help, unknown: false };
+};
+
+/**
+ * Where Node keeps compiled code for `berth` runs. As root: under the Berth
+ * root the run is for (--root, else BERTH_ROOT, else /var/lib/berth), a
+ * directory only root writes. Another user: a directory of their own in
+ * the temporary directory, used only when it is theirs and closed to
+ * others (another user could otherwise plant code there); undefined when
+ * it is not.
+ */
+export const compileCacheDir = (
+  args: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  uid: number = process.getuid?.() ?? -1,
+): string | undefined => {
+  if (uid === 0) {
+    const root = scanArgv(args).root ?? env['BERTH_ROOT'] ?? DEFAULT_ROOT;
+    return path.join(path.resolve(root), '.cache', 'node');
+  }
+  const dir = path.join(os.tmpdir(), `berth-node-cache-${uid}`);
+  try {
+    const st = fs.lstatSync(dir);
+    if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o022) !== 0) return undefined;
+  } catch {
+    try {
+      fs.mkdirSync(dir, { mode: 0o700 });
+    } catch {
+      return undefined;
+    }
+  }
+  return dir;
+};
+
+/**
+ * Turns on Node's on-disk compile cache (Node >= 22.1) for every module
+ * loaded after this call, so that later runs skip parsing and compiling.
+ * Off with NODE_DISABLE_COMPILE_CACHE=1; a cache that cannot be written
+ * is only a slower start, never an error.
+ */
+export const enableCompileCache = (args: readonly string[]): void => {
+  const enable = (nodeModule as { enableCompileCache?: (dir?: string) => unknown }).enableCompileCache;
+  if (typeof enable !== 'function') return;
+  try {
+    const dir = compileCacheDir(args);
+    if (dir !== undefined) enable(dir);
+  } catch {
+    // no cache: the run is slower, not wrong
+  }
+};
