@@ -3,6 +3,7 @@
 // through tmux, and nothing changed by bad input.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -159,6 +160,43 @@ describe.skipIf(!built)('berth containers (skipped without node_modules/typescri
     ok(['rm', 'bridged']);
     const netns = path.join(root, 'run/netns');
     expect(fs.existsSync(netns) ? fs.readdirSync(netns).filter((n) => n.includes(id)) : []).toEqual([]);
+  });
+
+  it('--network-alias, --ip, --add-host, a -p range, container: sharing; an alias on the default bridge creates nothing', async () => {
+    ok(['network', 'create', 'clinet']);
+    const [netInfo] = JSON.parse(ok(['network', 'inspect', 'clinet'])) as { spec: { subnet: string } }[];
+    const ip = (netInfo as { spec: { subnet: string } }).spec.subnet.replace(/\.0\/24$/, '.77');
+    // two consecutive host ports that nothing binds on 127.0.0.1
+    const bindable = (port: number): Promise<boolean> =>
+      new Promise((resolve) => {
+        const s = net.createServer().once('error', () => resolve(false));
+        s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+      });
+    let hp = 0;
+    for (let i = 0; i < 50 && hp === 0; i++) {
+      const p = 20000 + Math.floor(Math.random() * 20000);
+      if ((await bindable(p)) && (await bindable(p + 1))) hp = p;
+    }
+    const get = (host: string, port: number): string =>
+      `for i in 1 2 3 4 5 6 7 8 9 10; do o=$(printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 2 ${host} ${port} | tail -n 1); [ -n "$o" ] && echo "$o" && break; sleep 0.2; done`;
+    ok(['run', '-d', '--name', 'cweb', '--network', 'clinet', '--network-alias', 'web', '--ip', ip, '--add-host', 'db.example:10.9.8.7',
+      '-p', `127.0.0.1:${hp}-${hp + 1}:8080-8081`, 'busybox', 'sh', '-c',
+      'mkdir -p /a /b && echo port-a > /a/index.html && echo port-b > /b/index.html && httpd -p 8080 -h /a && httpd -p 8081 -h /b && exec sleep 300']);
+    expect(ok(['port', 'cweb']).trim().split('\n').sort()).toEqual([`8080/tcp -> 127.0.0.1:${hp}`, `8081/tcp -> 127.0.0.1:${hp + 1}`]);
+    const host = (port: number): string => execFileSync('busybox', ['sh', '-c', get('127.0.0.1', port)], { encoding: 'utf8', timeout: 15_000 }).trim();
+    expect([host(hp), host(hp + 1)]).toEqual(['port-a', 'port-b']);
+    expect(ok(['exec', 'cweb', 'cat', '/etc/hosts'])).toMatch(/^10\.9\.8\.7\s+db\.example$/m);
+    expect(ok(['run', '--rm', '--network', 'clinet', 'busybox', 'sh', '-c', `${get('web', 8080)}; ${get(ip, 8081)}`])).toBe('port-a\nport-b\n');
+    // container:<name>: the same interfaces, and the owner's servers on 127.0.0.1
+    expect(ok(['run', '--rm', '--network', 'container:cweb', 'busybox', 'sh', '-c', `ip -4 -o addr show eth0; ${get('127.0.0.1', 8080)}`])).toMatch(new RegExp(` inet ${ip.replace(/\./g, '\\.')}/24 [^]*port-a\n$`));
+    const before = ok(['ps', '-aq']);
+    const bad = berth(['run', '--network-alias', 'x', 'busybox', 'true']);
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/aliases are supported only for containers on user-defined networks/);
+    expect(berth(['create', '--ip', '10.88.0.9', 'busybox', 'true']).stderr).toMatch(/IP address is supported only on user-defined networks/);
+    expect(ok(['ps', '-aq'])).toBe(before);
+    ok(['rm', '-f', 'cweb']);
+    ok(['network', 'rm', 'clinet']);
   });
 
   it('attach follows a running container\'s output until it exits, with its code', () => {
