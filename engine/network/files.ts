@@ -8,7 +8,7 @@
  * a bind mount pins the inode, so a rename would leave the container
  * looking at the old file.
  */
-import { promises as fsp, constants as C } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, promises as fsp, writeSync, constants as C } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { sys } from '../errors.js';
 
@@ -100,6 +100,25 @@ export const writeInPlace = async (file: string, text: string, sync = true): Pro
       if (sync) await h.sync();
     } finally {
       await h.close();
+    }
+  });
+};
+
+/**
+ * writeInPlace without fsync and without the thread pool: for the hosts
+ * files of a network's members, rewritten together on every join and leave
+ * (four syscalls each on the calling thread cost less than four thread-pool
+ * round trips each, with a hundred members).
+ */
+export const writeInPlaceNow = async (file: string, text: string): Promise<void> => {
+  await sys(file, async () => {
+    const fd = openSync(file, C.O_WRONLY | C.O_CREAT, 0o644);
+    try {
+      const buf = Buffer.from(text, 'utf8');
+      for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off, off);
+      ftruncateSync(fd, buf.length);
+    } finally {
+      closeSync(fd);
     }
   });
 };

@@ -841,7 +841,7 @@ class LocalNetworking implements Networking {
     return { ep, joins: joins.map(([k, n]) => [k, n]) };
   }
 
-  /** Rewrites the hosts files of containers on the given networks (and of `also`), in parallel, unsynced (they are rebuilt from the records). */
+  /** Rewrites the hosts files of containers on the given networks (and of `also`), unsynced (they are rebuilt from the records). */
   private async refreshHosts(ctx: Ctx, networkIds: ReadonlySet<string>, also: ReadonlySet<string> = new Set()): Promise<void> {
     const eps = [...ctx.eps.values()].filter((e) => e.phase === 'ready');
     const nets = await this.state.networks();
@@ -878,7 +878,7 @@ class LocalNetworking implements Networking {
         // own aliases resolve to oneself too
         if (a.aliases.length > 0) own.push({ ip: a.ipv4, names: [...a.aliases] });
       }
-      writes.push(files.writeInPlace(this.filesOf(e.containerId).hosts, files.hostsFile(own, peers, e.extraHosts), false));
+      writes.push(files.writeInPlaceNow(this.filesOf(e.containerId).hosts, files.hostsFile(own, peers, e.extraHosts)));
     }
     const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
