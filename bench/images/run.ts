@@ -8,6 +8,7 @@
  * and bench/out/images.md.
  *
  * Run: npx tsc -p tsconfig.json && node dist/bench/images/run.js [runs]
+ * With BERTH_BEFORE=/path/to/older/dist/cli/main.js an older build runs too.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -111,6 +112,8 @@ const main = async (): Promise<void> => {
     const tools: Array<{ tool: string; env?: NodeJS.ProcessEnv; cmd: (ref: string, dest: string) => [string, string[]] }> = [
       { tool: 'berth', cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
       { tool: 'berth (BERTH_DURABLE=0)', env: { ...process.env, BERTH_DURABLE: '0' }, cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
+      // BERTH_BEFORE=<another build's dist/cli/main.js>: the same pull by an older Berth, interleaved (before/after figures)
+      ...(process.env['BERTH_BEFORE'] ? [{ tool: 'berth (before)', cmd: (ref: string, dest: string): [string, string[]] => [process.execPath, [process.env['BERTH_BEFORE'] as string, '--root', dest, 'pull', '-q', ref]] }] : []),
       { tool: 'skopeo (dir:)', cmd: (ref, dest) => ['skopeo', ['--insecure-policy', 'copy', '-q', '--src-tls-verify=false', `docker://${ref}`, `dir:${dest}`]] },
       { tool: 'skopeo (oci:)', cmd: (ref, dest) => ['skopeo', ['--insecure-policy', 'copy', '-q', '--src-tls-verify=false', `docker://${ref}`, `oci:${dest}:v1`]] },
     ];

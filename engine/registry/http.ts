@@ -5,8 +5,9 @@
  * stream conversion on the hot path of a layer download).
  *
  * Plain-http GETs (loopback and insecure registries) take a lean path: one
- * connection per request, read with `onread` into one reused 1 MiB buffer
- * (node:http reads 64 KiB at a time into a fresh allocation each, which cost
+ * connection per request, read with `onread` into 1 MiB buffers (a full one
+ * is handed downstream, a short read copied out of it; node:http reads 64
+ * KiB at a time into a fresh allocation each, which cost
  * a 200 MB layer pull ~0.5 s of CPU in page faults, GC and per-chunk stream
  * work on a 2-core host). It parses the status line and headers itself and
  * serves bodies delimited by Content-Length or by the connection's end;
@@ -95,7 +96,7 @@ const leanGet = (url: URL, headers: Record<string, string>): Promise<Head | unde
     let remaining = -1; // body bytes still expected; -1: until the connection ends
     let got = 0;
     let body: Readable | undefined;
-    const buf = Buffer.allocUnsafe(READ_BUFFER);
+    let buf = Buffer.allocUnsafe(READ_BUFFER);
     const settle = (v: Head | undefined, e?: Error): void => {
       if (settled) return;
       settled = true;
@@ -123,10 +124,17 @@ const leanGet = (url: URL, headers: Record<string, string>): Promise<Head | unde
       host,
       port,
       onread: {
-        buffer: buf,
+        buffer: () => buf, // asked for again after every read
         callback: (nread: number, b: Uint8Array): boolean => {
-          // the read buffer is reused for the next read: what goes downstream is a copy
-          const chunk = Buffer.from(b.subarray(0, nread));
+          // a well-filled read buffer goes downstream as it is and a fresh one takes its place; a
+          // short read is copied out (a small chunk must not pin a whole 1 MiB buffer downstream)
+          let chunk: Buffer;
+          if (nread >= READ_BUFFER / 4 && b === buf) {
+            chunk = buf.subarray(0, nread);
+            buf = Buffer.allocUnsafe(READ_BUFFER);
+          } else {
+            chunk = Buffer.from(b.subarray(0, nread));
+          }
           if (head === undefined) return deliver(chunk);
           head = Buffer.concat([head, chunk]);
           const end = head.indexOf('\r\n\r\n');
