@@ -391,21 +391,19 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
    * must exist (create) and run (start), with a network namespace of
    * Berth's networking (bridge or a user-defined network).
    */
-  const networkOwner = async (ref: string, mustRun: boolean): Promise<CRecord> => {
+  const networkOwner = async (ref: string, mustRun: boolean): Promise<{ rec: CRecord; pid?: number }> => {
     const id = await resolveId(ref).catch((e: unknown) => {
       const te = toEngineError(e);
       return te._tag === 'NotFound' ? fail(notFound('container', ref, `named in --network container:${ref}; see \`berth ps -a\``)) : Promise.reject(e);
     });
     const owner = await readRecord(L.container(id).record, id);
     const m = owner.spec.networkMode ?? 'bridge';
-    if (m === 'host' || m === 'none')
-      fail(unsupported(`--network container:${ref}: ${owner.name} has network mode ${m}; use --network ${m} instead`));
     if (m.startsWith('container:')) fail(conflict('container', owner.name, `shares the network of another container (${m}); join that one instead`));
-    if (mustRun) {
-      const st = (await observe(owner)).state.status;
-      if (st !== 'running' && st !== 'paused') fail(conflict('container', owner.name, `is not running (${st}): start it before a container that shares its network (--network container:${ref})`));
-    }
-    return owner;
+    if (!mustRun) return { rec: owner };
+    const st = (await observe(owner)).state;
+    if ((st.status !== 'running' && st.status !== 'paused') || st.pid === undefined)
+      fail(conflict('container', owner.name, `is not running (${st.status}): start it before a container that shares its network (--network container:${ref})`));
+    return { rec: owner, pid: st.pid };
   };
 
   /** Running containers sharing the network of `id` (--network container:<id>), other than itself. */
@@ -429,7 +427,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     }
     const mode = spec.networkMode ?? 'bridge';
     if (needsNetworking(spec) && !o.networking) fail(unsupported(`network mode ${JSON.stringify(mode)}: this engine has no networking; use --network none or host`));
-    const sharedWith = mode.startsWith('container:') ? await networkOwner(mode.slice('container:'.length), false) : undefined;
+    const sharedWith = mode.startsWith('container:') ? (await networkOwner(mode.slice('container:'.length), false)).rec : undefined;
     const img = await o.images.resolve(spec.image);
     await o.images.unpack(img);
     const defaults = imageDefaultsOf(img.config.config ?? {});
@@ -568,14 +566,18 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     /** The container exists in the runtime, but `runtime start` has not run. */
     let createdOnly = false;
     try {
-      if (o.networking && needsNetworking(spec)) {
-        const mode = spec.networkMode ?? 'bridge';
-        // container:<ref>: the owner must run; networking gets its ID and hands back its netns and files
-        const owner = mode.startsWith('container:') ? await networkOwner(mode.slice('container:'.length), true) : undefined;
+      const mode = spec.networkMode ?? 'bridge';
+      // container:<ref>: the owner must run. Its namespace, /etc files and host name are the container's:
+      // from networking for an owner on a bridge network, from the owner itself for one with "none" or "host".
+      const owner = mode.startsWith('container:') ? await networkOwner(mode.slice('container:'.length), true) : undefined;
+      const ownerMode = owner ? owner.rec.spec.networkMode ?? 'bridge' : undefined;
+      const ownNet = ownerMode === 'host' || ownerMode === 'none';
+      const hostname = owner ? owner.rec.spec.hostname ?? owner.rec.id.slice(0, 12) : spec.hostname ?? id.slice(0, 12);
+      if (o.networking && needsNetworking(spec) && !ownNet) {
         net = await o.networking.setup({
-          containerId: id, name: rec.name, hostname: spec.hostname ?? id.slice(0, 12),
+          containerId: id, name: rec.name, hostname,
           ...(spec.domainname ? { domainname: spec.domainname } : {}),
-          networkMode: owner ? `container:${owner.id}` : mode, networks: spec.networks ?? {}, ports: spec.ports ?? [],
+          networkMode: owner ? `container:${owner.rec.id}` : mode, networks: spec.networks ?? {}, ports: spec.ports ?? [],
           publishAll: spec.publishAll === true, exposedPorts: rec.imageDefaults.exposedPorts ?? [],
           ...(spec.extraHosts && spec.extraHosts.length > 0 ? { extraHosts: spec.extraHosts } : {}),
         });
@@ -589,19 +591,24 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       const cwdHost = await resolveInRoot(p.rootfs, cwd);
       await fsp.mkdir(cwdHost, { recursive: true });
       const { mounts, anonymous } = await userMounts(rec, p.rootfs);
-      const etcFiles = net ? { hosts: net.hostsFile, resolvConf: net.resolvConf, hostname: net.hostnameFile } : await writeEtcFiles(rec);
+      const ownerDir = owner && ownNet ? L.container(owner.rec.id).dir : undefined;
+      const etcFiles = net
+        ? { hosts: net.hostsFile, resolvConf: net.resolvConf, hostname: net.hostnameFile }
+        : ownerDir
+          ? { hosts: path.join(ownerDir, 'hosts'), resolvConf: path.join(ownerDir, 'resolv.conf'), hostname: path.join(ownerDir, 'hostname') }
+          : await writeEtcFiles(rec);
       const baseEnv = ['PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'];
       const env = mergeEnv(mergeEnv(baseEnv, rec.imageDefaults.env ?? []), [
-        `HOSTNAME=${spec.hostname ?? id.slice(0, 12)}`, ...(spec.tty ? ['TERM=xterm'] : []), `HOME=${user.home}`,
+        `HOSTNAME=${hostname}`, ...(spec.tty ? ['TERM=xterm'] : []), `HOME=${user.home}`,
       ]);
       const finalEnv = mergeEnv(env, spec.env ?? []);
       let seccompProfile: unknown;
       if (spec.security?.seccomp && !['default', 'unconfined'].includes(spec.security.seccomp)) seccompProfile = await readJson<unknown>(spec.security.seccomp);
       if (spec.init) await fsp.access(initPath).catch(() => fail(unsupported(`--init: ${initPath} is missing; build it with make -C native`)));
       const config = buildOciConfig({
-        id, spec, args: rec.args ?? [], env: finalEnv, cwd, user, mounts, etcFiles,
-        ...(net?.netnsPath ? { netnsPath: net.netnsPath } : {}),
-        hostNetwork: spec.networkMode === 'host', initPath, devices: await hostDevices(spec),
+        id, spec: { ...spec, hostname }, args: rec.args ?? [], env: finalEnv, cwd, user, mounts, etcFiles,
+        ...(net?.netnsPath ? { netnsPath: net.netnsPath } : ownerMode === 'none' ? { netnsPath: `/proc/${owner?.pid}/ns/net` } : {}),
+        hostNetwork: mode === 'host' || ownerMode === 'host', initPath, devices: await hostDevices(spec),
         ...(seccompProfile !== undefined ? { seccompProfile } : {}),
       });
       await fsp.writeFile(p.config, JSON.stringify(config));
@@ -881,8 +888,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
           return;
         }
         rec = await collect(rec, false);
-        const ownMode = rec.spec.networkMode ?? 'bridge';
-        const sharers = ownMode === 'host' || ownMode === 'none' || ownMode.startsWith('container:') ? [] : await networkSharers(id);
+        const sharers = (rec.spec.networkMode ?? 'bridge').startsWith('container:') ? [] : await networkSharers(id);
         if (sharers.length > 0) {
           fail(conflict('container', rec.name, `its network is shared by running container${sharers.length > 1 ? 's' : ''} ${sharers.map((x) => x.name).join(', ')} (--network container:); stop or remove ${sharers.length > 1 ? 'them' : 'it'} first`));
         }

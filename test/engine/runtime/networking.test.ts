@@ -217,6 +217,31 @@ describe.skipIf(skip !== '')(`containers on networks${skip ? ` (skipped: ${skip}
     await t.engine.removeContainer('pod', { force: true });
   });
 
+  it('container:<ref> of an owner with network none or host: its namespace (or the host\'s) and its files', async () => {
+    const lone = await t.engine.createContainer({ image: 'busybox', name: 'lone', networkMode: 'none', hostname: 'lonely', command: ['sleep', '300'] });
+    await t.engine.startContainer(lone.id);
+    const lonePid = (await t.engine.inspectContainer(lone.id)).state.pid as number;
+    const j = await t.engine.createContainer({ image: 'busybox', networkMode: 'container:lone', command: ['sleep', '300'] });
+    await t.engine.startContainer(j.id);
+    const jPid = (await t.engine.inspectContainer(j.id)).state.pid as number;
+    expect(fs.readlinkSync(`/proc/${jPid}/ns/net`)).toBe(fs.readlinkSync(`/proc/${lonePid}/ns/net`));
+    expect(fs.readFileSync(`/proc/${jPid}/root/etc/hostname`, 'utf8')).toBe('lonely\n');
+    // (no traffic here: berth-runtime leaves lo down in a namespace of its own, so "none" has no loopback to share)
+    const r = await t.engine.exec(j.id, { command: ['sh', '-c', 'hostname | grep -qx lonely && [ "$(ls /sys/class/net)" = lo ]'] });
+    expect(r.exitCode).toBe(0);
+    expect((await errorOf(t.engine.removeContainer(lone.id, { force: true })))._tag).toBe('Conflict');
+    await t.engine.removeContainer(j.id, { force: true });
+    await t.engine.removeContainer(lone.id, { force: true });
+
+    const h = await t.engine.createContainer({ image: 'busybox', networkMode: 'host', command: ['sleep', '300'] });
+    await t.engine.startContainer(h.id);
+    const hj = await t.engine.createContainer({ image: 'busybox', networkMode: `container:${h.id}`, command: ['sleep', '300'] });
+    await t.engine.startContainer(hj.id);
+    expect(fs.readlinkSync(`/proc/${(await t.engine.inspectContainer(hj.id)).state.pid}/ns/net`)).toBe(fs.readlinkSync('/proc/self/ns/net'));
+    await t.engine.removeContainer(hj.id, { force: true });
+    await t.engine.removeContainer(h.id, { force: true });
+  });
+
   it('inspect shows networks joined and left by connect/disconnect while running', async () => {
     await t.engine.createNetwork({ name: 'back' });
     const c = await t.engine.createContainer({ image: 'busybox', name: 'mover', networkMode: 'front', command: ['sleep', '300'] });
