@@ -242,6 +242,22 @@ describe.skipIf(skip !== '')(`containers on networks${skip ? ` (skipped: ${skip}
     await t.engine.removeContainer(h.id, { force: true });
   });
 
+  it('stopping the owner leaves the joiner running; restarted, the joiner joins the owner\'s new namespace', async () => {
+    const owner = await t.engine.createContainer({ image: 'busybox', name: 'pod2', networkMode: 'front', command: ['sleep', '300'] });
+    await t.engine.startContainer(owner.id);
+    const j = await t.engine.createContainer({ image: 'busybox', networkMode: 'container:pod2', command: ['sleep', '300'] });
+    await t.engine.startContainer(j.id);
+    await t.engine.stopContainer(owner.id, { timeoutSeconds: 0 });
+    expect((await t.engine.inspectContainer(j.id)).state.status).toBe('running');
+    await t.engine.startContainer(owner.id);
+    const ownerNs = fs.readlinkSync(`/proc/${(await t.engine.inspectContainer(owner.id)).state.pid}/ns/net`);
+    expect(fs.readlinkSync(`/proc/${(await t.engine.inspectContainer(j.id)).state.pid}/ns/net`)).not.toBe(ownerNs);
+    await t.engine.restartContainer(j.id, { timeoutSeconds: 0 });
+    expect(fs.readlinkSync(`/proc/${(await t.engine.inspectContainer(j.id)).state.pid}/ns/net`)).toBe(ownerNs);
+    await t.engine.removeContainer(j.id, { force: true });
+    await t.engine.removeContainer(owner.id, { force: true });
+  });
+
   it('inspect shows networks joined and left by connect/disconnect while running', async () => {
     await t.engine.createNetwork({ name: 'back' });
     const c = await t.engine.createContainer({ image: 'busybox', name: 'mover', networkMode: 'front', command: ['sleep', '300'] });
