@@ -454,7 +454,7 @@ function runGuest(mode: 'v1' | 'v2', script: string, files: string[]): { checks:
     encoding: 'utf8',
     timeout: 280_000,
     // TCG on a loaded 2-core host can be slow: the guest gets 4 minutes.
-    env: { ...process.env, BERTH_VM_CGROUP: mode, BERTH_VM_TIMEOUT: '240' },
+    env: { ...process.env, BERTH_VM_CGROUP: mode, BERTH_VM_TIMEOUT: '300' },
   });
   if (r.status !== 0) throw new Error(`the ${mode} guest failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
   const checks = new Map<string, string>();
@@ -590,7 +590,7 @@ describe.skipIf(vmReason !== '')(`pure cgroup v2 in a KVM/TCG guest${vmReason ? 
       const r = spawnSync(`${repo}test/vm/run-in-vm.sh`, [`${repo}test/vm/cgroup-v2-checks.sh`, ...files], {
         encoding: 'utf8',
         timeout: 280_000,
-        env: { ...process.env, BERTH_VM_CGROUP: 'v2', BERTH_VM_TIMEOUT: '240' },
+        env: { ...process.env, BERTH_VM_CGROUP: 'v2', BERTH_VM_TIMEOUT: '300', BERTH_VM_CPUS: '1' },
       });
       if (r.status !== 0) throw new Error(`the guest failed (${r.status}):\n${r.stdout}\n${r.stderr}`);
       for (const line of r.stdout.split('\n')) {
