@@ -196,6 +196,7 @@ static void stage1(child_ctx *c) {
     berth_fail_errno(e, "create namespaces (flags 0x%x)", flags);
     child_fail(c, e);
   }
+  if ((flags & CLONE_NEWNET) && ns_loopback_up(e) < 0) child_fail(c, e);
   if (flags & 0x80 /* CLONE_NEWTIME */) {
     /* Non-dumpable, our /proc/self files belong to the host's root, which a
      * new user namespace cannot write as; nothing of the container runs yet,

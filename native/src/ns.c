@@ -2,7 +2,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <net/if.h>
 #include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -160,6 +163,23 @@ int ns_write_time_offsets(json_t *offsets, berth_error *e) {
   if (used == 0) return 0;
   if (write_file("/proc/self/timens_offsets", buf, used, e) < 0) return berth_wrap(e, "linux.timeOffsets");
   return 0;
+}
+
+int ns_loopback_up(berth_error *e) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return berth_fail_errno(e, "bring up lo: socket");
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  snprintf(ifr.ifr_name, sizeof ifr.ifr_name, "lo");
+  int rc = 0;
+  if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0) {
+    rc = berth_fail_errno(e, "bring up lo: get flags");
+  } else if (!(ifr.ifr_flags & IFF_UP)) {
+    ifr.ifr_flags |= IFF_UP;
+    if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0) rc = berth_fail_errno(e, "bring up lo: set flags");
+  }
+  close(s);
+  return rc;
 }
 
 json_t *ns_features(void) {

@@ -32,6 +32,9 @@ int ns_join(ns_plan *p, berth_error *e);
 int ns_write_id_maps(pid_t pid, json_t *linux_, berth_error *e);
 /* Writes /proc/self/timens_offsets from linux.timeOffsets (after unshare). */
 int ns_write_time_offsets(json_t *time_offsets, berth_error *e);
+/* Brings up `lo` in the current (new) network namespace, as runc and crun
+ * do: a container with a network namespace of its own can reach itself. */
+int ns_loopback_up(berth_error *e);
 /* For `features`: the namespace names. */
 json_t *ns_features(void);
 const char *ns_name(int idx);

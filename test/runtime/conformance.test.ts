@@ -185,6 +185,15 @@ describe.each(runtimesUnderTest())('$name', (rt: RuntimeUnderTest) => {
       expect(report.hostname).toBe('berth-box');
     });
 
+    it('brings up lo in a new network namespace, and only lo exists there', async () => {
+      const b = h.bundle(['/bin/sh', '-c', 'ls /sys/class/net; cat /sys/class/net/lo/flags']);
+      const r = await h.run(b);
+      expectOk(r, `${rt.name} run`);
+      const [ifaces, flags] = r.stdout.trim().split('\n');
+      expect(ifaces?.trim()).toBe('lo');
+      expect(Number(flags) & 0x1).toBe(1); // IFF_UP
+    });
+
     conforms('sets the domainname', async () => {
       const report = await probe((spec) => (spec.domainname = 'berth.test'));
       expect(report.domainname).toBe('berth.test');
