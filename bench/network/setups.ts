@@ -30,7 +30,8 @@ const timed = async (f: () => Promise<unknown>): Promise<number> => {
 
 const main = async (): Promise<void> => {
   try {
-    await nw.createNetwork({ name: 'stack' });
+    // a /16: 2n addresses (a /24 holds 253)
+    await nw.createNetwork({ name: 'stack', subnet: process.env['BENCH_SUBNET'] ?? '10.213.0.0/16' });
     const seqReqs = Array.from({ length: n }, (_, i) => req(`s${i}`));
     const setupTimes: number[] = [];
     for (const r of seqReqs) setupTimes.push(await timed(() => nw.setup(r)));

@@ -904,6 +904,9 @@ class LocalNetworking implements Networking {
         const cur = ctx.eps.get(containerId);
         if (!cur) return;
         if (this.inFlight.has(containerId)) fail(conflict('container', cur.name, 'its network setup or teardown is under way'));
+        // another command's setup or teardown of it, still at work outside the lock
+        if (cur.phase !== 'ready' && (await this.ownerAlive(containerId, (await this.state.pendingMark(containerId)) ?? undefined)))
+          fail(conflict('container', cur.name, 'its network setup or teardown is under way in another command'));
         await this.begin(containerId);
         await this.put(ctx, { ...cur, phase: 'removing' }, false);
         // the intent is on disk: the host work starts now, alongside the rest of the commit (table, hosts files)

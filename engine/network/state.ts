@@ -174,6 +174,21 @@ export class StateDir {
   async clearPending(containerId: string): Promise<void> {
     await fsp.rm(this.pendingFile(containerId), { force: true });
   }
+  /** One container's pending mark: absent (undefined), or its owner (null when unreadable). */
+  async pendingMark(containerId: string): Promise<PendingMark | null | undefined> {
+    let text: string;
+    try {
+      text = await fsp.readFile(this.pendingFile(containerId), 'utf8');
+    } catch {
+      return undefined;
+    }
+    try {
+      const r = PendingMark.decode(JSON.parse(text));
+      return isLeft(r) ? null : r.right;
+    } catch {
+      return null;
+    }
+  }
   /** The pending marks (usually none): container ID -> owner (undefined when unreadable: a writer died mid-write). */
   async pending(): Promise<Map<string, PendingMark | undefined>> {
     const out = new Map<string, PendingMark | undefined>();

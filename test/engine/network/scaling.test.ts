@@ -179,6 +179,9 @@ describe.skipIf(skipReason !== '')(`networking cost and crash safety${skipReason
     await nw.recover();
     expect(phaseOf(victim.containerId)).toBe('creating');
     expect(mounted(path.join(runRoot, 'netns', victim.containerId))).toBe(true);
+    // nor tears it down under its owner's feet
+    await expect(nw.teardown(victim.containerId)).rejects.toThrow(/under way in another command/);
+    expect(phaseOf(victim.containerId)).toBe('creating');
     child!.kill('SIGKILL');
     await exited(child!);
     // now its owner is dead: the next command, on its cheap path, undoes it
