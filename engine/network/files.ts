@@ -31,10 +31,12 @@ export const hostsFile = (own: readonly HostsEntry[], peers: readonly HostsEntry
     const j = h.indexOf(':');
     if (j > 0) lines.push(`${h.slice(j + 1)}\t${h.slice(0, j)}`);
   }
-  for (const e of own) lines.push(`${e.ip}\t${e.names.join(' ')}`);
-  for (const e of peers) lines.push(`${e.ip}\t${e.names.join(' ')}`);
+  for (const e of own) lines.push(hostsLine(e));
+  for (const e of peers) lines.push(hostsLine(e));
   return lines.join('\n') + '\n';
 };
+
+export const hostsLine = (e: HostsEntry): string => `${e.ip}\t${e.names.join(' ')}`;
 
 const isLoopback = (ns: string): boolean => (isIPv4(ns) ? ns.startsWith('127.') : ns === '::1' || ns === '0:0:0:0:0:0:0:1');
 
@@ -117,6 +119,19 @@ export const writeInPlaceNow = async (file: string, text: string): Promise<void>
       const buf = Buffer.from(text, 'utf8');
       for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off, off);
       ftruncateSync(fd, buf.length);
+    } finally {
+      closeSync(fd);
+    }
+  });
+};
+
+/** Appends lines to an existing file (a member's hosts file learning a newcomer); fails when it is missing. */
+export const appendNow = async (file: string, text: string): Promise<void> => {
+  await sys(file, async () => {
+    const fd = openSync(file, C.O_WRONLY | C.O_APPEND);
+    try {
+      const buf = Buffer.from(text, 'utf8');
+      for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
     } finally {
       closeSync(fd);
     }

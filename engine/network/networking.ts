@@ -96,6 +96,8 @@ interface CommitStep {
   readonly nft: boolean;
   readonly networks: readonly string[];
   readonly also?: string;
+  /** A container that joined its networks: its own hosts file is written, its line appended to its peers'. */
+  readonly joined?: string;
   /** The pending mark to clear once the index says what the records say. */
   readonly endId?: string;
 }
@@ -258,7 +260,8 @@ class LocalNetworking implements Networking {
     if (!(await all(() => this.state.writeIndex(ctx.eps)))) return;
     const nets = new Set(ok.flatMap((q) => q.networks));
     const also = new Set(ok.flatMap((q) => (q.also !== undefined ? [q.also] : [])));
-    if ((nets.size > 0 || also.size > 0) && !(await all(() => this.refreshHosts(ctx, nets, also)))) return;
+    const joined = new Set(ok.flatMap((q) => (q.joined !== undefined ? [q.joined] : [])));
+    if ((nets.size > 0 || also.size > 0 || joined.size > 0) && !(await all(() => this.refreshHosts(ctx, nets, also, joined)))) return;
     await each(async (q) => {
       if (q.endId !== undefined) await this.end(q.endId);
       q.resolve();
@@ -728,7 +731,7 @@ class LocalNetworking implements Networking {
       const ready: EndpointRecord = { ...ep, phase: 'ready', networks: readyNets };
       await this.commit({
         nft: false, // the table has its ports since the first half (see grouped)
-        networks: joins.map(([, n]) => n.id), also: id, endId: id,
+        networks: [], joined: id, endId: id,
         after: async (ctx) => {
           if (ctx.eps.get(id)?.phase !== 'creating') fail(conflict('container', ep.name, 'its network was removed while it was being set up'));
           await this.put(ctx, ready, false);
@@ -842,7 +845,15 @@ class LocalNetworking implements Networking {
   }
 
   /** Rewrites the hosts files of containers on the given networks (and of `also`), unsynced (they are rebuilt from the records). */
-  private async refreshHosts(ctx: Ctx, networkIds: ReadonlySet<string>, also: ReadonlySet<string> = new Set()): Promise<void> {
+  /**
+   * `networkIds`: every member's file rewritten (someone left or changed);
+   * `also`: these containers' own files rewritten; `joined`: newcomers, whose
+   * own files are written whole and whose lines are appended to their
+   * peers' files (O(1) bytes per member instead of a whole new file each).
+   */
+  private async refreshHosts(
+    ctx: Ctx, networkIds: ReadonlySet<string>, also: ReadonlySet<string> = new Set(), joined: ReadonlySet<string> = new Set(),
+  ): Promise<void> {
     const eps = [...ctx.eps.values()].filter((e) => e.phase === 'ready');
     const nets = await this.state.networks();
     const userNet = new Set(nets.filter((n) => !n.isDefault).map((n) => n.id));
@@ -856,12 +867,16 @@ class LocalNetworking implements Networking {
         members.set(a.networkId, l);
       }
     }
+    const namesOf = (o: EndpointRecord, oa: Attachment): string[] =>
+      [...new Set([o.name, ...oa.aliases, o.hostname, o.containerId.slice(0, 12)].filter((x) => x !== ''))];
     const writes: Promise<void>[] = [];
+    const whole = new Set<string>();
     for (const e of eps) {
       if (e.mode !== 'bridge' && e.mode !== 'none') continue;
       const mine = Object.values(e.networks).filter((a) => a.phase === 'ready');
       // only a user network's members list each other: on the default network only `also`'s own file changes
-      if (!also.has(e.containerId) && !mine.some((a) => networkIds.has(a.networkId) && userNet.has(a.networkId))) continue;
+      if (!also.has(e.containerId) && !joined.has(e.containerId) && !mine.some((a) => networkIds.has(a.networkId) && userNet.has(a.networkId))) continue;
+      whole.add(e.containerId);
       const names = [e.domainname ? `${e.hostname}.${e.domainname}` : '', e.hostname].filter((x) => x !== '');
       const primary = e.networkOrder.map((k) => e.networks[k]).find((a) => a?.phase === 'ready');
       const own = primary ? [{ ip: primary.ipv4, names }] : [];
@@ -872,14 +887,31 @@ class LocalNetworking implements Networking {
         for (const { e: o, a: oa } of members.get(a.networkId) ?? []) {
           if (o.containerId === e.containerId || seen.has(oa.ipv4)) continue;
           seen.add(oa.ipv4);
-          const oNames = [...new Set([o.name, ...oa.aliases, o.hostname, o.containerId.slice(0, 12)].filter((x) => x !== ''))];
-          peers.push({ ip: oa.ipv4, names: oNames });
+          peers.push({ ip: oa.ipv4, names: namesOf(o, oa) });
         }
         // own aliases resolve to oneself too
         if (a.aliases.length > 0) own.push({ ip: a.ipv4, names: [...a.aliases] });
       }
       writes.push(files.writeInPlaceNow(this.filesOf(e.containerId).hosts, files.hostsFile(own, peers, e.extraHosts)));
     }
+    // the newcomers' peers: one line per newcomer appended (the first user network they share decides the address)
+    const appends = new Map<string, string[]>();
+    for (const j of joined) {
+      const je = ctx.eps.get(j);
+      if (!je || je.phase !== 'ready') continue;
+      for (const ja of Object.values(je.networks)) {
+        if (ja.phase !== 'ready' || !userNet.has(ja.networkId)) continue;
+        for (const { e } of members.get(ja.networkId) ?? []) {
+          if (e.containerId === j || whole.has(e.containerId) || (e.mode !== 'bridge' && e.mode !== 'none')) continue;
+          const first = Object.values(e.networks).find((a) => a.phase === 'ready' && userNet.has(a.networkId) && Object.values(je.networks).some((x) => x.networkId === a.networkId && x.phase === 'ready'));
+          if (first?.networkId !== ja.networkId) continue; // listed under another shared network
+          const l = appends.get(e.containerId) ?? [];
+          l.push(files.hostsLine({ ip: ja.ipv4, names: namesOf(je, ja) }));
+          appends.set(e.containerId, l);
+        }
+      }
+    }
+    for (const [id, lines] of appends) writes.push(files.appendNow(this.filesOf(id).hosts, lines.join('\n') + '\n'));
     const failed = (await Promise.allSettled(writes)).find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason;
   }

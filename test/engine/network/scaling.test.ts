@@ -115,6 +115,9 @@ describe.skipIf(skipReason !== '')(`networking cost and crash safety${skipReason
     const table = execFileSync('nft', ['list', 'table', 'inet', nw.table], { encoding: 'utf8' });
     expect(table.match(/dnat ip to/g)?.length).toBe(40);
     expect(fs.readFileSync(results[39]!.hostsFile, 'utf8')).toContain(`${ipOf(results[0]!, 'many')}\tm0 `);
+    // and the first one's file (appended to by each newcomer) names all 39 others, once each
+    const first = fs.readFileSync(results[0]!.hostsFile, 'utf8');
+    for (let i = 1; i < 40; i++) expect(first.split(`${ipOf(results[i]!, 'many')}\tm${i} `).length).toBe(2);
     expect(new Set(results.map((r) => ipOf(r, 'many'))).size).toBe(40);
     const teardownCosts = [];
     for (const r of reqs) teardownCosts.push(await cost(() => nw.teardown(r.containerId)));
