@@ -310,7 +310,7 @@ static int write_pid_file(const char *path, pid_t pid, berth_error *e) {
   if (!path) return 0;
   char buf[32];
   int n = snprintf(buf, sizeof buf, "%d", (int)pid);
-  if (write_file_atomic(path, buf, (size_t)n, 0644, e) < 0) return berth_wrap(e, "--pid-file");
+  if (write_file_replace(path, buf, (size_t)n, 0644, e) < 0) return berth_wrap(e, "--pid-file");
   return 0;
 }
 
@@ -392,7 +392,7 @@ int container_create(const create_opts *o, berth_state *st, int *console_master,
     cleanup_free char *text = json_dumps(spec.config, JSON_COMPACT);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/config.json", st->dir);
-    if (!text || write_file_atomic(path, text, strlen(text), 0600, e) < 0) goto fail;
+    if (!text || write_file_replace(path, text, strlen(text), 0600, e) < 0) goto fail;
     snprintf(path, sizeof path, "%s/exec.fifo", st->dir);
     if (mkfifo(path, 0600) < 0) {
       berth_fail_errno(e, "create '%s'", path);

@@ -95,7 +95,7 @@ int state_save(const berth_state *st, berth_error *e) {
   if (!text) return berth_fail(e, ENOMEM, "state of '%s'", st->id);
   char path[PATH_MAX];
   snprintf(path, sizeof path, "%s/state.json", st->dir);
-  return write_file_atomic(path, text, strlen(text), 0600, e);
+  return write_file_replace(path, text, strlen(text), 0600, e);
 }
 
 void state_free(berth_state *st) {

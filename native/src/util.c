@@ -90,13 +90,13 @@ int read_file(const char *path, char **out, size_t *len, berth_error *e) {
   return read_file_at(AT_FDCWD, path, out, len, e);
 }
 
-int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode, berth_error *e) {
+static int replace_file(const char *path, const char *data, size_t len, mode_t mode, bool durable, berth_error *e) {
   char tmp[PATH_MAX];
   if (snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid()) >= (int)sizeof tmp)
     return berth_fail(e, ENAMETOOLONG, "write '%s'", path);
   cleanup_fd int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
   if (fd < 0) return berth_fail_errno(e, "create '%s'", tmp);
-  if (write_all(fd, data, len) < 0 || fsync(fd) < 0) {
+  if (write_all(fd, data, len) < 0 || (durable && fsync(fd) < 0)) {
     int saved = errno;
     unlink(tmp);
     return berth_fail(e, saved, "write '%s'", tmp);
@@ -107,6 +107,14 @@ int write_file_atomic(const char *path, const char *data, size_t len, mode_t mod
     return berth_fail(e, saved, "rename '%s' to '%s'", tmp, path);
   }
   return 0;
+}
+
+int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode, berth_error *e) {
+  return replace_file(path, data, len, mode, true, e);
+}
+
+int write_file_replace(const char *path, const char *data, size_t len, mode_t mode, berth_error *e) {
+  return replace_file(path, data, len, mode, false, e);
 }
 
 int mkdir_p(const char *path, mode_t mode, berth_error *e) {

@@ -31,6 +31,10 @@ int read_file(const char *path, char **out, size_t *len, berth_error *e);
 int read_file_at(int dirfd, const char *name, char **out, size_t *len, berth_error *e);
 /* Atomic replace: temp file in the same directory, fsync, rename. */
 int write_file_atomic(const char *path, const char *data, size_t len, mode_t mode, berth_error *e);
+/* Atomic replace without the fsync, for runtime state (<root> is meant to be
+ * on tmpfs such as /run and means nothing after a reboot): readers never see
+ * a half-written file, and a crash of the writer leaves the old one. */
+int write_file_replace(const char *path, const char *data, size_t len, mode_t mode, berth_error *e);
 /* mkdir -p with the given mode. */
 int mkdir_p(const char *path, mode_t mode, berth_error *e);
 /* Writes all bytes, retrying on EINTR and short writes. */
