@@ -30,7 +30,7 @@ import {
   allocate, checkAddressing, checkFixed, firstFreeSubnet, formatAddress, formatCidr, macFor, overlaps, parseCidr,
 } from './ipam.js';
 import { withFlock } from './lock.js';
-import { applyRuleset, deleteTable, dnatsOf, ruleset } from './nft.js';
+import { applyElements, applyRuleset, deleteTable, dnatElements, dnatsOf, ruleset, type Dnat } from './nft.js';
 import { exposedToPorts, resolvePorts, type PublishSpec } from './ports.js';
 import { StateDir, type Attachment, type EndpointRecord, type NetworkRecord, type PendingMark, type StateCounters } from './state.js';
 
@@ -75,8 +75,8 @@ interface Ctx {
   readonly eps: Map<string, EndpointRecord>;
   /** Set in a group (grouped()): put() leaves the index to the group's one write at its end. */
   deferIndex?: boolean;
-  /** Set by a group's member: rebuild the table once the members have their answers (they go on meanwhile). */
-  nftAfter?: boolean;
+  /** Published ports of a group's new setups: added to the table once the members have their answers (they go on meanwhile). */
+  addDnats?: Dnat[];
 }
 
 interface QueuedGroup {
@@ -100,6 +100,8 @@ interface CommitStep {
   readonly joined?: string;
   /** The pending mark to clear once the index says what the records say. */
   readonly endId?: string;
+  /** Published ports to take out of the table (map elements; filled by `before`). */
+  readonly dropDnats?: Dnat[];
 }
 interface QueuedStep extends CommitStep {
   readonly resolve: () => void;
@@ -200,8 +202,8 @@ class LocalNetworking implements Networking {
         }
         taken.length = 0;
         // the new setups' ports: their owners do their host work meanwhile (a DNAT to an address not up yet drops nothing of anyone's)
-        if (ctx.nftAfter) {
-          await this.applyNft(ctx).catch((e: unknown) => {
+        if (ctx.addDnats && ctx.addDnats.length > 0) {
+          await this.changeDnats(ctx, 'add', ctx.addDnats).catch((e: unknown) => {
             this.tableDirty = true;
             this.log.warn({ err: (e as Error).message }, 'nft table rebuild failed; the next commit retries');
           });
@@ -254,6 +256,9 @@ class LocalNetworking implements Networking {
     if (steps.some((q) => q.nft && !failed.has(q)) || this.tableDirty) {
       if (!(await all(() => this.applyNft(ctx)))) return;
       this.tableDirty = false;
+    } else {
+      const drop = steps.filter((q) => !failed.has(q)).flatMap((q) => q.dropDnats ?? []);
+      if (drop.length > 0 && !(await all(() => this.changeDnats(ctx, 'delete', drop)))) return;
     }
     await each((q) => q.after?.(ctx));
     const ok = steps.filter((q) => !failed.has(q));
@@ -293,6 +298,20 @@ class LocalNetworking implements Networking {
     if (!mark) return false;
     if (mark.pid === process.pid) return this.inFlight.has(containerId);
     return mark.start !== '' && (await procStart(mark.pid)) === mark.start;
+  }
+
+  /**
+   * Adds or deletes published ports as map elements (one `nft -f`, a few
+   * lines); if that fails (the table is missing, or of an older layout, or
+   * an element is not what the index says), the table is rebuilt whole.
+   */
+  private async changeDnats(ctx: Ctx, op: 'add' | 'delete', dnats: readonly Dnat[]): Promise<void> {
+    try {
+      await applyElements(this.table, dnatElements(this.table, op, dnats));
+    } catch (e) {
+      this.log.debug({ err: (e as Error).message }, 'nft element change failed: rebuilding the table');
+      await this.applyNft(ctx);
+    }
   }
 
   /** Rebuilds Berth's table from the networks and the index (one `nft -f`, one transaction). */
@@ -840,7 +859,7 @@ class LocalNetworking implements Networking {
     };
     await this.begin(id);
     await this.put(ctx, ep); // intent: addresses, veths, ports are now reserved
-    if (ports.length > 0) ctx.nftAfter = true;
+    if (ports.length > 0) (ctx.addDnats ??= []).push(...dnatsOf([ep]));
     return { ep, joins: joins.map(([k, n]) => [k, n]) };
   }
 
@@ -928,9 +947,10 @@ class LocalNetworking implements Networking {
     let ep: EndpointRecord | undefined;
     let undone: Promise<unknown> | undefined;
     const hinted = typeof rec === 'object' ? rec : undefined;
+    const dropDnats: Dnat[] = [];
     const first = this.commit({
-      // the record read above tells which networks and whether ports are involved; a stale one only costs a rebuild
-      nft: hinted === undefined || hinted.ports.length > 0,
+      // the record read above tells which networks are involved; a stale one costs one more pass
+      nft: hinted === undefined, dropDnats,
       networks: hinted ? Object.values(hinted.networks).map((a) => a.networkId) : [],
       before: async (ctx) => {
         const cur = ctx.eps.get(containerId);
@@ -940,6 +960,9 @@ class LocalNetworking implements Networking {
         if (cur.phase !== 'ready' && (await this.ownerAlive(containerId, (await this.state.pendingMark(containerId)) ?? undefined)))
           fail(conflict('container', cur.name, 'its network setup or teardown is under way in another command'));
         await this.begin(containerId);
+        const internal = new Set((await this.state.networks()).filter((n) => n.internal).map((n) => n.id));
+        const primary = cur.networkOrder[0] === undefined ? undefined : cur.networks[cur.networkOrder[0]];
+        if (primary && !internal.has(primary.networkId)) dropDnats.push(...dnatsOf([cur]));
         await this.put(ctx, { ...cur, phase: 'removing' }, false);
         // the intent is on disk: the host work starts now, alongside the rest of the commit (table, hosts files)
         undone = this.undoHost(cur).then(() => undefined, (e: unknown) => e as object);

@@ -97,8 +97,10 @@ describe('nft table', () => {
     expect(text).toContain('ip saddr 10.89.0.0/24 oifname != "berth-a" masquerade');
     expect(text).not.toContain('ip saddr 10.89.1.0/24 oifname != "berth-b" masquerade');
     expect(text).toContain('iifname "berth-b" oifname != "berth-b" drop');
-    expect(text).toContain('meta nfproto ipv4 tcp dport 8080 dnat ip to 10.89.0.2:80');
-    expect(text).toContain('meta nfproto ipv4 ip daddr 127.0.0.1 udp dport 5353 dnat ip to 10.89.0.2:53');
+    expect(text).toMatch(/map published_tcp \{\n\s+type inet_service : ipv4_addr \. inet_service\n\s+elements = \{ 8080 : 10\.89\.0\.2 \. 80 \}/);
+    expect(text).toMatch(/map published_ip_udp \{\n\s+type ipv4_addr \. inet_service : ipv4_addr \. inet_service\n\s+elements = \{ 127\.0\.0\.1 \. 5353 : 10\.89\.0\.2 \. 53 \}/);
+    expect(text).toContain('meta nfproto ipv4 dnat ip to ip daddr . udp dport map @published_ip_udp');
+    expect(text).toContain('meta nfproto ipv4 dnat ip to tcp dport map @published_tcp');
     expect(text).toContain('iifname { "berth-a", "berth-b" } ip daddr 127.0.0.0/8 counter drop');
   });
 });
