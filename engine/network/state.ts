@@ -96,7 +96,8 @@ export const EndpointRecord = t.type({
 export type EndpointRecord = t.TypeOf<typeof EndpointRecord>;
 
 
-const Index = t.type({ version: t.literal(1), endpoints: t.record(Str, EndpointRecord) });
+/** `dirMtime`: endpoints/'s mtime (ns) when written; a container dir added or removed by anything else makes it stale. */
+const Index = t.type({ version: t.literal(1), dirMtime: Str, endpoints: t.record(Str, EndpointRecord) });
 
 export const PendingMark = t.type({ pid: t.number, start: Str });
 export type PendingMark = t.TypeOf<typeof PendingMark>;
@@ -146,21 +147,27 @@ export class StateDir {
   async readIndex(): Promise<Map<string, EndpointRecord> | undefined> {
     this.counters.indexReads++;
     let text: string;
+    let mtime: string;
     try {
-      text = await fsp.readFile(this.indexFile, 'utf8');
+      [text, mtime] = await Promise.all([fsp.readFile(this.indexFile, 'utf8'), this.endpointsMtime()]);
     } catch {
       return undefined;
     }
     try {
       const r = Index.decode(JSON.parse(text));
-      return isLeft(r) ? undefined : new Map(Object.entries(r.right.endpoints));
+      // stale when a container dir came or went without it (a writer that keeps no index: an older Berth)
+      return isLeft(r) || r.right.dirMtime !== mtime ? undefined : new Map(Object.entries(r.right.endpoints));
     } catch {
       return undefined;
     }
   }
+  private async endpointsMtime(): Promise<string> {
+    return (await fsp.stat(path.join(this.dir, 'endpoints'), { bigint: true })).mtimeNs.toString();
+  }
   async writeIndex(eps: ReadonlyMap<string, EndpointRecord>): Promise<void> {
     const tmp = `${this.indexFile}.${process.pid}.tmp`;
-    await fsp.writeFile(tmp, JSON.stringify({ version: 1, endpoints: Object.fromEntries(eps) }), { mode: 0o600 });
+    const dirMtime = await this.endpointsMtime();
+    await fsp.writeFile(tmp, JSON.stringify({ version: 1, dirMtime, endpoints: Object.fromEntries(eps) }), { mode: 0o600 });
     await fsp.rename(tmp, this.indexFile);
   }
   async removeIndex(): Promise<void> {

@@ -204,6 +204,27 @@ describe.skipIf(skipReason !== '')(`networking cost and crash safety${skipReason
     for (const r of [first, next]) await nw.teardown(path.basename(r.netnsPath!));
   });
 
+  it('notices a record written behind the index\'s back (an older Berth) and scans before handing out addresses', async () => {
+    const a = await nw.setup(req('indexed'));
+    const aId = path.basename(a.netnsPath!);
+    const next = ipOf(a, 'bridge').split('.').map(Number);
+    next[3]! += 1;
+    // a second record, as a writer that keeps no index would leave it: it holds the next address, in a live namespace
+    const rec = JSON.parse(fs.readFileSync(epFile(aId), 'utf8')) as { containerId: string; networks: Record<string, { ipv4: string; hostVeth: string }> };
+    const ghost = req('ghost').containerId;
+    rec.containerId = ghost;
+    rec.networks['bridge']!.ipv4 = next.join('.');
+    rec.networks['bridge']!.hostVeth = vethOf(ghost, a.networks['bridge']!.networkId);
+    fs.mkdirSync(path.dirname(epFile(ghost)));
+    fs.writeFileSync(epFile(ghost), JSON.stringify(rec));
+    const c0 = { ...nw.counters };
+    const b = await nw.setup(req('after-ghost'));
+    expect(nw.counters.fullScans - c0.fullScans).toBe(1);
+    expect(ipOf(b, 'bridge')).not.toBe(next.join('.'));
+    fs.rmSync(path.dirname(epFile(ghost)), { recursive: true }); // not through teardown: the namespace is a's
+    for (const r of [a, b]) await nw.teardown(path.basename(r.netnsPath!));
+  });
+
   it('finishes the teardown of a killed command, and after a reboot (scan mark gone) releases endpoints whose namespace is gone', async () => {
     const bridgeId = (await nw.inspectNetwork('bridge')).id;
     networkIds.add(bridgeId);
