@@ -12,7 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { openNetworking, type Networking } from '../../../engine/network/networking.js';
 import type { NetworkSetupRequest, NetworkSetupResult } from '../../../engine/services.js';
 import { hasTag } from '../../../engine/errors.js';
-import { repoRoot } from '../../helpers/paths.js';
+import { compileNetworkWorker } from './worker.js';
 
 const busybox = '/usr/bin/busybox';
 const have = (cmd: string): boolean => {
@@ -427,20 +427,7 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
   });
 });
 
-let workerDir: string | undefined;
-/** engine/network compiled into the test root, for worker processes (node runs no TypeScript here). */
-function compileWorker(): string {
-  if (workerDir) return workerDir;
-  const outDir = path.join(root, 'worker');
-  execFileSync(path.join(repoRoot, 'node_modules/.bin/tsc'), [
-    '--ignoreConfig', '--outDir', outDir, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2023', '--skipLibCheck', '--types', 'node',
-    '--rootDir', repoRoot, path.join(repoRoot, 'engine/network/networking.ts'),
-  ], { cwd: repoRoot, stdio: 'pipe' });
-  fs.symlinkSync(path.join(repoRoot, 'node_modules'), path.join(outDir, 'node_modules'));
-  fs.writeFileSync(path.join(outDir, 'package.json'), '{"type":"module"}');
-  workerDir = outDir;
-  return outDir;
-}
+const compileWorker = (): string => compileNetworkWorker(root);
 
 const ids = new WeakMap<NetworkSetupResult, string>();
 function reqId(r: NetworkSetupResult): string {

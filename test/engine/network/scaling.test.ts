@@ -12,7 +12,7 @@ import { lockCounters } from '../../../engine/network/lock.js';
 import { openNetworking, type Networking } from '../../../engine/network/networking.js';
 import { nftCounters } from '../../../engine/network/nft.js';
 import type { NetworkSetupRequest, NetworkSetupResult } from '../../../engine/services.js';
-import { repoRoot } from '../../helpers/paths.js';
+import { compileNetworkWorker } from './worker.js';
 
 const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' }).status === 0;
 const skipReason = process.getuid?.() !== 0 ? 'needs root' : !have('nft') ? 'needs nftables' : !have('ip') ? 'needs iproute2' : !have('flock') ? 'needs util-linux' : '';
@@ -45,20 +45,7 @@ const phaseOf = (id: string): string => {
 const exited = (c: ChildProcess): Promise<void> =>
   new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r() : c.on('exit', () => r())));
 
-let workerDir: string | undefined;
-/** engine/network compiled into the test root, for worker processes (node runs no TypeScript here). */
-const compileWorker = (): string => {
-  if (workerDir) return workerDir;
-  const outDir = path.join(root, 'worker');
-  execFileSync(path.join(repoRoot, 'node_modules/.bin/tsc'), [
-    '--ignoreConfig', '--outDir', outDir, '--module', 'nodenext', '--moduleResolution', 'nodenext', '--target', 'es2023', '--skipLibCheck', '--types', 'node',
-    '--rootDir', repoRoot, path.join(repoRoot, 'engine/network/networking.ts'),
-  ], { cwd: repoRoot, stdio: 'pipe' });
-  fs.symlinkSync(path.join(repoRoot, 'node_modules'), path.join(outDir, 'node_modules'));
-  fs.writeFileSync(path.join(outDir, 'package.json'), '{"type":"module"}');
-  workerDir = outDir;
-  return outDir;
-};
+const compileWorker = (): string => compileNetworkWorker(root);
 /** A worker process running one verb on our root. */
 const worker = (call: string): ChildProcess => {
   const script = `import { openNetworking } from ${JSON.stringify(path.join(compileWorker(), 'engine/network/networking.js'))};
