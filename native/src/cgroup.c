@@ -223,7 +223,7 @@ void cg_rmdir_parents(const char *root, const char *path) {
   }
 }
 
-int cg_collect_pids(const char *dir, pid_t **pids, size_t *n, size_t *cap, berth_error *e) {
+static int collect_pids(const char *dir, pid_t **pids, size_t *n, size_t *cap, berth_error *e) {
   cleanup_free char *procs = NULL;
   if (cg_read(dir, "cgroup.procs", &procs, e) < 0) return -1;
   for (char *p = procs; *p;) {
@@ -250,10 +250,21 @@ int cg_collect_pids(const char *dir, pid_t **pids, size_t *n, size_t *cap, berth
       continue;
     char sub[PATH_MAX];
     if (snprintf(sub, sizeof sub, "%s/%s", dir, de->d_name) >= (int)sizeof sub) continue;
-    rc = cg_collect_pids(sub, pids, n, cap, e);
+    rc = collect_pids(sub, pids, n, cap, e);
   }
   closedir(d);
   return rc;
+}
+
+int cg_list_pids(const char *dir, pid_t **pids, size_t *n, berth_error *e) {
+  size_t cap = 0;
+  *pids = NULL;
+  *n = 0;
+  if (collect_pids(dir, pids, n, &cap, e) == 0) return 0;
+  free(*pids);
+  *pids = NULL;
+  *n = 0;
+  return -1;
 }
 
 int cg_enter_dir(const char *dir, pid_t pid, berth_error *e) {

@@ -123,8 +123,9 @@ int cg_rmdir_tree(const char *dir, berth_error *e);
 /* Removes the ancestors of path under root that Berth made (named berth*)
  * once they are empty; stops at the first that is not. */
 void cg_rmdir_parents(const char *root, const char *path);
-/* Every pid in dir's cgroup.procs and those of its descendants. */
-int cg_collect_pids(const char *dir, pid_t **pids, size_t *n, size_t *cap, berth_error *e);
+/* Every pid in dir's cgroup.procs and those of its descendants, in a new
+ * malloc'd array (*pids NULL and *n 0 on failure). */
+int cg_list_pids(const char *dir, pid_t **pids, size_t *n, berth_error *e);
 /* Writes pid to <dir>/cgroup.procs. */
 int cg_enter_dir(const char *dir, pid_t pid, berth_error *e);
 

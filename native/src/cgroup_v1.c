@@ -573,14 +573,7 @@ static int v1_pids(const berth_cgroup *cg, pid_t **pids, size_t *n, berth_error 
     if (h->nhier == 0) return berth_fail(e, ENOENT, "no cgroup hierarchy");
     cg_join(dir, sizeof dir, h->hier[0].mnt, cg->path);
   }
-  size_t cap = 0;
-  if (cg_collect_pids(dir, pids, n, &cap, e) < 0) {
-    free(*pids);
-    *pids = NULL;
-    *n = 0;
-    return -1;
-  }
-  return 0;
+  return cg_list_pids(dir, pids, n, e);
 }
 
 static int v1_kill_all(const berth_cgroup *cg, int sig, berth_error *e) {

@@ -513,14 +513,7 @@ static int v2_is_frozen(const berth_cgroup *cg, bool *frozen, berth_error *e) {
 static int v2_pids(const berth_cgroup *cg, pid_t **pids, size_t *n, berth_error *e) {
   char dir[PATH_MAX];
   group_dir(cg, dir, sizeof dir);
-  size_t cap = 0;
-  if (cg_collect_pids(dir, pids, n, &cap, e) < 0) {
-    free(*pids);
-    *pids = NULL;
-    *n = 0;
-    return -1;
-  }
-  return 0;
+  return cg_list_pids(dir, pids, n, e);
 }
 
 static int v2_kill_all(const berth_cgroup *cg, int sig, berth_error *e) {
@@ -532,9 +525,9 @@ static int v2_kill_all(const berth_cgroup *cg, int sig, berth_error *e) {
   bool was_frozen;
   if (cg2_is_frozen_dir(dir, &was_frozen, e) < 0) return -1;
   if (!was_frozen && cg2_freeze_dir(dir, true, e) < 0) return -1;
-  pid_t *pids = NULL;
-  size_t n = 0, cap = 0;
-  int rc = cg_collect_pids(dir, &pids, &n, &cap, e);
+  pid_t *pids;
+  size_t n;
+  int rc = cg_list_pids(dir, &pids, &n, e);
   for (size_t i = 0; rc == 0 && i < n; i++)
     if (kill(pids[i], sig) < 0 && errno != ESRCH) rc = berth_fail_errno(e, "kill %d", (int)pids[i]);
   free(pids);
