@@ -23,6 +23,8 @@ packages=(build-essential pkg-config libjansson-dev libseccomp-dev libcap-dev
   nftables curl
   # peers the image tests run against: a registry on 127.0.0.1, skopeo, umoci, htpasswd
   docker-registry skopeo umoci apache2-utils openssl podman
+  # docker (dockerd 20.10, /usr/bin/docker) for the interop tests and benchmarks; iperf3 for bench/network
+  docker.io iperf3
   # setfattr: opaque whiteouts and xattrs when unpacking layers
   attr)
 # npm is only needed to fetch Node 24 when the host has no npm at all.
@@ -35,8 +37,19 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # No service may start by itself (docker.io would start dockerd and containerd
+  # on the host): a policy-rc.d that denies every start, only around this install
+  # and only when the host has none of its own.
+  policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\n# written by berth scripts/setup.sh for one apt-get install\nexit 101\n' > "$policy"
+    chmod 755 "$policy"
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
+  if [ -n "$policy" ]; then rm -f "$policy"; trap - EXIT; fi
 fi
 
 # 2. Node >= 22 (Debian 12 ships 18, the machines 20).
