@@ -145,6 +145,10 @@ const spool = async (input: Readable, dir: string, source: string): Promise<Map<
   const extract = tar.extract();
   input.on('error', (e) => extract.destroy(e));
   input.pipe(extract as unknown as NodeJS.WritableStream);
+  // symlinks in an archive point at other entries: docker save writes
+  // `<id>/layer.tar -> ../<other id>/layer.tar` for a layer two images share,
+  // and its entries are sorted by name, so the target often comes later
+  const links = new Map<string, string>();
   let n = 0;
   try {
     for await (const entry of extract) {
@@ -152,11 +156,8 @@ const spool = async (input: Readable, dir: string, source: string): Promise<Map<
       const name = h.name.replace(/^(\.\/)+/, '').replace(/\/+$/, '');
       if (h.type !== 'file' && h.type !== 'contiguous-file') {
         entry.resume();
-        // symlinks in an archive (docker save writes some for shared layers) point at other entries
         if (h.type === 'symlink' && h.linkname && !name.includes('..')) {
-          const target = path.posix.normalize(path.posix.join(path.posix.dirname(name), h.linkname));
-          const hit = files.get(target);
-          if (hit) files.set(name, hit);
+          links.set(name, path.posix.normalize(path.posix.join(path.posix.dirname(name), h.linkname)));
         }
         continue;
       }
@@ -168,6 +169,17 @@ const spool = async (input: Readable, dir: string, source: string): Promise<Map<
   } catch (e) {
     if (e instanceof EngineFailure) throw e;
     fail(invalidSpec(source, [`not a readable tar archive: ${(e as Error).message}`]), e);
+  }
+  // resolve once every entry is known (chains of links too; a link to nothing or a loop stays unresolved)
+  for (const [name, first] of links) {
+    let target = first;
+    for (let hops = 0; hops < 8 && !files.has(target); hops++) {
+      const next = links.get(target);
+      if (next === undefined) break;
+      target = next;
+    }
+    const hit = files.get(target);
+    if (hit && !files.has(name)) files.set(name, hit);
   }
   return files;
 };
