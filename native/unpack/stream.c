@@ -1,0 +1,142 @@
+/* Decompression of a layer stream: gzip (zlib, multi-member like Go's
+ * reader), zstd (libzstd, when built with it) or none. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#ifdef HAVE_ZSTD
+#include <zstd.h>
+#endif
+
+#include "unpack.h"
+
+struct decoder {
+  enum compression c;
+  decoder_sink sink;
+  void *arg;
+  unsigned char *out;
+  z_stream z;
+  bool member_done; /* gzip: a member ended; more bytes start another one */
+#ifdef HAVE_ZSTD
+  ZSTD_DCtx *zd;
+  size_t zlast; /* last ZSTD_decompressStream hint: 0 = a frame is complete */
+#endif
+};
+
+const char *compression_name(enum compression c) {
+  return c == C_GZIP ? "gzip" : c == C_ZSTD ? "zstd" : "none";
+}
+
+enum compression compression_sniff(const unsigned char *p, size_t n) {
+  if (n >= 2 && p[0] == 0x1f && p[1] == 0x8b) return C_GZIP;
+  if (n >= 4 && p[0] == 0x28 && p[1] == 0xb5 && p[2] == 0x2f && p[3] == 0xfd) return C_ZSTD;
+  return C_NONE;
+}
+
+decoder *decoder_open(enum compression c, decoder_sink sink, void *arg, berth_error *e) {
+#ifndef HAVE_ZSTD
+  if (c == C_ZSTD) {
+    berth_fail_msg(e, KIND_REFUSED, "zstd layer: this berth-unpack was built without libzstd (install libzstd-dev and rebuild native/)");
+    return NULL;
+  }
+#endif
+  decoder *d = calloc(1, sizeof *d);
+  if (!d) {
+    berth_fail(e, errno, "decoder: allocating");
+    return NULL;
+  }
+  d->c = c;
+  d->sink = sink;
+  d->arg = arg;
+  if (c != C_NONE && !(d->out = malloc(CHUNK))) {
+    free(d);
+    berth_fail(e, errno, "decoder: allocating");
+    return NULL;
+  }
+  if (c == C_GZIP && inflateInit2(&d->z, 16 + MAX_WBITS) != Z_OK) {
+    free(d->out);
+    free(d);
+    berth_fail_msg(e, KIND_REFUSED, "gzip: inflateInit2 failed");
+    return NULL;
+  }
+#ifdef HAVE_ZSTD
+  if (c == C_ZSTD && !(d->zd = ZSTD_createDCtx())) {
+    free(d->out);
+    free(d);
+    berth_fail_msg(e, KIND_REFUSED, "zstd: ZSTD_createDCtx failed");
+    return NULL;
+  }
+#endif
+  return d;
+}
+
+static int gzip_feed(decoder *d, const unsigned char *p, size_t n, berth_error *e) {
+  d->z.next_in = (unsigned char *)p;
+  d->z.avail_in = (uInt)n;
+  while (d->z.avail_in > 0) {
+    if (d->member_done) {
+      /* another gzip member follows (concatenated gzip is still gzip) */
+      if (inflateReset(&d->z) != Z_OK) return berth_fail_msg(e, KIND_REFUSED, "gzip: inflateReset failed");
+      d->member_done = false;
+    }
+    d->z.next_out = d->out;
+    d->z.avail_out = CHUNK;
+    int rc = inflate(&d->z, Z_NO_FLUSH);
+    size_t got = CHUNK - d->z.avail_out;
+    if (got > 0 && d->sink(d->arg, d->out, got, e) < 0) return -1;
+    if (rc == Z_STREAM_END) {
+      d->member_done = true;
+      continue;
+    }
+    if (rc == Z_BUF_ERROR && got == 0) break;
+    if (rc != Z_OK) return berth_fail_msg(e, KIND_REFUSED, "not valid gzip data: %s", d->z.msg ? d->z.msg : "inflate failed");
+  }
+  return 0;
+}
+
+#ifdef HAVE_ZSTD
+static int zstd_feed(decoder *d, const unsigned char *p, size_t n, berth_error *e) {
+  ZSTD_inBuffer in = {p, n, 0};
+  for (;;) {
+    ZSTD_outBuffer out = {d->out, CHUNK, 0};
+    size_t rc = ZSTD_decompressStream(d->zd, &out, &in);
+    if (ZSTD_isError(rc)) return berth_fail_msg(e, KIND_REFUSED, "not valid zstd data: %s", ZSTD_getErrorName(rc));
+    d->zlast = rc;
+    if (out.pos > 0 && d->sink(d->arg, d->out, out.pos, e) < 0) return -1;
+    if (in.pos == in.size && out.pos < out.size) break;
+  }
+  return 0;
+}
+#endif
+
+int decoder_feed(decoder *d, const unsigned char *p, size_t n, berth_error *e) {
+  if (n == 0) return 0;
+  switch (d->c) {
+  case C_GZIP:
+    return gzip_feed(d, p, n, e);
+#ifdef HAVE_ZSTD
+  case C_ZSTD:
+    return zstd_feed(d, p, n, e);
+#endif
+  default:
+    return d->sink(d->arg, p, n, e);
+  }
+}
+
+int decoder_end(decoder *d, berth_error *e) {
+  if (d->c == C_GZIP && !d->member_done) return berth_fail_msg(e, KIND_REFUSED, "not valid gzip data: the stream ends inside a gzip member (truncated)");
+#ifdef HAVE_ZSTD
+  if (d->c == C_ZSTD && d->zlast != 0) return berth_fail_msg(e, KIND_REFUSED, "not valid zstd data: the stream ends inside a frame (truncated)");
+#endif
+  return 0;
+}
+
+void decoder_close(decoder *d) {
+  if (!d) return;
+  if (d->c == C_GZIP) inflateEnd(&d->z);
+#ifdef HAVE_ZSTD
+  if (d->zd) ZSTD_freeDCtx(d->zd);
+#endif
+  free(d->out);
+  free(d);
+}

@@ -1,0 +1,97 @@
+/* berth-unpack: one image layer from a registry stream (or a blob file) into
+ * an overlay lower directory, in one pass and on two threads:
+ *
+ *   reader thread:  fd 3 (bytes already read by the engine) then fd 0 ->
+ *                   sha256 (compressed digest) -> blob file (optional)
+ *                   -> queue of 1 MiB buffers
+ *   main thread:    queue -> gunzip / zstd / as is -> sha256 (diff ID)
+ *                   -> tar parser -> files under the destination
+ *
+ * The tar is hostile: see extract.c for the rules. Results go to stdout as
+ * one JSON object; failures to stderr as one line, with the exit status
+ * naming the kind: 1 system error, 2 bad layer (refused), 3 the input
+ * stream ended early or failed, 64 usage. */
+#ifndef BERTH_UNPACK_H
+#define BERTH_UNPACK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include "error.h"
+
+enum { EXIT_SYSTEM = 1, EXIT_REFUSED = 2, EXIT_INPUT = 3, EXIT_USAGE = 64 };
+
+/* An error's kind travels in berth_error.errnum for validation failures:
+ * these values are outside the errno range. */
+enum { KIND_REFUSED = -2, KIND_INPUT = -3 };
+
+#define CHUNK (1u << 20)
+
+/* ---- extract.c: the filesystem side ---- */
+
+enum entry_type { E_FILE, E_DIR, E_SYMLINK, E_LINK, E_CHAR, E_BLOCK, E_FIFO };
+
+typedef struct xattr {
+  char *name;
+  unsigned char *value;
+  size_t len;
+} xattr;
+
+typedef struct entry {
+  char *name;     /* as in the tar (path), NUL-terminated */
+  char *linkname; /* symlink or hardlink target */
+  enum entry_type type;
+  mode_t mode;
+  uid_t uid;
+  gid_t gid;
+  struct timespec mtime;
+  unsigned devmajor, devminor;
+  uint64_t size;
+  xattr *xattrs;
+  size_t nxattrs;
+} entry;
+
+typedef struct extractor extractor;
+
+/* dest: an existing empty directory. sync: start writeback of large files
+ * while they stream (the caller syncs the filesystem at the end). */
+extractor *extract_open(const char *dest, bool sync, berth_error *e);
+/* Starts an entry; for E_FILE the data follows through extract_data. */
+int extract_begin(extractor *x, const entry *en, berth_error *e);
+int extract_data(extractor *x, const unsigned char *p, size_t n, berth_error *e);
+/* Ends the current entry (metadata applied). */
+int extract_end(extractor *x, berth_error *e);
+/* Directory times, then syncfs when asked. */
+int extract_finish(extractor *x, berth_error *e);
+int extract_rootfd(const extractor *x);
+void extract_close(extractor *x);
+uint64_t extract_entries(const extractor *x);
+uint64_t extract_bytes(const extractor *x);
+
+/* ---- tar.c: a push parser of ustar / GNU / PAX archives ---- */
+
+typedef struct tar_parser tar_parser;
+tar_parser *tar_open(extractor *x, berth_error *e);
+int tar_feed(tar_parser *t, const unsigned char *p, size_t n, berth_error *e);
+/* The stream ended: fine at an entry boundary, refused mid-entry. */
+int tar_end(tar_parser *t, berth_error *e);
+void tar_close(tar_parser *t);
+
+/* ---- stream.c: decompression ---- */
+
+enum compression { C_NONE, C_GZIP, C_ZSTD };
+const char *compression_name(enum compression c);
+enum compression compression_sniff(const unsigned char *p, size_t n);
+
+typedef struct decoder decoder;
+/* Calls sink for every decompressed piece. */
+typedef int (*decoder_sink)(void *arg, const unsigned char *p, size_t n, berth_error *e);
+decoder *decoder_open(enum compression c, decoder_sink sink, void *arg, berth_error *e);
+int decoder_feed(decoder *d, const unsigned char *p, size_t n, berth_error *e);
+int decoder_end(decoder *d, berth_error *e);
+void decoder_close(decoder *d);
+
+#endif
