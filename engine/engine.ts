@@ -70,6 +70,56 @@ export interface ImageApi {
   pruneImages(opts?: { all?: boolean }): Promise<{ deleted: string[]; reclaimedBytes: number }>;
 }
 
+/* ------------------------------------------------------------------ builds */
+
+/** `docker build` (the classic builder's semantics): engine/build/README.md. */
+export interface BuildSpec {
+  /** The build context: a directory; COPY and ADD never read outside it. */
+  readonly context: string;
+  /** The Dockerfile: absolute, or relative to the context. Default: <context>/Dockerfile. */
+  readonly dockerfile?: string;
+  /** Names for the result (`app:1.2`); none: the image is made but left unnamed. */
+  readonly tags: readonly string[];
+  /** `--build-arg NAME=value`. */
+  readonly buildArgs?: Readonly<Record<string, string>>;
+  /** Build up to this stage (`FROM x AS name`) and make it the result. */
+  readonly target?: string;
+  /** Run every step, using no cached result (results are still cached for later builds). */
+  readonly noCache?: boolean;
+  /** Labels added to the result (`docker build --label`), as a last LABEL step. */
+  readonly labels?: Readonly<Record<string, string>>;
+  readonly onProgress?: (ev: BuildEvent) => void;
+}
+
+export type BuildEvent =
+  /** A step begins: `Step 2/5 : RUN make`. */
+  | { readonly type: 'step'; readonly step: number; readonly total: number; readonly instruction: string }
+  /** The step's result came from the cache. */
+  | { readonly type: 'cached' }
+  /** A RUN step's container. */
+  | { readonly type: 'running'; readonly container: string }
+  /** Output of a RUN step (or a note of the builder's). */
+  | { readonly type: 'output'; readonly stream: 'stdout' | 'stderr'; readonly text: string }
+  /** A step ended with this image (config digest). */
+  | { readonly type: 'done'; readonly imageId: string }
+  | { readonly type: 'warning'; readonly text: string };
+
+export interface BuildResult {
+  /** The image ID (config digest). */
+  readonly id: string;
+  /** The manifest digest the names point at. */
+  readonly digest: string;
+  /** The names given, fully qualified. */
+  readonly names: readonly string[];
+  readonly steps: number;
+  /** Steps whose result came from the cache. */
+  readonly cached: number;
+}
+
+export interface BuildApi {
+  buildImage(spec: BuildSpec): Promise<BuildResult>;
+}
+
 /* -------------------------------------------------------------- containers */
 
 export type RestartPolicyName = 'no' | 'always' | 'on-failure' | 'unless-stopped';
@@ -357,7 +407,7 @@ export interface EventsApi {
   events(opts?: { since?: Date; signal?: AbortSignal }): AsyncIterable<EngineEvent>;
 }
 
-export interface Engine extends ImageApi, ContainerApi, NetworkApi, VolumeApi, EventsApi {
+export interface Engine extends ImageApi, BuildApi, ContainerApi, NetworkApi, VolumeApi, EventsApi {
   /** Releases what the engine holds open (watchers, sockets). Containers keep running. */
   close(): Promise<void>;
 }

@@ -120,6 +120,8 @@ export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {
   return {
     roots, store, containers: c, volumes,
     ...images,
+    // engine/build, imported on the first build
+    buildImage: async (spec) => (await import('./build/builder.js')).buildImage({ roots, store, containers: c, pullImage: (ref) => images.pullImage(ref) }, spec),
     createContainer: c.createContainer, startContainer: c.startContainer, stopContainer: c.stopContainer,
     restartContainer: c.restartContainer, killContainer: c.killContainer, removeContainer: c.removeContainer,
     listContainers: c.listContainers, inspectContainer: c.inspectContainer, logs: c.logs, exec: c.exec,

@@ -1,0 +1,111 @@
+/**
+ * One build step's filesystem change as an image layer: the overlay upper
+ * dir written as an uncompressed OCI layer tar (overlay whiteouts -> OCI
+ * whiteouts, as engine/runtime/commit.ts does for `berth commit`), stored
+ * as a blob (its digest is its diff ID), and images written as config +
+ * manifest blobs so that the store (and containers) can load them by
+ * manifest digest, named or not.
+ */
+import { execFile } from 'node:child_process';
+import { createReadStream, createWriteStream, promises as fsp, type Stats } from 'node:fs';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import * as tarStream from 'tar-stream';
+import { digestOfHash, newHash, sha256, type Digest } from '../store/digest.js';
+import { MediaType, type Descriptor } from '../store/oci.js';
+import type { Store } from '../store/store.js';
+
+/** getfattr's octal escapes (`\012`) back to bytes. */
+const unescapeOctal = (s: string): string =>
+  Buffer.from(s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))), 'latin1').toString('utf8');
+
+/** Directories under `dir` marked opaque by overlayfs (one getfattr run for the whole tree). */
+const opaqueDirs = (dir: string): Promise<Set<string>> =>
+  new Promise((resolve) => {
+    execFile('getfattr', ['-R', '-P', '--absolute-names', '-d', '-m', '^trusted\\.overlay\\.opaque$', dir], { maxBuffer: 64 << 20 }, (_err, out) => {
+      const set = new Set<string>();
+      let file: string | undefined;
+      for (const l of out.split('\n')) {
+        if (l.startsWith('# file: ')) file = unescapeOctal(l.slice(8));
+        else if (file !== undefined && /^trusted\.overlay\.opaque="y"$/.test(l)) set.add(file);
+      }
+      resolve(set);
+    });
+  });
+
+/**
+ * Write the upper dir `upper` as a layer tar at `out`; entries `skip` says
+ * no to are left out (with everything under them).
+ */
+export const writeLayerTar = async (upper: string, out: string, skip: (rel: string, st: Stats) => boolean = () => false): Promise<void> => {
+  const opaque = await opaqueDirs(upper);
+  const pack = tarStream.pack();
+  const done = pipeline(pack, createWriteStream(out));
+  const entry = (h: Partial<tarStream.Header> & { name: string }, body?: string): Promise<void> =>
+    new Promise((resolve, reject) => {
+      pack.entry(h as tarStream.Header, body ?? '', (err) => (err ? reject(err) : resolve()));
+    });
+  const visit = async (rel: string): Promise<void> => {
+    const names = (await fsp.readdir(path.join(upper, rel))).sort();
+    for (const n of names) {
+      const r = rel === '' ? n : `${rel}/${n}`;
+      const p = path.join(upper, r);
+      const st = await fsp.lstat(p);
+      if (skip(r, st)) continue;
+      const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
+      if (st.isCharacterDevice() && st.rdev === 0) {
+        await entry({ ...base, name: rel === '' ? `.wh.${n}` : `${rel}/.wh.${n}`, type: 'file', size: 0 });
+      } else if (st.isDirectory()) {
+        await entry({ ...base, name: `${r}/`, type: 'directory' });
+        if (opaque.has(p)) await entry({ ...base, mode: 0o644, name: `${r}/.wh..wh..opq`, type: 'file', size: 0 });
+        await visit(r);
+      } else if (st.isSymbolicLink()) {
+        await entry({ ...base, name: r, type: 'symlink', linkname: await fsp.readlink(p) });
+      } else if (st.isFile()) {
+        await new Promise<void>((resolve, reject) => {
+          const w = pack.entry({ ...base, name: r, type: "file", size: st.size } as tarStream.Header, (err) => (err ? reject(err) : resolve()));
+          createReadStream(p).on('error', reject).pipe(w);
+        });
+      } else if (st.isCharacterDevice() || st.isBlockDevice()) {
+        const rdev = BigInt(st.rdev);
+        await entry({
+          ...base, name: r, type: st.isCharacterDevice() ? 'character-device' : 'block-device',
+          devmajor: Number((rdev >> 8n) & 0xfffn), devminor: Number((rdev & 0xffn) | ((rdev >> 12n) & 0xfff00n)),
+        });
+      } else if (st.isFIFO()) {
+        await entry({ ...base, name: r, type: 'fifo' });
+      }
+    }
+  };
+  await visit('');
+  pack.finalize();
+  await done;
+};
+
+/** Store the tar at `tarPath` as a layer blob; its descriptor (digest = diff ID, uncompressed). */
+export const storeLayer = async (store: Store, tarPath: string, label: string): Promise<Descriptor> => {
+  const h = newHash('sha256');
+  for await (const chunk of createReadStream(tarPath)) h.update(chunk as Buffer);
+  const digest: Digest = digestOfHash('sha256', h);
+  const size = (await fsp.stat(tarPath)).size;
+  if (!(await store.blobs.has(digest))) {
+    const w = await store.blobs.writer({ digest, size }, label);
+    try {
+      for await (const chunk of createReadStream(tarPath)) await w.write(chunk as Buffer);
+      await w.commit();
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+  }
+  return { mediaType: MediaType.OciLayer, digest, size };
+};
+
+/** Config bytes + layers as blobs; the manifest's descriptor. Idempotent (same bytes, same digests). */
+export const storeImage = async (store: Store, configBytes: Buffer, layers: readonly Descriptor[]): Promise<Descriptor> => {
+  const cfg = await store.blobs.put(configBytes, sha256(configBytes), 'image config');
+  const manifest = { schemaVersion: 2, mediaType: MediaType.OciManifest, config: { mediaType: MediaType.OciConfig, digest: cfg.digest, size: cfg.size }, layers };
+  const mBytes = Buffer.from(JSON.stringify(manifest));
+  const m = await store.blobs.put(mBytes, sha256(mBytes), 'image manifest');
+  return { mediaType: MediaType.OciManifest, digest: m.digest, size: m.size };
+};
