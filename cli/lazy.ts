@@ -21,16 +21,17 @@ import { Command } from 'commander';
 import { DEFAULT_ROOT, scanArgv } from './startup.js';
 
 /** A file of cli/commands/ that registers verbs. */
-export type GroupKey = 'images' | 'auth' | 'system' | 'containers' | 'volumes' | 'networks' | 'stack';
+export type GroupKey = 'images' | 'build' | 'auth' | 'system' | 'containers' | 'volumes' | 'networks' | 'stack';
 
 /** Registration order: the order of `berth --help`. */
-export const GROUPS: readonly GroupKey[] = ['images', 'auth', 'system', 'containers', 'volumes', 'networks', 'stack'];
+export const GROUPS: readonly GroupKey[] = ['images', 'build', 'auth', 'system', 'containers', 'volumes', 'networks', 'stack'];
 
 type Registrar = (program: Command) => void;
 
 /** Imports one group's file and returns its registration. */
 const loaders: Record<GroupKey, () => Promise<Registrar>> = {
   images: async () => (await import('./commands/images.js')).registerImageCommands,
+  build: async () => (await import('./commands/build.js')).registerBuildCommands,
   auth: async () => (await import('./commands/auth.js')).registerAuthCommands,
   system: async () => (await import('./commands/system.js')).registerSystemCommands,
   containers: async () => (await import('./commands/containers.js')).registerContainerCommands,
@@ -66,6 +67,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   { name: 'load', description: 'load images from a docker-archive or OCI-layout tar (plain, gzip or zstd)', groups: ['images'] },
   { name: 'import', description: 'make a one-layer image from a root filesystem tarball', groups: ['images'] },
   { name: 'search', description: "search a registry's catalog (/v2/_catalog)", groups: ['images'] },
+  { name: 'build', description: 'build an image from a Dockerfile (classic builder: one layer per RUN, COPY, ADD)', groups: ['build'] },
   { name: 'login', description: 'log in to a registry (checks the credentials, then saves them)', groups: ['auth'] },
   { name: 'logout', description: 'remove saved credentials for a registry', groups: ['auth'] },
   { name: 'system', description: 'manage Berth', groups: ['system'] },

@@ -122,7 +122,8 @@ export const buildImage = async (deps: BuildDeps, spec: BuildSpec): Promise<Buil
   // ---- inputs, all checked before anything changes
   const ctx = await openContext(spec.context);
   const dfPath = spec.dockerfile === undefined ? path.join(ctx.dir, 'Dockerfile') : path.resolve(ctx.dir, spec.dockerfile);
-  const dfName = path.relative(process.cwd(), dfPath) || dfPath;
+  const relName = path.relative(process.cwd(), dfPath);
+  const dfName = relName === '' || relName.startsWith('..') ? dfPath : relName;
   let dfText: string;
   try {
     dfText = await fsp.readFile(dfPath, 'utf8');

@@ -56,6 +56,16 @@ export const writeLayerTar = async (upper: string, out: string, skip: (rel: stri
       if (st.isCharacterDevice() && st.rdev === 0) {
         await entry({ ...base, name: rel === '' ? `.wh.${n}` : `${rel}/.wh.${n}`, type: 'file', size: 0 });
       } else if (st.isDirectory()) {
+        // a directory copied up only because the runtime made a mount point in it (etc/ for etc/hosts) is no change
+        if (!opaque.has(p)) {
+          let kept = 0;
+          let skipped = 0;
+          for (const k of await fsp.readdir(p)) {
+            if (skip(`${r}/${k}`, await fsp.lstat(path.join(p, k)))) skipped++;
+            else kept++;
+          }
+          if (skipped > 0 && kept === 0) continue;
+        }
         await entry({ ...base, name: `${r}/`, type: 'directory' });
         if (opaque.has(p)) await entry({ ...base, mode: 0o644, name: `${r}/.wh..wh..opq`, type: 'file', size: 0 });
         await visit(r);

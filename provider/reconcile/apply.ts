@@ -318,7 +318,14 @@ const runStep = async (ctx: RunCtx, s: Step): Promise<void> => {
           throw e;
         });
       } else {
-        throw new EngineFailure(unsupported(`building ${src.ref} from ${src.context}: the Engine facade has no build operation yet; build the image and declare it as a registry or archive image`));
+        // labelled like an import: plan compares berth.spec-hash (context digest, Dockerfile path, args) to decide on a rebuild
+        const info = await retrying(s, 'build image', () => engine.buildImage({
+          context: src.context, tags: [src.ref],
+          ...(src.dockerfile ? { dockerfile: src.dockerfile } : {}),
+          ...(src.args ? { buildArgs: src.args } : {}),
+          labels: { [STACK]: desired.stack, [RESOURCE]: `image/${c.key}`, [SPEC_HASH]: img.hash },
+        }));
+        note(s, `built ${src.ref} from ${src.context} (${info.id.slice(0, 19)}, ${info.cached} of ${info.steps} steps cached)`);
       }
       return;
     }
