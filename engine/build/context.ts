@@ -164,3 +164,23 @@ export const digestItems = async (items: readonly { rel: string; abs: string; st
   }
   return h.digest('hex');
 };
+
+/**
+ * What a build reads from its context, as one digest: the Dockerfile's
+ * bytes and every file `.dockerignore` leaves in (paths, modes, owners,
+ * contents). Equal digests (with equal args) mean a rebuild would be all
+ * cache hits; the reconciler keeps it in an image's spec hash.
+ */
+export const contextDigest = async (contextDir: string, dockerfile?: string): Promise<string> => {
+  const ctx = await openContext(contextDir);
+  const df = dockerfile === undefined ? path.join(ctx.dir, 'Dockerfile') : path.resolve(ctx.dir, dockerfile);
+  const h = createHash('sha256');
+  try {
+    h.update(await fsp.readFile(df));
+  } catch (e) {
+    fail(invalidSpec('build', [`cannot read the Dockerfile ${df}: ${(e as NodeJS.ErrnoException).code ?? String(e)}`]));
+  }
+  h.update('\0');
+  h.update(await digestItems(await walk(ctx.dir, '.', (r) => ctx.ignored(r), ctx.reincludes)));
+  return `sha256:${h.digest('hex')}`;
+};

@@ -174,15 +174,17 @@ export const plan = (desired: Desired, observed: Observed, opts: PlanOptions = {
       imageChanged.set(key, `image ${img.source.ref} is ${verb}`);
       continue;
     }
-    if (img.source.kind === 'import') {
+    if (img.source.kind === 'import' || img.source.kind === 'build') {
       const o = ownerOf(have.labels);
       if (!o || o.stack !== s) {
         conflicts.push(`image ${img.source.ref} exists and belongs to ${foreign(have.labels)}; remove it or choose another ref for images.${key}`);
         continue;
       }
       if (have.labels[SPEC_HASH] !== img.hash) {
-        changes.push({ ...base, ...current, action: 'replace', reasons: [{ field: 'import', detail: `${img.source.tarball} or its config changed (hash ${have.labels[SPEC_HASH] ?? '(none)'} -> ${img.hash})`, forcesReplacement: true }] });
-        imageChanged.set(key, `image ${img.source.ref} is re-imported`);
+        // a build's hash covers its context's content, the Dockerfile and the args (desired.ts): the same inputs are no change
+        const what = img.source.kind === 'import' ? `${img.source.tarball} or its config` : `the build context ${img.source.context}, its Dockerfile or build args`;
+        changes.push({ ...base, ...current, action: 'replace', reasons: [{ field: img.source.kind, detail: `${what} changed (hash ${have.labels[SPEC_HASH] ?? '(none)'} -> ${img.hash})`, forcesReplacement: true }] });
+        imageChanged.set(key, `image ${img.source.ref} is ${img.source.kind === 'import' ? 're-imported' : 'rebuilt'}`);
         continue;
       }
     } else if (img.source.kind === 'registry' && img.source.pull === 'always') {
