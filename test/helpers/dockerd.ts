@@ -283,6 +283,9 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
     execFileSync('ip', ['netns', 'add', state.netns], { stdio: 'pipe' });
     execFileSync('ip', ['-n', state.netns, 'link', 'set', 'lo', 'up'], { stdio: 'pipe' });
     fs.writeFileSync(path.join(dir, 'daemon.json'), JSON.stringify({ 'deprecated-key-path': path.join(dir, 'key.json') }));
+    // the CLI's own config dir (DOCKER_CONFIG): some verbs stat config.json there
+    fs.mkdirSync(path.join(dir, 'cli'));
+    fs.writeFileSync(path.join(dir, 'cli', 'config.json'), '{}\n');
     const args = [
       `--net=/run/netns/${state.netns}`,
       dockerdBinary,

@@ -1,0 +1,184 @@
+// Berth, podman and docker side by side for the benchmarks, each through its
+// own CLI and each holding the same busybox image (the same image ID): the
+// fixture rootfs imported into Berth, Berth's `save` of it loaded into docker
+// (`docker load`) and into podman (`skopeo copy docker-archive:...
+// containers-storage:[overlay@...]`).
+//
+// Where the engines' host side lives (network 'bridge'):
+//   - docker: dockerd in a network namespace of its own (dockerd.ts), with
+//     docker0, its iptables rules and docker-proxy only there; one daemon per
+//     variant ('bridge' with the userland proxy, 'bridge-noproxy' without);
+//   - podman: every command under `nsenter --net=` a namespace of its own
+//     (podman.ts), so podman0 and netavark's rules live only there;
+//   - Berth: the host's network namespace (its bridge and nft table are its
+//     own, named berth-*, removed by it). Berth cannot run under
+//     `nsenter --net` today: engine/network/host.ts checks links through
+//     /sys/class/net, which shows the namespace that sysfs was mounted in
+//     (the host's), so it tries to create its bridge twice and fails with
+//     "File exists"; and `ip netns exec` hides the cgroup mounts. Its commands
+//     still go through one `nsenter --net=/proc/self/ns/net` (a switch to the
+//     namespace it is already in), so that each engine pays the same exec.
+// Each engine's `argv` is the prefix before the verb; `env` holds
+// CONTAINERS_CONF and DOCKER_CONFIG (each affects only its own engine).
+import { execFile, execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { dockerdMissing, startDockerd, type Dockerd, type DockerdNetwork } from './dockerd.js';
+import { makePodman, podmanMissing, type Podman } from './podman.js';
+
+const run = promisify(execFile);
+
+export interface EngineCli {
+  /** berth, podman, docker, docker-noproxy */
+  readonly name: string;
+  /** argv before the verb, e.g. [nsenter, --net=..., podman, --root, ...] */
+  readonly argv: string[];
+  /** flags every `run` gets (podman: its cgroup parent) */
+  readonly runFlags: string[];
+  /** the network namespace the engine's host side lives in (its published ports answer there) */
+  readonly hostNetns: string;
+  cli(...args: string[]): Promise<string>;
+}
+
+export interface Engines {
+  readonly engines: EngineCli[];
+  readonly env: NodeJS.ProcessEnv;
+  /** the busybox image's ID in every engine */
+  readonly imageId: string;
+  /** what was not run, and why */
+  readonly skipped: string[];
+  /** the peers' private dirs (for peerLeftovers after cleanup) */
+  readonly dirs: string[];
+  cleanup(): Promise<void>;
+}
+
+export interface EnginesOptions {
+  repo: string;
+  /** temp dir for Berth's root and the image tars (the caller removes it) */
+  dir: string;
+  network: 'none' | 'bridge';
+  /** docker daemons to run (default: one, 'none' or 'bridge' by network) */
+  docker?: DockerdNetwork[];
+  podman?: boolean;
+  node?: string;
+}
+
+/** Sets up the engines; on failure everything made so far is removed. */
+export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
+  const node = opts.node ?? process.execPath;
+  const main = path.join(opts.repo, 'dist/cli/main.js');
+  const berthRoot = path.join(opts.dir, 'berth-root');
+  const bridged = opts.network === 'bridge';
+  const dockerds: Dockerd[] = [];
+  let podman: Podman | undefined;
+  const skipped: string[] = [];
+  const cleanup = async (): Promise<void> => {
+    try {
+      const ids = (await run(node, [main, '--root', berthRoot, 'ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+      if (ids.length > 0) await run(node, [main, '--root', berthRoot, 'rm', '-f', ...ids]);
+    } catch {
+      // no Berth state yet
+    }
+    // Berth's default bridge and nft table (a network outlives its containers)
+    try {
+      const { openNetworking } = (await import(pathToFileURL(path.join(opts.repo, 'dist/engine/network/networking.js')).href)) as {
+        openNetworking: (r: { root: string; runRoot: string }) => { purge(): Promise<void> };
+      };
+      await openNetworking({ root: berthRoot, runRoot: path.join(berthRoot, 'run') }).purge();
+    } catch {
+      // nothing was set up
+    }
+    for (const d of dockerds) await d.stop();
+    await podman?.cleanup();
+  };
+  try {
+    fs.mkdirSync(opts.dir, { recursive: true });
+    const env: NodeJS.ProcessEnv = { ...process.env };
+    const rootfsTar = path.join(opts.dir, 'busybox-rootfs.tar');
+    const saved = path.join(opts.dir, 'busybox-save.tar');
+    execFileSync('tar', ['-C', path.join(opts.repo, 'test/fixtures/build/rootfs'), '--numeric-owner', '-cf', rootfsTar, '.']);
+    const imageId = (await run(node, [main, '--root', berthRoot, 'import', '--cmd', '["sh"]', rootfsTar, 'busybox:latest'])).stdout.trim();
+    await run(node, [main, '--root', berthRoot, 'save', '-o', saved, 'busybox:latest']);
+    const berthArgv = ['nsenter', '--net=/proc/self/ns/net', node, main, '--root', berthRoot];
+    const engines: EngineCli[] = [
+      {
+        name: 'berth',
+        argv: berthArgv,
+        runFlags: [],
+        hostNetns: '/proc/self/ns/net',
+        cli: async (...args) => (await run(berthArgv[0]!, [...berthArgv.slice(1), ...args], { env, maxBuffer: 16 << 20 })).stdout,
+      },
+    ];
+
+    const pm = podmanMissing();
+    if (opts.podman === false) skipped.push('podman: not asked for');
+    else if (pm !== undefined) skipped.push(`podman: ${pm}`);
+    else {
+      podman = makePodman({ netns: bridged, storageDriver: 'overlay' });
+      env['CONTAINERS_CONF'] = podman.conf;
+      const p = podman;
+      await run('skopeo', ['--insecure-policy', 'copy', '-q', `docker-archive:${saved}`, `containers-storage:[overlay@${path.join(p.dir, 'root')}+${path.join(p.dir, 'runroot')}]docker.io/library/busybox:latest`]);
+      const id = (await p.podman('image', 'inspect', '--format', '{{.ID}}', 'busybox')).trim();
+      if (`sha256:${id}` !== imageId) throw new Error(`podman's busybox is ${id}, Berth's ${imageId}`);
+      engines.push({ name: 'podman', argv: p.argv, runFlags: p.runFlags, hostNetns: p.netnsPath ?? '/proc/self/ns/net', cli: (...args) => p.podman(...args) });
+    }
+
+    const dm = dockerdMissing();
+    const variants = opts.docker ?? [bridged ? 'bridge' : 'none'];
+    if (dm !== undefined) skipped.push(`docker: ${dm}`);
+    else
+      for (const v of variants) {
+        const d = await startDockerd({ network: v });
+        dockerds.push(d);
+        env['DOCKER_CONFIG'] ??= d.env['DOCKER_CONFIG']; // the same empty config.json in every instance
+        await d.docker('load', '-q', '-i', saved);
+        const id = (await d.docker('image', 'inspect', '--format', '{{.Id}}', 'busybox')).trim();
+        if (id !== imageId) throw new Error(`docker's busybox is ${id}, Berth's ${imageId}`);
+        const argv = bridged ? ['nsenter', `--net=${d.netnsPath}`, ...d.cli] : d.cli;
+        engines.push({
+          name: v === 'bridge-noproxy' ? 'docker-noproxy' : 'docker',
+          argv,
+          runFlags: [],
+          hostNetns: d.netnsPath,
+          cli: (...args) => d.docker(...args),
+        });
+      }
+    return { engines, env, imageId, skipped, cleanup, dirs: [...dockerds.map((d) => d.dir), ...(podman ? [podman.dir] : []), berthRoot] };
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+/** Peer objects still on the host (netns, cgroups, mounts and processes under the given dirs), one line each. */
+export function peerLeftovers(dirs: string[]): string[] {
+  const left: string[] = [];
+  try {
+    for (const ns of fs.readdirSync('/run/netns')) if (/^berth-(test|bench)-(docker|podman)/.test(ns)) left.push(`netns ${ns}`);
+  } catch {
+    // no /run/netns
+  }
+  for (const h of fs.readdirSync('/sys/fs/cgroup')) {
+    try {
+      for (const g of fs.readdirSync(path.join('/sys/fs/cgroup', h))) if (/^berth-test-(docker|podman)-/.test(g)) left.push(`cgroup ${h}/${g}`);
+    } catch {
+      // a file, or a symlinked hierarchy
+    }
+  }
+  const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '');
+  for (const d of dirs) {
+    for (const m of mounts) if (m === d || m.startsWith(d + '/')) left.push(`mount ${m}`);
+    for (const p of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(p) || Number(p) === process.pid) continue;
+      try {
+        const cmd = fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').replaceAll('\0', ' ');
+        if (cmd.includes(d)) left.push(`process ${p} ${cmd.slice(0, 120)}`);
+      } catch {
+        // gone
+      }
+    }
+  }
+  return left;
+}
