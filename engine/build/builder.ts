@@ -156,15 +156,16 @@ export const buildImage = async (deps: BuildDeps, spec: BuildSpec): Promise<Buil
   let cachedSteps = 0;
   const mounts: string[] = [];
 
-  const where = (ins: Instruction): string => `${dfName}:${ins.line}: ${ins.cmd}`;
+  /** Names an instruction in errors: the file, the line and the instruction as written. */
+  const where = (ins: Instruction): string => (ins.line === 0 ? `--label` : `${dfName}:${ins.line}: ${ins.original}`);
   /** Rethrow a failure of `ins` naming the file, the line and the instruction. */
   const inStep = async <A>(ins: Instruction, f: () => Promise<A>): Promise<A> => {
     try {
       return await f();
     } catch (e) {
       const err = toEngineError(e);
-      if (err._tag === 'InvalidSpec' && err.source.startsWith(`${dfName}:`)) throw e;
-      throw new EngineFailure(located(err, `${dfName}:${ins.line}: ${ins.original}`), { cause: e });
+      if (err._tag === 'InvalidSpec' && (err.source.startsWith(`${dfName}:`) || err.source === where(ins))) throw e;
+      throw new EngineFailure(located(err, where(ins)), { cause: e });
     }
   };
 
@@ -254,7 +255,7 @@ export const buildImage = async (deps: BuildDeps, spec: BuildSpec): Promise<Buil
               const args = sv.argEnv(state);
               const shown = ins.json ? `${JSON.stringify(ins.json)}` : `${shellOf().join(' ')} ${ins.rest}`;
               const createdBy = args.length > 0 ? `|${args.length} ${args.join(' ')} ${shown}` : shown;
-              return commit(createdBy, () => runStep(deps, state, argv, args, `${dfName}:${ins.line}: ${ins.original}`, w, tmp, progress), () => undefined);
+              return commit(createdBy, () => runStep(deps, state, argv, args, w, tmp, progress), () => undefined);
             }
             case 'ENV': {
               checkFlags(ins, [], w);
@@ -401,7 +402,8 @@ export const buildImage = async (deps: BuildDeps, spec: BuildSpec): Promise<Buil
                   src = s as State;
                 } else {
                   if (!/^[a-z0-9]/.test(from) || /\s/.test(from)) fail(invalidSpec(w, [`--from=${from}: not a stage of ${dfName} and not an image reference`]));
-                  src = await baseState(deps, from, progress).catch((e: unknown): never => {
+                  // an image named by --from must be here already: it is never pulled in passing
+                  src = await baseState(deps, from, progress, false).catch((e: unknown): never => {
                     if (hasTag(e, 'NotFound') || hasTag(e, 'InvalidSpec')) {
                       fail(invalidSpec(w, [`--from=${from}: no stage of that name in ${dfName} (stages before this one: ${[...byName.keys()].join(', ') || 'none named'}), and no image ${from} here: ${toEngineError(e)._tag === 'InvalidSpec' ? (e as Error).message : 'pull it first'}`]));
                     }
@@ -647,12 +649,12 @@ const scratchState = (): State => {
 };
 
 /** An image in the store (pulled if missing) as a build state. */
-const baseState = async (deps: BuildDeps, ref: string, progress: (ev: BuildEvent) => void): Promise<State> => {
+const baseState = async (deps: BuildDeps, ref: string, progress: (ev: BuildEvent) => void, pull = true): Promise<State> => {
   let img;
   try {
     img = await deps.store.resolve(ref);
   } catch (e) {
-    if (!hasTag(e, 'NotFound')) throw e;
+    if (!hasTag(e, 'NotFound') || !pull) throw e;
     progress({ type: 'output', stream: 'stdout', text: `pulling ${ref}\n` });
     await deps.pullImage(ref);
     img = await deps.store.resolve(ref);
@@ -674,7 +676,7 @@ const ensureUnpacked = async (store: Store, s: State): Promise<Descriptor> => {
 /* --------------------------------------------------------------------- RUN */
 
 const runStep = async (
-  deps: BuildDeps, state: State, argv: readonly string[], argEnv: readonly string[], at: string, where: string, tmp: string,
+  deps: BuildDeps, state: State, argv: readonly string[], argEnv: readonly string[], where: string, tmp: string,
   progress: (ev: BuildEvent) => void,
 ): Promise<Descriptor> => {
   if (state.layers.length === 0) fail(invalidSpec(where, ['RUN on an empty image (FROM scratch with nothing copied in): there is no program to run; COPY one in first or start FROM an image with a shell']));
@@ -702,7 +704,7 @@ const runStep = async (
     await session.done;
     const { exitCode } = await c.waitContainer(info.id);
     if (exitCode !== 0) {
-      fail(invalidSpec(at, [`the command returned a non-zero code: ${exitCode}; fix the command (its output is above) and build again`]));
+      fail(invalidSpec(where, [`the command returned a non-zero code: ${exitCode}; fix the command (its output is above) and build again`]));
     }
     const p = await c.pathsOf(info.id);
     const tar = path.join(tmp, `layer-${randomSuffix()}.tar`);

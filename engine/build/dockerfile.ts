@@ -141,8 +141,8 @@ const isNameStart = (ch: string | undefined): boolean => ch !== undefined && /[A
 const isNameChar = (ch: string | undefined): boolean => ch !== undefined && /[A-Za-z0-9_]/.test(ch);
 
 /**
- * A small recursive-descent lexer over one string. `stopAt` ends a nested
- * word (`}` of `${x:-word}`); `split` breaks words at unquoted blanks.
+ * A small recursive-descent lexer over one string; `split` breaks words at
+ * unquoted blanks.
  */
 class Lexer {
   pos = 0;
@@ -161,7 +161,7 @@ class Lexer {
         has = false;
         continue;
       }
-      cur += this.unit(undefined);
+      cur += this.unit();
       has = true;
     }
     if (has) out.push(cur);
@@ -169,7 +169,7 @@ class Lexer {
   }
 
   /** One syntactic unit at pos: a quoted run, an escape, a variable or a plain character. */
-  unit(stopAt: string | undefined): string {
+  unit(): string {
     const ch = this.s[this.pos] as string;
     if (ch === this.escape) {
       this.pos++;
@@ -213,7 +213,6 @@ class Lexer {
       }
     }
     if (ch === '$') return this.variable();
-    void stopAt;
     this.pos++;
     return ch;
   }
@@ -232,6 +231,7 @@ class Lexer {
         this.pos++;
         return this.env(name) ?? '';
       }
+      if (this.pos >= this.s.length) fail(invalidSpec(this.where, [`missing '}' in ${JSON.stringify(this.s)}`]));
       let op = '';
       if (this.s[this.pos] === ':') {
         op = ':';
@@ -244,7 +244,7 @@ class Lexer {
       op += kind;
       this.pos++;
       let word = '';
-      while (this.pos < this.s.length && this.s[this.pos] !== '}') word += this.unit('}');
+      while (this.pos < this.s.length && this.s[this.pos] !== '}') word += this.unit();
       if (this.s[this.pos] !== '}') fail(invalidSpec(this.where, [`missing '}' in ${JSON.stringify(this.s)}`]));
       this.pos++;
       const v = this.env(name);
