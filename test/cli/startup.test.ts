@@ -12,6 +12,7 @@ import { COMMANDS, GROUPS, groupsFor, newProgram, programFor, registerGroups, ty
 import { compileCacheDir, DEFAULT_ROOT, scanArgv } from '../../cli/startup.js';
 import { DEFAULT_ROOT as CONTEXT_DEFAULT_ROOT } from '../../cli/context.js';
 import registerAuthCommands from '../../cli/commands/auth.js';
+import registerBuildCommands from '../../cli/commands/build.js';
 import registerContainerCommands, { engineFor } from '../../cli/commands/containers.js';
 import registerImageCommands from '../../cli/commands/images.js';
 import { registerNetworkCommands } from '../../cli/commands/networks.js';
@@ -31,6 +32,7 @@ const tops = (p: Command): Top[] => p.commands.map((c) => ({ name: c.name(), ali
 const eagerProgram = (): Command => {
   const program = newProgram();
   registerImageCommands(program);
+  registerBuildCommands(program);
   registerAuthCommands(program);
   registerSystemCommands(program);
   registerContainerCommands(program);

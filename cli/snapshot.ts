@@ -1,0 +1,136 @@
+/**
+ * The entry of `berth`'s V8 start-up snapshot (Node's user-land snapshot:
+ * `node --snapshot-blob berth.blob --build-snapshot snapshot.cjs`).
+ *
+ * scripts/build-snapshot.mjs bundles this file with everything it can
+ * import (one CommonJS file; every command group stays a lazily evaluated
+ * part of it) and runs it once at build time. Here, at build time, the
+ * modules that `berth run` needs (commander, the container verbs, the
+ * engine with its store and runtime, io-ts, tar-stream) are evaluated;
+ * the heap they leave is what the blob holds. A run then starts from that
+ * heap (`cli/berth`, the launcher, passes `--snapshot-blob`): no module is
+ * resolved, read, compiled or evaluated again, and the other groups are
+ * evaluated from the bundle the first time a command needs them.
+ *
+ * What a snapshot cannot hold is kept out of the build-time evaluation:
+ * nothing opens a file, a stream or a process there. Module code that
+ * reads an environment variable while it is evaluated (a top-level
+ * `process.env['BERTH_TRACE']`) would keep the build's value: the keys so
+ * read are recorded with their values (and so are `tty.isatty` answers),
+ * and a run whose environment has a different value for any of them runs
+ * the plain ESM entry instead (`cli/main.js`, through require(esm)). Imported outside a snapshot
+ * build, this file does nothing.
+ */
+import * as fs from 'node:fs';
+import * as nodeModule from 'node:module';
+import * as path from 'node:path';
+import * as tty from 'node:tty';
+import * as v8 from 'node:v8';
+import { runCli } from './lazy.js';
+
+/** Environment variables read while the snapshot's modules were evaluated, with the values they had. */
+const baked = new Map<string, string | undefined>();
+/** File descriptors asked `tty.isatty` while they were evaluated, with the answers. */
+const bakedTty = new Map<number, boolean>();
+
+/** What the launcher runs: `node --snapshot-blob berth.blob <dist>/cli/main.js ARGS`. */
+const entryOf = (argv: readonly string[]): string => path.resolve(argv[1] ?? 'main.js');
+
+/** The environment variable whose value now differs from the one the snapshot's modules read, if any. */
+export const changedEnv = (env: NodeJS.ProcessEnv, values: ReadonlyMap<string, string | undefined>): string | undefined => {
+  for (const [k, v] of values) if (env[k] !== v) return k;
+  return undefined;
+};
+
+/** The file descriptor that is (or is not) a terminal now, unlike when the snapshot's modules asked, if any. */
+export const changedTty = (isatty: (fd: number) => boolean, answers: ReadonlyMap<number, boolean>): number | undefined => {
+  for (const [fd, was] of answers) if (isatty(fd) !== was) return fd;
+  return undefined;
+};
+
+/** The plain entry: cli/main.js as `node cli/main.js` runs it. */
+const runPlain = (entry: string): void => {
+  nodeModule.createRequire(entry)(entry);
+};
+
+/** Runs `berth` from the snapshot's heap, or the plain entry when the heap does not fit this run. */
+const main = (): void => {
+  const entry = entryOf(process.argv);
+  (globalThis as { __berthDist?: string }).__berthDist = path.dirname(path.dirname(entry));
+  if (changedEnv(process.env, baked) !== undefined || changedTty(tty.isatty, bakedTty) !== undefined) {
+    runPlain(entry);
+    return;
+  }
+  runCli(process.argv).catch(async (e: unknown) => {
+    const { renderError, toEngineError } = await import('../engine/errors.js');
+    process.stderr.write(`berth: ${renderError(toEngineError(e))}\n`);
+    process.exitCode = 1;
+  });
+};
+
+/**
+ * Evaluates the modules of the hot path (`run`, `create`, `start`, `rm`,
+ * `ps`, ...) while recording every environment variable they read and
+ * every terminal check they make. A module that touches process.stdin,
+ * stdout or stderr while it is evaluated fails the build: the stream
+ * would be the build's.
+ */
+const preload = async (): Promise<void> => {
+  const env = process.env;
+  process.env = new Proxy(env, {
+    get(target, key) {
+      if (typeof key === 'string' && !baked.has(key)) baked.set(key, target[key]);
+      return Reflect.get(target, key);
+    },
+    has(target, key) {
+      if (typeof key === 'string' && !baked.has(key)) baked.set(key, target[key]);
+      return Reflect.has(target, key);
+    },
+  });
+  const ttyModule = process.getBuiltinModule('node:tty');
+  const isatty = ttyModule.isatty;
+  ttyModule.isatty = (fd: number): boolean => {
+    const answer = isatty(fd);
+    if (!bakedTty.has(fd)) bakedTty.set(fd, answer);
+    return answer;
+  };
+  const stdio = ['stdin', 'stdout', 'stderr'] as const;
+  const descriptors = stdio.map((name) => Object.getOwnPropertyDescriptor(process, name));
+  for (const name of stdio) {
+    Object.defineProperty(process, name, {
+      configurable: true,
+      get: () => {
+        throw new Error(`process.${name} was used while the snapshot's modules were evaluated (a module reads it at its top level): read it inside a function instead`);
+      },
+    });
+  }
+  try {
+    // the modules only: registering commands would read BERTH_ROOT (newProgram's default), which
+    // is a run-time read, not a module's state
+    await import('./commands/containers.js');
+    await import('./commands/container-flags.js');
+    await import('../engine/local.js');
+    await import('../engine/errors.js');
+    // not engine/network/networking.js (a container on a bridge): it imports engine/log.js, whose
+    // pino-pretty brings colorette, which reads TERM, NO_COLOR, FORCE_COLOR, CI and whether fd 1
+    // is a terminal while it is evaluated; it is evaluated from the bundle when a run needs it
+  } finally {
+    process.env = env;
+    ttyModule.isatty = isatty;
+    stdio.forEach((name, i) => {
+      const d = descriptors[i];
+      if (d !== undefined) Object.defineProperty(process, name, d);
+    });
+  }
+  // the build keeps the list next to the blob (berth.blob.env.json)
+  const report = env['BERTH_SNAPSHOT_REPORT'];
+  if (report) fs.writeFileSync(report, `${JSON.stringify({ env: [...baked.keys()].sort(), isatty: [...bakedTty.keys()].sort() })}\n`);
+};
+
+if (v8.startupSnapshot.isBuildingSnapshot()) {
+  v8.startupSnapshot.setDeserializeMainFunction(main);
+  preload().catch((e: unknown) => {
+    process.stderr.write(`build-snapshot: evaluating the CLI's modules failed: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    process.exitCode = 1;
+  });
+}

@@ -1,0 +1,140 @@
+#!/usr/bin/env node
+// The second half of `npm run build` (after tsc): berth's launcher and its
+// V8 start-up snapshot, next to the compiled CLI.
+//
+//   node scripts/build-snapshot.mjs [DIST]      (DIST: default dist/)
+//
+// writes, each file by a rename (so a concurrent run never sees half of one):
+//   DIST/cli/berth          the launcher (a copy of cli/berth.sh): package.json's "bin"
+//   DIST/cli/snapshot.cjs   DIST/cli/snapshot.js bundled with what it imports (esbuild, one script)
+//   DIST/cli/berth.blob     the snapshot: `node --build-snapshot` of that bundle
+//   DIST/cli/berth.blob.env.json  {env, isatty}: the environment variables the snapshot's
+//                           modules read while they were evaluated, the fds they asked
+//                           isatty about (a run with other values for them runs the plain
+//                           entry: cli/snapshot.ts)
+//   DIST/cli/berth.blob.node  a link to the node binary that made it (the launcher
+//                           uses the blob only with that same binary)
+//
+// Idempotent: every run replaces all five. When the snapshot cannot be made,
+// the blob is removed and `berth` runs the plain entry (slower start, same
+// output); the run says so on stderr and exits 0, or 1 with
+// BERTH_SNAPSHOT_STRICT=1 (tests).
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dist = path.resolve(process.argv[2] ?? path.join(repo, 'dist'));
+const cli = path.join(dist, 'cli');
+const strict = process.env.BERTH_SNAPSHOT_STRICT === '1';
+const tmp = (p) => `${p}.tmp-${process.pid}`;
+
+/** Writes `target` through a temporary file and a rename. */
+const install = (target, write) => {
+  const t = tmp(target);
+  fs.rmSync(t, { force: true });
+  try {
+    write(t);
+    fs.renameSync(t, target);
+  } finally {
+    fs.rmSync(t, { force: true });
+  }
+};
+
+// 1. The launcher: always, so that "bin" works with or without a snapshot.
+install(path.join(cli, 'berth'), (t) => {
+  fs.copyFileSync(path.join(repo, 'cli/berth.sh'), t);
+  fs.chmodSync(t, 0o755);
+});
+
+const blob = path.join(cli, 'berth.blob');
+
+/**
+ * `import.meta.url` of a compiled file, in the bundle: the URL that file has
+ * in the dist the snapshot runs from (cli/snapshot.ts sets __berthDist when
+ * it starts; before that, the dist it was built in).
+ */
+const importMeta = {
+  name: 'berth-import-meta',
+  setup(build) {
+    build.onLoad({ filter: /\.js$/ }, (args) => {
+      const rel = path.relative(dist, args.path);
+      if (rel.startsWith('..') || path.isAbsolute(rel)) return undefined;
+      const src = fs.readFileSync(args.path, 'utf8');
+      if (!src.includes('import.meta')) return undefined;
+      const contents = src.replace(/\bimport\.meta\.url\b/g, `__berthModuleUrl(${JSON.stringify(rel)})`);
+      const left = /\bimport\.meta\b/.exec(contents);
+      if (left !== null) {
+        return { errors: [{ text: `${rel}: import.meta other than import.meta.url has no meaning in the snapshot bundle; use import.meta.url` }] };
+      }
+      return { contents, loader: 'js' };
+    });
+  },
+};
+
+const banner = [
+  '"use strict";',
+  'var __berthModuleUrl = (rel) => require("node:url").pathToFileURL(require("node:path").join(globalThis.__berthDist ?? require("node:path").dirname(__dirname), rel)).href;',
+].join('\n');
+
+/** Node's own notes on built-in modules it has not checked in snapshots (they work here: the tests run berth from the blob). */
+const unverified = /^\(node:\d+\) Warning: It's not yet fully verified whether built-in module "[^"]+" works in user snapshot builder scripts\.\nIt may still work in some cases, but in other cases certain run-time states may be out-of-sync after snapshot deserialization\.\nTo request support for the module, use the Node\.js issue tracker: \S+\n(\(Use `node --trace-warnings \.\.\.` to show where the warning was created\)\n)?/gm;
+
+const build = async () => {
+  // 2. The bundle: every group and package in one file, the groups still evaluated lazily.
+  const bundle = path.join(cli, 'snapshot.cjs');
+  const result = await esbuild.build({
+    entryPoints: [path.join(cli, 'snapshot.js')],
+    bundle: true,
+    platform: 'node',
+    format: 'iife', // a script: the snapshot builder gives it require, __filename and __dirname, no module
+    target: `node${process.versions.node.split('.')[0]}`,
+    // the snapshot's script has no dynamic import(): require() the node: builtins instead
+    supported: { 'dynamic-import': false },
+    banner: { js: banner },
+    plugins: [importMeta],
+    outfile: tmp(bundle),
+    logLevel: 'silent',
+    absWorkingDir: repo,
+  });
+  if (result.warnings.length > 0) {
+    const text = await esbuild.formatMessages(result.warnings, { kind: 'warning' });
+    throw new Error(`esbuild warnings (the bundle might not behave as the plain entry):\n${text.join('')}`);
+  }
+  fs.renameSync(tmp(bundle), bundle);
+
+  // 3. The snapshot, made by this node binary; then the link that names it.
+  const envList = `${blob}.env.json`;
+  const b = spawnSync(process.execPath, ['--snapshot-blob', tmp(blob), '--build-snapshot', bundle], {
+    encoding: 'utf8',
+    cwd: dist,
+    env: { ...process.env, BERTH_SNAPSHOT_REPORT: tmp(envList) },
+  });
+  const stderr = (b.stderr ?? '').replace(unverified, '');
+  if (b.status !== 0 || !fs.existsSync(tmp(blob))) {
+    throw new Error(`node --build-snapshot ${bundle} failed (${b.error?.message ?? `exit ${b.status ?? b.signal}`}):\n${stderr}${b.stdout ?? ''}`);
+  }
+  if (stderr !== '') process.stderr.write(stderr);
+  fs.renameSync(tmp(envList), envList);
+  install(`${blob}.node`, (t) => fs.symlinkSync(fs.realpathSync(process.execPath), t));
+
+  // 4. A check: the snapshot prints what the plain entry prints.
+  const main = path.join(cli, 'main.js');
+  const plain = spawnSync(process.execPath, [main, '--version'], { encoding: 'utf8' });
+  const snap = spawnSync(process.execPath, ['--snapshot-blob', tmp(blob), main, '--version'], { encoding: 'utf8' });
+  if (snap.status !== plain.status || snap.stdout !== plain.stdout || snap.stderr !== plain.stderr) {
+    throw new Error(`the snapshot's --version differs from the plain entry's: ${JSON.stringify(snap.stdout + snap.stderr)} (exit ${snap.status}) vs ${JSON.stringify(plain.stdout + plain.stderr)} (exit ${plain.status})`);
+  }
+  fs.renameSync(tmp(blob), blob); // last: the blob is newer than everything it was made from
+};
+
+try {
+  fs.rmSync(blob, { force: true });
+  await build();
+} catch (e) {
+  for (const f of [tmp(blob), tmp(`${blob}.env.json`), tmp(path.join(cli, 'snapshot.cjs')), blob, `${blob}.env.json`]) fs.rmSync(f, { force: true });
+  process.stderr.write(`build-snapshot: no start-up snapshot, berth will start without it (slower, same output): ${e instanceof Error ? e.message : String(e)}\n`);
+  process.exitCode = strict ? 1 : 0;
+}
