@@ -79,8 +79,8 @@ const cliComparison = async (): Promise<void> => {
     }
   } finally {
     await e.cleanup();
-    const left = peerLeftovers([...e.dirs, dir]);
-    log(left.length ? `left on the host after cleanup:\n  ${left.join('\n  ')}` : 'after cleanup: no peer netns, cgroups, mounts or processes left');
+    const left = peerLeftovers([...e.dirs, dir], e.links);
+    log(left.length ? `left on the host after cleanup:\n  ${left.join('\n  ')}` : 'after cleanup: nothing left (no peer netns, with the bridges, veths and iptables rules that were in them; no cgroups, mounts or processes of the peers; no Berth bridge)');
   }
 };
 

@@ -1,10 +1,13 @@
 #!/bin/sh
-# Networking benchmarks (root; needs iproute2, nftables, iperf3):
-#   bench/network/run.sh            iperf3 through published ports, setup/teardown latency
-#   bench/network/run.sh run-rm     run --rm busybox true, --network none vs the default bridge
+# Networking benchmarks (root; needs iproute2, nftables, iperf3, hyperfine):
+#   bench/network/run.sh            iperf3 through published ports (Berth's paths, then Berth vs
+#                                   docker with and without its userland proxy vs podman), setup/teardown latency
+#   bench/network/run.sh run-rm     run --rm busybox true on the default bridge and with --network none,
+#                                   Berth vs podman vs docker (CLI, hyperfine), then Berth's engine in process
 #   bench/network/run.sh setups     50 setups in a row on one network, then 50 at once, and their teardowns
 # Compiles what it needs into a temporary directory and runs it with node.
-# BENCH_SECONDS, BENCH_REPEATS, BENCH_CYCLES, BENCH_ROUNDS tune the runs.
+# BENCH_SECONDS, BENCH_REPEATS, BENCH_CYCLES, BENCH_ROUNDS, ROUNDS, RUNS tune the runs;
+# BENCH_PEERS=0 leaves podman and docker out (they run privately: test/helpers/peers.ts).
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 script=${1:-published-port}

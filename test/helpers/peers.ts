@@ -51,6 +51,8 @@ export interface Engines {
   readonly skipped: string[];
   /** the peers' private dirs (for peerLeftovers after cleanup) */
   readonly dirs: string[];
+  /** Berth's bridges on the host (known once cleanup has run; for peerLeftovers) */
+  readonly links: string[];
   cleanup(): Promise<void>;
 }
 
@@ -74,7 +76,14 @@ export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
   const dockerds: Dockerd[] = [];
   let podman: Podman | undefined;
   const skipped: string[] = [];
+  const links: string[] = [];
   const cleanup = async (): Promise<void> => {
+    try {
+      const nets = JSON.parse((await run(node, [main, '--root', berthRoot, '--json', 'network', 'ls'])).stdout) as { bridge?: string }[];
+      for (const n of nets) if (n.bridge) links.push(n.bridge);
+    } catch {
+      // no Berth state yet
+    }
     try {
       const ids = (await run(node, [main, '--root', berthRoot, 'ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
       if (ids.length > 0) await run(node, [main, '--root', berthRoot, 'rm', '-f', ...ids]);
@@ -145,16 +154,17 @@ export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
           cli: (...args) => d.docker(...args),
         });
       }
-    return { engines, env, imageId, skipped, cleanup, dirs: [...dockerds.map((d) => d.dir), ...(podman ? [podman.dir] : []), berthRoot] };
+    return { engines, env, imageId, skipped, cleanup, links, dirs: [...dockerds.map((d) => d.dir), ...(podman ? [podman.dir] : []), berthRoot] };
   } catch (e) {
     await cleanup();
     throw e;
   }
 }
 
-/** Peer objects still on the host (netns, cgroups, mounts and processes under the given dirs), one line each. */
-export function peerLeftovers(dirs: string[]): string[] {
+/** Peer objects still on the host (netns, cgroups, mounts and processes under the given dirs, the given links), one line each. */
+export function peerLeftovers(dirs: string[], links: string[] = []): string[] {
   const left: string[] = [];
+  for (const l of links) if (fs.existsSync(`/sys/class/net/${l}`)) left.push(`link ${l}`);
   try {
     for (const ns of fs.readdirSync('/run/netns')) if (/^berth-(test|bench)-(docker|podman)/.test(ns)) left.push(`netns ${ns}`);
   } catch {
