@@ -318,6 +318,8 @@ const runStep = async (ctx: RunCtx, s: Step): Promise<void> => {
           throw e;
         });
       } else {
+        // an engine without the build operation (an older agent, a test double) refuses, saying so
+        if (typeof engine.buildImage !== 'function') throw new EngineFailure(unsupported(`building ${src.ref} from ${src.context}: this engine has no build operation; build the image elsewhere and declare it as a registry or archive image`));
         // labelled like an import: plan compares berth.spec-hash (context digest, Dockerfile path, args) to decide on a rebuild
         const info = await retrying(s, 'build image', () => engine.buildImage({
           context: src.context, tags: [src.ref],
