@@ -21,10 +21,15 @@ import { makeTar, type Entry } from '../engine/store/tars.js';
 import { busyboxEntries } from '../engine/registry/helpers.js';
 import { dockerdMissing, startDockerd, type Dockerd } from '../helpers/dockerd.js';
 import { repoRoot } from '../helpers/paths.js';
+import { peerLeftovers } from '../helpers/peers.js';
 
 const run = promisify(execFile);
-const main = path.join(repoRoot, 'dist/cli/main.js');
-const skipReason = dockerdMissing() ?? (existsSync(main) ? undefined : `${main} is missing (npm run build)`);
+const tsc = path.join(repoRoot, 'node_modules/typescript/bin/tsc');
+const skipReason = dockerdMissing() ?? (existsSync(tsc) ? undefined : `${tsc} is missing (npm ci)`);
+// a private build of the current sources (inside the repo so that packages resolve), as
+// test/cli/containers.test.ts does: a concurrent `npm run build` rewriting dist/ cannot break it
+const privateDist = path.join(repoRoot, 'node_modules/.cache', `berth-test-dist-${process.pid}`);
+const main = path.join(privateDist, 'cli/main.js');
 
 let work = '';
 // busyboxEntries' hard links carry mode 0644 in their headers; docker's extractor
@@ -38,7 +43,7 @@ const rootfsEntries = async (extra: Entry[]): Promise<Entry[]> => [
 const berth = async (...args: string[]): Promise<string> =>
   (
     await run(process.execPath, [main, '--root', path.join(work, 'root'), ...args], {
-      env: { ...process.env, BERTH_CONFIG: path.join(work, 'cfg') },
+      env: { ...process.env, BERTH_CONFIG: path.join(work, 'cfg'), BERTH_NATIVE_DIR: path.join(repoRoot, 'native/build') },
       timeout: 120_000,
       maxBuffer: 16 << 20,
     })
@@ -53,18 +58,27 @@ interface DockerImage {
 describe.skipIf(skipReason !== undefined)(`docker interop (${skipReason ?? 'dockerd 20.10 in its own netns'})`, () => {
   let dockerd: Dockerd | undefined;
   beforeAll(async () => {
+    try {
+      await run(process.execPath, [tsc, '-p', path.join(repoRoot, 'tsconfig.json'), '--outDir', privateDist]);
+    } catch (e) {
+      // type errors elsewhere in the tree still emit; a build that emitted nothing is a failure
+      if (!existsSync(main)) throw e;
+    }
     work = await mkdtemp(path.join(tmpdir(), 'berth-test-interop-'));
     dockerd = await startDockerd({ network: 'none' });
-  }, 120_000);
+  }, 240_000);
   afterAll(async () => {
     try {
       await dockerd?.stop();
+      // the helper's own promise: nothing of that dockerd is left (netns, cgroups, mounts, its containerd and shims)
+      if (dockerd) expect(peerLeftovers([dockerd.dir])).toEqual([]);
     } finally {
       if (work) {
         // containers berth ran with --rm are gone; remove the rest of the root by the CLI first
         await berth('rm', '-f', ...(await berth('ps', '-aq')).split('\n').filter(Boolean)).catch(() => undefined);
         await rm(work, { recursive: true, force: true });
       }
+      await rm(privateDist, { recursive: true, force: true });
     }
   }, 120_000);
 
