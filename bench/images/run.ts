@@ -9,6 +9,7 @@
  *
  * Run: npx tsc -p tsconfig.json && node dist/bench/images/run.js [runs]
  * With BERTH_BEFORE=/path/to/older/dist/cli/main.js an older build runs too.
+ * BENCH_TOOLS=berth,skopeo (substrings of tool names) runs only those.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -112,6 +113,8 @@ const main = async (): Promise<void> => {
     const tools: Array<{ tool: string; env?: NodeJS.ProcessEnv; cmd: (ref: string, dest: string) => [string, string[]] }> = [
       { tool: 'berth', cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
       { tool: 'berth (BERTH_DURABLE=0)', env: { ...process.env, BERTH_DURABLE: '0' }, cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
+      // the TypeScript unpacker (what runs where native/build/berth-unpack is not built)
+      { tool: 'berth (BERTH_NATIVE_UNPACK=0)', env: { ...process.env, BERTH_NATIVE_UNPACK: '0' }, cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
       // BERTH_BEFORE=<another build's dist/cli/main.js>: the same pull by an older Berth, interleaved (before/after figures)
       ...(process.env['BERTH_BEFORE'] ? [{ tool: 'berth (before)', cmd: (ref: string, dest: string): [string, string[]] => [process.execPath, [process.env['BERTH_BEFORE'] as string, '--root', dest, 'pull', '-q', ref]] }] : []),
       { tool: 'skopeo (dir:)', cmd: (ref, dest) => ['skopeo', ['--insecure-policy', 'copy', '-q', '--src-tls-verify=false', `docker://${ref}`, `dir:${dest}`]] },
@@ -119,6 +122,8 @@ const main = async (): Promise<void> => {
     ];
     // podman with its own storage under dest (overlay, like its default), pulling and unpacking like Berth
     if (have('podman')) tools.push({ tool: 'podman', cmd: (ref, dest) => ['podman', ['--root', `${dest}/root`, '--runroot', `${dest}/run`, '--storage-driver', 'overlay', '--events-backend', 'file', 'pull', '-q', '--tls-verify=false', ref]] });
+    const only = process.env['BENCH_TOOLS']?.split(',').filter((x) => x !== '');
+    if (only) tools.splice(0, tools.length, ...tools.filter((t) => t.tool === 'skopeo (dir:)' || only.some((o) => t.tool.includes(o))));
     const results: Array<{ image: string; tool: string; runs: number[]; median_s: number; mb_per_s: number; median_cpu_s: number }> = [];
     for (const im of images) {
       // tools interleaved run by run, so that load from elsewhere on the host hits them alike

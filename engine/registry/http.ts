@@ -14,14 +14,24 @@
  * anything else (chunked encoding, a header block over 64 KiB) is retried
  * through node:http.
  */
-import * as http from 'node:http';
-import * as https from 'node:https';
+import type * as http from 'node:http';
+import { createRequire } from 'node:module';
 import * as net from 'node:net';
 import { Readable } from 'node:stream';
 import { fail, remote } from '../errors.js';
 
-const httpAgent = new http.Agent({ keepAlive: true, maxSockets: 16 });
-const httpsAgent = new https.Agent({ keepAlive: true, maxSockets: 16 });
+// node:http and node:https are loaded on first use, through require: an ESM import of node:http
+// evaluates all its exports, undici's included (~50 ms of a pull that only takes the lean path)
+const require = createRequire(import.meta.url);
+let clients: { http: typeof import('node:http'); https: typeof import('node:https'); httpAgent: http.Agent; httpsAgent: http.Agent } | undefined;
+const nodeClients = (): NonNullable<typeof clients> => {
+  if (!clients) {
+    const h = require('node:http') as typeof import('node:http');
+    const hs = require('node:https') as typeof import('node:https');
+    clients = { http: h, https: hs, httpAgent: new h.Agent({ keepAlive: true, maxSockets: 16 }), httpsAgent: new hs.Agent({ keepAlive: true, maxSockets: 16 }) };
+  }
+  return clients;
+};
 
 export interface HttpRequest {
   readonly method: string;
@@ -32,18 +42,35 @@ export interface HttpRequest {
   readonly maxRedirects?: number;
 }
 
+/** A response body's connection, handed over whole (to berth-unpack, which reads it itself). */
+export interface RawBody {
+  /** Paused; no longer read by us. Whoever takes it destroys it (after passing it on). */
+  readonly socket: net.Socket;
+  /** Body bytes already received, to come first. */
+  readonly prefix: Buffer;
+  /** Body bytes still to be read from the socket. */
+  readonly length: number;
+}
+
 export interface HttpResponse {
   readonly status: number;
   readonly headers: http.IncomingHttpHeaders;
   readonly body: Readable;
   /** The URL that answered (after redirects). */
   readonly url: string;
+  /**
+   * Plain-http bodies with a Content-Length (the lean path) can be taken
+   * off as a raw socket instead of read through `body`; undefined otherwise
+   * or once `body` has been read from.
+   */
+  readonly detach?: () => RawBody | undefined;
 }
 
 const once = (req: HttpRequest, url: URL, headers: Record<string, string>): Promise<http.IncomingMessage> =>
   new Promise((resolve, reject) => {
-    const mod = url.protocol === 'https:' ? https : http;
-    const r = mod.request(url, { method: req.method, headers, agent: url.protocol === 'https:' ? httpsAgent : httpAgent }, resolve);
+    const c = nodeClients();
+    const mod = url.protocol === 'https:' ? c.https : c.http;
+    const r = mod.request(url, { method: req.method, headers, agent: url.protocol === 'https:' ? c.httpsAgent : c.httpAgent }, resolve);
     r.on('error', reject);
     if (req.body === undefined) r.end();
     else if (Buffer.isBuffer(req.body)) r.end(req.body);
@@ -60,6 +87,7 @@ interface Head {
   readonly status: number;
   readonly headers: http.IncomingHttpHeaders;
   readonly body: Readable;
+  readonly detach?: () => RawBody | undefined;
 }
 
 /** The header block of a response, or undefined if it is not one this path can serve. */
@@ -96,6 +124,7 @@ const leanGet = (url: URL, headers: Record<string, string>): Promise<Head | unde
     let remaining = -1; // body bytes still expected; -1: until the connection ends
     let got = 0;
     let body: Readable | undefined;
+    let detached = false;
     let buf = Buffer.allocUnsafe(READ_BUFFER);
     const settle = (v: Head | undefined, e?: Error): void => {
       if (settled) return;
@@ -109,6 +138,7 @@ const leanGet = (url: URL, headers: Record<string, string>): Promise<Head | unde
     };
     const deliver = (chunk: Buffer): boolean => {
       if (!body) return true;
+      if (detached) return false;
       let c = chunk;
       if (remaining >= 0 && c.length > remaining) c = c.subarray(0, remaining); // bytes past the body: ignored (Connection: close)
       if (remaining >= 0) remaining -= c.length;
@@ -157,17 +187,27 @@ const leanGet = (url: URL, headers: Record<string, string>): Promise<Head | unde
           }
           const noBody = parsed.status === 204 || parsed.status === 304 || (parsed.status >= 100 && parsed.status < 200);
           remaining = noBody ? 0 : cl !== undefined ? Number(cl) : -1;
-          body = new Readable({
+          const stream = new Readable({
             highWaterMark: 4 * READ_BUFFER,
             read: () => {
-              if (!sock.destroyed) sock.resume();
+              if (!detached && !sock.destroyed) sock.resume();
             },
             destroy: (err, cb) => {
-              sock.destroy();
+              if (!detached) sock.destroy();
               cb(err);
             },
           });
-          settle({ status: parsed.status, headers: parsed.headers, body });
+          body = stream;
+          const detach = (): RawBody | undefined => {
+            // only a body nobody has read from, with a known length still to come
+            if (detached || remaining <= 0 || stream.destroyed || stream.readableDidRead || sock.destroyed) return undefined;
+            detached = true;
+            sock.pause(); // stops reading the socket (onread: readStop)
+            const parts: Buffer[] = [];
+            for (let c = stream.read() as Buffer | null; c !== null; c = stream.read() as Buffer | null) parts.push(c);
+            return { socket: sock, prefix: Buffer.concat(parts), length: remaining };
+          };
+          settle({ status: parsed.status, headers: parsed.headers, body: stream, detach });
           if (remaining === 0) {
             finish();
             return true;
@@ -190,15 +230,18 @@ const leanGet = (url: URL, headers: Record<string, string>): Promise<Head | unde
       sock.write(`${text}\r\n`);
     });
     sock.on('end', () => {
+      if (detached) return;
       if (!settled) settle(undefined, new Error('connection closed before the response headers'));
       else if (body && remaining > 0) body.destroy(new Error(`connection closed after ${got} body bytes, ${remaining} missing`));
       else body?.push(null);
     });
     sock.on('error', (e) => {
+      if (detached) return;
       if (!settled) settle(undefined, e);
       else if (body && remaining !== 0) body.destroy(e);
     });
     sock.on('close', () => {
+      if (detached) return;
       if (!settled) settle(undefined, new Error('connection closed before the response headers'));
       else if (body && remaining > 0 && !body.destroyed) body.destroy(new Error(`connection closed after ${got} body bytes, ${remaining} missing`));
     });
@@ -238,7 +281,7 @@ export const request = async (req: HttpRequest): Promise<HttpResponse> => {
       }
       continue;
     }
-    return { status, headers: res.headers, body: res.body, url: url.toString() };
+    return { status, headers: res.headers, body: res.body, url: url.toString(), ...(res.detach ? { detach: res.detach } : {}) };
   }
 };
 

@@ -12,6 +12,7 @@
  *    point leaves the old name intact and only garbage (ingest files,
  *    extract dirs, unreferenced blobs) that GC removes.
  */
+import { promises as fsp } from 'node:fs';
 import { Transform } from 'node:stream';
 import type { Logger } from 'pino';
 import { EngineFailure, fail, invalidSpec, notFound, remote } from '../errors.js';
@@ -21,6 +22,8 @@ import { ImageConfig, Index, Manifest, isIndexType, isLayerType, type Descriptor
 import { choosePlatform, formatPlatform, hostPlatform } from '../store/platform.js';
 import { formatReference, parseReference, type Reference } from '../store/reference.js';
 import type { BlobWriter } from '../store/blobs.js';
+import { chainIds } from '../store/layers.js';
+import { nativeUnpacker, type NativeInput } from '../store/native-unpack.js';
 import type { Image, Store } from '../store/store.js';
 import { Registry, type RegistryOptions, type Repository } from './client.js';
 import type { ProgressSink } from './progress.js';
@@ -80,7 +83,6 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
       const child = await repo.manifest(pick.digest);
       manifestBytes = child.bytes;
       manifestDesc = { mediaType: child.mediaType, digest: child.digest, size: child.bytes.length, ...(pick.platform ? { platform: pick.platform } : {}) };
-      await store.blobs.put(top.bytes, top.digest, `index of ${name}`);
     }
     const manifest = decodeJson(Manifest, manifestBytes, `manifest of ${name} (${manifestDesc.digest})`);
     for (const [i, l] of manifest.layers.entries()) {
@@ -93,17 +95,23 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
     if (config.rootfs.diff_ids.length !== manifest.layers.length) {
       fail(invalidSpec(`image ${name}`, [`config lists ${config.rootfs.diff_ids.length} diff IDs but the manifest has ${manifest.layers.length} layers`]));
     }
-    await store.blobs.put(configBytes, manifest.config.digest, `config of ${name}`);
-    await store.blobs.put(manifestBytes, manifestDesc.digest, `manifest of ${name}`);
+    // index, manifest and config are stored (each fsynced) while the layers download; the
+    // image is checked whole (store.load) before its name is set
+    const metaWrites = Promise.all([
+      ...(topDesc.digest !== manifestDesc.digest ? [store.blobs.put(top.bytes, top.digest, `index of ${name}`)] : []),
+      store.blobs.put(configBytes, manifest.config.digest, `config of ${name}`),
+      store.blobs.put(manifestBytes, manifestDesc.digest, `manifest of ${name}`),
+    ]);
+    metaWrites.catch(() => undefined); // awaited below; a failure must not be unhandled meanwhile
     opts.onProgress?.({ kind: 'resolved', reference: name, digest: topDesc.digest, layers: manifest.layers.length });
 
-    const provisional = await store.load(manifestDesc, [name], platform);
+    const chain = chainIds(config.rootfs.diff_ids);
     log?.debug({ image: name, manifest: manifestDesc.digest, layers: manifest.layers.length }, 'pull: resolved');
 
     const pullLayer = async (layer: Descriptor, i: number): Promise<void> => {
-      const chainId = provisional.chain[i] as Digest;
+      const chainId = chain[i] as Digest;
       const diffId = config.rootfs.diff_ids[i] as Digest;
-      const parent = i > 0 ? provisional.chain[i - 1] : undefined;
+      const parent = i > 0 ? chain[i - 1] : undefined;
       const label = `image ${name} layer ${layer.digest}`;
       const progress = (state: 'exists' | 'downloading' | 'unpacking' | 'done', current: number): void =>
         opts.onProgress?.({ kind: 'layer', digest: layer.digest, state, current, total: layer.size });
@@ -111,6 +119,12 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
       const haveLayer = await store.layers.has(chainId);
       if (haveBlob && haveLayer) {
         progress('exists', layer.size);
+        return;
+      }
+      // the native unpacker does sha256 only, and zstd only when built with libzstd
+      const native = nativeUnpacker();
+      if (native && !haveLayer && layer.digest.startsWith('sha256:') && (!/zstd/.test(layer.mediaType) || native.zstd())) {
+        await pullLayerNative(layer, chainId, diffId, parent, label, haveBlob, progress);
         return;
       }
       if (haveBlob) {
@@ -176,6 +190,65 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
       log?.debug({ layer: layer.digest, bytes: got }, 'pull: layer done');
     };
 
+    /**
+     * A layer through berth-unpack: the registry's socket is handed to it
+     * (or the body piped in, for https), and it writes the blob file and the
+     * unpacked tree in one pass; the digests it reports are checked here
+     * before the blob and the layer are published. A blob already stored is
+     * unpacked from its file (and verified again).
+     */
+    const pullLayerNative = async (
+      layer: Descriptor,
+      chainId: Digest,
+      diffId: Digest,
+      parent: Digest | undefined,
+      label: string,
+      haveBlob: boolean,
+      progress: (state: 'exists' | 'downloading' | 'unpacking' | 'done', current: number) => void,
+    ): Promise<void> => {
+      const expected = { digest: layer.digest, size: layer.size };
+      const base = { chainId, diffId, ...(parent !== undefined ? { parent } : {}), label, endpoint: `${registry.host}/${ref.path}@${layer.digest}` };
+      if (haveBlob) {
+        progress('unpacking', layer.size);
+        const fh = await fsp.open(store.blobs.pathOf(layer.digest), 'r');
+        try {
+          await store.layers.unpackNative({
+            ...base,
+            input: { kind: 'fd', fd: fh.fd },
+            beforeCommit: async (read) => {
+              if (read.digest !== layer.digest) fail({ _tag: 'Corrupt', object: `blob ${layer.digest} on disk`, expected: layer.digest, actual: read.digest });
+            },
+          });
+        } finally {
+          await fh.close();
+        }
+        progress('done', layer.size);
+        return;
+      }
+      const res = await repo.blob(layer.digest);
+      const raw = res.detach?.();
+      const input: NativeInput = raw ? { kind: 'socket', ...raw } : { kind: 'stream', stream: res.body };
+      const blobFile = await store.blobs.ingestFile();
+      progress('downloading', 0);
+      try {
+        await store.layers.unpackNative({
+          ...base,
+          input,
+          blobFile,
+          ...(opts.onProgress ? { onProgress: (n: number) => progress('downloading', n) } : {}),
+          beforeCommit: async (read) => {
+            await store.blobs.adopt(blobFile, expected, { digest: read.digest, size: read.size }, label);
+          },
+        });
+      } catch (e) {
+        if (!raw) res.body.destroy();
+        await fsp.rm(blobFile, { force: true });
+        throw e;
+      }
+      progress('done', layer.size);
+      log?.debug({ layer: layer.digest, bytes: layer.size }, 'pull: layer done (native)');
+    };
+
     // a broken connection or a registry hiccup (Remote) is retried with backoff; a bad layer is not
     const attempts = opts.retries ?? 3;
     await mapLimit(manifest.layers, opts.concurrency ?? 3, async (layer, i) => {
@@ -190,6 +263,9 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
         }
       }
     });
+
+    await metaWrites;
+    await store.load(manifestDesc, [name], platform); // the stored image reads back whole before it is named
 
     // the commit point: the name now points at the complete image
     await store.names.set(name, topDesc);

@@ -46,6 +46,15 @@ export interface BlobStore {
   put(data: Uint8Array, expected?: Digest, label?: string): Promise<BlobInfo>;
   delete(d: Digest): Promise<void>;
   list(): Promise<BlobInfo[]>;
+  /** A fresh path under ingest/ for a write done elsewhere (berth-unpack); publish it with `adopt`. */
+  ingestFile(): Promise<string>;
+  /**
+   * Publish an ingest file that another writer filled (and fsynced, when the
+   * store is durable), given the digest and size that writer computed while
+   * writing: they must equal `expected` or the file is removed and the blob
+   * refused as corrupt.
+   */
+  adopt(file: string, expected: BlobInfo, actual: BlobInfo, label?: string): Promise<BlobInfo>;
   /** Remove ingest files left by dead processes. Returns how many. */
   cleanIngest(): Promise<number>;
 }
@@ -130,9 +139,31 @@ export const openBlobStore = (layoutDir: string, opts: { durable?: boolean } = {
     };
   };
 
+  const ingestFile = async (): Promise<string> => {
+    await sys(ingestDir, () => fsp.mkdir(ingestDir, { recursive: true }));
+    return path.join(ingestDir, `${process.pid}-${randomSuffix()}`);
+  };
+
+  const adopt = async (file: string, expected: BlobInfo, actual: BlobInfo, label = `blob ${expected.digest}`): Promise<BlobInfo> => {
+    try {
+      if (actual.digest !== expected.digest) fail(corrupt(label, expected.digest, actual.digest));
+      if (actual.size !== expected.size) fail(corrupt(label, `${expected.size} bytes`, `${actual.size} bytes`));
+      const dest = pathOf(actual.digest);
+      await sys(path.dirname(dest), () => fsp.mkdir(path.dirname(dest), { recursive: true }));
+      await sys(dest, () => fsp.rename(file, dest));
+      if (durable) await fsyncDir(path.dirname(dest));
+      return actual;
+    } catch (e) {
+      await fsp.rm(file, { force: true });
+      throw e;
+    }
+  };
+
   return {
     pathOf,
     stat,
+    ingestFile,
+    adopt,
     has: async (d) => (await stat(d)) !== undefined,
     read: (d) => createReadStream(pathOf(d), { highWaterMark: 1 << 20 }),
     async readAll(d, maxBytes = MAX_JSON_BLOB) {

@@ -20,21 +20,24 @@
  * pid is gone is garbage (`cleanExtracts`).
  */
 import { promises as fsp } from 'node:fs';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import * as path from 'node:path';
-import { Transform, pipeline, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import * as t from 'io-ts';
 import { corrupt, fail, invalidSpec, notFound, sys, EngineFailure } from '../errors.js';
-import { Digest, digestOfHash, encodedOf, newHash, sha256, type Digest as DigestT } from './digest.js';
-import { decompressAuto } from './compression.js';
+import { Digest, encodedOf, sha256, type Digest as DigestT } from './digest.js';
 import { decodeJson } from './decode.js';
 import { fsyncDir, pidAlive, randomSuffix, writeFileAtomic } from './fsutil.js';
 import type { Mount } from './mount.js';
-import { unpackLayer } from './unpack.js';
 import type { Compression } from './oci.js';
+import type { NativeInput, NativeResult } from './native-unpack.js';
+// The unpackers (unpack.ts, compression.ts, native-unpack.ts, tar-stream, zlib) are imported inside
+// the functions that unpack: `berth run` of an unpacked image only reads layer.json files.
 
-const run = promisify(execFile);
+/** syncfs(2) of the filesystem holding `p` (coreutils `sync -f`: Node has no syncfs). */
+const syncfs = async (p: string): Promise<void> => {
+  const { execFile } = await import('node:child_process');
+  await new Promise<void>((resolve, reject) => execFile('sync', ['-f', p], (e) => (e ? reject(e) : resolve())));
+};
 
 export const chainIds = (diffIds: readonly DigestT[]): DigestT[] => {
   const out: DigestT[] = [];
@@ -68,6 +71,27 @@ export interface UnpackRequest {
   readonly beforeCommit?: () => Promise<void>;
 }
 
+export interface NativeUnpackRequest {
+  readonly chainId: DigestT;
+  readonly diffId: DigestT;
+  readonly parent?: DigestT;
+  /** The layer as stored (compressed or not): a socket handed over, a pipe, or a blob file's fd. */
+  readonly input: NativeInput;
+  /** Also write the bytes as read to this new file (the blob, published by beforeCommit). */
+  readonly blobFile?: string;
+  /** Names the image and layer in errors. */
+  readonly label: string;
+  /** Names the registry in download failures. */
+  readonly endpoint?: string;
+  /** Bytes read so far (for progress bars), every MiB or so. */
+  readonly onProgress?: (bytes: number) => void;
+  /**
+   * Runs after the diff ID checked out and before the layer is published,
+   * with what was read: verify the compressed digest, publish the blob.
+   */
+  readonly beforeCommit?: (read: NativeResult) => Promise<void>;
+}
+
 export interface LayerStore {
   readonly dir: string;
   has(chainId: DigestT): Promise<boolean>;
@@ -75,6 +99,12 @@ export interface LayerStore {
   diffPath(chainId: DigestT): string;
   /** Unpack once; if the chain ID exists already the source is not read. */
   unpack(req: UnpackRequest): Promise<LayerInfo & { compression?: Compression; unpacked: boolean; warnings?: readonly string[] }>;
+  /**
+   * Unpack once with the native unpacker (native/unpack/, see
+   * native-unpack.ts); the caller checked that `nativeUnpacker()` exists.
+   * If the chain ID exists already the input is not read.
+   */
+  unpackNative(req: NativeUnpackRequest): Promise<LayerInfo & { compression?: Compression; unpacked: boolean }>;
   remove(chainId: DigestT): Promise<void>;
   list(): Promise<LayerInfo[]>;
   cleanExtracts(): Promise<number>;
@@ -118,6 +148,39 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
     return lowers;
   };
 
+  /** A fresh extract-<pid>-<random> dir with an empty diff/ inside. */
+  const makeWork = async (): Promise<string> => {
+    // The parent need not be unpacked yet: a lower dir stands alone, so the
+    // layers of one image can unpack concurrently. `mount` checks the chain.
+    await sys(dir, () => fsp.mkdir(dir, { recursive: true }));
+    const work = path.join(dir, `extract-${process.pid}-${randomSuffix()}`);
+    await sys(work, () => fsp.mkdir(work, 0o700));
+    await sys(work, () => fsp.mkdir(path.join(work, 'diff'), 0o755));
+    return work;
+  };
+
+  /** layer.json, then the rename that publishes the layer under its chain ID (the unpacked tree is synced already). */
+  const publish = async (work: string, req: { chainId: DigestT; diffId: DigestT; parent?: DigestT }, bytes: number): Promise<LayerMeta> => {
+    const meta: LayerMeta = {
+      chainId: req.chainId,
+      diffId: req.diffId,
+      size: bytes,
+      created: new Date().toISOString(),
+      ...(req.parent !== undefined ? { parent: req.parent } : {}),
+    };
+    await writeFileAtomic(path.join(work, 'layer.json'), JSON.stringify(meta));
+    try {
+      await fsp.rename(work, layerDir(req.chainId));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw new EngineFailure({ _tag: 'Kernel', syscall: 'rename', errno: code ?? 'EUNKNOWN', path: layerDir(req.chainId), message: (e as Error).message });
+      // someone else published the same chain ID meanwhile: theirs is as good as ours
+      await fsp.rm(work, { recursive: true, force: true });
+    }
+    await fsyncDir(dir);
+    return meta;
+  };
+
   return {
     dir,
     diffPath,
@@ -126,14 +189,15 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
     async unpack(req) {
       const existing = await get(req.chainId);
       if (existing) return { ...existing, unpacked: false };
-      // The parent need not be unpacked yet: a lower dir stands alone, so the
-      // layers of one image can unpack concurrently. `mount` checks the chain.
-      await sys(dir, () => fsp.mkdir(dir, { recursive: true }));
-      const work = path.join(dir, `extract-${process.pid}-${randomSuffix()}`);
-      await sys(work, () => fsp.mkdir(work, 0o700));
+      const [{ Transform, pipeline }, { decompressAuto }, { unpackLayer }, { digestOfHash, newHash }] = await Promise.all([
+        import('node:stream'),
+        import('./compression.js'),
+        import('./unpack.js'),
+        import('./digest.js'),
+      ]);
+      const work = await makeWork();
       try {
         const diff = path.join(work, 'diff');
-        await fsp.mkdir(diff, 0o755);
         const { compression, stream } = await decompressAuto(req.source);
         const hash = newHash('sha256');
         const hashing = new Transform({
@@ -148,29 +212,43 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
         const actual = digestOfHash('sha256', hash);
         if (actual !== req.diffId) fail(corrupt(`${req.label} (uncompressed diff ID)`, req.diffId, actual));
         if (req.beforeCommit) await req.beforeCommit();
-        const meta: LayerMeta = {
-          chainId: req.chainId,
-          diffId: req.diffId,
-          size: res.bytes,
-          created: new Date().toISOString(),
-          ...(req.parent !== undefined ? { parent: req.parent } : {}),
-        };
-        await writeFileAtomic(path.join(work, 'layer.json'), JSON.stringify(meta));
-        if (durable) await run('sync', ['-f', work]);
-        try {
-          await fsp.rename(work, layerDir(req.chainId));
-        } catch (e) {
-          const code = (e as NodeJS.ErrnoException).code;
-          if (code !== 'ENOTEMPTY' && code !== 'EEXIST') throw new EngineFailure({ _tag: 'Kernel', syscall: 'rename', errno: code ?? 'EUNKNOWN', path: layerDir(req.chainId), message: (e as Error).message });
-          // someone else published the same chain ID meanwhile: theirs is as good as ours
-          await fsp.rm(work, { recursive: true, force: true });
-        }
-        await fsyncDir(dir);
+        if (durable) await syncfs(work);
+        const meta = await publish(work, req, res.bytes);
         return { ...meta, diffPath: diffPath(req.chainId), compression, unpacked: true, warnings: res.warnings };
       } catch (e) {
         await fsp.rm(work, { recursive: true, force: true });
         if (e instanceof EngineFailure) throw e;
         throw new EngineFailure(invalidSpec(req.label, [(e as Error).message]), { cause: e });
+      }
+    },
+    async unpackNative(req) {
+      const existing = await get(req.chainId);
+      if (existing) {
+        if (req.input.kind === 'socket') req.input.socket.destroy();
+        if (req.input.kind === 'stream') req.input.stream.destroy();
+        return { ...existing, unpacked: false };
+      }
+      const { nativeUnpacker, runNativeUnpack } = await import('./native-unpack.js');
+      const bin = nativeUnpacker();
+      if (!bin) return fail({ _tag: 'Internal', message: `${req.label}: the native unpacker (native/build/berth-unpack) is not built` });
+      const work = await makeWork();
+      try {
+        const read = await runNativeUnpack(bin, {
+          input: req.input,
+          dest: path.join(work, 'diff'),
+          sync: durable, // berth-unpack fsyncs the blob and syncfs-es the layer before it reports
+          label: req.label,
+          ...(req.blobFile !== undefined ? { blobFile: req.blobFile } : {}),
+          ...(req.endpoint !== undefined ? { endpoint: req.endpoint } : {}),
+          ...(req.onProgress !== undefined ? { onProgress: req.onProgress } : {}),
+        });
+        if (read.diffId !== req.diffId) fail(corrupt(`${req.label} (uncompressed diff ID)`, req.diffId, read.diffId));
+        if (req.beforeCommit) await req.beforeCommit(read);
+        const meta = await publish(work, req, read.bytes);
+        return { ...meta, diffPath: diffPath(req.chainId), compression: read.compression, unpacked: true };
+      } catch (e) {
+        await fsp.rm(work, { recursive: true, force: true });
+        throw e;
       }
     },
     async remove(chainId) {

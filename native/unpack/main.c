@@ -1,12 +1,13 @@
 /* berth-unpack: see unpack.h for the data path and the exit statuses.
  *
- * usage: berth-unpack --dest DIR [--blob FILE] [--length N] [--prefix-fd FD] [--sync]
+ * usage: berth-unpack --dest DIR [--blob FILE] [--length N] [--prefix-fd FD] [--progress-fd FD] [--sync]
  *
  *   --dest DIR      an existing empty directory that becomes the layer's diff
  *   --blob FILE     also store the bytes as read (the compressed blob), in a new file
  *   --length N      read exactly N bytes (after the prefix); fewer is an input failure
  *   --prefix-fd FD  bytes already read from the stream (by the engine), read to EOF first
  *   --features      print what it decompresses ("gzip zstd" or "gzip") and exit
+ *   --progress-fd FD  write the byte count read so far, a line about every MiB
  *   --sync          start writeback while writing; fsync the blob and syncfs the layer at the end
  *
  * stdin: the layer as stored (gzip, zstd or plain tar: detected from its
@@ -43,6 +44,8 @@ typedef struct pipeline {
   bool has_length;
   uint64_t length;
   int blob_fd;
+  int progress_fd;
+  uint64_t progress_at;
   bool sync;
   /* queue: reader fills, main drains */
   slot slots[SLOTS];
@@ -132,6 +135,13 @@ static void *reader(void *arg) {
         }
       }
     }
+    if (n > 0 && pl->progress_fd >= 0 && pl->total + (uint64_t)n - pl->progress_at >= (1u << 20)) {
+      pl->progress_at = pl->total + (uint64_t)n;
+      if (dprintf(pl->progress_fd, "%" PRIu64 "\n", pl->progress_at) < 0) {
+        close(pl->progress_fd); /* nobody listens any more: not a reason to fail */
+        pl->progress_fd = -1;
+      }
+    }
     pthread_mutex_lock(&pl->mu);
     if (n <= 0) {
       pl->eof = true;
@@ -168,7 +178,7 @@ static void hex_digest(EVP_MD_CTX *ctx, char out[8 + 64 + 1]) {
 }
 
 static void usage(const char *why) {
-  fprintf(stderr, "berth-unpack: %s\nusage: berth-unpack --dest DIR [--blob FILE] [--length N] [--prefix-fd FD] [--sync]\n", why);
+  fprintf(stderr, "berth-unpack: %s\nusage: berth-unpack --dest DIR [--blob FILE] [--length N] [--prefix-fd FD] [--progress-fd FD] [--sync]\n", why);
   exit(EXIT_USAGE);
 }
 
@@ -205,6 +215,7 @@ int main(int argc, char **argv) {
   memset(&pl, 0, sizeof pl);
   pl.prefix_fd = -1;
   pl.blob_fd = -1;
+  pl.progress_fd = -1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -217,6 +228,7 @@ int main(int argc, char **argv) {
     else if (strcmp(a, "--blob") == 0) blob = v;
     else if (strcmp(a, "--length") == 0) pl.has_length = true, pl.length = number_arg(a, v);
     else if (strcmp(a, "--prefix-fd") == 0) pl.prefix_fd = (int)number_arg(a, v);
+    else if (strcmp(a, "--progress-fd") == 0) pl.progress_fd = (int)number_arg(a, v);
     else usage("unknown option");
     i++;
   }
