@@ -98,6 +98,21 @@ const noop = (): string => {
   }
 };
 
+/** Host-wide busy CPU time (all cores, ms) from /proc/stat: the engine's process, its children, shims, containers, the kernel's work. */
+const hostBusyMs = (): number => {
+  const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  return ((user + nice + system + irq + softirq + steal) * 1000) / 100; // USER_HZ = 100
+};
+const cpuNow = (): { host: number; self: number } => {
+  const u = process.cpuUsage();
+  return { host: hostBusyMs(), self: (u.user + u.system) / 1000 };
+};
+const cpuSince = (a: { host: number; self: number }): string => {
+  const b = cpuNow();
+  return `CPU ${((b.host - a.host) / 1000).toFixed(2)} s host-wide, ${((b.self - a.self) / 1000).toFixed(2)} s in this process`;
+};
+
 const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Promise<string> => {
   if (!fs.existsSync(rootfsTar)) execFileSync(path.join(repo, 'examples/web/make-rootfs.sh'));
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-bench-stack-'));
@@ -111,23 +126,27 @@ const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Pr
     fs.writeFileSync(file, `${lines.join('\n')}\n`);
     const s = loadStack(file);
     if (E.isLeft(s)) throw new Error(JSON.stringify(s.left));
+    const c0 = cpuNow();
     const t0 = performance.now();
     const p = await planFor(engine, s.right);
     const t1 = performance.now();
     const r = await apply(engine, p, { concurrency });
     const t2 = performance.now();
+    const applyCpu = cpuSince(c0);
     if (!r.ok) throw new Error(`apply failed: ${JSON.stringify(r.results.filter((x) => x.status !== 'done').slice(0, 3))}`);
     const running = (await engine.listContainers()).filter((c) => c.state.status === 'running').length;
     const t3 = performance.now();
     const again = await planFor(engine, s.right);
     const t4 = performance.now();
+    const c4 = cpuNow();
     const d = await planFor(engine, { ...s.right, containers: {}, networks: {} }, { prune: true });
     const rd = await apply(engine, d, { concurrency });
     const t5 = performance.now();
+    const destroyCpu = cpuSince(c4);
     if (!rd.ok) throw new Error('destroy failed');
     return [
-      `apply of ${n} containers from empty (concurrency ${concurrency}, ${net === 'stack' ? 'one stack network' : 'networkMode none'}): ${((t2 - t0) / 1000).toFixed(2)} s (plan ${((t1 - t0) / 1000).toFixed(2)} s, apply ${((t2 - t1) / 1000).toFixed(2)} s, ${((t2 - t1) / n).toFixed(0)} ms per container); ${running}/${n} running`,
-      `  second plan: ${isEmpty(again) ? 'empty' : 'NOT EMPTY'} in ${((t4 - t3) / 1000).toFixed(2)} s; destroy: ${((t5 - t4) / 1000).toFixed(2)} s`,
+      `apply of ${n} containers from empty (concurrency ${concurrency}, ${net === 'stack' ? 'one stack network' : 'networkMode none'}): ${((t2 - t0) / 1000).toFixed(2)} s (plan ${((t1 - t0) / 1000).toFixed(2)} s, apply ${((t2 - t1) / 1000).toFixed(2)} s, ${((t2 - t1) / n).toFixed(0)} ms per container); ${running}/${n} running; ${applyCpu}`,
+      `  second plan: ${isEmpty(again) ? 'empty' : 'NOT EMPTY'} in ${((t4 - t3) / 1000).toFixed(2)} s; destroy: ${((t5 - t4) / 1000).toFixed(2)} s; ${destroyCpu}`,
     ].join('\n');
   } finally {
     for (const c of await engine.listContainers({ all: true }).catch(() => [])) await engine.removeContainer(c.id, { force: true }).catch(() => undefined);

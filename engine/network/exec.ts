@@ -1,10 +1,11 @@
 /**
  * Runs the host tools that networking drives (ip, nft, unshare, nsenter):
- * argv arrays, never a shell; a failure becomes a Kernel error naming the
+ * argv arrays, never a shell, through the engine's process helper
+ * (engine/runtime/helper.ts); a failure becomes a Kernel error naming the
  * command and carrying its stderr.
  */
-import { spawn } from 'node:child_process';
 import { EngineFailure } from '../errors.js';
+import { execProgram } from '../runtime/helper.js';
 
 export interface RunResult {
   readonly stdout: string;
@@ -13,20 +14,7 @@ export interface RunResult {
 }
 
 /** Runs argv with `input` on stdin; resolves whatever the exit status. */
-export const runRaw = (argv: readonly string[], input?: string): Promise<RunResult> =>
-  new Promise((resolve, reject) => {
-    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
-    child.on('error', reject);
-    child.on('close', (code, signal) =>
-      resolve({ stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), code: code ?? (signal ? 128 : 1) }),
-    );
-    child.stdin.on('error', () => undefined); // a tool that exits early closes its stdin
-    child.stdin.end(input ?? '');
-  });
+export const runRaw = (argv: readonly string[], input?: string): Promise<RunResult> => execProgram(argv, input);
 
 /** Runs argv; a non-zero exit is a Kernel failure whose message is the tool's stderr. */
 export const run = async (argv: readonly string[], input?: string, what?: string): Promise<string> => {

@@ -6,6 +6,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { helperUmount } from '../runtime/helper.js';
 import { run, runRaw } from './exec.js';
 import { parseCidr, type Subnet } from './ipam.js';
 
@@ -76,6 +77,11 @@ export const mountPoints = async (): Promise<Set<string>> =>
 
 export const removeNetns = async (file: string): Promise<void> => {
   if (await isMounted(file)) {
+    // umount2(2) through the engine's helper; umount(8) without it, or when that failed
+    if (await helperUmount(file, false).catch(() => false)) {
+      await fsp.rm(file, { force: true });
+      return;
+    }
     const r = await runRaw(['umount', file]);
     if (r.code !== 0 && (await isMounted(file))) await run(['umount', '--lazy', file]);
   }

@@ -1,28 +1,33 @@
 /**
  * The networking lock: one exclusive flock(2) on <root>/networks/lock.
  *
- * We open the lock file and hand that open file description to flock(1) as
- * its fd 3 (`flock -x -w N 3`): flock(1) locks it and exits, and the lock,
- * which belongs to the open file description, stays with us until we close
- * our descriptor, or the kernel closes it when we die, even under SIGKILL.
- * One short-lived process per acquisition, no child to keep; a pid-file lock
- * cannot give that without a race when two processes take over a dead
- * holder's lock at once.
+ * The engine's process helper (engine/runtime/helper.ts) takes it with
+ * flock(2) on a descriptor of its own and holds it until we let go, or until
+ * this process dies (the helper dies with it, and the kernel drops the lock
+ * with its descriptor, even under SIGKILL). No process per acquisition.
+ *
+ * Without the helper: we open the lock file and hand that open file
+ * description to flock(1) as its fd 3 (`flock -x -w N 3`): flock(1) locks it
+ * and exits, and the lock, which belongs to the open file description, stays
+ * with us until we close our descriptor. A pid-file lock cannot give that
+ * without a race when two processes take over a dead holder's lock at once.
  *
  * Within one process, callers queue on a promise chain rather than each
- * spawning a flock(1) that sleeps in the kernel; when one is done and others
- * of this process wait, the held lock passes straight to the next one
- * (up to HANDOFFS times in a row, then it is released so that other
- * processes get their turn).
+ * taking the lock from the kernel; when one is done and others of this
+ * process wait, the held lock passes straight to the next one (up to
+ * HANDOFFS times in a row, then it is released so that other processes get
+ * their turn).
  */
 import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { conflict, EngineFailure, sys } from '../errors.js';
+import { helperAvailable, helperLock, helperUnlock } from '../runtime/helper.js';
 
 const HANDOFFS = 16;
 
 interface Held {
-  readonly handle: fsp.FileHandle;
+  /** Lets the lock go. */
+  readonly release: () => Promise<void>;
   handoffs: number;
 }
 
@@ -34,10 +39,25 @@ interface LockState {
 
 const locks = new Map<string, LockState>();
 
-/** Counts for tests: how many times flock(1) ran (the lock was taken from the kernel). */
+/** Counts for tests: how many times the lock was taken from the kernel. */
 export const lockCounters = { acquisitions: 0, handoffs: 0 };
 
+const busy = (lockFile: string, detail: string): EngineFailure =>
+  new EngineFailure(conflict('lock', lockFile, `could not take the networking lock (${detail}); another berth command holds it`));
+
 const acquire = async (lockFile: string, timeoutSec: number): Promise<Held> => {
+  if (helperAvailable()) {
+    lockCounters.acquisitions++;
+    try {
+      await helperLock(lockFile, timeoutSec);
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      if (code === 'EWOULDBLOCK' || code === 'EAGAIN') throw busy(lockFile, (e as Error).message);
+      throw new EngineFailure({ _tag: 'Kernel', syscall: 'flock', errno: code ?? 'EUNKNOWN', path: lockFile, message: (e as Error).message });
+    }
+    // a helper that died took the lock with it: nothing left to let go then
+    return { release: () => helperUnlock(lockFile).catch(() => undefined), handoffs: 0 };
+  }
   const handle = await sys(lockFile, () => fsp.open(lockFile, 'a', 0o600));
   try {
     lockCounters.acquisitions++;
@@ -50,9 +70,8 @@ const acquire = async (lockFile: string, timeoutSec: number): Promise<Held> => {
       );
       child.on('close', (c) => resolve(c ?? 1));
     });
-    if (code !== 0)
-      throw new EngineFailure(conflict('lock', lockFile, `could not take the networking lock (flock exit ${code}${stderr ? `: ${stderr.trim()}` : ''}); another berth command holds it`));
-    return { handle, handoffs: 0 };
+    if (code !== 0) throw busy(lockFile, `flock exit ${code}${stderr ? `: ${stderr.trim()}` : ''}`);
+    return { release: () => handle.close(), handoffs: 0 }; // the lock goes with our open file description
   } catch (e) {
     await handle.close();
     throw e;
@@ -92,7 +111,7 @@ export const withFlock = async <A>(lockFile: string, fn: () => Promise<A>, timeo
       const h = state.held!;
       state.held = undefined;
       try {
-        await h.handle.close(); // the lock goes with our open file description
+        await h.release();
       } finally {
         // a caller may have queued while the descriptor was being closed
         const after = next ?? state.queue.shift();

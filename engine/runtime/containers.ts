@@ -32,12 +32,11 @@ import { attach, waitExitLine, type AttachSession, type AttachStreams } from './
 import { resolveInRoot } from './inroot.js';
 import { mountPrivate, runtimeCli, startShim, unmountIfMounted, unmountSoon, type RuntimeCli } from './invoke.js';
 import { layoutOf, nativeDir, type ContainerPaths } from './layout.js';
-import { readLogs, type LogOptions } from './logs.js';
+import type { LogOptions } from './logs.js';
 import { buildOciConfig, signalNumber, type OciDevice, type OciMount } from './oci-spec.js';
 import { readRecord, writeRecord, type ImageDefaults, type Record as CRecord, type RunState } from './record.js';
 import { checkSpec } from './spec-check.js';
-import { runtimeExec, startFailureCode } from './exec.js';
-import { containerStats, parseRuntimeStats, type RuntimeStats } from './stats.js';
+import type { RuntimeStats } from './stats.js';
 import { resolveUser } from './user.js';
 
 export interface ContainerRuntimeOptions {
@@ -621,7 +620,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         const te = toEngineError(e);
         const raw = te._tag === 'Internal' ? te.message : JSON.stringify(te);
         const execErr = /exec: .*$/m.exec(raw)?.[0];
-        const code = execErr ? startFailureCode(execErr) : 125;
+        const code = execErr ? (await import('./exec.js')).startFailureCode(execErr) : 125;
         const msg = execErr ?? raw;
         await writeRecord(p.record, { ...rec, state: { ...rec.state, exitCode: code, error: msg } });
         throw new EngineFailure({ _tag: 'Internal', message: `container ${rec.name}: cannot start: ${msg}` }, { cause: { exitCode: code } });
@@ -646,7 +645,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         const msg = r.stderr.trim() || r.stdout.trim();
         await rtOf(rec).try(['delete', '--force', id]);
         await waitExitLine(shimSock(p, started.shimPid, 'shim.sock'));
-        const code = startFailureCode(msg);
+        const code = (await import('./exec.js')).startFailureCode(msg);
         await waitShimGone(rec);
         await writeRecord(p.record, { ...rec, state: { running: false, restartCount: rec.state.restartCount, startedAt: state.startedAt as string, finishedAt: now(), exitCode: code, error: msg } });
         await removeShimDir(p);
@@ -718,6 +717,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
   const logs = async function* (ref: string, opts: LogOptions = {}): AsyncGenerator<LogLine> {
     const id = await resolveId(ref);
     const p = L.container(id);
+    const { readLogs } = await import('./logs.js'); // node:readline only for logs
     yield* readLogs(p.log, opts, async () => {
       const rec = await readRecord(p.record, id).catch(() => undefined);
       return rec !== undefined && (await observe(rec)).state.status === 'running';
@@ -749,6 +749,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const procFile = path.join(L.container(id).dir, `exec-${randomBytes(6).toString('hex')}.json`);
     await fsp.writeFile(procFile, JSON.stringify(proc));
     try {
+      const { runtimeExec } = await import('./exec.js');
       return await runtimeExec({
         runtime: rec.runtime, runtimeRoot: L.runtimeRoot, id, name: rec.name, processFile: procFile,
         tty: e.tty === true, stdin: e.stdin === true, detach: e.detach === true,
@@ -765,6 +766,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const rec = await readRecord(L.container(id).record, id);
     const st = (await observe(rec)).state;
     if (st.status !== 'running' && st.status !== 'paused') fail(conflict('container', rec.name, 'is not running'));
+    const { containerStats, parseRuntimeStats } = await import('./stats.js');
     const sample = async (): Promise<{ data: RuntimeStats; t: bigint }> => ({
       data: parseRuntimeStats(await rtOf(rec).call(['events', '--stats', id], `stats of ${rec.name}`)),
       t: process.hrtime.bigint(),

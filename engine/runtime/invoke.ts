@@ -1,12 +1,15 @@
 /**
  * Running the native parts: the OCI runtime (berth-runtime, runc: one
- * command line), the per-container shim, and mount(8)/umount(8) for the
- * container's overlay rootfs.
+ * command line), the per-container shim, and the mount and detach of the
+ * container's overlay rootfs, all through the engine's process helper
+ * (helper.ts: forks of a small static process, mount(2) and umount2(2)
+ * themselves); mount(8)/umount(8) and this process's own spawn without it.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import { EngineFailure, fail } from '../errors.js';
 import type { Mount } from '../store/mount.js';
+import { execProgram, helperMount, helperUmount } from './helper.js';
 
 export interface Exec {
   readonly code: number;
@@ -15,18 +18,7 @@ export interface Exec {
 }
 
 /** Run a program to completion; never throws on a non-zero exit. */
-export const run = (file: string, args: readonly string[], opts: { input?: string } = {}): Promise<Exec> =>
-  new Promise((resolve, reject) => {
-    const child = execFile(file, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (err && typeof (err as NodeJS.ErrnoException).code === 'string') {
-        reject(err);
-        return;
-      }
-      const code = err ? (typeof err.code === 'number' ? err.code : 128 + 9) : 0;
-      resolve({ code, stdout, stderr });
-    });
-    if (opts.input !== undefined) child.stdin?.end(opts.input);
-  });
+export const run = (file: string, args: readonly string[], opts: { input?: string } = {}): Promise<Exec> => execProgram([file, ...args], opts.input);
 
 const firstLine = (s: string): string => s.trim().split('\n').filter((l) => l !== '').slice(-3).join('; ');
 
@@ -57,6 +49,12 @@ export const runtimeCli = (path: string, root: string): RuntimeCli => {
  *  namespace gets a copy with no propagation tie to the host's one, so the
  *  host side can be unmounted as soon as the container exists. */
 export const mountPrivate = async (m: Mount): Promise<void> => {
+  try {
+    if (await helperMount({ ...m, makePrivate: true })) return;
+  } catch (e) {
+    const code = (e as { code?: string }).code ?? 'EIO';
+    return fail({ _tag: 'Kernel', syscall: 'mount', errno: code, path: m.target, message: (e as Error).message });
+  }
   const r = await run('mount', ['-t', m.type, '-o', m.options.join(','), '--make-private', m.source, m.target]);
   if (r.code !== 0) fail({ _tag: 'Kernel', syscall: 'mount', errno: 'EIO', path: m.target, message: firstLine(r.stderr) });
 };
@@ -78,12 +76,23 @@ export const isMountPoint = async (p: string, thorough = false): Promise<boolean
 /** Detach `p` without waiting: a helper process finishes on its own (the
  *  next command that finds the mount still there removes it). */
 export const unmountSoon = (p: string): void => {
-  spawn('umount', ['-l', p], { stdio: 'ignore', detached: true }).unref();
+  void helperUmount(p, true).then(
+    (done) => {
+      if (!done) spawn('umount', ['-l', p], { stdio: 'ignore', detached: true }).unref();
+    },
+    () => undefined,
+  );
 };
 
 /** Unmount `p` (lazily) if it is a mount point. Idempotent. */
 export const unmountIfMounted = async (p: string): Promise<void> => {
   for (let i = 0; i < 8 && (await isMountPoint(p)); i++) {
+    const viaHelper = await helperUmount(p, true).catch((e: unknown) => (e as { code?: string }).code !== 'EINVAL' ? e : true);
+    if (viaHelper === true) continue;
+    if (viaHelper !== false) {
+      if (await isMountPoint(p)) fail({ _tag: 'Kernel', syscall: 'umount', errno: (viaHelper as { code?: string }).code ?? 'EBUSY', path: p, message: (viaHelper as Error).message });
+      continue;
+    }
     const r = await run('umount', ['-l', p]);
     if (r.code !== 0 && (await isMountPoint(p))) fail({ _tag: 'Kernel', syscall: 'umount', errno: 'EBUSY', path: p, message: firstLine(r.stderr) });
   }
@@ -104,30 +113,20 @@ export interface ShimOptions {
 }
 
 /** Start the shim; resolves once the container is created (its init waits for `start`). */
-export const startShim = (o: ShimOptions): Promise<{ shimPid: number; pid: number }> =>
-  new Promise((resolve, reject) => {
-    const args = ['--id', o.id, '--state-dir', o.stateDir, '--runtime', o.runtime, '--runtime-root', o.runtimeRoot, '--bundle', o.bundle,
-      '--log-path', o.logPath, '--log-max-size', o.logMaxSize ?? '32m', '--log-max-files', '2', '--rm'];
-    if (o.terminal) args.push('--terminal');
-    if (o.stdin) args.push('--stdin');
-    if (o.stdin && o.stdinOnce) args.push('--stdin-once');
-    const child = spawn(o.shim, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.setEncoding('utf8').on('data', (d: string) => (out += d));
-    child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.on('error', reject);
-    child.on('close', (code) => {
-      if (code === 0) {
-        try {
-          const v = JSON.parse(out.trim()) as { shimPid: number; pid: number };
-          resolve(v);
-        } catch {
-          reject(new Error(`berth-shim printed no readiness record: ${out}`));
-        }
-        return;
-      }
-      const msg = err.trim().replace(/^berth-shim: /, '');
-      reject(new EngineFailure({ _tag: 'Internal', message: `container ${o.id.slice(0, 12)}: ${msg || `berth-shim exited with status ${code}`}` }));
-    });
-  });
+export const startShim = async (o: ShimOptions): Promise<{ shimPid: number; pid: number }> => {
+  const args = ['--id', o.id, '--state-dir', o.stateDir, '--runtime', o.runtime, '--runtime-root', o.runtimeRoot, '--bundle', o.bundle,
+    '--log-path', o.logPath, '--log-max-size', o.logMaxSize ?? '32m', '--log-max-files', '2', '--rm'];
+  if (o.terminal) args.push('--terminal');
+  if (o.stdin) args.push('--stdin');
+  if (o.stdin && o.stdinOnce) args.push('--stdin-once');
+  const r = await execProgram([o.shim, ...args]);
+  if (r.code === 0) {
+    try {
+      return JSON.parse(r.stdout.trim()) as { shimPid: number; pid: number };
+    } catch {
+      throw new Error(`berth-shim printed no readiness record: ${r.stdout}`);
+    }
+  }
+  const msg = r.stderr.trim().replace(/^berth-shim: /, '');
+  throw new EngineFailure({ _tag: 'Internal', message: `container ${o.id.slice(0, 12)}: ${msg || `berth-shim exited with status ${r.code}`}` });
+};

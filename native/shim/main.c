@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "daemonize.h"
+#include "helper.h"
 #include "monitor.h"
 #include "options.h"
 #include "util.h"
@@ -73,6 +74,8 @@ static const char *absolute(const char *path, char *buf) {
 }
 
 int main(int argc, char **argv) {
+  /* `berth-shim helper`: the engine's process helper (helper.h), not a shim */
+  if (argc == 2 && strcmp(argv[1], "helper") == 0) return helper_main();
   static struct shim_options o = {.log_max_files = 1};
   static char abs_state[PATH_MAX], abs_bundle[PATH_MAX], abs_log[PATH_MAX], abs_root[PATH_MAX], abs_rt[PATH_MAX];
   int c;

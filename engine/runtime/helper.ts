@@ -1,0 +1,299 @@
+/**
+ * The engine's process helper: `berth-shim helper` (native/shim/helper.h),
+ * one per engine process, started on first use.
+ *
+ * Why: every program the engine runs (the OCI runtime, the shim, ip, nft,
+ * unshare...) used to be a fork of this Node process, and fork copies the
+ * page tables of a process this size: 2-5 ms of this process's CPU each, the
+ * largest single cost of starting a container. The helper is a small static
+ * process whose forks cost a fraction of that. It also performs mount(2),
+ * umount2(2) and flock(2) itself (no mount(8), umount(8), flock(1) at all).
+ *
+ * Lifetime: its stdin is our pipe; it exits when that reaches EOF (this
+ * process is gone) or when this process dies (PR_SET_PDEATHSIG), and the
+ * locks it holds go with it, as they went with our own descriptors before.
+ * It keeps this process alive only while a request is in flight.
+ *
+ * The programs it runs get the environment this process had when the helper
+ * started. BERTH_HELPER=0, or a berth-shim that is missing, makes every
+ * call here fall back to this process's own spawn.
+ */
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import * as path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { getSystemErrorName } from 'node:util';
+import { nativeDir } from './layout.js';
+
+/** BERTH_TRACE=1: each request and how long it took, on stderr (for bench/containers/ENGINE-PATH.md). */
+const tracing = process.env['BERTH_TRACE'] === '1';
+const OP_NAMES = ['', 'exec', 'mount', 'umount', 'lock', 'unlock'];
+
+const OP_EXEC = 1;
+const OP_MOUNT = 2;
+const OP_UMOUNT = 3;
+const OP_LOCK = 4;
+const OP_UNLOCK = 5;
+
+export interface HelperReply {
+  /** Exit status for exec (128 + signal when killed); 0 or -1 for the others. */
+  readonly code: number;
+  /** errno of the helper's own failure (exec: the program could not be started), else 0. */
+  readonly errno: number;
+  readonly out: Buffer;
+  readonly err: Buffer;
+}
+
+/** A failure of the helper's own syscall, shaped like Node's (code 'ENOENT'...). */
+export class HelperSyscallError extends Error {
+  readonly code: string;
+  constructor(message: string, readonly errno: number) {
+    super(message);
+    this.code = errnoName(errno);
+  }
+}
+
+let errnoNames: Map<number, string> | undefined;
+/** 'ENOENT' for 2; libuv's names first, then the OS's table (EDEADLK and others libuv does not name). */
+export const errnoName = (n: number): string => {
+  try {
+    const name = getSystemErrorName(-n);
+    if (!name.startsWith('Unknown')) return name;
+  } catch {
+    // not a number libuv knows
+  }
+  errnoNames ??= new Map(Object.entries(osConstants.errno).map(([k, v]) => [v, k]));
+  return errnoNames.get(n) ?? `E${n}`;
+};
+
+const str = (parts: Buffer[], s: string | Buffer): void => {
+  const b = typeof s === 'string' ? Buffer.from(s, 'utf8') : s;
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(b.length);
+  parts.push(len, b);
+};
+const u32 = (parts: Buffer[], v: number): void => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0);
+  parts.push(b);
+};
+
+class Helper {
+  private readonly child: ChildProcessByStdio<Writable, Readable, null>;
+  private readonly pending = new Map<number, { resolve: (r: HelperReply) => void; reject: (e: Error) => void }>();
+  private nextId = 1;
+  private buf: Buffer = Buffer.alloc(0);
+  dead = false;
+
+  constructor(file: string, private readonly onDead: () => void) {
+    this.child = spawn(file, ['helper'], { argv0: 'berth-helper', stdio: ['pipe', 'pipe', 'inherit'] });
+    this.child.on('error', (e) => this.fail(e));
+    this.child.on('exit', (code, sig) => this.fail(new Error(`berth-shim helper exited (${sig ?? `status ${code}`})`)));
+    this.child.stdout.on('data', (b: Buffer) => this.onData(b));
+    this.child.stdin.on('error', (e) => this.fail(e));
+    this.child.unref();
+    (this.child.stdin as unknown as { unref?: () => void }).unref?.();
+    this.idle(true);
+  }
+
+  /** Our end of its stdout keeps the event loop alive only while we wait for replies. */
+  private idle(yes: boolean): void {
+    const s = this.child.stdout as unknown as { ref?: () => void; unref?: () => void };
+    if (yes) s.unref?.();
+    else s.ref?.();
+  }
+
+  private fail(e: Error): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.onDead();
+    for (const p of this.pending.values()) p.reject(e);
+    this.pending.clear();
+    this.idle(true);
+  }
+
+  private onData(b: Buffer): void {
+    this.buf = this.buf.length === 0 ? b : Buffer.concat([this.buf, b]);
+    while (this.buf.length >= 4) {
+      const len = this.buf.readUInt32LE(0);
+      if (this.buf.length < 4 + len) break;
+      const f = this.buf.subarray(4, 4 + len);
+      this.buf = this.buf.subarray(4 + len);
+      const id = f.readUInt32LE(0);
+      const code = f.readInt32LE(4);
+      const errno = f.readInt32LE(8);
+      const outLen = f.readUInt32LE(12);
+      const out = Buffer.from(f.subarray(16, 16 + outLen));
+      const errLen = f.readUInt32LE(16 + outLen);
+      const err = Buffer.from(f.subarray(20 + outLen, 20 + outLen + errLen));
+      const p = this.pending.get(id);
+      if (!p) continue;
+      this.pending.delete(id);
+      if (this.pending.size === 0) this.idle(true);
+      p.resolve({ code, errno, out, err });
+    }
+  }
+
+  request(op: number, fields: (parts: Buffer[]) => void): Promise<HelperReply> {
+    if (!tracing) return this.send(op, fields);
+    const t0 = performance.now();
+    const parts: Buffer[] = [];
+    fields(parts);
+    const what = `${OP_NAMES[op]} ${Buffer.concat(parts).toString('latin1').replace(/[\x00-\x1f]+/g, ' ').trim().slice(0, 60)}`;
+    return this.send(op, fields).finally(() => process.stderr.write(`trace helper ${what} ${(performance.now() - t0).toFixed(1)}ms\n`));
+  }
+
+  private send(op: number, fields: (parts: Buffer[]) => void): Promise<HelperReply> {
+    if (this.dead) return Promise.reject(new Error('berth-shim helper is gone'));
+    const id = this.nextId++ >>> 0;
+    const parts: Buffer[] = [];
+    u32(parts, 0);
+    u32(parts, id);
+    parts.push(Buffer.from([op]));
+    fields(parts);
+    const frame = Buffer.concat(parts);
+    frame.writeUInt32LE(frame.length - 4, 0);
+    return new Promise((resolve, reject) => {
+      if (this.pending.size === 0) this.idle(false);
+      this.pending.set(id, { resolve, reject });
+      this.child.stdin.write(frame);
+    });
+  }
+}
+
+let current: Helper | undefined;
+let unavailable = false;
+
+/** The helper, started if need be; undefined when it cannot be had (callers spawn themselves then). */
+const helper = (): Helper | undefined => {
+  if (current && !current.dead) return current;
+  if (unavailable) return undefined;
+  const file = path.join(nativeDir(), 'berth-shim');
+  if (process.env['BERTH_HELPER'] === '0' || !existsSync(file)) {
+    unavailable = true;
+    return undefined;
+  }
+  const h = new Helper(file, () => {
+    if (current === h) current = undefined;
+  });
+  current = h;
+  return h;
+};
+
+export const helperAvailable = (): boolean => helper() !== undefined;
+
+export interface ExecResult {
+  readonly code: number;
+  readonly stdout: string;
+  readonly stderr: string;
+}
+
+/**
+ * Runs argv to completion (argv[0] looked up in PATH) with `input` on its
+ * stdin; resolves whatever the exit status; rejects like spawn does (an
+ * error with code 'ENOENT'...) when the program cannot be started.
+ */
+export const execProgram = async (argv: readonly string[], input?: string): Promise<ExecResult> => {
+  const h = helper();
+  if (!h) return spawnProgram(argv, input);
+  const r = await h.request(OP_EXEC, (parts) => {
+    u32(parts, argv.length);
+    for (const a of argv) str(parts, a);
+    str(parts, input ?? '');
+  });
+  if (r.errno !== 0) throw new HelperSyscallError(`spawn ${argv[0]} ${errnoName(r.errno)}: ${r.err.toString('utf8')}`, r.errno);
+  return { code: r.code, stdout: r.out.toString('utf8'), stderr: r.err.toString('utf8') };
+};
+
+/** The same through this process's own spawn (no helper). */
+export const spawnProgram = (argv: readonly string[], input?: string): Promise<ExecResult> =>
+  new Promise((resolve, reject) => {
+    const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', reject);
+    child.on('close', (code, signal) =>
+      resolve({
+        stdout: Buffer.concat(out).toString('utf8'), stderr: Buffer.concat(err).toString('utf8'),
+        code: code ?? (signal ? 128 + (signalNumbers[signal] ?? 9) : 1),
+      }),
+    );
+    child.stdin.on('error', () => undefined); // a program that exits early closes its stdin
+    child.stdin.end(input ?? '');
+  });
+
+const signalNumbers: Partial<Record<NodeJS.Signals, number>> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+
+/** mount(2) flags by option name (what mount(8) turns into flags rather than passing as data). */
+const MS: Record<string, number> = {
+  ro: 1, nosuid: 2, nodev: 4, noexec: 8, sync: 16, remount: 32, mand: 64, dirsync: 128, noatime: 1024, nodiratime: 2048,
+  bind: 4096, rbind: 4096 | 16384, relatime: 1 << 21, strictatime: 1 << 24, lazytime: 1 << 25,
+};
+const MS_PRIVATE = 1 << 18;
+
+export interface MountRequest {
+  readonly type: string;
+  readonly source: string;
+  readonly target: string;
+  /** mount(8)-style options: flags (ro, nosuid, bind...) and filesystem data (lowerdir=...). */
+  readonly options: readonly string[];
+  /** Make the new mount private (mount --make-private). */
+  readonly makePrivate?: boolean;
+}
+
+/** mount(2) through the helper; false when there is no helper (the caller runs mount(8)). Throws HelperSyscallError. */
+export const helperMount = async (m: MountRequest): Promise<boolean> => {
+  const h = helper();
+  if (!h) return false;
+  let flags = 0;
+  const data: string[] = [];
+  for (const o of m.options) {
+    if (o === 'rw' || o === 'defaults') continue;
+    const f = MS[o];
+    if (f !== undefined) flags |= f;
+    else data.push(o);
+  }
+  const r = await h.request(OP_MOUNT, (parts) => {
+    str(parts, m.type);
+    str(parts, m.source);
+    str(parts, m.target);
+    str(parts, data.join(','));
+    u32(parts, flags);
+    u32(parts, m.makePrivate ? MS_PRIVATE : 0);
+  });
+  if (r.code !== 0) throw new HelperSyscallError(r.err.toString('utf8'), r.errno);
+  return true;
+};
+
+/** umount2(2) through the helper (MNT_DETACH when `lazy`); false when there is no helper. Throws HelperSyscallError. */
+export const helperUmount = async (target: string, lazy: boolean): Promise<boolean> => {
+  const h = helper();
+  if (!h) return false;
+  const r = await h.request(OP_UMOUNT, (parts) => {
+    str(parts, target);
+    u32(parts, lazy ? 2 : 0);
+  });
+  if (r.code !== 0) throw new HelperSyscallError(r.err.toString('utf8'), r.errno);
+  return true;
+};
+
+/** An exclusive flock(2) on `file`, held by the helper until helperUnlock (or until this process dies). */
+export const helperLock = async (file: string, timeoutSec: number): Promise<void> => {
+  const h = helper();
+  if (!h) throw new Error('no helper');
+  const r = await h.request(OP_LOCK, (parts) => {
+    str(parts, file);
+    u32(parts, Math.max(1, Math.ceil(timeoutSec)));
+  });
+  if (r.code !== 0) throw new HelperSyscallError(r.err.toString('utf8'), r.errno);
+};
+
+export const helperUnlock = async (file: string): Promise<void> => {
+  const h = helper();
+  if (!h) throw new Error('no helper');
+  const r = await h.request(OP_UNLOCK, (parts) => str(parts, file));
+  if (r.code !== 0) throw new HelperSyscallError(r.err.toString('utf8'), r.errno);
+};

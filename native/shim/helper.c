@@ -1,0 +1,560 @@
+#include "helper.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "util.h"
+
+/* Requests and replies are frames: u32 length of what follows, then the
+ * fields, integers little-endian (the engine runs on this host), strings as
+ * u32 length + bytes.
+ *   request: u32 id, u8 op, then per op:
+ *     EXEC   u32 argc, argc strings, string stdin
+ *     MOUNT  string type, string source, string target, string data, u32 flags, u32 propagation
+ *     UMOUNT string target, u32 flags
+ *     LOCK   string path, u32 timeout seconds
+ *     UNLOCK string path
+ *   reply: u32 id, i32 code, i32 errno, string out, string err
+ * EXEC: code is the exit status (128 + signal when killed), out and err the
+ * program's output; errno is set (code 127) when it could not be started.
+ * The others: code 0, or -1 with errno and a message in err. */
+enum { OP_EXEC = 1, OP_MOUNT = 2, OP_UMOUNT = 3, OP_LOCK = 4, OP_UNLOCK = 5 };
+
+#define MAX_JOBS 512
+#define MAX_LOCKS 64
+#define MAX_OUTPUT (64u << 20)
+
+struct buf {
+  char *p;
+  size_t len, cap;
+};
+
+struct job {
+  bool used;
+  uint32_t id;
+  pid_t pid;
+  bool exited;
+  int status;
+  int in_fd, out_fd, err_fd;
+  char *in_data;
+  size_t in_len, in_off;
+  struct buf out, err;
+  int lock; /* a LOCK waiting in a child: its slot; -1 for EXEC */
+  unsigned timeout;
+};
+
+struct lock {
+  bool used, held;
+  char *path;
+  int fd;
+};
+
+static struct job jobs[MAX_JOBS];
+static struct lock locks[MAX_LOCKS];
+static int sigchld_pipe[2] = {-1, -1};
+
+static bool buf_add(struct buf *b, const void *p, size_t n) {
+  if (b->len + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->len + n) cap *= 2;
+    char *q = realloc(b->p, cap);
+    if (!q) return false;
+    b->p = q, b->cap = cap;
+  }
+  memcpy(b->p + b->len, p, n);
+  b->len += n;
+  return true;
+}
+
+static void buf_free(struct buf *b) {
+  free(b->p);
+  b->p = NULL, b->len = b->cap = 0;
+}
+
+static bool buf_u32(struct buf *b, uint32_t v) { return buf_add(b, &v, 4); }
+static bool buf_str(struct buf *b, const char *p, size_t n) { return buf_u32(b, (uint32_t)n) && buf_add(b, p, n); }
+
+/* A reply, written whole (blocking): the engine reads them as they come. */
+static void reply(uint32_t id, int code, int err, const char *out, size_t out_len, const char *msg, size_t msg_len) {
+  struct buf b = {0};
+  bool ok = buf_u32(&b, 0) && buf_u32(&b, id) && buf_u32(&b, (uint32_t)code) && buf_u32(&b, (uint32_t)err) &&
+            buf_str(&b, out ? out : "", out ? out_len : 0) && buf_str(&b, msg ? msg : "", msg ? msg_len : 0);
+  if (!ok) {
+    fprintf(stderr, "berth-shim helper: out of memory for the reply to request %u\n", id);
+    exit(1);
+  }
+  uint32_t len = (uint32_t)(b.len - 4);
+  memcpy(b.p, &len, 4);
+  if (write_all(1, b.p, b.len) < 0) exit(errno == EPIPE ? 0 : 1); /* the engine is gone */
+  buf_free(&b);
+}
+
+static void reply_err(uint32_t id, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void reply_err(uint32_t id, int err, const char *fmt, ...) {
+  char msg[4096];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (n < 0) n = 0;
+  if ((size_t)n >= sizeof msg) n = sizeof msg - 1;
+  if (err) {
+    int m = snprintf(msg + n, sizeof msg - (size_t)n, ": %s", strerror(err));
+    if (m > 0) n = (size_t)(n + m) >= sizeof msg ? (int)sizeof msg - 1 : n + m;
+  }
+  reply(id, -1, err, NULL, 0, msg, (size_t)n);
+}
+
+/* ------------------------------------------------------------ parsing */
+
+struct cursor {
+  const char *p;
+  size_t left;
+  bool bad;
+};
+
+static uint32_t get_u32(struct cursor *c) {
+  uint32_t v = 0;
+  if (c->left < 4) {
+    c->bad = true;
+    return 0;
+  }
+  memcpy(&v, c->p, 4);
+  c->p += 4, c->left -= 4;
+  return v;
+}
+
+/* A string as a malloc'd NUL-terminated copy (NULL when malformed). */
+static char *get_str(struct cursor *c, size_t *len_out) {
+  uint32_t n = get_u32(c);
+  if (c->bad || c->left < n) {
+    c->bad = true;
+    return NULL;
+  }
+  char *s = malloc((size_t)n + 1);
+  if (!s) {
+    c->bad = true;
+    return NULL;
+  }
+  memcpy(s, c->p, n);
+  s[n] = '\0';
+  c->p += n, c->left -= n;
+  if (len_out) *len_out = n;
+  return s;
+}
+
+/* -------------------------------------------------------------- jobs */
+
+static struct job *new_job(uint32_t id) {
+  for (size_t i = 0; i < MAX_JOBS; i++) {
+    if (jobs[i].used) continue;
+    struct job *j = &jobs[i];
+    memset(j, 0, sizeof *j);
+    j->used = true, j->id = id, j->pid = -1;
+    j->in_fd = j->out_fd = j->err_fd = -1;
+    j->lock = -1;
+    return j;
+  }
+  return NULL;
+}
+
+static void close_fd(int *fd) {
+  if (*fd >= 0) close(*fd);
+  *fd = -1;
+}
+
+static void free_job(struct job *j) {
+  close_fd(&j->in_fd), close_fd(&j->out_fd), close_fd(&j->err_fd);
+  free(j->in_data);
+  buf_free(&j->out), buf_free(&j->err);
+  j->used = false;
+}
+
+/* In the child between fork and exec: plain signal state, only stdio open. */
+static void exec_child(char **argv, int in, int out, int err, int report) {
+  if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
+    int e = errno;
+    (void)write_all(report, &e, sizeof e);
+    _exit(127);
+  }
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  for (int sig = 1; sig < NSIG; sig++)
+    if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  close_range(3, ~0U, CLOSE_RANGE_CLOEXEC); /* `report` goes at exec */
+  execvp(argv[0], argv);
+  int e = errno;
+  (void)write_all(report, &e, sizeof e);
+  _exit(127);
+}
+
+static void start_exec(uint32_t id, char **argv, char *in_data, size_t in_len) {
+  struct job *j = new_job(id);
+  if (!j) {
+    free(in_data);
+    reply_err(id, EAGAIN, "run '%s': more than %d programs at once", argv[0], MAX_JOBS);
+    return;
+  }
+  int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, report[2] = {-1, -1};
+  if (pipe2(in, O_CLOEXEC) < 0 || pipe2(out, O_CLOEXEC) < 0 || pipe2(err, O_CLOEXEC) < 0 || pipe2(report, O_CLOEXEC) < 0) {
+    int e = errno;
+    for (int i = 0; i < 2; i++) close_fd(&in[i]), close_fd(&out[i]), close_fd(&err[i]), close_fd(&report[i]);
+    free(in_data);
+    j->used = false;
+    reply_err(id, e, "run '%s': pipes", argv[0]);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid == 0) exec_child(argv, in[0], out[1], err[1], report[1]);
+  int fork_errno = errno;
+  close(in[0]), close(out[1]), close(err[1]), close(report[1]);
+  int exec_errno = 0;
+  if (pid > 0) {
+    /* EOF at a successful exec (close-on-exec), else the child's errno */
+    ssize_t n;
+    while ((n = read(report[0], &exec_errno, sizeof exec_errno)) < 0 && errno == EINTR) {}
+    if (n != (ssize_t)sizeof exec_errno) exec_errno = 0;
+  }
+  close(report[0]);
+  if (pid < 0 || exec_errno) {
+    if (pid > 0)
+      while (waitpid(pid, NULL, 0) < 0 && errno == EINTR) {}
+    close(in[1]), close(out[0]), close(err[0]);
+    free(in_data);
+    j->used = false;
+    int e = pid < 0 ? fork_errno : exec_errno;
+    char msg[512];
+    int m = snprintf(msg, sizeof msg, "%s '%s': %s", pid < 0 ? "fork for" : "exec", argv[0], strerror(e));
+    reply(id, 127, e, NULL, 0, msg, m > 0 ? (size_t)m : 0);
+    return;
+  }
+  j->pid = pid;
+  j->in_fd = in[1], j->out_fd = out[0], j->err_fd = err[0];
+  fcntl(j->in_fd, F_SETFL, O_NONBLOCK);
+  fcntl(j->out_fd, F_SETFL, O_NONBLOCK);
+  fcntl(j->err_fd, F_SETFL, O_NONBLOCK);
+  j->in_data = in_data, j->in_len = in_len;
+  if (in_len == 0) close_fd(&j->in_fd);
+}
+
+static int find_lock(const char *path) {
+  for (int i = 0; i < MAX_LOCKS; i++)
+    if (locks[i].used && strcmp(locks[i].path, path) == 0) return i;
+  return -1;
+}
+
+static void drop_lock(int slot) {
+  close_fd(&locks[slot].fd);
+  free(locks[slot].path);
+  locks[slot].path = NULL;
+  locks[slot].used = locks[slot].held = false;
+}
+
+/* The lock belongs to the open file description: a child that takes it
+ * (blocking, under an alarm) and exits leaves it with our descriptor. */
+static void start_lock(uint32_t id, char *path, unsigned timeout) {
+  if (find_lock(path) >= 0) {
+    reply_err(id, EDEADLK, "lock '%s': already held or being taken by this engine process", path);
+    free(path);
+    return;
+  }
+  int slot = -1;
+  for (int i = 0; i < MAX_LOCKS && slot < 0; i++)
+    if (!locks[i].used) slot = i;
+  if (slot < 0) {
+    reply_err(id, EMFILE, "lock '%s': more than %d locks held", path, MAX_LOCKS);
+    free(path);
+    return;
+  }
+  int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    reply_err(id, errno, "open lock file '%s'", path);
+    free(path);
+    return;
+  }
+  locks[slot] = (struct lock){.used = true, .held = false, .path = path, .fd = fd};
+  if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+    locks[slot].held = true;
+    reply(id, 0, 0, NULL, 0, NULL, 0);
+    return;
+  }
+  if (errno != EWOULDBLOCK) {
+    int e = errno;
+    drop_lock(slot);
+    reply_err(id, e, "flock '%s'", path);
+    return;
+  }
+  struct job *j = new_job(id);
+  if (!j) {
+    drop_lock(slot);
+    reply_err(id, EAGAIN, "lock '%s': too many requests at once", path);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    signal(SIGALRM, SIG_DFL);
+    alarm(timeout ? timeout : 1);
+    _exit(flock(fd, LOCK_EX) == 0 ? 0 : 1);
+  }
+  if (pid < 0) {
+    int e = errno;
+    j->used = false;
+    drop_lock(slot);
+    reply_err(id, e, "fork to wait for lock '%s'", path);
+    return;
+  }
+  j->pid = pid, j->lock = slot, j->timeout = timeout;
+}
+
+static void do_mount(uint32_t id, struct cursor *c) {
+  char *type = get_str(c, NULL), *source = get_str(c, NULL), *target = get_str(c, NULL), *data = get_str(c, NULL);
+  uint32_t flags = get_u32(c), propagation = get_u32(c);
+  if (c->bad) {
+    reply_err(id, EINVAL, "mount: malformed request");
+  } else if (mount(source, target, type, flags, *data ? data : NULL) < 0) {
+    reply_err(id, errno, "mount %s on '%s'", type, target);
+  } else if (propagation && mount(NULL, target, NULL, propagation, NULL) < 0) {
+    int e = errno;
+    umount2(target, MNT_DETACH);
+    reply_err(id, e, "set propagation of '%s'", target);
+  } else {
+    reply(id, 0, 0, NULL, 0, NULL, 0);
+  }
+  free(type), free(source), free(target), free(data);
+}
+
+static void handle_request(const char *p, size_t len) {
+  struct cursor c = {p, len, false};
+  uint32_t id = get_u32(&c);
+  uint8_t op = 0;
+  if (c.left >= 1) op = (uint8_t)*c.p, c.p++, c.left--;
+  else c.bad = true;
+  if (c.bad) {
+    reply_err(id, EINVAL, "malformed request");
+    return;
+  }
+  switch (op) {
+    case OP_EXEC: {
+      uint32_t argc = get_u32(&c);
+      if (c.bad || argc == 0 || argc > 4096) {
+        reply_err(id, EINVAL, "exec: expected 1-4096 arguments");
+        return;
+      }
+      char **argv = calloc((size_t)argc + 1, sizeof *argv);
+      if (!argv) {
+        reply_err(id, ENOMEM, "exec");
+        return;
+      }
+      for (uint32_t i = 0; i < argc && !c.bad; i++) argv[i] = get_str(&c, NULL);
+      size_t in_len = 0;
+      char *in = c.bad ? NULL : get_str(&c, &in_len);
+      if (c.bad) {
+        free(in);
+        reply_err(id, EINVAL, "exec: malformed request");
+      } else {
+        start_exec(id, argv, in, in_len);
+      }
+      for (uint32_t i = 0; i < argc; i++) free(argv[i]);
+      free(argv);
+      return;
+    }
+    case OP_MOUNT:
+      do_mount(id, &c);
+      return;
+    case OP_UMOUNT: {
+      char *target = get_str(&c, NULL);
+      uint32_t flags = get_u32(&c);
+      if (c.bad) reply_err(id, EINVAL, "umount: malformed request");
+      else if (umount2(target, (int)flags) < 0) reply_err(id, errno, "umount '%s'", target);
+      else reply(id, 0, 0, NULL, 0, NULL, 0);
+      free(target);
+      return;
+    }
+    case OP_LOCK: {
+      char *path = get_str(&c, NULL);
+      uint32_t timeout = get_u32(&c);
+      if (c.bad) {
+        free(path);
+        reply_err(id, EINVAL, "lock: malformed request");
+        return;
+      }
+      start_lock(id, path, timeout);
+      return;
+    }
+    case OP_UNLOCK: {
+      char *path = get_str(&c, NULL);
+      int slot = c.bad ? -1 : find_lock(path);
+      if (c.bad) reply_err(id, EINVAL, "unlock: malformed request");
+      else if (slot < 0 || !locks[slot].held) reply_err(id, ENOLCK, "unlock '%s': not held", path);
+      else {
+        drop_lock(slot);
+        reply(id, 0, 0, NULL, 0, NULL, 0);
+      }
+      free(path);
+      return;
+    }
+    default:
+      reply_err(id, EINVAL, "unknown operation %u", op);
+  }
+}
+
+/* --------------------------------------------------------------- loop */
+
+static void on_sigchld(int sig) {
+  (void)sig;
+  int saved = errno;
+  (void)!write(sigchld_pipe[1], "c", 1);
+  errno = saved;
+}
+
+static void finish_if_done(struct job *j) {
+  if (!j->exited || j->out_fd >= 0 || j->err_fd >= 0) return;
+  if (j->lock >= 0) {
+    struct lock *l = &locks[j->lock];
+    if (WIFEXITED(j->status) && WEXITSTATUS(j->status) == 0) {
+      l->held = true;
+      reply(j->id, 0, 0, NULL, 0, NULL, 0);
+    } else {
+      char path[4096];
+      snprintf(path, sizeof path, "%s", l->path);
+      drop_lock(j->lock);
+      reply_err(j->id, EWOULDBLOCK, "lock '%s': still held by another process after %u s", path, j->timeout);
+    }
+  } else {
+    int code = WIFEXITED(j->status) ? WEXITSTATUS(j->status) : WIFSIGNALED(j->status) ? 128 + WTERMSIG(j->status) : 255;
+    reply(j->id, code, 0, j->out.p, j->out.len, j->err.p, j->err.len);
+  }
+  free_job(j);
+}
+
+static void reap(void) {
+  for (;;) {
+    int st;
+    pid_t pid = waitpid(-1, &st, WNOHANG);
+    if (pid <= 0) return;
+    for (size_t i = 0; i < MAX_JOBS; i++) {
+      if (jobs[i].used && jobs[i].pid == pid) {
+        jobs[i].exited = true, jobs[i].status = st;
+        finish_if_done(&jobs[i]);
+        break;
+      }
+    }
+  }
+}
+
+/* Reads what the child wrote; closes the fd at EOF. */
+static void drain(struct job *j, int *fd, struct buf *b) {
+  for (;;) {
+    char tmp[16384];
+    ssize_t n = read(*fd, tmp, sizeof tmp);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n <= 0) {
+      close_fd(fd);
+      finish_if_done(j);
+      return;
+    }
+    if (b->len + (size_t)n <= MAX_OUTPUT && !buf_add(b, tmp, (size_t)n)) {
+      close_fd(fd);
+      return;
+    }
+  }
+}
+
+static void feed(struct job *j) {
+  while (j->in_off < j->in_len) {
+    ssize_t n = write(j->in_fd, j->in_data + j->in_off, j->in_len - j->in_off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) return;
+    if (n < 0) break; /* EPIPE: it stopped reading */
+    j->in_off += (size_t)n;
+  }
+  close_fd(&j->in_fd);
+}
+
+int helper_main(void) {
+  /* The engine handles the terminal's signals (and forwards them to containers through us). */
+  signal(SIGINT, SIG_IGN);
+  signal(SIGQUIT, SIG_IGN);
+  signal(SIGTSTP, SIG_IGN);
+  signal(SIGPIPE, SIG_IGN);
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() == 1) return 0;
+  if (pipe2(sigchld_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+    fprintf(stderr, "berth-shim helper: create signal pipe: %s\n", strerror(errno));
+    return 1;
+  }
+  struct sigaction sa = {0};
+  sa.sa_handler = on_sigchld;
+  sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGCHLD, &sa, NULL);
+  fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+
+  struct buf in = {0};
+  static struct pollfd fds[2 + 3 * MAX_JOBS];
+  static struct job *owner[2 + 3 * MAX_JOBS];
+  for (;;) {
+    nfds_t n = 0;
+    fds[n++] = (struct pollfd){.fd = 0, .events = POLLIN};
+    fds[n++] = (struct pollfd){.fd = sigchld_pipe[0], .events = POLLIN};
+    for (size_t i = 0; i < MAX_JOBS; i++) {
+      struct job *j = &jobs[i];
+      if (!j->used) continue;
+      if (j->in_fd >= 0) owner[n] = j, fds[n++] = (struct pollfd){.fd = j->in_fd, .events = POLLOUT};
+      if (j->out_fd >= 0) owner[n] = j, fds[n++] = (struct pollfd){.fd = j->out_fd, .events = POLLIN};
+      if (j->err_fd >= 0) owner[n] = j, fds[n++] = (struct pollfd){.fd = j->err_fd, .events = POLLIN};
+    }
+    if (poll(fds, n, -1) < 0) {
+      if (errno == EINTR) continue;
+      fprintf(stderr, "berth-shim helper: poll: %s\n", strerror(errno));
+      return 1;
+    }
+    for (nfds_t k = 2; k < n; k++) {
+      if (!fds[k].revents) continue;
+      struct job *j = owner[k];
+      if (!j->used) continue;
+      if (fds[k].fd == j->in_fd) feed(j);
+      else if (fds[k].fd == j->out_fd) drain(j, &j->out_fd, &j->out);
+      else if (fds[k].fd == j->err_fd) drain(j, &j->err_fd, &j->err);
+    }
+    if (fds[1].revents) {
+      char tmp[64];
+      while (read(sigchld_pipe[0], tmp, sizeof tmp) > 0) {}
+      reap();
+    }
+    if (fds[0].revents) {
+      char tmp[65536];
+      ssize_t r;
+      while ((r = read(0, tmp, sizeof tmp)) > 0)
+        if (!buf_add(&in, tmp, (size_t)r)) return 1;
+      if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) return 0; /* the engine is gone */
+      size_t off = 0;
+      while (in.len - off >= 4) {
+        uint32_t len;
+        memcpy(&len, in.p + off, 4);
+        if (in.len - off - 4 < len) break;
+        handle_request(in.p + off + 4, len);
+        off += 4 + (size_t)len;
+      }
+      memmove(in.p, in.p + off, in.len - off);
+      in.len -= off;
+    }
+  }
+}

@@ -1,0 +1,13 @@
+/* `berth-shim helper`: the engine's process helper. One per engine process,
+ * started on the first native call and talking over its stdin/stdout: it
+ * runs programs (fork + exec from a small static process, where a fork of
+ * the engine's Node process costs milliseconds of page-table copying),
+ * mounts and unmounts with mount(2)/umount2(2), and holds flock(2) locks on
+ * the engine's behalf. It exits when its stdin reaches EOF (the engine is
+ * gone), which also releases every lock it holds. Protocol: README.md. */
+#ifndef BERTH_SHIM_HELPER_H
+#define BERTH_SHIM_HELPER_H
+
+int helper_main(void);
+
+#endif

@@ -1,0 +1,132 @@
+// The engine's process helper (`berth-shim helper`, engine/runtime/helper.ts):
+// programs run through it behave as spawned ones (output, stdin, exit
+// status, signals, a missing program), get no descriptor but their stdio
+// (a lock it holds must never reach a long-lived shim), mount(2)/umount2(2)
+// on a real tmpfs, and flock(2) locks that exclude other processes and go
+// when the helper's engine process dies.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execProgram, helperAvailable, helperLock, helperMount, helperUmount, helperUnlock } from '../../../engine/runtime/helper.js';
+
+const shim = path.resolve('native/build/berth-shim');
+const skipReason = process.getuid?.() !== 0 ? 'needs root' : !fs.existsSync(shim) ? 'needs native/build/berth-shim (make -C native)' : '';
+let dir = '';
+
+const mounted = (p: string): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === p);
+const lockFree = (file: string): boolean => spawnSync('flock', ['-n', '-x', file, 'true']).status === 0;
+
+describe.skipIf(skipReason !== '')(`engine process helper${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-helper-'));
+    expect(helperAvailable()).toBe(true);
+  });
+  afterAll(() => {
+    if (!dir) return;
+    const m = path.join(dir, 'mnt');
+    if (mounted(m)) execFileSync('umount', ['-l', m]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs a program with stdin, and returns its stdout, stderr and exit status', async () => {
+    const r = await execProgram(['sh', '-c', 'cat; echo err >&2; exit 3'], 'hello\n');
+    expect(r).toEqual({ code: 3, stdout: 'hello\n', stderr: 'err\n' });
+    expect((await execProgram(['true'])).code).toBe(0);
+  });
+
+  it('passes large input and output whole, and runs many programs at once', async () => {
+    const big = 'x'.repeat(3 * 1024 * 1024) + '\n';
+    const r = await execProgram(['cat'], big);
+    expect(r.stdout.length).toBe(big.length);
+    const all = await Promise.all(Array.from({ length: 40 }, (_, i) => execProgram(['sh', '-c', `echo ${i}; exit ${i % 5}`])));
+    expect(all.map((x) => [x.stdout, x.code])).toEqual(Array.from({ length: 40 }, (_, i) => [`${i}\n`, i % 5]));
+  });
+
+  it('reports a program killed by a signal as 128 + signal, and a missing program as ENOENT', async () => {
+    expect((await execProgram(['sh', '-c', 'kill -9 $$'])).code).toBe(137);
+    await expect(execProgram(['/nonexistent/berth-no-such-program'])).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('gives a program only stdio, with default signal dispositions', async () => {
+    const file = path.join(dir, 'fdlock');
+    await helperLock(file, 5);
+    try {
+      // ls opens the directory it lists: fds 0, 1, 2 and that one, nothing of the helper's (its lock, its pipes)
+      const fds = (await execProgram(['ls', '/proc/self/fd'])).stdout.trim().split('\n').map(Number).sort((a, b) => a - b);
+      expect(fds).toEqual([0, 1, 2, 3]);
+      const sigs = (await execProgram(['grep', '-E', '^Sig(Ign|Blk)', '/proc/self/status'])).stdout;
+      expect(sigs).toMatch(/SigBlk:\s+0+\n/);
+      expect(sigs).toMatch(/SigIgn:\s+0+\n/);
+    } finally {
+      await helperUnlock(file);
+    }
+  });
+
+  it('mounts (flags apart from data, made private) and unmounts, and reports a failure with errno', async () => {
+    const m = path.join(dir, 'mnt');
+    fs.mkdirSync(m);
+    expect(await helperMount({ type: 'tmpfs', source: 'tmpfs', target: m, options: ['nosuid', 'nodev', 'size=1m', 'mode=0700'], makePrivate: true })).toBe(true);
+    const line = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').find((l) => l.split(' ')[4] === m)!;
+    expect(line).toMatch(/nosuid,nodev/);
+    expect(line).not.toMatch(/shared:/);
+    expect(line).toMatch(/size=1024k,mode=700/);
+    expect(await helperUmount(m, false)).toBe(true);
+    expect(mounted(m)).toBe(false);
+    await expect(helperUmount(m, true)).rejects.toMatchObject({ code: 'EINVAL' });
+    await expect(helperMount({ type: 'tmpfs', source: 'tmpfs', target: path.join(dir, 'missing'), options: [] })).rejects.toMatchObject({
+      code: 'ENOENT', message: expect.stringMatching(/mount tmpfs on '.*missing'/),
+    });
+  });
+
+  it('holds a lock that other processes cannot take, gives it up, and times out on a lock held elsewhere', async () => {
+    const file = path.join(dir, 'lock');
+    await helperLock(file, 5);
+    expect(lockFree(file)).toBe(false);
+    await expect(helperLock(file, 1)).rejects.toMatchObject({ code: 'EDEADLK' }); // not reentrant
+    await helperUnlock(file);
+    expect(lockFree(file)).toBe(true);
+    const holder = spawn('flock', ['-x', '-o', file, 'sleep', '30'], { stdio: 'ignore' });
+    try {
+      for (let i = 0; i < 200 && lockFree(file); i++) await new Promise((r) => setTimeout(r, 10));
+      await expect(helperLock(file, 1)).rejects.toMatchObject({ code: 'EAGAIN' }); // EWOULDBLOCK, by Node's name
+    } finally {
+      holder.kill('SIGKILL');
+      await new Promise((r) => holder.on('exit', r));
+    }
+    await helperLock(file, 5); // a waiter gets it once the holder is gone
+    await helperUnlock(file);
+  }, 30_000);
+
+  it('goes away with its engine process, and the locks it held with it', async () => {
+    const file = path.join(dir, 'lock-child');
+    const script = `
+      const h = await import(${JSON.stringify(path.resolve('dist/engine/runtime/helper.js'))});
+      await h.helperLock(${JSON.stringify(file)}, 5);
+      process.stdout.write('locked\\n');
+      setInterval(() => undefined, 1000);`;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (b: Buffer) => b.toString().includes('locked') && resolve());
+        child.on('exit', (c) => reject(new Error(`child exited ${c}`)));
+      });
+      const helperPid = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
+        try {
+          return fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(child.pid);
+        } catch {
+          return false;
+        }
+      });
+      expect(helperPid).toBeDefined();
+      expect(lockFree(file)).toBe(false);
+      child.kill('SIGKILL');
+      for (let i = 0; i < 300 && fs.existsSync(`/proc/${helperPid}`); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(fs.existsSync(`/proc/${helperPid}`)).toBe(false);
+      expect(lockFree(file)).toBe(true);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 30_000);
+});
