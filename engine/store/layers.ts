@@ -189,6 +189,22 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
     async unpack(req) {
       const existing = await get(req.chainId);
       if (existing) return { ...existing, unpacked: false };
+      // berth-unpack when it is built (with zstd: the compression is not known yet), TypeScript otherwise
+      const { nativeUnpacker } = await import('./native-unpack.js');
+      const bin = nativeUnpacker();
+      if (bin?.zstd()) {
+        const { Readable } = await import('node:stream');
+        const stream = req.source instanceof Readable ? req.source : Readable.from(req.source, { objectMode: false });
+        const before = req.beforeCommit;
+        return this.unpackNative({
+          chainId: req.chainId,
+          diffId: req.diffId,
+          ...(req.parent !== undefined ? { parent: req.parent } : {}),
+          input: { kind: 'stream', stream },
+          label: req.label,
+          ...(before ? { beforeCommit: () => before() } : {}),
+        });
+      }
       const [{ Transform, pipeline }, { decompressAuto }, { unpackLayer }, { digestOfHash, newHash }] = await Promise.all([
         import('node:stream'),
         import('./compression.js'),

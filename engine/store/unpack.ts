@@ -21,14 +21,18 @@
  * coreutils `mknod`, extended attributes applied in one `setfattr -h
  * --restore=-` run (package `attr`) at the end.
  *
- * Limitation: tar-stream decodes PAX values as UTF-8, so an xattr value
- * that is not valid UTF-8 (some security.capability values) cannot be
- * restored exactly: it is left out and reported in `warnings`, never
- * written altered.
+ * xattr values are binary (security.capability holds a struct). tar-stream
+ * decodes every PAX record as UTF-8, which would mangle them, so its
+ * decodePax is wrapped (`keepBinaryXattrs`) to give `SCHILY.xattr.*` values
+ * as latin1 strings (one char per byte) that become the exact bytes again.
+ *
+ * berth-unpack (native/unpack/, used by pulls when it is built) applies the
+ * same rules in C; test/engine/store/unpack.test.ts runs both.
  */
 import { promises as fsp } from 'node:fs';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import { createRequire } from 'node:module';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import * as tar from 'tar-stream';
@@ -37,11 +41,46 @@ import { PositionalWriter } from './fsutil.js';
 
 const run = promisify(execFile);
 
+const XATTR_KEY = 'SCHILY.xattr.';
+
+/**
+ * tar-stream's PAX decoding with xattr values kept byte for byte (latin1
+ * strings). tar-stream calls `headers.decodePax` through its module object,
+ * so replacing that one function (once per process) is enough; other keys
+ * are decoded exactly as before (UTF-8).
+ */
+const keepBinaryXattrs = (() => {
+  let done = false;
+  return (): void => {
+    if (done) return;
+    done = true;
+    const req = createRequire(import.meta.url);
+    const headersPath = path.join(path.dirname(req.resolve('tar-stream')), 'headers.js');
+    const headers = req(headersPath) as { decodePax: (buf: Buffer) => Record<string, string> };
+    headers.decodePax = (buf: Buffer): Record<string, string> => {
+      const out: Record<string, string> = {};
+      let b = buf;
+      while (b.length > 0) {
+        const sp = b.indexOf(0x20);
+        const len = sp > 0 ? Number.parseInt(b.subarray(0, sp).toString('latin1'), 10) : NaN;
+        if (!Number.isSafeInteger(len) || len <= sp + 1 || len > b.length) return out;
+        const rec = b.subarray(sp + 1, len - 1); // without the trailing newline
+        const eq = rec.indexOf(0x3d);
+        if (eq < 0) return out;
+        const key = rec.subarray(0, eq).toString('utf8');
+        out[key] = rec.subarray(eq + 1).toString(key.startsWith(XATTR_KEY) ? 'latin1' : 'utf8');
+        b = b.subarray(len);
+      }
+      return out;
+    };
+  };
+})();
+
 export interface UnpackResult {
   readonly entries: number;
   /** Sum of regular file sizes written. */
   readonly bytes: number;
-  /** What was kept only in part (e.g. an xattr whose binary value tar-stream cannot give back). */
+  /** What was kept only in part (nothing today; kept for callers that log them). */
   readonly warnings: readonly string[];
 }
 
@@ -177,6 +216,7 @@ export const unpackLayer = async (tarStream: Readable, opts: UnpackOptions): Pro
     for await (const _ of s) void _;
   };
 
+  keepBinaryXattrs();
   const extract = tar.extract();
   const feed = new Promise<void>((resolve, reject) => {
     tarStream.on('error', (e) => {
@@ -302,17 +342,11 @@ export const unpackLayer = async (tarStream: Readable, opts: UnpackOptions): Pro
       if (h.type !== 'symlink') await fsp.chmod(file, mode);
       if (h.pax) {
         for (const [k, v] of Object.entries(h.pax)) {
-          if (!k.startsWith('SCHILY.xattr.')) continue;
-          const xname = k.slice('SCHILY.xattr.'.length);
+          if (!k.startsWith(XATTR_KEY)) continue;
+          const xname = k.slice(XATTR_KEY.length);
           if (!XATTR_NAME.test(xname)) refuse(name, `xattr name ${JSON.stringify(xname)} not allowed`);
           if (xname.startsWith('trusted.overlay.')) refuse(name, `xattr ${xname} would change overlayfs behaviour`);
-          if (v.includes('\uFFFD')) {
-            // tar-stream decoded the value as UTF-8 and lost bytes: setting it would be wrong, refusing the
-            // whole image too harsh (file capabilities are the usual case); report it instead
-            warnings.push(`entry ${JSON.stringify(name)}: xattr ${xname} not kept (binary value)`);
-            continue;
-          }
-          xattrs.push({ file, name: xname, value: Buffer.from(v, 'utf8') });
+          xattrs.push({ file, name: xname, value: Buffer.from(v, 'latin1') }); // latin1: see keepBinaryXattrs
         }
       }
       if (h.type === 'directory') {

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { chainIds, openLayerStore } from '../../../engine/store/layers.js';
 import { sha256, type Digest } from '../../../engine/store/digest.js';
+import { nativeUnpacker } from '../../../engine/store/native-unpack.js';
 import { makeTar } from './tars.js';
 
 const isRoot = process.getuid?.() === 0;
@@ -32,7 +33,21 @@ describe('chainIds', () => {
   });
 });
 
-describe.skipIf(!isRoot)('layer store', () => {
+// berth-unpack when built, and the TypeScript unpacker (BERTH_NATIVE_UNPACK=0): the same behaviour
+const nativeBuilt = nativeUnpacker() !== undefined;
+describe.each([
+  [nativeBuilt ? 'native' : 'native [skipped: native/build/berth-unpack not built]', '1'],
+  ['typescript', '0'],
+])('%s unpacker:', (_kind, flag) => {
+  const saved = process.env['BERTH_NATIVE_UNPACK'];
+  beforeEach(() => {
+    process.env['BERTH_NATIVE_UNPACK'] = flag;
+  });
+  afterEach(() => {
+    if (saved === undefined) delete process.env['BERTH_NATIVE_UNPACK'];
+    else process.env['BERTH_NATIVE_UNPACK'] = saved;
+  });
+describe.skipIf(!isRoot || (flag === '1' && !nativeBuilt))('layer store', () => {
   it.each([
     ['uncompressed', (b: Buffer) => b],
     ['gzip', (b: Buffer) => gzipSync(b)],
@@ -111,4 +126,5 @@ describe.skipIf(!isRoot)('layer store', () => {
     expect(await readdir(upper)).toEqual(['new']);
     await expect(ls.mount([sha256('nope')], upper, work, target)).rejects.toMatchObject({ error: { _tag: 'NotFound' } });
   });
+});
 });
