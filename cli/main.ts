@@ -9,6 +9,12 @@
  * argv names is imported (cli/lazy.ts, which also holds the table of
  * top-level commands). Engines and stores are opened lazily inside
  * actions. To add a command group: a loader and its words in cli/lazy.ts.
+ *
+ * This is the plain entry. The installed command (package.json "bin") is
+ * dist/cli/berth, a launcher (cli/berth.sh) that starts Node from a V8
+ * start-up snapshot of the CLI (cli/snapshot.ts, built by `npm run
+ * build`) and runs this file instead whenever the snapshot does not fit;
+ * both print the same (test/cli/snapshot.test.ts).
  */
 import { enableCompileCache } from './startup.js';
 
