@@ -20,7 +20,8 @@
 # network namespace of its own with its own roots (no bridge, no iptables),
 # podman with its own storage and a containers.conf given by CONTAINERS_CONF.
 # PEERS=0 runs Berth alone; peers that are not installed are skipped.
-# Needs: npm run build, make -C native, test/fixtures/make-fixtures.sh, hyperfine; root.
+# Needs: npm run build, make -C native, test/fixtures/make-fixtures.sh, hyperfine; root;
+# node on PATH as the build used it (. scripts/env.sh).
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 node=${NODE:-node}
@@ -31,7 +32,17 @@ out="$repo/bench/out"
 mkdir -p "$out"
 dir=$(mktemp -d /tmp/berth-bench-containers-XXXXXX)
 root="$dir/root"
-berth=("$node" "$repo/dist/cli/main.js" --root "$root")
+# Berth as users run it: dist/cli/berth (package.json "bin"; it starts node from
+# Berth's V8 start-up snapshot when that is fresh, else runs dist/cli/main.js),
+# from a copy of dist/ and native/build taken at the start (mtimes kept), so
+# that other engineers rebuilding either during the run cannot break it
+cp -a "$repo/dist" "$dir/dist"
+cp "$repo/package.json" "$dir/package.json"
+ln -s "$repo/node_modules" "$dir/node_modules"
+cp -a "$repo/native/build" "$dir/native"
+export BERTH_NATIVE_DIR="$dir/native"
+build="$dir/dist"
+berth=("$build/cli/berth" --root "$root")
 podman_dir=
 dockerd_dir=
 podman=()
@@ -40,8 +51,8 @@ teardown() {
   set +e
   ids=$("${berth[@]}" ps -aq --no-trunc 2>/dev/null)
   [ -n "$ids" ] && "${berth[@]}" rm -f $ids >/dev/null 2>&1
-  [ -n "$podman_dir" ] && "$node" "$dir/build/test/helpers/podman.js" cleanup "$podman_dir"
-  [ -n "$dockerd_dir" ] && "$node" "$dir/build/test/helpers/dockerd.js" stop "$dockerd_dir"
+  [ -n "$podman_dir" ] && "$node" "$dir/helpers/test/helpers/podman.js" cleanup "$podman_dir"
+  [ -n "$dockerd_dir" ] && "$node" "$dir/helpers/test/helpers/dockerd.js" stop "$dockerd_dir"
   podman_dir=; dockerd_dir=
   set -e
 }
@@ -49,18 +60,28 @@ trap 'teardown; rm -rf "$dir"' EXIT
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
 json() { "$node" -e "process.stdout.write(String(JSON.parse(require('fs').readFileSync(0,'utf8'))$1))"; }
 
-echo "host: $(nproc) CPUs, kernel $(uname -r), load $(loadavg), commit $(git -C "$repo" rev-parse --short HEAD)"
+echo "host: $(nproc) CPUs, kernel $(uname -r), load $(loadavg), commit $(git -C "$repo" rev-parse --short HEAD), $(date -u '+%Y-%m-%d %H:%M UTC')"
+# the launcher's own test: is the V8 start-up snapshot used?
+(
+  cd "$build/cli"; nodebin=$(command -v node)
+  if [ -z "${BERTH_NO_SNAPSHOT:-}" ] && [ -z "${NODE_OPTIONS:-}" ] && [ -f berth.blob ] && [ "$nodebin" -ef berth.blob.node ] && ! [ "$nodebin" -nt berth.blob ] \
+    && [ berth.blob -nt main.js ] && { ! [ -e ../../node_modules/.package-lock.json ] || [ berth.blob -nt ../../node_modules/.package-lock.json ]; }; then
+    echo "berth: dist/cli/berth with its V8 start-up snapshot"
+  else
+    echo "berth: dist/cli/berth without its snapshot (missing or stale: npm run build): dist/cli/main.js"
+  fi
+)
 
 # the peers' helpers, compiled from test/helpers
-"$repo/node_modules/.bin/tsc" --ignoreConfig --outDir "$dir/build" --module nodenext --moduleResolution nodenext \
+"$repo/node_modules/.bin/tsc" --ignoreConfig --outDir "$dir/helpers" --module nodenext --moduleResolution nodenext \
   --target es2023 --skipLibCheck --types node --rootDir "$repo" "$repo/test/helpers/dockerd.ts" "$repo/test/helpers/podman.ts"
-echo '{"type":"module"}' > "$dir/build/package.json"
+echo '{"type":"module"}' > "$dir/helpers/package.json"
 
 # the image: Berth imports the fixture rootfs, the peers load Berth's save of it
 tar -C "$repo/test/fixtures/build/rootfs" --numeric-owner -cf "$dir/busybox.tar" .
 "$node" --input-type=module -e "
-const { openLocalEngine } = await import('$repo/dist/engine/local.js');
-const { importLayers } = await import('$repo/dist/engine/local-images.js');
+const { openLocalEngine } = await import('$build/engine/local.js');
+const { importLayers } = await import('$build/engine/local-images.js');
 const e = openLocalEngine({ root: '$root', runRoot: '$root/run' });
 await importLayers(e.store, ['$dir/busybox.tar'], 'busybox:latest', { cmd: ['sh'] });
 "
@@ -70,7 +91,7 @@ echo "berth image: $("$node" -e "process.stdout.write(JSON.parse(require('fs').r
 names=(berth)
 cmds=("${berth[*]} run --rm --network none busybox true")
 if [ "${PEERS:-1}" != 0 ] && command -v podman >/dev/null && command -v skopeo >/dev/null; then
-  p=$("$node" "$dir/build/test/helpers/podman.js" make)
+  p=$("$node" "$dir/helpers/test/helpers/podman.js" make)
   podman_dir=$(json .dir <<<"$p")
   read -r -a podman <<<"$(json ".argv.join(' ')" <<<"$p")"
   podman_run=$(json ".runFlags.join(' ')" <<<"$p")
@@ -84,7 +105,7 @@ else
   echo "podman: not run (PEERS=0, or podman/skopeo missing)"
 fi
 if [ "${PEERS:-1}" != 0 ] && [ -x /usr/sbin/dockerd ] && [ -x /usr/bin/docker ]; then
-  d=$("$node" "$dir/build/test/helpers/dockerd.js" start none)
+  d=$("$node" "$dir/helpers/test/helpers/dockerd.js" start none)
   dockerd_dir=$(json .dir <<<"$d")
   docker=(/usr/bin/docker -H "unix://$(json .socket <<<"$d")")
   export DOCKER_CONFIG="$dockerd_dir/cli"

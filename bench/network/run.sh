@@ -19,5 +19,14 @@ trap 'rm -rf "$out"' EXIT
 ln -s "$repo/node_modules" "$out/node_modules"
 ln -s "$repo/native" "$out/native"  # the engine finds berth-runtime and berth-shim next to its modules
 echo '{"type":"module"}' > "$out/package.json"
-echo "host: $(nproc) CPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
+# the engines' CLI comparisons run Berth as users do, dist/cli/berth, from a copy of
+# dist/ and native/build taken now (mtimes kept: the launcher's snapshot check), so
+# that a rebuild by someone else during the run cannot break it
+mkdir "$out/berth"
+cp -a "$repo/dist" "$out/berth/dist"
+cp "$repo/package.json" "$out/berth/package.json"
+ln -s "$repo/node_modules" "$out/berth/node_modules"
+cp -a "$repo/native/build" "$out/berth/native"
+export BERTH_DIST="$out/berth/dist" BERTH_NATIVE_DIR="$out/berth/native"
+echo "host: $(nproc) CPUs, kernel $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg), commit $(git -C "$repo" rev-parse --short HEAD), $(date -u '+%Y-%m-%d %H:%M UTC')"
 cd "$repo" && BERTH_REPO="$repo" node "$out/bench/network/$script.js"

@@ -65,12 +65,16 @@ export interface EnginesOptions {
   docker?: DockerdNetwork[];
   podman?: boolean;
   node?: string;
+  /** Berth's build (default <repo>/dist); Berth runs as users run it, <dist>/cli/berth (the launcher) */
+  dist?: string;
 }
 
 /** Sets up the engines; on failure everything made so far is removed. */
 export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
   const node = opts.node ?? process.execPath;
-  const main = path.join(opts.repo, 'dist/cli/main.js');
+  const dist = opts.dist ?? path.join(opts.repo, 'dist');
+  const main = path.join(dist, 'cli/main.js');
+  const launcher = path.join(dist, 'cli/berth');
   const berthRoot = path.join(opts.dir, 'berth-root');
   const bridged = opts.network === 'bridge';
   const dockerds: Dockerd[] = [];
@@ -92,7 +96,7 @@ export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
     }
     // Berth's default bridge and nft table (a network outlives its containers)
     try {
-      const { openNetworking } = (await import(pathToFileURL(path.join(opts.repo, 'dist/engine/network/networking.js')).href)) as {
+      const { openNetworking } = (await import(pathToFileURL(path.join(dist, 'engine/network/networking.js')).href)) as {
         openNetworking: (r: { root: string; runRoot: string }) => { purge(): Promise<void> };
       };
       await openNetworking({ root: berthRoot, runRoot: path.join(berthRoot, 'run') }).purge();
@@ -110,7 +114,7 @@ export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
     execFileSync('tar', ['-C', path.join(opts.repo, 'test/fixtures/build/rootfs'), '--numeric-owner', '-cf', rootfsTar, '.']);
     const imageId = (await run(node, [main, '--root', berthRoot, 'import', '--cmd', '["sh"]', rootfsTar, 'busybox:latest'])).stdout.trim();
     await run(node, [main, '--root', berthRoot, 'save', '-o', saved, 'busybox:latest']);
-    const berthArgv = ['nsenter', '--net=/proc/self/ns/net', node, main, '--root', berthRoot];
+    const berthArgv = ['nsenter', '--net=/proc/self/ns/net', ...(fs.existsSync(launcher) ? [launcher] : [node, main]), '--root', berthRoot];
     const engines: EngineCli[] = [
       {
         name: 'berth',
