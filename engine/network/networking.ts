@@ -1077,6 +1077,7 @@ class LocalNetworking implements Networking {
       await attempt(() => fsp.rm(this.netnsDir, { recursive: true, force: true }));
       await attempt(() => this.state.removeIndex());
       await attempt(() => fsp.rm(path.join(this.state.dir, 'pending'), { recursive: true, force: true }));
+      this.state.forgetInit();
       await attempt(() => fsp.rm(this.scannedMark, { force: true }));
       if (errors.length > 0) throw errors[0];
     });

@@ -134,10 +134,18 @@ export class StateDir {
     return path.join(this.endpointDir(containerId), 'endpoint.json');
   }
 
+  /** Once per process (every locked operation calls it); `purge` removes dirs and says so with `forgetInit`. */
+  private initDone = false;
   async init(): Promise<void> {
+    if (this.initDone) return;
     await fsp.mkdir(path.join(this.dir, 'nets'), { recursive: true, mode: 0o700 });
     await fsp.mkdir(path.join(this.dir, 'endpoints'), { recursive: true, mode: 0o700 });
     await fsp.mkdir(path.join(this.dir, 'pending'), { recursive: true, mode: 0o700 });
+    this.initDone = true;
+  }
+  forgetInit(): void {
+    this.initDone = false;
+    this.netCache = undefined;
   }
 
   /**
@@ -234,8 +242,19 @@ export class StateDir {
     return r.right;
   }
 
+  /** The network records as read at the nets dir's mtime: a record written or removed (by any process) changes it. */
+  private netCache: { readonly mtime: string; readonly recs: readonly NetworkRecord[] } | undefined;
+
   async networks(): Promise<NetworkRecord[]> {
     const dir = path.join(this.dir, 'nets');
+    // the mtime before the read: a change during the read leaves a newer mtime, and the next call reads again
+    const mtime = (await fsp.stat(dir, { bigint: true })).mtimeNs.toString();
+    if (this.netCache?.mtime === mtime) return [...this.netCache.recs];
+    const recs = await this.readNetworks(dir);
+    this.netCache = { mtime, recs };
+    return [...recs];
+  }
+  private async readNetworks(dir: string): Promise<NetworkRecord[]> {
     const names = (await fsp.readdir(dir)).filter((n) => n.endsWith('.json') && !n.startsWith('.'));
     const out: NetworkRecord[] = [];
     for (const n of names) {

@@ -253,9 +253,14 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     };
   };
 
-  const waitShimGone = async (rec: CRecord, ms = 3000): Promise<void> => {
+  /** Until `pid` is gone (at most `ms`): the shim exits a moment after it sent the exit line, so the first polls come fast. */
+  const waitPidGone = async (pid: number, ms: number): Promise<void> => {
     const deadline = Date.now() + ms;
-    while (rec.state.shimPid !== undefined && pidAlive(rec.state.shimPid) && Date.now() < deadline) await sleep(10);
+    for (let wait = 1; pidAlive(pid) && Date.now() < deadline; wait = Math.min(wait * 2, 20)) await sleep(wait);
+  };
+
+  const waitShimGone = async (rec: CRecord, ms = 3000): Promise<void> => {
+    if (rec.state.shimPid !== undefined) await waitPidGone(rec.state.shimPid, ms);
   };
 
   /** Under the lock: fold an observed exit into the record and release what the run held. */
@@ -297,7 +302,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
    *  finishing writes into it (exit.json, then removes shim.pid). */
   const removeShimDir = async (p: ContainerPaths): Promise<void> => {
     const pid = Number((await fsp.readFile(path.join(p.shimDir, 'shim.pid'), 'utf8').catch(() => '')).trim());
-    for (let i = 0; i < 150 && Number.isInteger(pid) && pid > 0 && pidAlive(pid); i++) await sleep(20);
+    if (Number.isInteger(pid) && pid > 0) await waitPidGone(pid, 3000);
     for (let attempt = 0; ; attempt++) {
       try {
         await fsp.rm(p.shimDir, { recursive: true, force: true });

@@ -30,8 +30,15 @@ export interface ApplyEvent {
 }
 
 export interface ApplyOptions {
-  /** Steps in flight at once (default 8). */
+  /** Steps in flight at once that create, start or change something (default 8). */
   readonly concurrency?: number;
+  /**
+   * Container removals in flight at once, besides those (default: 4 x concurrency, at least 32).
+   * A removal mostly waits (for the container to stop, up to its stop timeout) and costs
+   * little CPU, so bounding it like a create would turn a stack's teardown into rounds of
+   * stop timeouts.
+   */
+  readonly removeConcurrency?: number;
   /** Attempts for a transiently failing engine call (default 4). */
   readonly attempts?: number;
   /** First backoff delay (default 200 ms), doubled per attempt, with jitter. */
@@ -149,6 +156,9 @@ export const apply = async (engine: Engine, plan: Plan, opts: ApplyOptions = {})
     throw new EngineFailure(conflict('stack', plan.stack, `objects in the way that the stack does not own:\n  - ${plan.conflicts.join('\n  - ')}`));
   }
   const concurrency = Math.max(1, opts.concurrency ?? 8);
+  const removeConcurrency = Math.max(1, opts.removeConcurrency ?? Math.max(32, 4 * concurrency));
+  /** A container's "down" step: stop (a wait) and remove, in a pool of its own. */
+  const isRemoval = (s: Step): boolean => s.phase === 'down' && s.change.kind === 'container';
   const attempts = Math.max(1, opts.attempts ?? 4);
   const backoff = opts.backoffMs ?? 200;
   const emit = opts.onEvent ?? (() => undefined);
@@ -196,13 +206,17 @@ export const apply = async (engine: Engine, plan: Plan, opts: ApplyOptions = {})
 
   await new Promise<void>((resolve) => {
     let running = 0;
+    let removing = 0;
     const pump = (): void => {
       for (const s of steps.values()) {
-        if (running >= concurrency) break;
+        if (running >= concurrency && removing >= removeConcurrency) break;
         if (state.get(s.id) !== 'pending') continue;
+        const removal = isRemoval(s);
+        if (removal ? removing >= removeConcurrency : running >= concurrency) continue;
         if (![...s.deps].every((d) => state.get(d) === 'done')) continue;
         state.set(s.id, 'running');
-        running++;
+        if (removal) removing++;
+        else running++;
         emit({ resource: resourceId(s.change), action: s.change.action, phase: 'start', message: s.phase });
         runStep(ctx, s).then(
           () => {
@@ -216,11 +230,12 @@ export const apply = async (engine: Engine, plan: Plan, opts: ApplyOptions = {})
             skipDependents(s);
           },
         ).finally(() => {
-          running--;
+          if (removal) removing--;
+          else running--;
           pump();
         });
       }
-      if (running === 0) {
+      if (running === 0 && removing === 0) {
         // Nothing runs and nothing can start: what is left waits on a cycle (cannot happen after validation) or is done.
         for (const s of steps.values()) if (state.get(s.id) === 'pending') { state.set(s.id, 'skipped'); because.set(s.id, 'a dependency cycle'); }
         resolve();

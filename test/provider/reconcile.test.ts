@@ -358,6 +358,22 @@ describe('apply', () => {
     expect(e.maxInFlight).toBeGreaterThan(1);
   });
 
+  it('removes containers in a pool of their own, larger than the bound on creates, and bounded too', async () => {
+    const e = new MemoryEngine();
+    e.delayMs = 3;
+    const many = `stack: many\ncontainers:\n${Array.from({ length: 20 }, (_, i) => `  c${i}: { image: x }\n`).join('')}`;
+    await e.importImage('/x', 'x');
+    await converge(e, load(many));
+    const gone = await planFor(e, load('stack: many\n'), { prune: true });
+    e.maxInFlight = 0;
+    const r = await apply(e, gone, { concurrency: 2, removeConcurrency: 6 });
+    expect(r.ok).toBe(true);
+    expect((await e.listContainers({ all: true })).length).toBe(0);
+    // stops and removes are mostly waiting: more of them in flight than `concurrency`, never more than removeConcurrency
+    expect(e.maxInFlight).toBeGreaterThan(2);
+    expect(e.maxInFlight).toBeLessThanOrEqual(6);
+  });
+
   it('orders a network replacement around the containers on it', async () => {
     const e = new MemoryEngine();
     await converge(e, load(base));
