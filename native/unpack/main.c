@@ -1,4 +1,4 @@
-/* berth-unpack: see unpack.h for the data path and the exit statuses.
+/* berth-unpack: see unpack.h for the threads, the data path and the exit statuses.
  *
  * usage: berth-unpack --dest DIR [--blob FILE] [--length N] [--prefix-fd FD] [--progress-fd FD] [--sync]
  *
@@ -29,7 +29,7 @@
 
 #include "unpack.h"
 
-#define SLOTS 8
+#define SLOTS 16
 #define FILL_AT_LEAST (256u << 10)
 #define BLOB_SYNC_EVERY (16u << 20)
 
@@ -47,15 +47,21 @@ typedef struct pipeline {
   int progress_fd;
   uint64_t progress_at;
   bool sync;
-  /* queue: reader fills, main drains */
+  /* queue: the reader fills slots; the main thread (decompress, untar) and the
+   * blob thread (hash, write the blob file) both drain each one. Counters
+   * only grow; slot i is slots[i % SLOTS]. */
   slot slots[SLOTS];
-  size_t head, tail, count; /* head: next to drain; tail: next to fill */
+  uint64_t produced, used_main, used_blob;
   bool eof;
   pthread_mutex_t mu;
   pthread_cond_t cv;
   atomic_bool stop;
   berth_error rerr;
   bool rfailed;
+  /* BERTH_UNPACK_STATS=1: per-thread CPU and queue waits on stderr */
+  double reader_cpu, reader_wait, main_wait, blob_cpu, blob_wait;
+  berth_error berr;
+  bool bfailed;
   /* results */
   EVP_MD_CTX *blob_hash;
   uint64_t total, blob_synced;
@@ -116,25 +122,26 @@ static ssize_t fill(pipeline *pl, unsigned char *buf, berth_error *e) {
   return (ssize_t)got;
 }
 
+static double now(clockid_t c) {
+  struct timespec ts;
+  clock_gettime(c, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static uint64_t min_used(const pipeline *pl) { return pl->used_main < pl->used_blob ? pl->used_main : pl->used_blob; }
+
+/* Reads the input into free slots. */
 static void *reader(void *arg) {
   pipeline *pl = arg;
   for (;;) {
     pthread_mutex_lock(&pl->mu);
-    while (pl->count == SLOTS && !atomic_load(&pl->stop)) pthread_cond_wait(&pl->cv, &pl->mu);
-    slot *s = &pl->slots[pl->tail];
+    double w0 = now(CLOCK_MONOTONIC);
+    while (pl->produced - min_used(pl) == SLOTS && !atomic_load(&pl->stop)) pthread_cond_wait(&pl->cv, &pl->mu);
+    pl->reader_wait += now(CLOCK_MONOTONIC) - w0;
+    slot *s = &pl->slots[pl->produced % SLOTS];
     pthread_mutex_unlock(&pl->mu);
     if (atomic_load(&pl->stop)) return NULL;
     ssize_t n = fill(pl, s->buf, &pl->rerr);
-    if (n > 0) {
-      EVP_DigestUpdate(pl->blob_hash, s->buf, (size_t)n);
-      if (pl->blob_fd >= 0) {
-        if (write_all(pl->blob_fd, s->buf, (size_t)n, &pl->rerr) < 0) n = -1;
-        else if (pl->sync && pl->total + (uint64_t)n - pl->blob_synced >= BLOB_SYNC_EVERY) {
-          sync_file_range(pl->blob_fd, (off_t)pl->blob_synced, 0, SYNC_FILE_RANGE_WRITE);
-          pl->blob_synced = pl->total + (uint64_t)n;
-        }
-      }
-    }
     if (n > 0 && pl->progress_fd >= 0 && pl->total + (uint64_t)n - pl->progress_at >= (1u << 20)) {
       pl->progress_at = pl->total + (uint64_t)n;
       if (dprintf(pl->progress_fd, "%" PRIu64 "\n", pl->progress_at) < 0) {
@@ -149,24 +156,133 @@ static void *reader(void *arg) {
     } else {
       s->len = (size_t)n;
       pl->total += (uint64_t)n;
-      pl->tail = (pl->tail + 1) % SLOTS;
-      pl->count++;
+      pl->produced++;
     }
     pthread_cond_broadcast(&pl->cv);
     pthread_mutex_unlock(&pl->mu);
-    if (n <= 0) return NULL;
+    if (n <= 0) {
+      pl->reader_cpu = now(CLOCK_THREAD_CPUTIME_ID);
+      return NULL;
+    }
   }
 }
 
-typedef struct sink_state {
-  EVP_MD_CTX *diff_hash;
-  tar_parser *tar;
-} sink_state;
+/* Hashes every slot (the compressed digest) and writes it to the blob file. */
+static void *blob_writer(void *arg) {
+  pipeline *pl = arg;
+  uint64_t written = 0;
+  for (;;) {
+    pthread_mutex_lock(&pl->mu);
+    double w0 = now(CLOCK_MONOTONIC);
+    while (pl->used_blob == pl->produced && !pl->eof && !atomic_load(&pl->stop)) pthread_cond_wait(&pl->cv, &pl->mu);
+    pl->blob_wait += now(CLOCK_MONOTONIC) - w0;
+    if (pl->used_blob == pl->produced || atomic_load(&pl->stop)) {
+      pthread_mutex_unlock(&pl->mu);
+      break;
+    }
+    slot *s = &pl->slots[pl->used_blob % SLOTS];
+    pthread_mutex_unlock(&pl->mu);
+    EVP_DigestUpdate(pl->blob_hash, s->buf, s->len);
+    if (pl->blob_fd >= 0 && !pl->bfailed) {
+      if (write_all(pl->blob_fd, s->buf, s->len, &pl->berr) < 0) {
+        pl->bfailed = true;
+        atomic_store(&pl->stop, true);
+      } else if (pl->sync && written + s->len - pl->blob_synced >= BLOB_SYNC_EVERY) {
+        sync_file_range(pl->blob_fd, (off_t)pl->blob_synced, 0, SYNC_FILE_RANGE_WRITE);
+        pl->blob_synced = written + s->len;
+      }
+      written += s->len;
+    }
+    pthread_mutex_lock(&pl->mu);
+    pl->used_blob++;
+    pthread_cond_broadcast(&pl->cv);
+    pthread_mutex_unlock(&pl->mu);
+  }
+  pl->blob_cpu = now(CLOCK_THREAD_CPUTIME_ID);
+  return NULL;
+}
 
+/* The tar side: the main thread decompresses and hashes into these slots,
+ * the tar thread parses them and writes the files (so that decompression
+ * and file writes overlap). */
+#define OSLOTS 8
+
+typedef struct tarq {
+  slot slots[OSLOTS];
+  uint64_t produced, used;
+  slot *filling; /* main's slot in progress, not yet produced */
+  bool eof, failed;
+  berth_error err;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  tar_parser *tar;
+  pipeline *pl;
+  EVP_MD_CTX *diff_hash;
+  double cpu, wait;
+} tarq;
+
+static void stop_all(pipeline *pl) {
+  pthread_mutex_lock(&pl->mu);
+  atomic_store(&pl->stop, true);
+  pthread_cond_broadcast(&pl->cv);
+  pthread_mutex_unlock(&pl->mu);
+}
+
+static void tarq_publish(tarq *q) {
+  pthread_mutex_lock(&q->mu);
+  q->produced++;
+  q->filling = NULL;
+  pthread_cond_broadcast(&q->cv);
+  pthread_mutex_unlock(&q->mu);
+}
+
+/* decoder output: hashed (the diff ID) and copied to the tar thread */
 static int sink(void *arg, const unsigned char *p, size_t n, berth_error *e) {
-  sink_state *s = arg;
-  EVP_DigestUpdate(s->diff_hash, p, n);
-  return tar_feed(s->tar, p, n, e);
+  tarq *q = arg;
+  EVP_DigestUpdate(q->diff_hash, p, n);
+  while (n > 0) {
+    if (!q->filling) {
+      pthread_mutex_lock(&q->mu);
+      while (q->produced - q->used == OSLOTS && !q->failed) pthread_cond_wait(&q->cv, &q->mu);
+      bool failed = q->failed;
+      if (!failed) {
+        q->filling = &q->slots[q->produced % OSLOTS];
+        q->filling->len = 0;
+      }
+      pthread_mutex_unlock(&q->mu);
+      if (failed) return berth_fail_msg(e, KIND_REFUSED, "the tar side stopped");
+    }
+    size_t take = CHUNK - q->filling->len < n ? CHUNK - q->filling->len : n;
+    memcpy(q->filling->buf + q->filling->len, p, take);
+    q->filling->len += take;
+    p += take;
+    n -= take;
+    if (q->filling->len == CHUNK) tarq_publish(q);
+  }
+  return 0;
+}
+
+static void *tar_thread(void *arg) {
+  tarq *q = arg;
+  for (;;) {
+    pthread_mutex_lock(&q->mu);
+    double w0 = now(CLOCK_MONOTONIC);
+    while (q->used == q->produced && !q->eof) pthread_cond_wait(&q->cv, &q->mu);
+    q->wait += now(CLOCK_MONOTONIC) - w0;
+    bool end = q->used == q->produced;
+    slot *s = end ? NULL : &q->slots[q->used % OSLOTS];
+    pthread_mutex_unlock(&q->mu);
+    int rc = end ? tar_end(q->tar, &q->err) : tar_feed(q->tar, s->buf, s->len, &q->err);
+    pthread_mutex_lock(&q->mu);
+    if (rc < 0) q->failed = true;
+    else if (!end) q->used++;
+    pthread_cond_broadcast(&q->cv);
+    pthread_mutex_unlock(&q->mu);
+    if (rc < 0) stop_all(q->pl);
+    if (rc < 0 || end) break;
+  }
+  q->cpu = now(CLOCK_THREAD_CPUTIME_ID);
+  return NULL;
 }
 
 static void hex_digest(EVP_MD_CTX *ctx, char out[8 + 64 + 1]) {
@@ -252,9 +368,20 @@ int main(int argc, char **argv) {
   tar_parser *tar = tar_open(x, &e);
   if (!tar) die(&e);
   pl.blob_hash = EVP_MD_CTX_new();
-  sink_state ss = {.diff_hash = EVP_MD_CTX_new(), .tar = tar};
-  if (!pl.blob_hash || !ss.diff_hash || !EVP_DigestInit_ex(pl.blob_hash, EVP_sha256(), NULL) ||
-      !EVP_DigestInit_ex(ss.diff_hash, EVP_sha256(), NULL)) {
+  static tarq tq;
+  tq.diff_hash = EVP_MD_CTX_new();
+  tq.tar = tar;
+  tq.pl = &pl;
+  pthread_mutex_init(&tq.mu, NULL);
+  pthread_cond_init(&tq.cv, NULL);
+  for (size_t i = 0; i < OSLOTS; i++) {
+    if (!(tq.slots[i].buf = malloc(CHUNK))) {
+      berth_fail(&e, errno, "allocating buffers");
+      die(&e);
+    }
+  }
+  if (!pl.blob_hash || !tq.diff_hash || !EVP_DigestInit_ex(pl.blob_hash, EVP_sha256(), NULL) ||
+      !EVP_DigestInit_ex(tq.diff_hash, EVP_sha256(), NULL)) {
     berth_fail_msg(&e, ENOMEM, "sha256: OpenSSL digest setup failed");
     die(&e);
   }
@@ -266,8 +393,10 @@ int main(int argc, char **argv) {
   }
   pthread_mutex_init(&pl.mu, NULL);
   pthread_cond_init(&pl.cv, NULL);
-  pthread_t rt;
+  pthread_t rt, bt, tt;
   int prc = pthread_create(&rt, NULL, reader, &pl);
+  if (prc == 0) prc = pthread_create(&bt, NULL, blob_writer, &pl);
+  if (prc == 0) prc = pthread_create(&tt, NULL, tar_thread, &tq);
   if (prc != 0) {
     berth_fail(&e, prc, "pthread_create");
     die(&e);
@@ -277,31 +406,45 @@ int main(int argc, char **argv) {
   enum compression comp = C_NONE;
   for (;;) {
     pthread_mutex_lock(&pl.mu);
-    while (pl.count == 0 && !pl.eof) pthread_cond_wait(&pl.cv, &pl.mu);
-    if (pl.count == 0) {
+    double w0 = now(CLOCK_MONOTONIC);
+    while (pl.used_main == pl.produced && !pl.eof && !atomic_load(&pl.stop)) pthread_cond_wait(&pl.cv, &pl.mu);
+    pl.main_wait += now(CLOCK_MONOTONIC) - w0;
+    if (pl.used_main == pl.produced || atomic_load(&pl.stop)) {
       pthread_mutex_unlock(&pl.mu);
       break;
     }
-    slot *s = &pl.slots[pl.head];
+    slot *s = &pl.slots[pl.used_main % SLOTS];
     pthread_mutex_unlock(&pl.mu);
     if (!dec) {
       comp = compression_sniff(s->buf, s->len);
-      if (!(dec = decoder_open(comp, sink, &ss, &e))) die(&e);
+      if (!(dec = decoder_open(comp, sink, &tq, &e))) die(&e);
     }
     if (decoder_feed(dec, s->buf, s->len, &e) < 0) {
       atomic_store(&pl.stop, true);
-      die(&e);
+      die(tq.failed ? &tq.err : &e);
     }
     pthread_mutex_lock(&pl.mu);
-    pl.head = (pl.head + 1) % SLOTS;
-    pl.count--;
+    pl.used_main++;
     pthread_cond_broadcast(&pl.cv);
     pthread_mutex_unlock(&pl.mu);
   }
+  /* a failure on the tar side or of the blob file stopped everything: report it without waiting for the input */
+  if (tq.failed) die(&tq.err);
+  if (pl.bfailed) die(&pl.berr);
   pthread_join(rt, NULL);
+  pthread_join(bt, NULL);
   if (pl.rfailed) die(&pl.rerr);
-  if (!dec && !(dec = decoder_open(C_NONE, sink, &ss, &e))) die(&e); /* empty input: an empty tar stream */
-  if (decoder_end(dec, &e) < 0 || tar_end(tar, &e) < 0) die(&e);
+  if (pl.bfailed) die(&pl.berr);
+  if (!dec && !(dec = decoder_open(C_NONE, sink, &tq, &e))) die(&e); /* empty input: an empty tar stream */
+  if (decoder_end(dec, &e) < 0) die(&e);
+  if (tq.filling) tarq_publish(&tq);
+  pthread_mutex_lock(&tq.mu);
+  tq.eof = true;
+  pthread_cond_broadcast(&tq.cv);
+  pthread_mutex_unlock(&tq.mu);
+  pthread_join(tt, NULL);
+  if (tq.failed) die(&tq.err);
+  double t_data = now(CLOCK_MONOTONIC), main_cpu = now(CLOCK_THREAD_CPUTIME_ID);
   if (extract_finish(x, &e) < 0) die(&e);
   if (pl.blob_fd >= 0) {
     if (pl.sync && fdatasync(pl.blob_fd) < 0) {
@@ -313,9 +456,15 @@ int main(int argc, char **argv) {
       die(&e);
     }
   }
+  const char *stats = getenv("BERTH_UNPACK_STATS");
+  if (stats && strcmp(stats, "1") == 0)
+    fprintf(stderr,
+            "berth-unpack: reader cpu %.3f s, waited %.3f s for room; blob cpu %.3f s, waited %.3f s; main cpu %.3f s, waited %.3f s for data; "
+            "tar cpu %.3f s, waited %.3f s; finish (dir times, sync) %.3f s\n",
+            pl.reader_cpu, pl.reader_wait, pl.blob_cpu, pl.blob_wait, main_cpu, pl.main_wait, tq.cpu, tq.wait, now(CLOCK_MONOTONIC) - t_data);
   char bd[80], dd[80];
   hex_digest(pl.blob_hash, bd);
-  hex_digest(ss.diff_hash, dd);
+  hex_digest(tq.diff_hash, dd);
   printf("{\"compression\":\"%s\",\"digest\":\"%s\",\"size\":%" PRIu64 ",\"diffId\":\"%s\",\"entries\":%" PRIu64 ",\"bytes\":%" PRIu64 "}\n",
          compression_name(comp), bd, pl.total, dd, extract_entries(x), extract_bytes(x));
   if (fflush(stdout) != 0) return EXIT_SYSTEM;

@@ -1,16 +1,18 @@
 /* berth-unpack: one image layer from a registry stream (or a blob file) into
- * an overlay lower directory, in one pass and on two threads:
+ * an overlay lower directory, in one pass, on four threads that overlap on
+ * a 2-core host:
  *
- *   reader thread:  fd 3 (bytes already read by the engine) then fd 0 ->
- *                   sha256 (compressed digest) -> blob file (optional)
- *                   -> queue of 1 MiB buffers
- *   main thread:    queue -> gunzip / zstd / as is -> sha256 (diff ID)
- *                   -> tar parser -> files under the destination
+ *   reader:  fd 3 (bytes the engine read already) then fd 0 -> 16 slots of 1 MiB
+ *   blob:    each slot -> sha256 (compressed digest) -> blob file (optional)
+ *   main:    each slot -> gunzip / zstd / as is -> sha256 (diff ID) -> 8 slots
+ *   tar:     those slots -> tar parser -> files under the destination
  *
+ * A slot is reused once both the blob and the main thread are done with it.
  * The tar is hostile: see extract.c for the rules. Results go to stdout as
  * one JSON object; failures to stderr as one line, with the exit status
  * naming the kind: 1 system error, 2 bad layer (refused), 3 the input
- * stream ended early or failed, 64 usage. */
+ * stream ended early or failed, 64 usage. BERTH_UNPACK_STATS=1 adds each
+ * thread's CPU time and waits on stderr. */
 #ifndef BERTH_UNPACK_H
 #define BERTH_UNPACK_H
 
