@@ -24,8 +24,9 @@
 import { randomBytes } from 'node:crypto';
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { Writable } from 'node:stream';
-import { gunzipSync, constants as zlibConstants } from 'node:zlib';
+import { spawn } from 'node:child_process';
+import { PassThrough, pipeline, Writable, type Readable } from 'node:stream';
+import { createGunzip, createZstdDecompress } from 'node:zlib';
 import type { BuildEvent, BuildResult, BuildSpec, EngineRoots, ImageInfo } from '../engine.js';
 import { EngineFailure, fail, hasTag, invalidSpec, toEngineError, unsupported, type EngineError } from '../errors.js';
 import type { ContainerRuntime } from '../runtime/containers.js';
@@ -430,11 +431,12 @@ export const buildImage = async (deps: BuildDeps, spec: BuildSpec): Promise<Buil
                 const layer = await changeRootfs(deps, state, tmp, mounts, 'copy', async (root) => {
                   const owner = chown === undefined ? undefined : await resolveOwner(root, chown, w);
                   const mode = chmod === undefined ? undefined : parseInt(chmod, 8);
+                  let format: ArchiveFormat | undefined;
                   for (const it of items) {
                     if (it.stat.isDirectory()) {
                       await copyTree(root, it, destAbs, owner, mode);
-                    } else if (add && it.stat.isFile() && (await isTarArchive(it.abs))) {
-                      await addArchive(root, it.abs, destAbs, owner, tmp, w);
+                    } else if (add && it.stat.isFile() && (format = await archiveFormat(it.abs)) !== undefined) {
+                      await addArchive(root, it.abs, format, destAbs, owner, tmp, w);
                     } else {
                       const target = destDir || (await isDirIn(root, destAbs)) ? path.posix.join(destAbs, path.posix.basename(it.rel)) : destAbs;
                       await copyEntry(root, it.abs, it.stat, target, owner, mode);
@@ -919,35 +921,71 @@ const copyTree = async (root: string, src: ResolvedSource, dest: string, owner: 
   }
 };
 
-/** A tar (plain or gzip) that ADD unpacks, as Docker does; anything else is copied as a file. */
-const isTarArchive = async (abs: string): Promise<boolean> => {
+type ArchiveFormat = 'tar' | 'gzip' | 'zstd' | 'xz' | 'bzip2';
+
+/** A local file's archive format by its magic bytes (compression), before knowing whether a tar is inside. */
+const compressionOf = (head: Buffer): ArchiveFormat => {
+  if (head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
+  if (head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]))) return 'xz';
+  if (head.subarray(0, 3).toString('latin1') === 'BZh') return 'bzip2';
+  return 'tar';
+};
+
+/** The file's bytes, decompressed; xz and bzip2 through their programs (a failing one errors the stream). */
+const decompressed = (abs: string, f: ArchiveFormat): Readable => {
+  const file = createReadStream(abs);
+  if (f === 'tar') return file;
+  if (f === 'gzip' || f === 'zstd') {
+    const z = f === 'gzip' ? createGunzip() : createZstdDecompress();
+    return pipeline(file, z, () => undefined) as unknown as Readable;
+  }
+  file.destroy();
+  const child = spawn(f, ['-dc', abs], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out = new PassThrough();
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  child.stdout.pipe(out, { end: false });
+  child.on('error', (e) => out.destroy(e));
+  child.on('close', (code) => {
+    if (code === 0 || out.destroyed) out.end();
+    else out.destroy(new Error(`${f} -dc ${path.basename(abs)}: ${err.trim() || `exit status ${code}`}`));
+  });
+  out.on('close', () => child.kill());
+  return out;
+};
+
+/** A tar (plain, gzip, zstd, xz or bzip2) that ADD unpacks, as Docker does; undefined: copy it as a file. */
+const archiveFormat = async (abs: string): Promise<ArchiveFormat | undefined> => {
   const h = await fsp.open(abs, 'r');
-  let head: Buffer;
+  const magic = Buffer.alloc(6);
   try {
-    head = Buffer.alloc(64 * 1024);
-    const { bytesRead } = await h.read(head, 0, head.length, 0);
-    head = head.subarray(0, bytesRead);
+    await h.read(magic, 0, 6, 0);
   } finally {
     await h.close();
   }
-  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
-    try {
-      head = gunzipSync(head, { finishFlush: zlibConstants.Z_SYNC_FLUSH });
-    } catch {
-      return false;
+  const f = compressionOf(magic);
+  const s = decompressed(abs, f);
+  let head = Buffer.alloc(0);
+  try {
+    for await (const chunk of s) {
+      head = Buffer.concat([head, chunk as Buffer]);
+      if (head.length >= 512) break;
     }
+  } catch {
+    return undefined; // not what its magic said: a plain file
+  } finally {
+    s.destroy();
   }
-  return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar';
+  return head.length >= 262 && head.subarray(257, 262).toString('latin1') === 'ustar' ? f : undefined;
 };
 
 /** ADD of a local archive: unpacked (with the store's hardened unpacker) into a staging dir, then copied in with its owners and modes. */
-const addArchive = async (root: string, abs: string, dest: string, owner: Owner | undefined, tmp: string, where: string): Promise<void> => {
+const addArchive = async (root: string, abs: string, format: ArchiveFormat, dest: string, owner: Owner | undefined, tmp: string, where: string): Promise<void> => {
   const stage = path.join(tmp, `add-${randomSuffix()}`);
   await fsp.mkdir(stage);
   try {
-    const { decompressAuto } = await import('../store/compression.js');
-    const { stream } = await decompressAuto(createReadStream(abs));
-    await unpackLayer(stream, { dest: stage, label: `${where}: archive ${path.basename(abs)}` });
+    await unpackLayer(decompressed(abs, format), { dest: stage, label: `${where}: archive ${path.basename(abs)}` });
     const entries = await walk(stage, '.', () => false);
     await mkdirIn(root, dest, owner);
     for (const e of entries) {

@@ -155,19 +155,39 @@ describe('COPY and ADD', () => {
     expect(lines.slice(19)).toEqual(['me.log', 'a.txt', '']);
   });
 
-  it('ADD unpacks a local tar (plain or gzip) with its owners, and refuses URLs', async () => {
+  it('ADD unpacks a local tar (plain, gzip, zstd, xz, bzip2) with its owners, copies other files, and refuses URLs', async () => {
     const tree = fs.mkdtempSync(path.join(te.dir, 'tree-'));
     fs.mkdirSync(path.join(tree, 'x'));
     fs.writeFileSync(path.join(tree, 'x/y.txt'), 'Y\n');
-    const ctx = dockerfile({ Dockerfile: 'FROM busybox\nADD archive.tar /unpacked/\nADD archive.tar.gz /gz\nADD plain.txt /plain.txt\n', 'plain.txt': 'P\n' });
+    const ctx = dockerfile({
+      Dockerfile: 'FROM busybox\nADD archive.tar /unpacked/\nADD a.tgz a.tzst a.txz a.tbz2 /many/\nADD plain.txt /plain.txt\nADD notatar.gz /notatar.gz\n',
+      'plain.txt': 'P\n',
+    });
     execFileSync('tar', ['-C', tree, '--owner=123', '--group=456', '-cf', path.join(ctx, 'archive.tar'), 'x']);
-    execFileSync('tar', ['-C', tree, '-czf', path.join(ctx, 'archive.tar.gz'), 'x']);
+    fs.mkdirSync(path.join(tree, 'z'));
+    for (const [name, flag, file] of [['a.tgz', '-z', 'g'], ['a.tzst', '--zstd', 's'], ['a.txz', '-J', 'j'], ['a.tbz2', '-j', 'b']] as const) {
+      fs.writeFileSync(path.join(tree, 'z', file), `${file}\n`);
+      execFileSync('tar', ['-C', path.join(tree, 'z'), flag, '-cf', path.join(ctx, name), file]);
+    }
+    execFileSync('sh', ['-c', `gzip -c ${path.join(ctx, 'plain.txt')} > ${path.join(ctx, 'notatar.gz')}`]);
     await build({ context: ctx, tags: ['add:1'] });
-    const r = await runIn(te.engine, 'add:1', ['sh', '-c', "stat -c '%u:%g' /unpacked/x/y.txt; cat /gz/x/y.txt /plain.txt"]);
-    expect(r.out).toBe('123:456\nY\nP\n');
+    const r = await runIn(te.engine, 'add:1', ['sh', '-c', "stat -c '%u:%g' /unpacked/x/y.txt; ls /many; cat /plain.txt; zcat /notatar.gz"]);
+    expect(r.out).toBe('123:456\nb\ng\nj\ns\nP\nP\n');
 
     const url = dockerfile({ Dockerfile: 'FROM busybox\nADD https://example.com/x /x\n' });
     expect(await failure(build({ context: url }))).toMatch(/unsupported: .*Dockerfile:2: ADD https:\/\/example.com\/x \/x: ADD of a URL .*download it into the build context/);
+  });
+});
+
+describe('.dockerignore and scoping', () => {
+  it('re-includes with ! inside an excluded directory, and ENV wins over an ARG of the same name', async () => {
+    const ctx = dockerfile({
+      'docs/a.md': 'a', 'docs/keep.md': 'keep', 'docs/sub/b.md': 'b', 'secret.key': 'k',
+      '.dockerignore': 'docs\n!docs/keep.md\n**/*.key\n',
+      Dockerfile: 'FROM busybox\nARG V=from-arg\nENV V=from-env\nRUN echo $V > /v\nCOPY . /ctx\nCMD cat /v; find /ctx | sort\n',
+    });
+    await build({ context: ctx, tags: ['ignore:1'], buildArgs: { V: 'from-cli' } });
+    expect((await runIn(te.engine, 'ignore:1')).out).toBe('from-env\n/ctx\n/ctx/.dockerignore\n/ctx/Dockerfile\n/ctx/docs\n/ctx/docs/keep.md\n');
   });
 });
 
@@ -248,6 +268,7 @@ describe('bad input', () => {
     ['a source .dockerignore excludes', { Dockerfile: 'FROM busybox\nCOPY s.key /x\n', 's.key': 'k', '.dockerignore': '*.key\n' }, {}, /\.dockerignore excludes it/],
     ['a bad --build-arg name', { Dockerfile: 'FROM busybox\n' }, { buildArgs: { '1BAD': 'x' } }, /--build-arg: "1BAD" is not a valid name/],
     ['an unknown stage in --from', { Dockerfile: 'FROM busybox AS a\nFROM busybox\nCOPY --from=nosuch /x /x\n' }, {}, /Dockerfile:3: COPY --from=nosuch \/x \/x: .*--from=nosuch: no stage of that name .*stages before this one: a/],
+    ['--from a later stage', { Dockerfile: 'FROM busybox\nCOPY --from=1 /x /x\nFROM busybox\n' }, {}, /Dockerfile:2: COPY --from=1 \/x \/x: --from=1: a stage can only copy from an earlier stage/],
     ['an unknown --target', { Dockerfile: 'FROM busybox AS a\n' }, { target: 'b' }, /--target: no stage named "b" .*its stages are a/],
     ['a RUN that fails', { Dockerfile: 'FROM busybox\nENV A=1\nRUN echo some output; exit 3\n' }, {}, /Dockerfile:3: RUN echo some output; exit 3: the command returned a non-zero code: 3/],
     ['RUN with nothing to run', { Dockerfile: 'FROM scratch\nRUN echo\n' }, {}, /Dockerfile:2: RUN echo: .*RUN on an empty image/],

@@ -117,3 +117,32 @@ describe('patterns', () => {
     ]);
   });
 });
+
+describe('properties', () => {
+  it('a word without quotes, escapes or $ substitutes to itself, and words split at blanks', async () => {
+    const fc = await import('fast-check');
+    const plain = fc.stringMatching(/^[A-Za-z0-9_./:=,+@%-]{1,12}$/);
+    fc.assert(fc.property(fc.array(plain, { minLength: 1, maxLength: 6 }), (words) => {
+      expect(expandWords(words.join('  '), () => 'X')).toEqual(words);
+      for (const w of words) expect(expandWord(w, () => 'X')).toBe(w);
+    }));
+  });
+
+  it('a value quoted in double quotes comes back as it was, $ and " escaped', async () => {
+    const fc = await import('fast-check');
+    fc.assert(fc.property(fc.string({ maxLength: 30 }), (v) => {
+      const quoted = `"${v.replace(/[\\"$]/g, (c) => `\\${c}`)}"`;
+      expect(expandWord(quoted, () => 'X')).toBe(v);
+    }));
+  });
+
+  it('continuation lines join into one instruction whatever splits them', async () => {
+    const fc = await import('fast-check');
+    const part = fc.stringMatching(/^[a-z0-9 ]{1,10}$/).filter((x) => x.trim() !== '' && !x.trim().startsWith('#'));
+    fc.assert(fc.property(fc.array(part, { minLength: 1, maxLength: 5 }), (parts) => {
+      const df = parseDockerfile(`FROM x\nRUN ${parts.join('\\\n')}\nCMD y\n`);
+      expect(df.instructions.map((i) => i.cmd)).toEqual(['FROM', 'RUN', 'CMD']);
+      expect(df.instructions[1]?.rest).toBe(parts.join('').trim());
+    }));
+  });
+});
