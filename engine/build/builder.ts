@@ -461,9 +461,11 @@ export const buildImage = async (deps: BuildDeps, spec: BuildSpec): Promise<Buil
           progress({ type: 'done', imageId: state.id });
         }
         if (stage === built[built.length - 1] && extraLabel) {
-          const pairs = Object.entries(spec.labels ?? {});
-          const text = `LABEL ${pairs.map(([k, v]) => `${JSON.stringify(k)}=${JSON.stringify(v)}`).join(' ')}`;
-          const ins: Instruction = { cmd: 'LABEL', line: 0, original: text, flags: [], rest: pairs.map(([k, v]) => `${JSON.stringify(k)}=${JSON.stringify(v)}`).join(' ') };
+          // quoted so that the lexer gives each key and value back as it is ($ and \ escaped, no substitution)
+          const q = (x: string): string => `"${[...x].map((c) => (c === '"' || c === '$' || c === df.escape ? `${df.escape}${c}` : c)).join('')}"`;
+          const rest = Object.entries(spec.labels ?? {}).map(([k, v]) => `${q(k)}=${q(v)}`).join(' ');
+          const text = `LABEL ${rest}`;
+          const ins: Instruction = { cmd: 'LABEL', line: 0, original: text, flags: [], rest };
           step++;
           progress({ type: 'step', step, total, instruction: text });
           state = await inStep(ins, () => execute(ins));

@@ -226,6 +226,16 @@ describe('multi-stage builds', () => {
   });
 });
 
+describe('labels given with the build', () => {
+  it('adds them as a last LABEL step, taken literally', async () => {
+    const ctx = dockerfile({ Dockerfile: 'FROM busybox\nENV X=no\n' });
+    const labels = { 'org.example/a': 'plain', b: 'has $X and "quotes" and \\ and ${X}' };
+    const r = await build({ context: ctx, tags: ['labels:1'], labels });
+    expect(r.steps).toBe(3);
+    expect((await configOf('labels:1')).config['Labels']).toEqual(labels);
+  });
+});
+
 describe('the cache', () => {
   it('replays an unchanged build from the cache with the same image ID, and misses from the first changed step on', async () => {
     const ctx = dockerfile({ 'a.txt': 'one\n', Dockerfile: 'FROM busybox\nRUN echo x > /x\nCOPY a.txt /a\nRUN cat /a > /b\nENV E=1\n' });
