@@ -306,6 +306,20 @@ describe('bad input', () => {
   });
 });
 
+describe('a build killed midway', () => {
+  it('leaves a tmp dir (with a mount) and a RUN container that the next build removes', async () => {
+    const dead = 4_999_999; // above any pid_max: never a live process
+    const stale = path.join(te.engine.roots.root, 'build/tmp', `${dead}-abc`);
+    fs.mkdirSync(path.join(stale, 'copy-x/merged'), { recursive: true });
+    execFileSync('mount', ['-t', 'tmpfs', 'tmpfs', path.join(stale, 'copy-x/merged')]);
+    const c = await te.engine.createContainer({ image: 'busybox', command: ['true'], networkMode: 'none', labels: { 'berth.build.pid': String(dead) } });
+    await build({ context: dockerfile({ Dockerfile: 'FROM busybox\n' }) });
+    expect(fs.existsSync(stale)).toBe(false);
+    await expect(te.engine.inspectContainer(c.id)).rejects.toThrow(/not found/);
+    expect(await leftovers(te.engine, te.dir)).toEqual([]);
+  });
+});
+
 describe('leaks', () => {
   it('leaves no container, volume, mount or temporary directory after all these builds', async () => {
     expect(await leftovers(te.engine, te.dir)).toEqual([]);
