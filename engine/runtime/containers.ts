@@ -34,7 +34,7 @@ import { mountPrivate, runtimeCli, startShim, unmountIfMounted, unmountSoon, typ
 import { layoutOf, nativeDir, type ContainerPaths } from './layout.js';
 import type { LogOptions } from './logs.js';
 import { buildOciConfig, signalNumber, type OciDevice, type OciMount } from './oci-spec.js';
-import { readRecord, writeRecord, type ImageDefaults, type Record as CRecord, type RunState } from './record.js';
+import { readRecord, writeRecord, writeRunningRecord, type ImageDefaults, type Record as CRecord, type RunState } from './record.js';
 import { checkSpec } from './spec-check.js';
 import type { RuntimeStats } from './stats.js';
 import { resolveUser } from './user.js';
@@ -641,7 +641,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         ...(net ? { networks: net.networks, ports: net.ports } : {}),
       };
       createdOnly = true;
-      await writeRecord(p.record, rec);
+      await writeRunningRecord(p.record, rec); // live state: no fsync (record.ts)
       trace('start: record written');
       if (beforeStart) await beforeStart(p, rec);
       createdOnly = false;

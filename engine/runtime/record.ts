@@ -1,6 +1,7 @@
 /**
  * The container record: what `berth create` decided, and what the last
- * start recorded. Written atomically (temp, fsync, rename); read back
+ * start recorded. Written atomically (temp, fsync, rename; the running
+ * state of a start without the fsync, see writeRunningRecord); read back
  * through an io-ts codec (a record is input from disk like any other).
  */
 import { promises as fsp } from 'node:fs';
@@ -88,4 +89,24 @@ export const readRecord = async (file: string, id: string): Promise<Record> => {
 
 export const writeRecord = async (file: string, rec: Record): Promise<void> => {
   await writeFileAtomic(file, JSON.stringify(rec, null, 1));
+};
+
+/**
+ * The record replaced atomically (temp file, rename over the old one) but not
+ * fsynced: for the running state that start records (pids, start time),
+ * which means nothing after a reboot (no container runs then, and `observe`
+ * finds the shim gone). A crash of this process leaves the old record or the
+ * new one; a power loss may leave the old one (the container then shows as
+ * it was before this start). Replacing an existing file, so ext4 writes the
+ * data before the rename (auto_da_alloc) and no empty file can appear.
+ */
+export const writeRunningRecord = async (file: string, rec: Record): Promise<void> => {
+  const tmp = `${file}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`;
+  try {
+    await fsp.writeFile(tmp, JSON.stringify(rec, null, 1), { mode: 0o644 });
+    await fsp.rename(tmp, file);
+  } catch (e) {
+    await fsp.rm(tmp, { force: true });
+    throw e;
+  }
 };
