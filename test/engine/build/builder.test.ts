@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { BuildEvent, BuildSpec } from '../../../engine/engine.js';
 import { EngineFailure, renderError } from '../../../engine/errors.js';
+import { busyboxLayout, have, skopeo, startRegistry } from '../registry/helpers.js';
 import { makeTestEngine, type TestEngine } from '../runtime/helpers.js';
 import { leftovers, makeContext, runIn } from './helpers.js';
 
@@ -233,6 +234,24 @@ describe('labels given with the build', () => {
     const r = await build({ context: ctx, tags: ['labels:1'], labels });
     expect(r.steps).toBe(3);
     expect((await configOf('labels:1')).config['Labels']).toEqual(labels);
+  });
+});
+
+describe.skipIf(!have('docker-registry') || !have('skopeo'))('a base image that is not here (skipped without docker-registry and skopeo)', () => {
+  it('is pulled through the image API (a registry on loopback) and built on', async () => {
+    const reg = await startRegistry();
+    try {
+      const layout = await busyboxLayout(fs.mkdtempSync(path.join(te.dir, 'layout-')), 'v1');
+      await skopeo([`oci:${layout.dir}:v1`, `docker://${reg.host}/base/busybox:v1`]);
+      const events: BuildEvent[] = [];
+      const ctx = dockerfile({ Dockerfile: `FROM ${reg.host}/base/busybox:v1\nRUN cat /etc/motd > /m\n` });
+      await build({ context: ctx, tags: ['pulled-base:1'], onProgress: (e) => events.push(e) });
+      expect(events).toContainEqual({ type: 'output', stream: 'stdout', text: `pulling ${reg.host}/base/busybox:v1\n` });
+      expect((await te.engine.inspectImage(`${reg.host}/base/busybox:v1`)).id).toBe(layout.configDigest);
+      expect(await runIn(te.engine, 'pulled-base:1', ['cat', '/m'])).toEqual({ exitCode: 0, out: 'hello from berth\n' });
+    } finally {
+      await reg.stop();
+    }
   });
 });
 
