@@ -7,6 +7,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { busyboxLayer } from '../engine/runtime/helpers.js';
+import { parseBuildArgs } from '../../cli/commands/build.js';
+import { EngineFailure, renderError } from '../../engine/errors.js';
 import { openLocalEngine } from '../../engine/local.js';
 import { importLayers } from '../../engine/local-images.js';
 import { repoRoot } from '../helpers/paths.js';
@@ -114,5 +116,23 @@ describe.skipIf(!built)('berth build (skipped without node_modules/typescript: r
     expect(berth(['build', path.join(dir, 'nope')]).stderr).toMatch(/build context: .*nope: no such directory/);
     expect(images()).toBe(before);
     expect(berth(['ps', '-aq']).stdout).toBe('');
+  });
+});
+
+describe('--build-arg', () => {
+  it('takes NAME=value, and a bare NAME from the environment (left out when unset), as Docker', () => {
+    expect(parseBuildArgs(['A=1', 'B=x=y', 'C=', 'FROM_ENV', 'UNSET'], { FROM_ENV: 'e' })).toEqual({ A: '1', B: 'x=y', C: '', FROM_ENV: 'e' });
+  });
+
+  it('names every bad entry at once', () => {
+    try {
+      parseBuildArgs(['1A=x', 'ok=1', 'a-b=2']);
+      throw new Error('accepted');
+    } catch (e) {
+      expect(e).toBeInstanceOf(EngineFailure);
+      expect(renderError((e as EngineFailure).error)).toBe(
+        '--build-arg: 2 problems:\n  - "1A=x": expected NAME=value (NAME of letters, digits and _, not starting with a digit)\n  - "a-b=2": expected NAME=value (NAME of letters, digits and _, not starting with a digit)',
+      );
+    }
   });
 });
