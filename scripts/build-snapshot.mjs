@@ -23,7 +23,6 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as esbuild from 'esbuild';
 
 const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.resolve(process.argv[2] ?? path.join(repo, 'dist'));
@@ -83,6 +82,8 @@ const banner = [
 const unverified = /^\(node:\d+\) Warning: It's not yet fully verified whether built-in module "[^"]+" works in user snapshot builder scripts\.\nIt may still work in some cases, but in other cases certain run-time states may be out-of-sync after snapshot deserialization\.\nTo request support for the module, use the Node\.js issue tracker: \S+\n(\(Use `node --trace-warnings \.\.\.` to show where the warning was created\)\n)?/gm;
 
 const build = async () => {
+  // imported here: without it (npm ci --omit=dev) the launcher is still installed and runs the plain entry
+  const esbuild = await import('esbuild');
   // 2. The bundle: every group and package in one file, the groups still evaluated lazily.
   const bundle = path.join(cli, 'snapshot.cjs');
   const result = await esbuild.build({
