@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { createReadStream, promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { PassThrough, pipeline, type Readable } from 'node:stream';
-import { createGunzip, createZstdDecompress } from 'node:zlib';
+import * as zlib from 'node:zlib';
 import { fail, invalidSpec, toEngineError } from '../errors.js';
 import { resolveInRoot } from '../runtime/inroot.js';
 import { resolveUser } from '../runtime/user.js';
@@ -157,7 +157,7 @@ const decompressed = (abs: string, f: ArchiveFormat): Readable => {
   const file = createReadStream(abs);
   if (f === 'tar') return file;
   if (f === 'gzip' || f === 'zstd') {
-    const z = f === 'gzip' ? createGunzip() : createZstdDecompress();
+    const z = f === 'gzip' ? zlib.createGunzip() : zlib.createZstdDecompress();
     return pipeline(file, z, () => undefined) as unknown as Readable;
   }
   file.destroy();
