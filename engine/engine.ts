@@ -96,8 +96,9 @@ export type BuildEvent =
   | { readonly type: 'step'; readonly step: number; readonly total: number; readonly instruction: string }
   /** The step's result came from the cache. */
   | { readonly type: 'cached' }
-  /** A RUN step's container. */
+  /** A RUN step's container, and its removal after the step. */
   | { readonly type: 'running'; readonly container: string }
+  | { readonly type: 'removed'; readonly container: string }
   /** Output of a RUN step (or a note of the builder's). */
   | { readonly type: 'output'; readonly stream: 'stdout' | 'stderr'; readonly text: string }
   /** A step ended with this image (config digest). */

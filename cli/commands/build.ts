@@ -77,6 +77,10 @@ export const registerBuildCommands = (program: Command): void => {
             case 'running':
               out(` ---> Running in ${short(ev.container)}\n`);
               return;
+            case 'removed':
+              out(`${atLineStart ? '' : '\n'}Removing intermediate container ${short(ev.container)}\n`);
+              atLineStart = true;
+              return;
             case 'output':
               if (quiet) return;
               (ev.stream === 'stderr' ? process.stderr : process.stdout).write(ev.text);

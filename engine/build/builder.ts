@@ -717,6 +717,7 @@ const runStep = async (
     }
   } finally {
     await c.removeContainer(info.id, { force: true, volumes: true });
+    progress({ type: 'removed', container: info.id });
   }
 };
 

@@ -69,7 +69,8 @@ describe.skipIf(!built)('berth build (skipped without node_modules/typescript: r
       'Step 1/5 : FROM busybox', 'Step 2/5 : ARG WHO=nobody', 'Step 3/5 : COPY msg.txt /msg.txt',
       'Step 4/5 : RUN echo "hello $WHO" > /hello', 'Step 5/5 : CMD cat /hello /msg.txt',
     ]);
-    expect(lines).toContainEqual(expect.stringMatching(/^ ---> Running in [0-9a-f]{12}$/));
+    const running = lines.findIndex((l) => /^ ---> Running in [0-9a-f]{12}$/.test(l));
+    expect(lines.slice(running + 1, running + 3)).toEqual(['Removing intermediate container ' + lines[running]!.slice(-12), expect.stringMatching(/^ ---> [0-9a-f]{12}$/)]);
     expect(lines.filter((l) => l === ' ---> Using cache')).toEqual([]);
     const id = /Successfully built ([0-9a-f]{12})/.exec(first.stdout)?.[1];
     expect(id).toBeDefined();
