@@ -19,11 +19,23 @@ const fileDigest = (p: string): Promise<string> =>
       .on('end', () => resolve(`sha256:${h.digest('hex')}`));
   });
 
-/** Digests of the files images are made from (import tarballs, archives); a missing file is an InvalidSpec naming it. */
+/** Digests of what images are made from (import tarballs, archives, build contexts); a missing file is an InvalidSpec naming it. */
 export const sourceDigests = async (stack: Stack): Promise<Record<string, string>> => {
   const out: Record<string, string> = {};
   const problems: string[] = [];
   for (const [key, img] of Object.entries(stack.images)) {
+    if (img.kind === 'build') {
+      // The build context is a desired-side source like an import tarball: the same
+      // digest the builder's cache uses (Dockerfile + files .dockerignore keeps), so an
+      // edited file moves the spec hash and an untouched context plans nothing.
+      try {
+        const { contextDigest } = await import('../../engine/build/context.js');
+        out[key] = await contextDigest(img.context, img.dockerfile);
+      } catch (e) {
+        problems.push(`${stack.origins?.[`images.${key}`] ?? 'stack'}: images.${key}.build: ${e instanceof EngineFailure ? e.message : (e as NodeJS.ErrnoException).code ?? String(e)}`);
+      }
+      continue;
+    }
     const file = img.kind === 'import' ? img.tarball : img.kind === 'archive' ? img.path : undefined;
     if (file === undefined) continue;
     try {
