@@ -96,7 +96,7 @@ export const nativeUnpacker = (): NativeUnpacker | undefined => {
  */
 export const runNativeUnpack = (bin: NativeUnpacker, o: NativeUnpackOptions): Promise<NativeResult> =>
   new Promise((resolve, reject) => {
-    const args = ['--dest', o.dest];
+    const args = ['--dest', o.dest, '--parent', String(process.pid)];
     if (o.blobFile !== undefined) args.push('--blob', o.blobFile);
     if (o.sync) args.push('--sync');
     const input = o.input;

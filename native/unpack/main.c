@@ -1,6 +1,6 @@
 /* berth-unpack: see unpack.h for the threads, the data path and the exit statuses.
  *
- * usage: berth-unpack --dest DIR [--blob FILE] [--length N] [--prefix-fd FD] [--progress-fd FD] [--sync]
+ * usage: berth-unpack --dest DIR [--blob FILE] [--length N] [--prefix-fd FD] [--progress-fd FD] [--parent PID] [--sync]
  *
  *   --dest DIR      an existing empty directory that becomes the layer's diff
  *   --blob FILE     also store the bytes as read (the compressed blob), in a new file
@@ -8,6 +8,7 @@
  *   --prefix-fd FD  bytes already read from the stream (by the engine), read to EOF first
  *   --features      print what it decompresses ("gzip zstd" or "gzip") and exit
  *   --progress-fd FD  write the byte count read so far, a line about every MiB
+ *   --parent PID    the engine's pid: exit at once if it is not our parent any more
  *   --sync          start writeback while writing; fsync the blob and syncfs the layer at the end
  *
  * stdin: the layer as stored (gzip, zstd or plain tar: detected from its
@@ -294,7 +295,7 @@ static void hex_digest(EVP_MD_CTX *ctx, char out[8 + 64 + 1]) {
 }
 
 static void usage(const char *why) {
-  fprintf(stderr, "berth-unpack: %s\nusage: berth-unpack --dest DIR [--blob FILE] [--length N] [--prefix-fd FD] [--progress-fd FD] [--sync]\n", why);
+  fprintf(stderr, "berth-unpack: %s\nusage: berth-unpack --dest DIR [--blob FILE] [--length N] [--prefix-fd FD] [--progress-fd FD] [--parent PID] [--sync]\n", why);
   exit(EXIT_USAGE);
 }
 
@@ -313,9 +314,9 @@ static uint64_t number_arg(const char *flag, const char *v) {
 int main(int argc, char **argv) {
   berth_error e;
   berth_error_clear(&e);
-  /* the engine's process owns this one: when it dies, so do we */
+  /* the engine's process owns this one: when it dies, so do we (and if it died
+   * before prctl took effect, getppid() is no longer the pid it passed) */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() == 1) return EXIT_SYSTEM;
   signal(SIGPIPE, SIG_IGN);
 
   if (argc == 2 && strcmp(argv[1], "--features") == 0) {
@@ -339,13 +340,27 @@ int main(int argc, char **argv) {
       pl.sync = true;
       continue;
     }
-    if (!v) usage("missing value after an option");
+    if (!v) {
+      char msg[256];
+      snprintf(msg, sizeof msg, "%.100s needs a value", a);
+      usage(msg);
+    }
     if (strcmp(a, "--dest") == 0) dest = v;
     else if (strcmp(a, "--blob") == 0) blob = v;
     else if (strcmp(a, "--length") == 0) pl.has_length = true, pl.length = number_arg(a, v);
     else if (strcmp(a, "--prefix-fd") == 0) pl.prefix_fd = (int)number_arg(a, v);
     else if (strcmp(a, "--progress-fd") == 0) pl.progress_fd = (int)number_arg(a, v);
-    else usage("unknown option");
+    else if (strcmp(a, "--parent") == 0) {
+      if ((pid_t)number_arg(a, v) != getppid()) {
+        fprintf(stderr, "berth-unpack: the engine process %s is gone\n", v);
+        return EXIT_SYSTEM;
+      }
+    }
+    else {
+      char msg[256];
+      snprintf(msg, sizeof msg, "unknown option \"%.100s\"", a);
+      usage(msg);
+    }
     i++;
   }
   if (!dest) usage("--dest is required");

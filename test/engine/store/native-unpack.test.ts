@@ -5,6 +5,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, mkdir, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import * as net from 'node:net';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { gzipSync, zstdCompressSync } from 'node:zlib';
@@ -117,5 +118,19 @@ describe.skipIf(!isRoot || !bin)('berth-unpack', () => {
     expect(await readFile(blobFile, 'utf8')).toBe('keep');
     expect((await stat(dest)).isDirectory()).toBe(true);
     expect(await readdir(dest)).toEqual([]);
+  });
+
+  it(title('bad arguments are refused with the option named and nothing written'), () => {
+    const run = (args: string[]): { status: number | null; err: string } => {
+      const r = spawnSync(u.path, args, { input: '', encoding: 'utf8' });
+      return { status: r.status, err: r.stderr };
+    };
+    expect(run(['--length', 'x', '--dest', dest])).toMatchObject({ status: 64, err: expect.stringContaining('--length needs a non-negative integer, got "x"') });
+    expect(run(['--blob', path.join(base, 'b')])).toMatchObject({ status: 64, err: expect.stringContaining('--dest is required') });
+    expect(run(['--dest', dest, '--bogus', '1'])).toMatchObject({ status: 64, err: expect.stringContaining('unknown option "--bogus"') });
+    expect(run(['--dest'])).toMatchObject({ status: 64, err: expect.stringContaining('--dest needs a value') });
+    // started by a process that is not its parent (the engine died meanwhile): it does nothing
+    expect(run(['--dest', dest, '--parent', '1', '--blob', path.join(base, 'b')])).toMatchObject({ status: 1, err: expect.stringContaining('the engine process 1 is gone') });
+    return readdir(base).then((names) => expect(names.sort()).toEqual(['diff']));
   });
 });
