@@ -3,23 +3,24 @@
  * `node --snapshot-blob berth.blob --build-snapshot snapshot.cjs`).
  *
  * scripts/build-snapshot.mjs bundles this file with everything it can
- * import (one CommonJS file; every command group stays a lazily evaluated
- * part of it) and runs it once at build time. Here, at build time, the
- * modules that `berth run` needs (commander, the container verbs, the
- * engine with its store and runtime, io-ts, tar-stream) are evaluated;
- * the heap they leave is what the blob holds. A run then starts from that
- * heap (`cli/berth`, the launcher, passes `--snapshot-blob`): no module is
+ * import (one script; every command group stays a lazily evaluated part
+ * of it) and runs it once at build time. Here, at build time, the modules
+ * that `berth run` needs (commander, the container verbs, the engine with
+ * its store and runtime, io-ts, tar-stream) are evaluated; the heap they
+ * leave is what the blob holds. A run then starts from that heap
+ * (`cli/berth`, the launcher, passes `--snapshot-blob`): no module is
  * resolved, read, compiled or evaluated again, and the other groups are
  * evaluated from the bundle the first time a command needs them.
  *
- * What a snapshot cannot hold is kept out of the build-time evaluation:
- * nothing opens a file, a stream or a process there. Module code that
- * reads an environment variable while it is evaluated (a top-level
- * `process.env['BERTH_TRACE']`) would keep the build's value: the keys so
- * read are recorded with their values (and so are `tty.isatty` answers),
- * and a run whose environment has a different value for any of them runs
- * the plain ESM entry instead (`cli/main.js`, through require(esm)). Imported outside a snapshot
- * build, this file does nothing.
+ * What a snapshot cannot hold is kept out of the build-time evaluation: a
+ * module that touches process.stdin, stdout or stderr while it is
+ * evaluated fails the build. Module code that reads an environment
+ * variable while it is evaluated (a top-level `process.env['BERTH_TRACE']`)
+ * would keep the build's value: the keys so read are recorded with their
+ * values (and so are `tty.isatty` answers), and a run whose environment
+ * has a different value for any of them runs the plain ESM entry instead
+ * (`cli/main.js`, through require(esm): it must stay free of top-level
+ * await). Imported outside a snapshot build, this file does nothing.
  */
 import * as fs from 'node:fs';
 import * as nodeModule from 'node:module';
@@ -71,9 +72,8 @@ const main = (): void => {
 /**
  * Evaluates the modules of the hot path (`run`, `create`, `start`, `rm`,
  * `ps`, ...) while recording every environment variable they read and
- * every terminal check they make. A module that touches process.stdin,
- * stdout or stderr while it is evaluated fails the build: the stream
- * would be the build's.
+ * every terminal check they make. Touching process.stdin, stdout or
+ * stderr throws: the stream would be the build's.
  */
 const preload = async (): Promise<void> => {
   const env = process.env;
