@@ -12,7 +12,7 @@ cd "$BERTH_TOP"
 [ "${BERTH_SKIP_SETUP:-}" = 1 ] || bash scripts/setup.sh
 . scripts/env.sh   # again: setup may have just installed Node into .tools/
 
-berth() { node "$BERTH_TOP/dist/cli/main.js" "$@"; }
+berth() { "$BERTH_TOP/dist/cli/berth" "$@"; }   # the installed command: the snapshot launcher (cli/berth.sh)
 
 bash examples/web/make-rootfs.sh
 echo "== berth apply -f examples/web --auto-approve"
@@ -40,5 +40,5 @@ if [ "${1:-}" = --destroy ]; then
   echo "== berth destroy -f examples/web --auto-approve"
   berth destroy -f examples/web --auto-approve
 else
-  echo "== the stack keeps running; remove it with: node dist/cli/main.js destroy -f examples/web --auto-approve"
+  echo "== the stack keeps running; remove it with: dist/cli/berth destroy -f examples/web --auto-approve"
 fi
