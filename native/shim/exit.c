@@ -43,8 +43,13 @@ char *exit_record_json(const struct exit_record *r) {
   return line;
 }
 
+/* Replaced atomically, not fsynced: the state dir is runtime state (the
+ * engine keeps it under its run root, /run/berth by default) and the engine
+ * folds the exit into its own, fsynced, record at the next command; after a
+ * power loss before that, the container shows as dead (exit 255), as it
+ * would with no exit record at all. */
 int exit_record_write(const char *json, berth_error *e) {
-  if (write_file_atomic(EXIT_FILE, json, strlen(json), 0644, e) < 0)
+  if (write_file_replace(EXIT_FILE, json, strlen(json), 0644, e) < 0)
     return berth_wrap(e, "record container exit");
   return 0;
 }

@@ -305,7 +305,8 @@ static int setup(struct setup_fds *f, berth_error *e) {
 
   char pid[32];
   int n = snprintf(pid, sizeof pid, "%d\n", (int)getpid());
-  if (write_file_atomic(SHIM_PID_FILE, pid, (size_t)n, 0644, e) < 0) return -1;
+  /* runtime state: replaced atomically, no fsync (a shim never outlives a reboot) */
+  if (write_file_replace(SHIM_PID_FILE, pid, (size_t)n, 0644, e) < 0) return -1;
   oom_watch_start(&m.oom, m.pid);
 
   if (watch(m.sigfd, EPOLLIN, T_SIGNAL, 0, e) < 0) return -1;
