@@ -33,6 +33,11 @@
 #include "unpack.h"
 
 #define SYNC_EVERY (16u << 20)
+/* Up to this many files and directories, durability is fsync of each (only
+ * the layer's data reaches the disk); beyond, one syncfs, which also flushes
+ * whatever else is dirty on the filesystem (slow on a busy host) but costs
+ * one journal commit instead of one per file. */
+#define SYNC_EACH_MAX 16
 
 typedef struct dirtime {
   char *rel;
@@ -53,7 +58,35 @@ struct extractor {
   uint64_t written, synced;
   dirtime *dirtimes;
   size_t ndirtimes, capdirtimes;
+  /* durability: files kept open and directories touched, for fsync at the end */
+  int keep[SYNC_EACH_MAX];
+  size_t nkeep;
+  char *touched[2 * SYNC_EACH_MAX];
+  size_t ntouched;
+  bool many; /* past the limits: syncfs instead */
 };
+
+/* Records the prefix rel[0..n) ("" is the root) as a directory whose entries changed. */
+static void touch_one(extractor *x, const char *rel, size_t n) {
+  for (size_t i = 0; i < x->ntouched; i++)
+    if (strlen(x->touched[i]) == n && strncmp(x->touched[i], rel, n) == 0) return;
+  if (x->ntouched == 2 * SYNC_EACH_MAX || !(x->touched[x->ntouched] = strndup(rel, n))) {
+    x->many = true;
+    return;
+  }
+  x->ntouched++;
+}
+
+/* Records rel and every ancestor up to the root. */
+static void touch(extractor *x, const char *rel) {
+  if (!x->sync || x->many) return;
+  touch_one(x, rel, 0);
+  size_t len = strlen(rel);
+  for (size_t i = 1; i <= len && !x->many; i++)
+    if (i == len || rel[i] == '/') touch_one(x, rel, i);
+}
+
+static void done_with_file(extractor *x);
 
 /* ---- messages ---- */
 
@@ -156,7 +189,10 @@ static int openat2_beneath(int dirfd, const char *rel, int flags) {
 /* The directory v[0..n) inside the root, as an fd the extractor keeps (do
  * not close it). Missing components are created when `create`. */
 static int parent(extractor *x, char **v, size_t n, bool create, berth_error *e) {
-  if (n == 0) return x->rootfd;
+  if (n == 0) {
+    touch(x, "");
+    return x->rootfd;
+  }
   char *rel = join(v, n);
   if (!rel) return berth_fail(e, errno, "allocating");
   if (x->cache_rel && strcmp(rel, x->cache_rel) == 0) {
@@ -201,6 +237,7 @@ static int parent(extractor *x, char **v, size_t n, bool create, berth_error *e)
     fd = cur;
   }
   cache_drop(x);
+  touch(x, rel);
   x->cache_rel = rel;
   x->cache_fd = fd;
   return fd;
@@ -484,8 +521,7 @@ int extract_begin(extractor *x, const entry *en, berth_error *e) {
     x->written = x->synced = 0;
     if (en->size == 0) {
       rc = apply_meta(x, pf, base, x->fd, e);
-      close(x->fd);
-      x->fd = -1;
+      done_with_file(x);
     }
     /* otherwise metadata follows the data, in extract_end */
     break;
@@ -556,13 +592,23 @@ int extract_data(extractor *x, const unsigned char *p, size_t n, berth_error *e)
   return 0;
 }
 
+/* A written file: kept open for fsync at the end while there are few, closed otherwise. */
+static void done_with_file(extractor *x) {
+  if (x->sync && !x->many && x->nkeep < SYNC_EACH_MAX) {
+    x->keep[x->nkeep++] = x->fd;
+  } else {
+    if (x->sync) x->many = true;
+    close(x->fd);
+  }
+  x->fd = -1;
+}
+
 int extract_end(extractor *x, berth_error *e) {
   int rc = 0;
   if (x->fd >= 0) {
     if (x->sync && x->written > x->synced) sync_file_range(x->fd, (off_t)x->synced, 0, SYNC_FILE_RANGE_WRITE);
     rc = apply_meta(x, -1, NULL, x->fd, e);
-    close(x->fd);
-    x->fd = -1;
+    done_with_file(x);
   }
   free_cur(x);
   return rc;
@@ -582,13 +628,34 @@ int extract_finish(extractor *x, berth_error *e) {
     close(fd);
     if (rc < 0) return berth_fail_errno(e, "setting the mtime of %s", d->rel);
   }
-  if (x->sync && syncfs(x->rootfd) < 0) return berth_fail_errno(e, "syncfs of the layer");
+  if (!x->sync) return 0;
+  /* symlinks, device nodes and hardlinks live in their directories' entries: a layer with
+   * any of them in a directory we did not touch cannot happen (touch() saw every parent) */
+  if (x->many) {
+    if (syncfs(x->rootfd) < 0) return berth_fail_errno(e, "syncfs of the layer");
+    return 0;
+  }
+  for (size_t i = 0; i < x->nkeep; i++)
+    if (fsync(x->keep[i]) < 0) return berth_fail_errno(e, "fsync of a file of the layer");
+  for (size_t i = 0; i < x->ntouched; i++) {
+    const char *rel = x->touched[i];
+    int fd = rel[0] ? openat2_beneath(x->rootfd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : dup(x->rootfd);
+    if (fd < 0) {
+      if (errno == ENOENT || errno == ELOOP || errno == ENOTDIR) continue; /* removed or replaced later: its parent holds that */
+      return berth_fail_errno(e, "opening %s to fsync it", rel[0] ? rel : "the layer root");
+    }
+    int rc = fsync(fd);
+    close(fd);
+    if (rc < 0) return berth_fail_errno(e, "fsync of %s", rel[0] ? rel : "the layer root");
+  }
   return 0;
 }
 
 void extract_close(extractor *x) {
   if (!x) return;
   if (x->fd >= 0) close(x->fd);
+  for (size_t i = 0; i < x->nkeep; i++) close(x->keep[i]);
+  for (size_t i = 0; i < x->ntouched; i++) free(x->touched[i]);
   cache_drop(x);
   for (size_t i = 0; i < x->ndirtimes; i++) free(x->dirtimes[i].rel);
   free(x->dirtimes);

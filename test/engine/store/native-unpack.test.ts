@@ -120,6 +120,18 @@ describe.skipIf(!isRoot || !bin)('berth-unpack', () => {
     expect(await readdir(dest)).toEqual([]);
   });
 
+  it(title('durable unpack of a layer with many files (one syncfs) and of one with few (fsync of each file and directory)'), async () => {
+    // both paths must leave the same tree; durability itself is not observable without a crash
+    for (const n of [40, 3]) {
+      const d = path.join(base, `d${n}`);
+      await mkdir(d);
+      const entries = Array.from({ length: n }, (_, i) => ({ name: `dir${i % 5}/sub/f${i}`, content: `c${i}` }));
+      const r = await runNativeUnpack(u, { input: { kind: 'stream', stream: streamOf(await makeTar(entries)) }, dest: d, sync: true, label: 'L' });
+      expect(r.entries).toBe(n);
+      for (const [i, e] of entries.entries()) expect(await readFile(path.join(d, e.name), 'utf8')).toBe(`c${i}`);
+    }
+  });
+
   it(title('bad arguments are refused with the option named and nothing written'), () => {
     const run = (args: string[]): { status: number | null; err: string } => {
       const r = spawnSync(u.path, args, { input: '', encoding: 'utf8' });
