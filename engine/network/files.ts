@@ -8,7 +8,7 @@
  * a bind mount pins the inode, so a rename would leave the container
  * looking at the old file.
  */
-import { closeSync, ftruncateSync, openSync, promises as fsp, writeSync, constants as C } from 'node:fs';
+import { closeSync, ftruncateSync, openSync, promises as fsp, readFileSync, writeSync, constants as C } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { sys } from '../errors.js';
 
@@ -73,7 +73,7 @@ export const containerResolvConf = (hostText: string): { text: string; nameserve
 export const readHostResolvConf = async (): Promise<string> => {
   const read = async (p: string): Promise<string | undefined> => {
     try {
-      return await fsp.readFile(p, 'utf8');
+      return readFileSync(p, 'utf8');
     } catch {
       return undefined;
     }

@@ -4,7 +4,7 @@
  * under <runRoot>/netns) and per-bridge sysctls. Every function here acts
  * only on objects named by the caller, which are Berth's (berth*, bth*).
  */
-import { promises as fsp } from 'node:fs';
+import { accessSync, promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { helperUmount } from '../runtime/helper.js';
 import { run, runRaw } from './exec.js';
@@ -13,7 +13,7 @@ import { parseCidr, type Subnet } from './ipam.js';
 /** Whether the host namespace has the link: sysfs, no process spawned (this is on every command's path). */
 export const linkExists = async (name: string): Promise<boolean> => {
   try {
-    await fsp.access(`/sys/class/net/${name}`);
+    accessSync(`/sys/class/net/${name}`);
     return true;
   } catch {
     return false;
@@ -32,7 +32,7 @@ const writeSysctl = async (key: string, value: string): Promise<void> => {
   await fsp.writeFile(path.join('/proc/sys', key.replaceAll('.', '/')), value);
 };
 export const readSysctl = async (key: string): Promise<string> =>
-  (await fsp.readFile(path.join('/proc/sys', key.replaceAll('.', '/')), 'utf8')).trim();
+  readFileSync(path.join('/proc/sys', key.replaceAll('.', '/')), 'utf8').trim();
 export const setSysctl = writeSysctl;
 
 /** Creates (or completes) a bridge with its gateway address, up, answering 127.0.0.1 DNAT (route_localnet). */
@@ -65,7 +65,7 @@ export const berthLinks = async (): Promise<string[]> => {
 };
 
 const isMounted = async (p: string): Promise<boolean> => {
-  const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  const info = readFileSync('/proc/self/mountinfo', 'utf8');
   return info.split('\n').some((l) => l.split(' ')[4] === p);
 };
 
@@ -73,7 +73,7 @@ export const netnsAlive = isMounted;
 
 /** Every mount point of our mount namespace, from one read of mountinfo (the full scan checks every netns against it). */
 export const mountPoints = async (): Promise<Set<string>> =>
-  new Set((await fsp.readFile('/proc/self/mountinfo', 'utf8')).split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => m !== undefined));
+  new Set(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => m !== undefined));
 
 export const removeNetns = async (file: string): Promise<void> => {
   if (await isMounted(file)) {

@@ -16,7 +16,7 @@
  * containers. The verbs read one index of all endpoint records (state.ts).
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { existsSync, promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type {
   ContainerNetworkInfo, EngineRoots, NetworkApi, NetworkAttachment, NetworkInfo, NetworkSpec, PortSpec,
@@ -114,7 +114,7 @@ const sameNetworks = (a: EndpointRecord, b: EndpointRecord): boolean =>
 
 const procStart = async (pid: number): Promise<string | undefined> => {
   try {
-    const stat = await fsp.readFile(`/proc/${pid}/stat`, 'utf8');
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
     return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]; // field 22, starttime
   } catch {
     return undefined;
@@ -379,7 +379,7 @@ class LocalNetworking implements Networking {
   private async recoverLocked(forceFull: boolean): Promise<Ctx> {
     let nftDirty = false;
     const touched = new Set<string>();
-    let full = forceFull || !(await fsp.access(this.scannedMark).then(() => true, () => false));
+    let full = forceFull || !existsSync(this.scannedMark);
     for (const n of await this.state.networks()) {
       if (n.phase !== 'ready') {
         this.log.warn({ network: n.name, phase: n.phase }, 'removing a network left half done');
@@ -740,8 +740,9 @@ class LocalNetworking implements Networking {
       }), true);
       const etc = (async () => {
         const resolv = files.containerResolvConf(await files.readHostResolvConf());
-        await files.writeInPlace(f.resolv, resolv.text);
-        await files.writeInPlace(f.hostname, `${req.hostname}\n`);
+        // written again by every setup (a start): no fsync, no thread pool
+        await files.writeInPlaceNow(f.resolv, resolv.text);
+        await files.writeInPlaceNow(f.hostname, `${req.hostname}\n`);
       })();
       const failed = (await Promise.allSettled([links, etc])).find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;

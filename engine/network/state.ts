@@ -22,7 +22,7 @@
  * holding the lock was left by a command that died: recovery finishes or
  * undoes it (networking.ts, recover()).
  */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either.js';
@@ -157,7 +157,8 @@ export class StateDir {
     let text: string;
     let mtime: string;
     try {
-      [text, mtime] = await Promise.all([fsp.readFile(this.indexFile, 'utf8'), this.endpointsMtime()]);
+      text = readFileSync(this.indexFile, 'utf8');
+      mtime = await this.endpointsMtime();
     } catch {
       return undefined;
     }
@@ -170,13 +171,13 @@ export class StateDir {
     }
   }
   private async endpointsMtime(): Promise<string> {
-    return (await fsp.stat(path.join(this.dir, 'endpoints'), { bigint: true })).mtimeNs.toString();
+    return statSync(path.join(this.dir, 'endpoints'), { bigint: true }).mtimeNs.toString();
   }
   async writeIndex(eps: ReadonlyMap<string, EndpointRecord>): Promise<void> {
     const tmp = `${this.indexFile}.${process.pid}.tmp`;
     const dirMtime = await this.endpointsMtime();
-    await fsp.writeFile(tmp, JSON.stringify({ version: 1, dirMtime, endpoints: Object.fromEntries(eps) }), { mode: 0o600 });
-    await fsp.rename(tmp, this.indexFile);
+    writeFileSync(tmp, JSON.stringify({ version: 1, dirMtime, endpoints: Object.fromEntries(eps) }), { mode: 0o600 });
+    renameSync(tmp, this.indexFile);
   }
   async removeIndex(): Promise<void> {
     await fsp.rm(this.indexFile, { force: true });
@@ -184,16 +185,16 @@ export class StateDir {
 
   /** Marks an operation on `containerId` as under way (before its first change). */
   async markPending(containerId: string, mark: PendingMark): Promise<void> {
-    await fsp.writeFile(this.pendingFile(containerId), JSON.stringify(mark), { mode: 0o600 });
+    writeFileSync(this.pendingFile(containerId), JSON.stringify(mark), { mode: 0o600 });
   }
   async clearPending(containerId: string): Promise<void> {
-    await fsp.rm(this.pendingFile(containerId), { force: true });
+    rmSync(this.pendingFile(containerId), { force: true });
   }
   /** One container's pending mark: absent (undefined), or its owner (null when unreadable). */
   async pendingMark(containerId: string): Promise<PendingMark | null | undefined> {
     let text: string;
     try {
-      text = await fsp.readFile(this.pendingFile(containerId), 'utf8');
+      text = readFileSync(this.pendingFile(containerId), 'utf8');
     } catch {
       return undefined;
     }
@@ -208,9 +209,20 @@ export class StateDir {
   async pending(): Promise<Map<string, PendingMark | undefined>> {
     const out = new Map<string, PendingMark | undefined>();
     const dir = path.join(this.dir, 'pending');
-    for (const id of await fsp.readdir(dir).catch(() => [] as string[])) {
+    let ids: string[] = [];
+    try {
+      ids = readdirSync(dir);
+    } catch {
+      // no pending dir: no marks
+    }
+    for (const id of ids) {
       if (id.startsWith('.')) continue;
-      const text = await fsp.readFile(path.join(dir, id), 'utf8').catch(() => '');
+      let text = '';
+      try {
+        text = readFileSync(path.join(dir, id), 'utf8');
+      } catch {
+        // gone meanwhile, or unreadable: an unreadable mark
+      }
       let mark: PendingMark | undefined;
       try {
         const r = PendingMark.decode(JSON.parse(text));
@@ -226,7 +238,7 @@ export class StateDir {
   private async readJson<A>(file: string, codec: t.Type<A, unknown>): Promise<A | undefined> {
     let text: string;
     try {
-      text = await fsp.readFile(file, 'utf8');
+      text = readFileSync(file, 'utf8'); // small records on every operation: sync (a promise read costs ~25x the CPU)
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
@@ -248,14 +260,14 @@ export class StateDir {
   async networks(): Promise<NetworkRecord[]> {
     const dir = path.join(this.dir, 'nets');
     // the mtime before the read: a change during the read leaves a newer mtime, and the next call reads again
-    const mtime = (await fsp.stat(dir, { bigint: true })).mtimeNs.toString();
+    const mtime = statSync(dir, { bigint: true }).mtimeNs.toString();
     if (this.netCache?.mtime === mtime) return [...this.netCache.recs];
     const recs = await this.readNetworks(dir);
     this.netCache = { mtime, recs };
     return [...recs];
   }
   private async readNetworks(dir: string): Promise<NetworkRecord[]> {
-    const names = (await fsp.readdir(dir)).filter((n) => n.endsWith('.json') && !n.startsWith('.'));
+    const names = readdirSync(dir).filter((n) => n.endsWith('.json') && !n.startsWith('.'));
     const out: NetworkRecord[] = [];
     for (const n of names) {
       const r = await this.readJson(path.join(dir, n), NetworkRecord);

@@ -4,7 +4,7 @@
  * root. Used on a rootfs that no container is running in yet (user lookup,
  * copy-up), where nothing inside can race us.
  */
-import { promises as fsp } from 'node:fs';
+import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { fail, invalidSpec } from '../errors.js';
 
@@ -24,14 +24,14 @@ export const resolveInRoot = async (root: string, p: string): Promise<string> =>
     const host = path.join(root, ...done, c);
     let st;
     try {
-      st = await fsp.lstat(host);
+      st = lstatSync(host);
     } catch {
       done.push(c, ...pending.filter((x) => x !== '..'));
       break;
     }
     if (st.isSymbolicLink()) {
       if (++links > MAX_LINKS) fail(invalidSpec(`path ${p} in the container`, ['too many levels of symbolic links']));
-      const target = await fsp.readlink(host);
+      const target = readlinkSync(host);
       const parts = target.split('/').filter((x) => x !== '' && x !== '.');
       if (target.startsWith('/')) done.length = 0;
       pending = [...parts, ...pending];
@@ -46,7 +46,7 @@ export const resolveInRoot = async (root: string, p: string): Promise<string> =>
 export const readInRoot = async (root: string, p: string): Promise<string | undefined> => {
   const host = await resolveInRoot(root, p);
   try {
-    return await fsp.readFile(host, 'utf8');
+    return readFileSync(host, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;

@@ -6,7 +6,7 @@
  * themselves); mount(8)/umount(8) and this process's own spawn without it.
  */
 import { spawn } from 'node:child_process';
-import { promises as fsp } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { EngineFailure, fail } from '../errors.js';
 import type { Mount } from '../store/mount.js';
 import { execProgram, helperMount, helperUmount } from './helper.js';
@@ -63,13 +63,13 @@ export const mountPrivate = async (m: Mount): Promise<void> => {
  *  overlay always has its own); a bind of the same filesystem needs mountinfo. */
 export const isMountPoint = async (p: string, thorough = false): Promise<boolean> => {
   try {
-    const [a, b] = await Promise.all([fsp.stat(p), fsp.stat(`${p}/..`)]);
+    const [a, b] = [statSync(p), statSync(`${p}/..`)];
     if (a.dev !== b.dev) return true;
     if (!thorough) return false;
   } catch {
     return false;
   }
-  const info = await fsp.readFile('/proc/self/mountinfo', 'utf8');
+  const info = readFileSync('/proc/self/mountinfo', 'utf8');
   return info.split('\n').some((l) => l.split(' ')[4] === p);
 };
 
