@@ -80,15 +80,33 @@ export const openStore = (root: string, opts: { durable?: boolean } = {}): Store
 
   const digestOf = (d: Descriptor | Digest): Digest => (typeof d === 'string' ? d : d.digest);
 
+  /**
+   * Manifests and configs by digest, once verified and decoded: content
+   * addressed, so a digest's content never changes (every create resolves its
+   * image; a stack's creates read the same two blobs again and again).
+   * Bounded; a failed read is not kept.
+   */
+  const decoded = new Map<string, Promise<unknown>>();
+  const memo = <A>(key: string, f: () => Promise<A>): Promise<A> => {
+    const hit = decoded.get(key);
+    if (hit) return hit as Promise<A>;
+    if (decoded.size >= 256) decoded.clear();
+    const p = f();
+    decoded.set(key, p);
+    p.catch(() => decoded.delete(key));
+    return p;
+  };
+
   const readManifest = async (d: Descriptor | Digest, label?: string): Promise<Manifest> => {
     const dg = digestOf(d);
-    return decodeJson(Manifest, await blobs.readAll(dg), label ?? `manifest ${dg}`);
+    return memo(`m${dg}`, async () => decodeJson(Manifest, await blobs.readAll(dg), label ?? `manifest ${dg}`));
   };
   const readIndex = async (d: Descriptor | Digest, label?: string): Promise<Index> => {
     const dg = digestOf(d);
     return decodeJson(Index, await blobs.readAll(dg), label ?? `index ${dg}`);
   };
-  const readConfig = async (d: Digest, label?: string): Promise<ImageConfig> => decodeJson(ImageConfig, await blobs.readAll(d), label ?? `image config ${d}`);
+  const readConfig = async (d: Digest, label?: string): Promise<ImageConfig> =>
+    memo(`c${d}`, async () => decodeJson(ImageConfig, await blobs.readAll(d), label ?? `image config ${d}`));
 
   const mediaTypeOf = async (d: Descriptor): Promise<string> => {
     if (isManifestType(d.mediaType) || isIndexType(d.mediaType)) return d.mediaType;
