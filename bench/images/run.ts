@@ -4,7 +4,8 @@
  * 127.0.0.1, pulled by Berth (download + verify + unpack into layers), by
  * skopeo (download + verify into a dir: or oci: layout, no unpack) and by
  * podman when installed. Each run starts from an empty destination.
- * Berth's roots get the compile cache of an earlier run (see warmCache below).
+ * Berth's roots get the compile cache of an earlier run (see warmCache below);
+ * every run starts after an untimed `sync` (no dirty data left by the one before).
  * Medians and MB/s (compressed bytes / wall time) go to bench/out/images.json
  * and bench/out/images.md.
  *
@@ -145,6 +146,9 @@ const main = async (): Promise<void> => {
           rmSync(dest, { recursive: true, force: true });
           const cache = warmCache.get(t.tool);
           if (cache) cpSync(cache, path.join(dest, '.cache'), { recursive: true });
+          // untimed: write back what the previous run left dirty (skopeo and podman do not sync), so that
+          // a tool that syncs does not pay for its predecessor's data
+          execFileSync('sync');
           const [c, a] = t.cmd(`${host}/bench/${im.name}:v1`, dest);
           const m = timeIt(c, a, t.env ?? process.env);
           times.get(t.tool)?.wall.push(m.wall);
