@@ -22,7 +22,7 @@
  * holding the lock was left by a command that died: recovery finishes or
  * undoes it (networking.ts, recover()).
  */
-import { promises as fsp, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, promises as fsp, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either.js';
@@ -298,9 +298,30 @@ export class StateDir {
     this.counters.endpointRecordsRead++;
     return this.readJson(this.endpointFile(containerId), EndpointRecord);
   }
+  /**
+   * The first record of an endpoint is written durably (temp, fsync, rename,
+   * fsync of the dir). Later versions replace it atomically without fsync:
+   * an endpoint means nothing after a reboot (its netns and veths are gone
+   * and recovery undoes it), and replacing an existing file makes ext4 write
+   * the data before the rename, so a power loss leaves the old version or
+   * the new one, never an empty file.
+   */
   async writeEndpoint(r: EndpointRecord): Promise<void> {
-    await fsp.mkdir(this.endpointDir(r.containerId), { recursive: true, mode: 0o700 });
-    await writeFileAtomic(this.endpointFile(r.containerId), JSON.stringify(r, null, 2) + '\n', 0o600);
+    const file = this.endpointFile(r.containerId);
+    const text = JSON.stringify(r, null, 2) + '\n';
+    if (existsSync(file)) {
+      const tmp = `${file}.${process.pid}.tmp`;
+      try {
+        writeFileSync(tmp, text, { mode: 0o600 });
+        renameSync(tmp, file);
+      } catch (e) {
+        rmSync(tmp, { force: true });
+        throw e;
+      }
+      return;
+    }
+    mkdirSync(this.endpointDir(r.containerId), { recursive: true, mode: 0o700 });
+    await writeFileAtomic(file, text, 0o600);
   }
   async removeEndpoint(containerId: string): Promise<void> {
     await fsp.rm(this.endpointDir(containerId), { recursive: true, force: true });
