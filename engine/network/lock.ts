@@ -46,7 +46,7 @@ const busy = (lockFile: string, detail: string): EngineFailure =>
   new EngineFailure(conflict('lock', lockFile, `could not take the networking lock (${detail}); another berth command holds it`));
 
 const acquire = async (lockFile: string, timeoutSec: number): Promise<Held> => {
-  if (helperAvailable()) {
+  if (await helperAvailable()) {
     lockCounters.acquisitions++;
     try {
       await helperLock(lockFile, timeoutSec);

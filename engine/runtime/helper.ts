@@ -80,21 +80,29 @@ const u32 = (parts: Buffer[], v: number): void => {
 };
 
 class Helper {
-  private readonly child: ChildProcessByStdio<Writable, Readable, null>;
+  private readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
   private readonly pending = new Map<number, { resolve: (r: HelperReply) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private buf: Buffer = Buffer.alloc(0);
+  private stderr = '';
   dead = false;
+  /** True once the helper said hello (a reply with id 0); false if it went away before. */
+  readonly ready: Promise<boolean>;
+  private sayReady: (ok: boolean) => void = () => undefined;
 
-  constructor(file: string, private readonly onDead: () => void) {
-    this.child = spawn(file, ['helper'], { argv0: 'berth-helper', stdio: ['pipe', 'pipe', 'inherit'] });
+  constructor(file: string, private readonly onDead: (neverReady: boolean) => void) {
+    this.ready = new Promise((r) => (this.sayReady = r));
+    this.child = spawn(file, ['helper'], { argv0: 'berth-helper', stdio: ['pipe', 'pipe', 'pipe'] });
     this.child.on('error', (e) => this.fail(e));
-    this.child.on('exit', (code, sig) => this.fail(new Error(`berth-shim helper exited (${sig ?? `status ${code}`})`)));
+    this.child.on('exit', (code, sig) => this.fail(new Error(`berth-shim helper exited (${sig ?? `status ${code}`})${this.stderr ? `: ${this.stderr.trim()}` : ''}`)));
     this.child.stdout.on('data', (b: Buffer) => this.onData(b));
+    this.child.stderr.on('data', (b: Buffer) => {
+      if (this.stderr.length < 4096) this.stderr += b.toString('utf8');
+    });
     this.child.stdin.on('error', (e) => this.fail(e));
     this.child.unref();
-    (this.child.stdin as unknown as { unref?: () => void }).unref?.();
-    this.idle(true);
+    for (const s of [this.child.stdin, this.child.stderr]) (s as unknown as { unref?: () => void }).unref?.();
+    this.idle(false); // until it says hello
   }
 
   /** Our end of its stdout keeps the event loop alive only while we wait for replies. */
@@ -107,11 +115,13 @@ class Helper {
   private fail(e: Error): void {
     if (this.dead) return;
     this.dead = true;
-    this.onDead();
+    this.onDead(!this.helloSeen);
+    this.sayReady(false); // nothing when it said hello already
     for (const p of this.pending.values()) p.reject(e);
     this.pending.clear();
     this.idle(true);
   }
+  private helloSeen = false;
 
   private onData(b: Buffer): void {
     this.buf = this.buf.length === 0 ? b : Buffer.concat([this.buf, b]);
@@ -127,6 +137,12 @@ class Helper {
       const out = Buffer.from(f.subarray(16, 16 + outLen));
       const errLen = f.readUInt32LE(16 + outLen);
       const err = Buffer.from(f.subarray(20 + outLen, 20 + outLen + errLen));
+      if (id === 0 && !this.helloSeen) {
+        this.helloSeen = true;
+        if (this.pending.size === 0) this.idle(true);
+        this.sayReady(true);
+        continue;
+      }
       const p = this.pending.get(id);
       if (!p) continue;
       this.pending.delete(id);
@@ -165,23 +181,31 @@ class Helper {
 let current: Helper | undefined;
 let unavailable = false;
 
-/** The helper, started if need be; undefined when it cannot be had (callers spawn themselves then). */
-const helper = (): Helper | undefined => {
-  if (current && !current.dead) return current;
-  if (unavailable) return undefined;
-  const file = path.join(nativeDir(), 'berth-shim');
-  if (process.env['BERTH_HELPER'] === '0' || !existsSync(file)) {
-    unavailable = true;
-    return undefined;
+/**
+ * The helper, started if need be, once it has said hello; undefined when it
+ * cannot be had (callers spawn themselves then): BERTH_HELPER=0, no
+ * berth-shim, or one that went away before saying hello (a build without
+ * the helper mode), which is not tried again in this process.
+ */
+const helper = async (): Promise<Helper | undefined> => {
+  if (!current || current.dead) {
+    if (unavailable) return undefined;
+    const file = path.join(nativeDir(), 'berth-shim');
+    if (process.env['BERTH_HELPER'] === '0' || !existsSync(file)) {
+      unavailable = true;
+      return undefined;
+    }
+    const h: Helper = new Helper(file, (neverReady) => {
+      if (current === h) current = undefined;
+      if (neverReady) unavailable = true;
+    });
+    current = h;
   }
-  const h = new Helper(file, () => {
-    if (current === h) current = undefined;
-  });
-  current = h;
-  return h;
+  const h = current;
+  return (await h.ready) ? h : undefined;
 };
 
-export const helperAvailable = (): boolean => helper() !== undefined;
+export const helperAvailable = async (): Promise<boolean> => (await helper()) !== undefined;
 
 export interface ExecResult {
   readonly code: number;
@@ -195,7 +219,7 @@ export interface ExecResult {
  * error with code 'ENOENT'...) when the program cannot be started.
  */
 export const execProgram = async (argv: readonly string[], input?: string): Promise<ExecResult> => {
-  const h = helper();
+  const h = await helper();
   if (!h) return spawnProgram(argv, input);
   const r = await h.request(OP_EXEC, (parts) => {
     u32(parts, argv.length);
@@ -246,7 +270,7 @@ export interface MountRequest {
 
 /** mount(2) through the helper; false when there is no helper (the caller runs mount(8)). Throws HelperSyscallError. */
 export const helperMount = async (m: MountRequest): Promise<boolean> => {
-  const h = helper();
+  const h = await helper();
   if (!h) return false;
   let flags = 0;
   const data: string[] = [];
@@ -270,7 +294,7 @@ export const helperMount = async (m: MountRequest): Promise<boolean> => {
 
 /** umount2(2) through the helper (MNT_DETACH when `lazy`); false when there is no helper. Throws HelperSyscallError. */
 export const helperUmount = async (target: string, lazy: boolean): Promise<boolean> => {
-  const h = helper();
+  const h = await helper();
   if (!h) return false;
   const r = await h.request(OP_UMOUNT, (parts) => {
     str(parts, target);
@@ -282,7 +306,7 @@ export const helperUmount = async (target: string, lazy: boolean): Promise<boole
 
 /** An exclusive flock(2) on `file`, held by the helper until helperUnlock (or until this process dies). */
 export const helperLock = async (file: string, timeoutSec: number): Promise<void> => {
-  const h = helper();
+  const h = await helper();
   if (!h) throw new Error('no helper');
   const r = await h.request(OP_LOCK, (parts) => {
     str(parts, file);
@@ -292,7 +316,7 @@ export const helperLock = async (file: string, timeoutSec: number): Promise<void
 };
 
 export const helperUnlock = async (file: string): Promise<void> => {
-  const h = helper();
+  const h = await helper();
   if (!h) throw new Error('no helper');
   const r = await h.request(OP_UNLOCK, (parts) => str(parts, file));
   if (r.code !== 0) throw new HelperSyscallError(r.err.toString('utf8'), r.errno);

@@ -29,6 +29,7 @@
  *     LOCK   string path, u32 timeout seconds
  *     UNLOCK string path
  *   reply: u32 id, i32 code, i32 errno, string out, string err
+ * A reply with id 0, sent once at start, says the helper is there.
  * EXEC: code is the exit status (128 + signal when killed), out and err the
  * program's output; errno is set (code 127) when it could not be started.
  * The others: code 0, or -1 with errno and a message in err. */
@@ -506,6 +507,7 @@ int helper_main(void) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGCHLD, &sa, NULL);
   fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+  reply(0, 0, 0, NULL, 0, NULL, 0); /* hello: the engine sends nothing before it (a berth-shim without this mode never says it) */
 
   struct buf in = {0};
   static struct pollfd fds[2 + 3 * MAX_JOBS];

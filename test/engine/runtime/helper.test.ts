@@ -19,9 +19,9 @@ const mounted = (p: string): boolean => fs.readFileSync('/proc/self/mountinfo', 
 const lockFree = (file: string): boolean => spawnSync('flock', ['-n', '-x', file, 'true']).status === 0;
 
 describe.skipIf(skipReason !== '')(`engine process helper${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
-  beforeAll(() => {
+  beforeAll(async () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-test-helper-'));
-    expect(helperAvailable()).toBe(true);
+    expect(await helperAvailable()).toBe(true);
   });
   afterAll(() => {
     if (!dir) return;
@@ -97,6 +97,19 @@ describe.skipIf(skipReason !== '')(`engine process helper${skipReason ? ` (skipp
     }
     await helperLock(file, 5); // a waiter gets it once the holder is gone
     await helperUnlock(file);
+  }, 30_000);
+
+  it('falls back to spawning when the berth-shim has no helper mode (an older build): it never said hello', async () => {
+    const native = path.join(dir, 'old-native');
+    fs.mkdirSync(native);
+    // an older berth-shim: `helper` is a bad argument, usage on stderr, status 2
+    fs.writeFileSync(path.join(native, 'berth-shim'), '#!/bin/sh\necho "berth-shim: unexpected argument \'$1\'" >&2\nexit 2\n', { mode: 0o755 });
+    const script = `
+      const h = await import(${JSON.stringify(path.resolve('dist/engine/runtime/helper.js'))});
+      const r = await h.execProgram(['sh', '-c', 'echo hi; exit 4']);
+      process.stdout.write(JSON.stringify({ r, available: await h.helperAvailable() }));`;
+    const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, BERTH_NATIVE_DIR: native }, encoding: 'utf8' });
+    expect(JSON.parse(out)).toEqual({ r: { code: 4, stdout: 'hi\n', stderr: '' }, available: false });
   }, 30_000);
 
   it('goes away with its engine process, and the locks it held with it', async () => {
