@@ -391,6 +391,9 @@ describe('apply', () => {
     const e = new MemoryEngine();
     e.registry.set('reg/app:1', { cmd: ['sh'] });
     fs.writeFileSync(path.join(dir, 'archive.tar'), 'an image archive');
+    // a build context that exists (planning digests it; a missing one is a plan error)
+    fs.mkdirSync(path.join(dir, 'ctx'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'ctx', 'Dockerfile'), 'FROM scratch\n');
     const s = load(`
 stack: imgs
 images:
