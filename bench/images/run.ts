@@ -5,7 +5,8 @@
  * skopeo (download + verify into a dir: or oci: layout, no unpack) and by
  * podman when installed. Each run starts from an empty destination.
  * Berth's roots get the compile cache of an earlier run (see warmCache below);
- * every run starts after an untimed `sync` (no dirty data left by the one before).
+ * every run starts after an untimed `sync` (no dirty data left by the one before),
+ * and each round starts with the next tool (no fixed predecessor).
  * Medians and MB/s (compressed bytes / wall time) go to bench/out/images.json
  * and bench/out/images.md.
  *
@@ -141,7 +142,8 @@ const main = async (): Promise<void> => {
       // tools interleaved run by run, so that load from elsewhere on the host hits them alike
       const times = new Map<string, { wall: number[]; cpu: number[] }>(tools.map((t) => [t.tool, { wall: [], cpu: [] }]));
       for (let r = 0; r < runs; r++) {
-        for (const t of tools) {
+        // each round starts one tool later, so that no tool always runs right after the same one
+        for (const t of [...tools.slice(r % tools.length), ...tools.slice(0, r % tools.length)]) {
           const dest = path.join(work, `dest-${t.tool.replace(/\W/g, '')}`);
           rmSync(dest, { recursive: true, force: true });
           const cache = warmCache.get(t.tool);
