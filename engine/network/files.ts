@@ -12,12 +12,18 @@ import { closeSync, ftruncateSync, openSync, promises as fsp, readFileSync, writ
 import { isIPv4 } from 'node:net';
 import { sys } from '../errors.js';
 
+export const hostsLine = (e: HostsEntry): string => `${e.ip}\t${e.names.join(' ')}`;
+
 export interface HostsEntry {
   readonly ip: string;
   readonly names: readonly string[];
 }
 
-export const hostsFile = (own: readonly HostsEntry[], peers: readonly HostsEntry[], extraHosts: readonly string[]): string => {
+export const hostsFile = (own: readonly HostsEntry[], peers: readonly HostsEntry[], extraHosts: readonly string[]): string =>
+  hostsFileOfLines(own, peers.map(hostsLine), extraHosts);
+
+/** hostsFile with the peers' lines already formatted (hostsLine): a network's members share them. */
+export const hostsFileOfLines = (own: readonly HostsEntry[], peerLines: readonly string[], extraHosts: readonly string[]): string => {
   const lines = [
     '127.0.0.1\tlocalhost',
     '::1\tlocalhost ip6-localhost ip6-loopback',
@@ -32,11 +38,10 @@ export const hostsFile = (own: readonly HostsEntry[], peers: readonly HostsEntry
     if (j > 0) lines.push(`${h.slice(j + 1)}\t${h.slice(0, j)}`);
   }
   for (const e of own) lines.push(hostsLine(e));
-  for (const e of peers) lines.push(hostsLine(e));
+  for (const l of peerLines) lines.push(l);
   return lines.join('\n') + '\n';
 };
 
-export const hostsLine = (e: HostsEntry): string => `${e.ip}\t${e.names.join(' ')}`;
 
 const isLoopback = (ns: string): boolean => (isIPv4(ns) ? ns.startsWith('127.') : ns === '::1' || ns === '0:0:0:0:0:0:0:1');
 

@@ -887,8 +887,16 @@ class LocalNetworking implements Networking {
         members.set(a.networkId, l);
       }
     }
-    const namesOf = (o: EndpointRecord, oa: Attachment): string[] =>
-      [...new Set([o.name, ...oa.aliases, o.hostname, o.containerId.slice(0, 12)].filter((x) => x !== ''))];
+    // each member's line once per network (a member is listed in every peer's file: O(members) lines built, not O(members^2))
+    const lines = new Map<Attachment, string>();
+    const lineOf = (o: EndpointRecord, oa: Attachment): string => {
+      let l = lines.get(oa);
+      if (l === undefined) {
+        l = files.hostsLine({ ip: oa.ipv4, names: [...new Set([o.name, ...oa.aliases, o.hostname, o.containerId.slice(0, 12)].filter((x) => x !== ''))] });
+        lines.set(oa, l);
+      }
+      return l;
+    };
     const writes: Promise<void>[] = [];
     const whole = new Set<string>();
     for (const e of eps) {
@@ -900,19 +908,23 @@ class LocalNetworking implements Networking {
       const names = [e.domainname ? `${e.hostname}.${e.domainname}` : '', e.hostname].filter((x) => x !== '');
       const primary = e.networkOrder.map((k) => e.networks[k]).find((a) => a?.phase === 'ready');
       const own = primary ? [{ ip: primary.ipv4, names }] : [];
-      const peers: files.HostsEntry[] = [];
-      const seen = new Set<string>();
-      for (const a of mine) {
-        if (!userNet.has(a.networkId)) continue; // the default network has no name resolution (as Docker)
+      const peers: string[] = [];
+      const userMine = mine.filter((a) => userNet.has(a.networkId)); // the default network has no name resolution (as Docker)
+      // addresses are unique within a network: duplicates can only come from a second network
+      const seen = userMine.length > 1 ? new Set<string>() : undefined;
+      for (const a of userMine) {
         for (const { e: o, a: oa } of members.get(a.networkId) ?? []) {
-          if (o.containerId === e.containerId || seen.has(oa.ipv4)) continue;
-          seen.add(oa.ipv4);
-          peers.push({ ip: oa.ipv4, names: namesOf(o, oa) });
+          if (o.containerId === e.containerId) continue;
+          if (seen) {
+            if (seen.has(oa.ipv4)) continue;
+            seen.add(oa.ipv4);
+          }
+          peers.push(lineOf(o, oa));
         }
         // own aliases resolve to oneself too
         if (a.aliases.length > 0) own.push({ ip: a.ipv4, names: [...a.aliases] });
       }
-      writes.push(files.writeInPlaceNow(this.filesOf(e.containerId).hosts, files.hostsFile(own, peers, e.extraHosts)));
+      writes.push(files.writeInPlaceNow(this.filesOf(e.containerId).hosts, files.hostsFileOfLines(own, peers, e.extraHosts)));
     }
     // the newcomers' peers: one line per newcomer appended (the first user network they share decides the address)
     const appends = new Map<string, string[]>();
@@ -926,7 +938,7 @@ class LocalNetworking implements Networking {
           const first = Object.values(e.networks).find((a) => a.phase === 'ready' && userNet.has(a.networkId) && Object.values(je.networks).some((x) => x.networkId === a.networkId && x.phase === 'ready'));
           if (first?.networkId !== ja.networkId) continue; // listed under another shared network
           const l = appends.get(e.containerId) ?? [];
-          l.push(files.hostsLine({ ip: ja.ipv4, names: namesOf(je, ja) }));
+          l.push(lineOf(je, ja));
           appends.set(e.containerId, l);
         }
       }

@@ -152,6 +152,16 @@ export class StateDir {
    * The index; undefined when missing or unreadable (the caller rebuilds it
    * with a full scan). Not fsynced: after a power loss the scan runs anyway.
    */
+  /**
+   * The index as this process last wrote or read it: its text and the records
+   * decoded from it. A read that finds the same bytes (and the same endpoints
+   * dir mtime) reuses the records instead of parsing and decoding every one
+   * again; records are never changed in place (every change is a new object).
+   */
+  private indexCache: { readonly text: string; readonly dirMtime: string; readonly eps: ReadonlyMap<string, EndpointRecord> } | undefined;
+  /** Each record's JSON, kept while the record object lives: an index write serializes only the records that changed. */
+  private readonly recordJson = new WeakMap<EndpointRecord, string>();
+
   async readIndex(): Promise<Map<string, EndpointRecord> | undefined> {
     this.counters.indexReads++;
     let text: string;
@@ -162,10 +172,15 @@ export class StateDir {
     } catch {
       return undefined;
     }
+    const c = this.indexCache;
+    if (c !== undefined && c.text === text) return c.dirMtime === mtime ? new Map(c.eps) : undefined;
     try {
       const r = Index.decode(JSON.parse(text));
       // stale when a container dir came or went without it (a writer that keeps no index: an older Berth)
-      return isLeft(r) || r.right.dirMtime !== mtime ? undefined : new Map(Object.entries(r.right.endpoints));
+      if (isLeft(r)) return undefined;
+      const eps = new Map(Object.entries(r.right.endpoints));
+      this.indexCache = { text, dirMtime: r.right.dirMtime, eps: new Map(eps) };
+      return r.right.dirMtime !== mtime ? undefined : eps;
     } catch {
       return undefined;
     }
@@ -173,12 +188,25 @@ export class StateDir {
   private async endpointsMtime(): Promise<string> {
     return statSync(path.join(this.dir, 'endpoints'), { bigint: true }).mtimeNs.toString();
   }
+  private json(r: EndpointRecord): string {
+    let j = this.recordJson.get(r);
+    if (j === undefined) {
+      j = JSON.stringify(r);
+      this.recordJson.set(r, j);
+    }
+    return j;
+  }
   async writeIndex(eps: ReadonlyMap<string, EndpointRecord>): Promise<void> {
     const tmp = `${this.indexFile}.${process.pid}.tmp`;
     const dirMtime = await this.endpointsMtime();
-    writeFileSync(tmp, JSON.stringify({ version: 1, dirMtime, endpoints: Object.fromEntries(eps) }), { mode: 0o600 });
+    const parts: string[] = [];
+    for (const [id, r] of eps) parts.push(`${JSON.stringify(id)}:${this.json(r)}`);
+    const text = `{"version":1,"dirMtime":${JSON.stringify(dirMtime)},"endpoints":{${parts.join(',')}}}`;
+    this.indexCache = undefined;
+    writeFileSync(tmp, text, { mode: 0o600 });
     // the rename in the thread pool: replacing a file makes ext4 start writing the new data (auto_da_alloc), ~3 ms
     await fsp.rename(tmp, this.indexFile);
+    this.indexCache = { text, dirMtime, eps: new Map(eps) };
   }
   async removeIndex(): Promise<void> {
     await fsp.rm(this.indexFile, { force: true });
