@@ -135,10 +135,49 @@ const cpuSince = (a: { host: number; self: number; group: number }): string => {
   return `CPU ${((b.host - a.host) / 1000).toFixed(2)} s host-wide, ${((b.self - a.self) / 1000).toFixed(2)} s in this process${group}`;
 };
 
+/**
+ * PROFILE_DIR=<dir>: a V8 CPU profile of each timed phase (apply, destroy) of
+ * this process, written there as <phase>-<n>.cpuprofile (open in Chrome's
+ * DevTools or speedscope).
+ */
+const profileDir = process.env['PROFILE_DIR'];
+let inspector: import('node:inspector/promises').Session | undefined;
+const profileStart = async (): Promise<void> => {
+  if (profileDir === undefined) return;
+  if (!inspector) {
+    const { Session } = await import('node:inspector/promises');
+    inspector = new Session();
+    inspector.connect();
+    await inspector.post('Profiler.enable');
+  }
+  await inspector.post('Profiler.start');
+};
+const profileStop = async (name: string): Promise<void> => {
+  if (profileDir === undefined || !inspector) return;
+  const { profile } = await inspector.post('Profiler.stop');
+  fs.mkdirSync(profileDir, { recursive: true });
+  fs.writeFileSync(path.join(profileDir, `${name}.cpuprofile`), JSON.stringify(profile));
+};
+
+/**
+ * The Berth root goes under BENCH_ROOT_BASE (default /var/tmp) and the run
+ * root under BENCH_RUN_BASE (default /run, a tmpfs), as an installed Berth's
+ * /var/lib/berth and /run/berth. BENCH_RUN_BASE=inroot keeps the run root
+ * inside the root's directory (this bench's layout before 2026-11-22 23:40).
+ * Not /tmp by default: on this host's ext4, /tmp's inode group is full, so
+ * every file or directory created under /tmp costs ~1 ms of system CPU
+ * against ~40-60 us under /var/tmp (measured: 300 mkdir + 300 creates in a
+ * fresh directory of each, 2026-11-22), and a container start creates dozens.
+ */
+const rootBase = process.env['BENCH_ROOT_BASE'] ?? '/var/tmp';
+const runBase = process.env['BENCH_RUN_BASE'] === 'inroot' ? undefined : (process.env['BENCH_RUN_BASE'] ?? '/run');
+
 const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Promise<string> => {
   if (!fs.existsSync(rootfsTar)) execFileSync(path.join(repo, 'examples/web/make-rootfs.sh'));
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-bench-stack-'));
-  const engine = openLocalEngine({ root: path.join(dir, 'root'), runRoot: path.join(dir, 'run') }, { runtime: path.join(repo, 'native/build/berth-runtime') });
+  // where the roots go: see rootBase below
+  const dir = fs.mkdtempSync(path.join(rootBase, 'berth-bench-stack-'));
+  const runDir = runBase === undefined ? path.join(dir, 'run') : fs.mkdtempSync(path.join(runBase, 'berth-bench-stack-'));
+  const engine = openLocalEngine({ root: path.join(dir, 'root'), runRoot: runDir }, { runtime: path.join(repo, 'native/build/berth-runtime') });
   try {
     await engine.importImage(rootfsTar, 'bench/img:1', { changes: { cmd: ['sh'] } });
     const lines = ['stack: bench', ...(net === 'stack' ? ['networks:', '  net: {}'] : []), 'containers:'];
@@ -148,6 +187,7 @@ const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Pr
     fs.writeFileSync(file, `${lines.join('\n')}\n`);
     const s = loadStack(file);
     if (E.isLeft(s)) throw new Error(JSON.stringify(s.left));
+    await profileStart();
     const c0 = cpuNow();
     const t0 = performance.now();
     const p = await planFor(engine, s.right);
@@ -155,16 +195,19 @@ const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Pr
     const r = await apply(engine, p, { concurrency });
     const t2 = performance.now();
     const applyCpu = cpuSince(c0);
+    await profileStop(`apply-${n}-${net}`);
     if (!r.ok) throw new Error(`apply failed: ${JSON.stringify(r.results.filter((x) => x.status !== 'done').slice(0, 3))}`);
     const running = (await engine.listContainers()).filter((c) => c.state.status === 'running').length;
     const t3 = performance.now();
     const again = await planFor(engine, s.right);
     const t4 = performance.now();
+    await profileStart();
     const c4 = cpuNow();
     const d = await planFor(engine, { ...s.right, containers: {}, networks: {} }, { prune: true });
     const rd = await apply(engine, d, { concurrency });
     const t5 = performance.now();
     const destroyCpu = cpuSince(c4);
+    await profileStop(`destroy-${n}-${net}`);
     if (!rd.ok) throw new Error('destroy failed');
     return [
       `apply of ${n} containers from empty (concurrency ${concurrency}, ${net === 'stack' ? 'one stack network' : 'networkMode none'}): ${((t2 - t0) / 1000).toFixed(2)} s (plan ${((t1 - t0) / 1000).toFixed(2)} s, apply ${((t2 - t1) / 1000).toFixed(2)} s, ${((t2 - t1) / n).toFixed(0)} ms per container); ${running}/${n} running; ${applyCpu}`,
@@ -174,9 +217,10 @@ const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Pr
     for (const c of await engine.listContainers({ all: true }).catch(() => [])) await engine.removeContainer(c.id, { force: true }).catch(() => undefined);
     const { openNetworking } = await import('../../engine/network/networking.js');
     await openNetworking(engine.roots).purge().catch(() => undefined);
-    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => m !== undefined && m.startsWith(dir));
+    const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m): m is string => m !== undefined && (m.startsWith(dir) || m.startsWith(runDir)));
     for (const m of mounts.reverse()) execFileSync('umount', ['-l', m]);
     fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(runDir, { recursive: true, force: true });
   }
 };
 
