@@ -366,6 +366,17 @@ export const unpackLayer = async (tarStream: Readable, opts: UnpackOptions): Pro
   }
 
   await applyXattrs(xattrs, opts.label);
-  for (const d of dirTimes) await fsp.utimes(abs(d.rel), d.mtime, d.mtime);
+  // a directory may have been removed or replaced since (by a file, or by a symlink that could point
+  // anywhere, the host included): its time is set only if every component is still a real directory
+  const stillDir = async (rel: string): Promise<boolean> => {
+    let sub = '';
+    for (const c of rel === '' ? [] : rel.split('/')) {
+      sub = sub === '' ? c : `${sub}/${c}`;
+      const st = await fsp.lstat(abs(sub)).catch(() => undefined);
+      if (!st?.isDirectory()) return false;
+    }
+    return true;
+  };
+  for (const d of dirTimes) if (await stillDir(d.rel)) await fsp.utimes(abs(d.rel), d.mtime, d.mtime);
   return { entries, bytes, warnings };
 };

@@ -280,8 +280,11 @@ static int clear(extractor *x, int pf, const char *base, bool keep_dir, berth_er
   }
   if (S_ISDIR(st.st_mode)) {
     if (keep_dir) return 1;
-    cache_drop(x); /* the cached parent may be inside what goes away */
-    return rmtree(pf, base, e) < 0 ? -1 : 0;
+    if (rmtree(pf, base, e) < 0) return -1;
+    /* the cached directory may have been inside what went away, unless it is pf itself
+     * (the parent of what went away, which the caller goes on using) */
+    if (pf != x->cache_fd) cache_drop(x);
+    return 0;
   }
   if (unlinkat(pf, base, 0) < 0) return berth_fail_errno(e, "unlinkat %s", base);
   return 0;

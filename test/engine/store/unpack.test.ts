@@ -165,6 +165,23 @@ describe.skipIf(!isRoot || unpacker === undefined)('unpackLayer keeps what a lay
     expect(await readFile(path.join(dest, 'b'), 'utf8')).toBe('two');
   });
 
+  it('a directory deeper down replaced by a file, a symlink and a whiteout, then written next to', async () => {
+    await unpack([
+      { name: 'x/a/', type: 'directory' },
+      { name: 'x/a/inner', content: 'i' },
+      { name: 'x/a', content: 'file now' },
+      { name: 'x/b/c/', type: 'directory' },
+      { name: 'x/b', type: 'symlink', linkname: 'a' },
+      { name: 'x/d/e', content: 'e' },
+      { name: 'x/.wh.d', content: '' },
+      { name: 'x/after', content: 'ok' },
+    ]);
+    expect(await readFile(path.join(dest, 'x/a'), 'utf8')).toBe('file now');
+    expect(await readlink(path.join(dest, 'x/b'))).toBe('a');
+    expect((await lstat(path.join(dest, 'x/d'))).isCharacterDevice()).toBe(true);
+    expect(await readFile(path.join(dest, 'x/after'), 'utf8')).toBe('ok');
+  });
+
   withAttr('whiteouts and an overlay mount hide lower files for real', async () => {
     const lower = path.join(base, 'lower');
     await mkdir(path.join(lower, 'etc'), { recursive: true });
@@ -253,6 +270,16 @@ describe.skipIf(!isRoot || unpacker === undefined)('unpackLayer refuses hostile 
     ]);
     await expect(p).rejects.toThrow('is a symlink');
     expect((await stat(path.join(outside, 'secret'))).nlink).toBe(1);
+  });
+  it('a directory replaced by a symlink out of the layer gets no time set through it', async () => {
+    await mkdir(path.join(outside, 'c'));
+    const before = (await stat(path.join(outside, 'c'))).mtimeMs;
+    await unpack([
+      { name: 'd/c/', type: 'directory', mtime: new Date('2001-01-01T00:00:00Z') },
+      { name: 'd', type: 'symlink', linkname: outside },
+    ]);
+    expect((await stat(path.join(outside, 'c'))).mtimeMs).toBe(before);
+    expect(await readlink(path.join(dest, 'd'))).toBe(outside);
   });
   it('xattr that would forge overlay metadata', async () => {
     await refuses([{ name: 'f', content: 'x', pax: { 'SCHILY.xattr.trusted.overlay.redirect': '/etc' } }], 'trusted.overlay.redirect');
