@@ -50,18 +50,31 @@ describe.skipIf(!ready)('pull killed at random points (needs root, dist/, docker
     await skopeo([`oci:${layout.dir}:v1`, `docker://${reg.host}/crash/img:v1`]);
     const root = path.join(work, 'root');
     const ref = `${reg.host}/crash/img:v1`;
-    // a seeded sequence of kill delays (ms), logged so a failure can be replayed
+    // how long a whole pull takes here, in a throwaway root: the kills below land inside that window
+    const started = Date.now();
+    await run(process.execPath, [main, '--root', path.join(work, 'timing-root'), 'pull', ref]);
+    const whole = Date.now() - started;
+    await rm(path.join(work, 'timing-root'), { recursive: true, force: true });
+    // a seeded sequence of kill delays (ms, a share of the whole pull), logged so a failure can be replayed
     let seed = 12345;
     const rand = (): number => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
     const delays: number[] = [];
+    let landed = 0;
     for (let k = 0; k < 8; k++) {
-      const delay = Math.floor(150 + rand() * 900);
+      const delay = Math.floor(whole * (0.05 + 0.6 * rand()));
       delays.push(delay);
       const child = spawn(process.execPath, [main, '--root', root, 'pull', ref], { stdio: 'ignore' });
+      const exited = new Promise((r) => child.once('exit', r));
       await new Promise((r) => setTimeout(r, delay));
-      child.kill('SIGKILL');
-      await new Promise((r) => child.once('exit', r));
+      // a pull that already finished (later ones find finished layers and are quicker) is not killed
+      if (child.exitCode === null && child.signalCode === null) {
+        child.kill('SIGKILL');
+        landed += 1;
+      }
+      await exited;
     }
+    // the test means something only if pulls were really cut short
+    expect(landed, `whole pull ${whole} ms, kill delays ${delays.join(',')}`).toBeGreaterThanOrEqual(2);
     const { stdout } = await run(process.execPath, [main, '--root', root, '--json', 'pull', ref]);
     expect((JSON.parse(stdout) as { digest: string }).digest, `kill delays ${delays.join(',')}`).toBe(layout.manifestDigest);
     // every blob matches its name
