@@ -19,6 +19,8 @@ fi
 
 # 1. Debian packages.
 packages=(build-essential pkg-config libjansson-dev libseccomp-dev libcap-dev
+  # berth-unpack (native/unpack): inflate, zstd, sha256
+  zlib1g-dev libzstd-dev libssl-dev
   busybox-static runc hyperfine tmux iproute2 util-linux procps ca-certificates
   nftables curl
   # peers the image tests run against: a registry on 127.0.0.1, skopeo, umoci, htpasswd
