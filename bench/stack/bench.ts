@@ -160,17 +160,29 @@ const profileStop = async (name: string): Promise<void> => {
 };
 
 /**
- * The Berth root goes under BENCH_ROOT_BASE (default /var/tmp) and the run
- * root under BENCH_RUN_BASE (default /run, a tmpfs), as an installed Berth's
- * /var/lib/berth and /run/berth. BENCH_RUN_BASE=inroot keeps the run root
- * inside the root's directory (this bench's layout before 2026-11-22 23:40).
- * Not /tmp by default: on this host's ext4, /tmp's inode group is full, so
- * every file or directory created under /tmp costs ~1 ms of system CPU
- * against ~40-60 us under /var/tmp (measured: 300 mkdir + 300 creates in a
- * fresh directory of each, 2026-11-22), and a container start creates dozens.
+ * The Berth root goes under BENCH_ROOT_BASE (default: the temp dir, as
+ * before) and the run root under BENCH_RUN_BASE (default: /run when it is a
+ * tmpfs, as on a standard host where an installed Berth keeps /run/berth;
+ * else /dev/shm). BENCH_RUN_BASE=inroot keeps the run root inside the root's
+ * directory (this bench's layout before 2026-11-22 23:40).
+ *
+ * Why it matters here: this VM's root file system is ext4 without a journal
+ * and /run is not a tmpfs. Without a journal, ext4 skips inodes freed in the
+ * last seconds when it allocates one (recently_deleted() in perf: ~55% of the
+ * time of a create), so while the host churns through files (the other
+ * engineers' test suites, and apply's own temp files) every file or directory
+ * created costs 0.2-1.5 ms of system CPU (measured with 200-1500 creates in a
+ * fresh directory of /tmp, /var/tmp and /run, 2026-11-22 23:35-23:40),
+ * against ~13 us on /dev/shm.
  */
-const rootBase = process.env['BENCH_ROOT_BASE'] ?? '/var/tmp';
-const runBase = process.env['BENCH_RUN_BASE'] === 'inroot' ? undefined : (process.env['BENCH_RUN_BASE'] ?? '/run');
+const TMPFS_MAGIC = 0x01021994;
+const rootBase = process.env['BENCH_ROOT_BASE'] ?? os.tmpdir();
+const runBase = ((): string | undefined => {
+  const env = process.env['BENCH_RUN_BASE'];
+  if (env === 'inroot') return undefined;
+  if (env !== undefined) return env;
+  return fs.statfsSync('/run').type === TMPFS_MAGIC ? '/run' : '/dev/shm';
+})();
 
 const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Promise<string> => {
   if (!fs.existsSync(rootfsTar)) execFileSync(path.join(repo, 'examples/web/make-rootfs.sh'));
@@ -210,7 +222,7 @@ const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Pr
     await profileStop(`destroy-${n}-${net}`);
     if (!rd.ok) throw new Error('destroy failed');
     return [
-      `apply of ${n} containers from empty (concurrency ${concurrency}, ${net === 'stack' ? 'one stack network' : 'networkMode none'}): ${((t2 - t0) / 1000).toFixed(2)} s (plan ${((t1 - t0) / 1000).toFixed(2)} s, apply ${((t2 - t1) / 1000).toFixed(2)} s, ${((t2 - t1) / n).toFixed(0)} ms per container); ${running}/${n} running; ${applyCpu}`,
+      `apply of ${n} containers from empty (concurrency ${concurrency}, ${net === 'stack' ? 'one stack network' : 'networkMode none'}; root under ${rootBase}, run root under ${runBase ?? 'the root dir'}): ${((t2 - t0) / 1000).toFixed(2)} s (plan ${((t1 - t0) / 1000).toFixed(2)} s, apply ${((t2 - t1) / 1000).toFixed(2)} s, ${((t2 - t1) / n).toFixed(0)} ms per container); ${running}/${n} running; ${applyCpu}`,
       `  second plan: ${isEmpty(again) ? 'empty' : 'NOT EMPTY'} in ${((t4 - t3) / 1000).toFixed(2)} s; destroy: ${((t5 - t4) / 1000).toFixed(2)} s; ${destroyCpu}`,
     ].join('\n');
   } finally {

@@ -140,7 +140,7 @@ class LocalNetworking implements Networking {
   readonly table: string;
 
   constructor(roots: EngineRoots, private readonly opts: NetworkingOptions) {
-    this.state = new StateDir(roots.root);
+    this.state = new StateDir(roots.root, roots.runRoot);
     this.netnsDir = path.join(roots.runRoot, 'netns');
     this.scannedMark = path.join(roots.runRoot, 'network-scanned');
     this.log = opts.logger ?? silentLogger();
@@ -412,6 +412,7 @@ class LocalNetworking implements Networking {
       for (const ep of [...ctx.eps.values()]) if (ep.mode === 'container' && !ctx.eps.has(ep.sharedWith ?? '')) ctx.eps.delete(ep.containerId);
       await this.state.writeIndex(ctx.eps);
       for (const [id, m] of marks) if (!(await this.ownerAlive(id, m))) await this.state.clearPending(id);
+      for (const f of this.state.leftovers()) await fsp.rm(f, { recursive: true, force: true });
       await fsp.mkdir(path.dirname(this.scannedMark), { recursive: true, mode: 0o700 });
       await fsp.writeFile(this.scannedMark, `${new Date().toISOString()}\n`);
       nftDirty = true; // the table may be gone with a reboot
@@ -1089,7 +1090,8 @@ class LocalNetworking implements Networking {
       await attempt(() => this.maybeRestoreIpForward());
       await attempt(() => fsp.rm(this.netnsDir, { recursive: true, force: true }));
       await attempt(() => this.state.removeIndex());
-      await attempt(() => fsp.rm(path.join(this.state.dir, 'pending'), { recursive: true, force: true }));
+      await attempt(() => fsp.rm(this.state.pendingDir, { recursive: true, force: true }));
+      for (const f of this.state.leftovers()) await attempt(() => fsp.rm(f, { recursive: true, force: true }));
       this.state.forgetInit();
       await attempt(() => fsp.rm(this.scannedMark, { force: true }));
       if (errors.length > 0) throw errors[0];

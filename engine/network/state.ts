@@ -6,6 +6,11 @@
  *   endpoints/<containerId>/      one per container that setup() saw:
  *       endpoint.json             EndpointRecord
  *       hosts resolv.conf hostname   the files bind-mounted into it
+ *
+ * and under <runRoot>/networks (tmpfs: gone after a reboot, as the netns
+ * and veths are), what lives only as long as the processes and the host
+ * objects do:
+ *
  *   index.json                    every endpoint record in one file: what the
  *                                 verbs read (one file, whatever the number of
  *                                 containers); a cache of endpoints/, rebuilt
@@ -13,8 +18,11 @@
  *   pending/<containerId>         an operation on that endpoint is under way:
  *                                 the owner's pid and start time (PendingMark)
  *
- * and <runRoot>/network-scanned (tmpfs: gone after a reboot), written by the
- * full scan: while it is there, commands recover only what pending/ names.
+ * and <runRoot>/network-scanned, written by the full scan: while it is
+ * there, commands recover only what pending/ names. (Before 2026-11-23 the
+ * index and pending/ were under <root>/networks: the first full scan removes
+ * those leftovers. Keeping them on tmpfs spares a file created and one freed
+ * on the root's file system for every mark and every index write.)
  *
  * Every record carries a `phase`: "creating" and "removing" are written
  * before the host is changed (intent), "ready" after. All changes happen
@@ -111,15 +119,25 @@ export interface StateCounters {
 
 export class StateDir {
   readonly dir: string;
+  /** <runRoot>/networks: the index and the pending marks (the same as `dir` when no run root is given). */
+  readonly runDir: string;
   readonly counters: StateCounters = { endpointRecordsRead: 0, indexReads: 0, fullScans: 0 };
-  constructor(root: string) {
+  constructor(root: string, runRoot?: string) {
     this.dir = path.join(root, 'networks');
+    this.runDir = runRoot === undefined ? this.dir : path.join(runRoot, 'networks');
   }
   get indexFile(): string {
-    return path.join(this.dir, 'index.json');
+    return path.join(this.runDir, 'index.json');
+  }
+  get pendingDir(): string {
+    return path.join(this.runDir, 'pending');
   }
   pendingFile(containerId: string): string {
-    return path.join(this.dir, 'pending', containerId);
+    return path.join(this.pendingDir, containerId);
+  }
+  /** What an older Berth kept under <root>/networks and now lives under the run root (removed by a full scan). */
+  leftovers(): string[] {
+    return this.runDir === this.dir ? [] : [path.join(this.dir, 'index.json'), path.join(this.dir, 'pending')];
   }
   get lockFile(): string {
     return path.join(this.dir, 'lock');
@@ -140,7 +158,7 @@ export class StateDir {
     if (this.initDone) return;
     await fsp.mkdir(path.join(this.dir, 'nets'), { recursive: true, mode: 0o700 });
     await fsp.mkdir(path.join(this.dir, 'endpoints'), { recursive: true, mode: 0o700 });
-    await fsp.mkdir(path.join(this.dir, 'pending'), { recursive: true, mode: 0o700 });
+    await fsp.mkdir(this.pendingDir, { recursive: true, mode: 0o700 });
     this.initDone = true;
   }
   forgetInit(): void {
@@ -237,7 +255,7 @@ export class StateDir {
   /** The pending marks (usually none): container ID -> owner (undefined when unreadable: a writer died mid-write). */
   async pending(): Promise<Map<string, PendingMark | undefined>> {
     const out = new Map<string, PendingMark | undefined>();
-    const dir = path.join(this.dir, 'pending');
+    const dir = this.pendingDir;
     let ids: string[] = [];
     try {
       ids = readdirSync(dir);

@@ -187,7 +187,7 @@ describe.skipIf(skipReason !== '')(`networking cost and crash safety${skipReason
     expect(phaseOf(victim.containerId)).toBe('');
     expect(mounted(path.join(runRoot, 'netns', victim.containerId))).toBe(false);
     expect(links()).not.toContain(vethOf(victim.containerId, first.networks['bridge']!.networkId));
-    expect(fs.readdirSync(path.join(root, 'networks/pending'))).toEqual([]);
+    expect(fs.readdirSync(path.join(runRoot, 'networks/pending'))).toEqual([]); // the pending marks live under the run root
     for (const r of [first, next]) await nw.teardown(path.basename(r.netnsPath!));
   });
 

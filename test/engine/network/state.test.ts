@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { StateDir, type EndpointRecord } from '../../../engine/network/state.js';
@@ -54,5 +54,26 @@ describe('the endpoint index', () => {
     mkdirSync(a.endpointDir('c2'));
     expect(await a.readIndex()).toBeUndefined();
     expect(await new StateDir(dir).readIndex()).toBeUndefined();
+  });
+});
+
+describe.skipIf(process.getuid?.() !== 0)('state of an older Berth', () => {
+  it('the index and pending marks it kept under <root>/networks are removed by the first full scan; ours live under the run root', async () => {
+    const { openNetworking } = await import('../../../engine/network/networking.js');
+    const root = path.join(dir, 'root');
+    const runRoot = path.join(dir, 'run');
+    mkdirSync(path.join(root, 'networks', 'pending'), { recursive: true });
+    writeFileSync(path.join(root, 'networks', 'index.json'), '{"version":1,"dirMtime":"0","endpoints":{}}');
+    writeFileSync(path.join(root, 'networks', 'pending', 'c1'), '{"pid":1,"start":"1"}');
+    const nw = openNetworking({ root, runRoot });
+    try {
+      await nw.recover();
+      expect(existsSync(path.join(root, 'networks', 'index.json'))).toBe(false);
+      expect(existsSync(path.join(root, 'networks', 'pending'))).toBe(false);
+      expect(existsSync(path.join(runRoot, 'networks', 'index.json'))).toBe(true);
+      expect(readdirSync(path.join(runRoot, 'networks', 'pending'))).toEqual([]);
+    } finally {
+      await nw.purge();
+    }
   });
 });
