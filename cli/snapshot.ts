@@ -27,6 +27,7 @@ import * as nodeModule from 'node:module';
 import * as path from 'node:path';
 import * as tty from 'node:tty';
 import * as v8 from 'node:v8';
+import { trace } from '../engine/runtime/trace.js';
 import { runCli } from './lazy.js';
 
 /** Environment variables read while the snapshot's modules were evaluated, with the values they had. */
@@ -56,6 +57,7 @@ const runPlain = (entry: string): void => {
 
 /** Runs `berth` from the snapshot's heap, or the plain entry when the heap does not fit this run. */
 const main = (): void => {
+  trace('cli: snapshot deserialized');
   const entry = entryOf(process.argv);
   (globalThis as { __berthDist?: string }).__berthDist = path.dirname(path.dirname(entry));
   if (changedEnv(process.env, baked) !== undefined || changedTty(tty.isatty, bakedTty) !== undefined) {
@@ -67,6 +69,52 @@ const main = (): void => {
     process.stderr.write(`berth: ${renderError(toEngineError(e))}\n`);
     process.exitCode = 1;
   });
+};
+
+/**
+ * Runs, at build time, the parts of `berth run` that have no effect outside
+ * this process, so that their compiled code is in the blob: V8 compiles a
+ * function the first time it is called, and a function never called while
+ * the snapshot was built is parsed and compiled again by every run (for
+ * `run --rm`, ~300 functions). Here: node:fs's promise API (Node's
+ * internal/fs/promises, which the store and the runtime use; loaded by
+ * Node on first use), the container verbs registered on a program of their
+ * own, a `run` parsed by it with an action that only builds the spec, the
+ * engine opened on a root that does not exist, and the spec checked.
+ * Nothing is read from or written to disk and no stdio is touched (the
+ * guard in preload throws if it were); an environment variable read here
+ * is recorded like any other (berth.blob.env.json), except the engine's
+ * own reads while it is opened (into the engine object, which is dropped).
+ */
+const warmUp = async (env: NodeJS.ProcessEnv): Promise<void> => {
+  void fs.promises.stat; // loads internal/fs/promises (and what it requires) into the heap
+  const { Command } = await import('commander');
+  const { registerContainerCommands } = await import('./commands/containers.js');
+  const { specFromFlags } = await import('./commands/container-flags.js');
+  const program = new Command('berth').exitOverride().enablePositionalOptions()
+    .option('--root <dir>').option('--run-root <dir>').option('--runtime <path>').option('--json').option('--debug');
+  registerContainerCommands(program);
+  const run = program.commands.find((c) => c.name() === 'run');
+  if (run === undefined) throw new Error('warm-up: the containers group registers no `run`');
+  let spec: unknown;
+  run.action((image: string, command: string[], flags: Parameters<typeof specFromFlags>[2]) => {
+    spec = specFromFlags(image, command, flags);
+  });
+  await program.parseAsync(['--root', '/nonexistent', 'run', '--rm', '--network', 'none', '-e', 'A=1', 'busybox', 'true'], { from: 'user' });
+  if (spec === undefined) throw new Error('warm-up: `run` was not parsed');
+  // the engine opened on a root that does not exist (opening reads nothing), and the spec checked
+  const { openLocalEngine } = await import('../engine/local.js');
+  const { checkSpec } = await import('../engine/runtime/spec-check.js');
+  // opening reads BERTH_NATIVE_DIR into the engine object it returns, which is dropped: not module
+  // state, so not recorded (the proxied process.env is set aside for this call)
+  const proxied = process.env;
+  process.env = env;
+  try {
+    openLocalEngine({ root: '/nonexistent/berth-snapshot-build', runRoot: '/nonexistent/berth-snapshot-build/run' });
+  } finally {
+    process.env = proxied;
+  }
+  checkSpec(spec as Parameters<typeof checkSpec>[0]);
 };
 
 /**
@@ -114,6 +162,7 @@ const preload = async (): Promise<void> => {
     // not engine/network/networking.js (a container on a bridge): it imports engine/log.js, whose
     // pino-pretty brings colorette, which reads TERM, NO_COLOR, FORCE_COLOR, CI and whether fd 1
     // is a terminal while it is evaluated; it is evaluated from the bundle when a run needs it
+    await warmUp(env);
   } finally {
     process.env = env;
     ttyModule.isatty = isatty;

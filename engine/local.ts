@@ -14,6 +14,9 @@ import type { ContainerNetworking, NetworkSetupResult } from './services.js';
 import { openStore, type Store } from './store/store.js';
 import { openVolumeStore, type VolumeStore } from './volume/volumes.js';
 
+/** Starts the engine's process helper ahead of a container start (`berth run`): runtime/helper.ts. */
+export { startHelper } from './runtime/helper.js';
+
 export interface LocalEngineOptions {
   /** OCI runtime executable (runc's CLI): berth-runtime by default, runc works too. */
   readonly runtime?: string;

@@ -11,8 +11,10 @@
  */
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
+import { startupSnapshot } from 'node:v8';
 import type { ContainerInfo, ContainerSpec } from '../../engine/engine.js';
 import type { LocalEngine } from '../../engine/local.js';
+import { trace } from '../../engine/runtime/trace.js';
 import type { RunFlags } from './container-flags.js';
 
 const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
@@ -224,8 +226,10 @@ const runAttached = async (engine: LocalEngine, id: string, spec: ContainerSpec)
   }
   try {
     session = (await engine.containers.startAttached(id, streams)).session;
+    trace('run: started, attached');
     if (tty && process.stdout.isTTY) process.on('SIGWINCH', onWinch);
     await session.done;
+    trace('run: attach done');
     return (await engine.waitContainer(id)).exitCode;
   } finally {
     process.removeListener('SIGINT', forward);
@@ -236,14 +240,24 @@ const runAttached = async (engine: LocalEngine, id: string, spec: ContainerSpec)
   }
 };
 
+let epipeHandled = false;
+/** A closed stdout pipe (EPIPE) exits with the exit code so far, once per process. */
+const endOutputOnEpipe = (): void => {
+  if (epipeHandled || startupSnapshot.isBuildingSnapshot()) return; // the build's warm-up parses a `run` (cli/snapshot.ts)
+  epipeHandled = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  });
+};
+
 /* ---------------------------------------------------------------- register */
 
 export const registerContainerCommands = (program: Command): void => {
   program.enablePositionalOptions();
-  // `berth ps | head`: a closed pipe ends the output, not with a stack trace
-  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-    if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-  });
+  // `berth ps | head`: a closed pipe ends the output, not with a stack trace. Installed when a
+  // command of this group runs, not here: registration touches no stdio, so that berth's start-up
+  // snapshot can register the group at build time (cli/snapshot.ts)
+  program.hook('preAction', endOutputOnEpipe);
 
   addRunFlags(program.command('create').description('create a container').argument('<image>').argument('[command...]').passThroughOptions())
     .action(action(async (image: string, command: string[], flags: RunFlags & { runtime?: string }, cmd: Command) => {
@@ -254,6 +268,8 @@ export const registerContainerCommands = (program: Command): void => {
 
   addRunFlags(program.command('run').description('create and start a container').argument('<image>').argument('[command...]').passThroughOptions())
     .action(action(async (image: string, command: string[], flags: RunFlags & { runtime?: string }, cmd: Command) => {
+      // the process helper starts while the container is created: the start needs it next
+      (await import('../../engine/local.js')).startHelper();
       const engine = await engineFor(cmd, flags.runtime);
       const spec = await specFrom(image, command, flags);
       const c = await engine.createContainer(spec);
@@ -274,7 +290,9 @@ export const registerContainerCommands = (program: Command): void => {
         if (spec.autoRemove) await engine.removeContainer(c.id, { force: true, volumes: true }).catch(() => undefined);
         throw e;
       }
+      trace('run: exited');
       if (spec.autoRemove) await engine.removeContainer(c.id, { force: true, volumes: true });
+      trace('run: removed');
       process.exitCode = code;
     }));
 

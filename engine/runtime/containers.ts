@@ -17,7 +17,7 @@
  * at the container collects the exit into the record (`collect`).
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, promises as fsp, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, promises as fsp, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type {
   ContainerApi, ContainerFilter, ContainerInfo, ContainerSpec, ContainerState, ContainerStats, EngineEvent, EngineRoots,
@@ -36,6 +36,7 @@ import type { LogOptions } from './logs.js';
 import { buildOciConfig, signalNumber, type OciDevice, type OciMount } from './oci-spec.js';
 import { readRecord, writeRecord, writeRunningRecord, type ImageDefaults, type Record as CRecord, type RunState } from './record.js';
 import { checkSpec } from './spec-check.js';
+import { trace } from './trace.js';
 import type { RuntimeStats } from './stats.js';
 import { resolveUser } from './user.js';
 
@@ -76,15 +77,6 @@ export interface ContainerRuntime extends ContainerApi {
 
 const now = (): string => new Date().toISOString();
 
-/** BERTH_TRACE=1: phase timings of start on stderr (for bench/containers). */
-const tracing = process.env['BERTH_TRACE'] === '1';
-let traceT = 0;
-const trace = (what: string): void => {
-  if (!tracing) return;
-  const t = performance.now();
-  process.stderr.write(`trace ${what} +${(t - traceT).toFixed(1)}ms\n`);
-  traceT = t;
-};
 
 /** A process exists and is not a zombie (an exited shim waits for its reaper, pid 1, which may be slow). */
 const pidAlive = (pid: number): boolean => {
@@ -97,6 +89,42 @@ const pidAlive = (pid: number): boolean => {
   }
 };
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Entries up to which a tree is removed with one sync call (removeTree). */
+const SMALL_TREE = 64;
+
+/** Whether `dir` holds at most `limit` entries, all levels counted (reads at most limit + 1 of them). */
+const smallTree = (dir: string, limit: number): boolean => {
+  let seen = 0;
+  const walk = (d: string): boolean => {
+    let entries;
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return true; // gone or unreadable: the removal reports what matters
+    }
+    for (const e of entries) {
+      if (++seen > limit) return false;
+      if (e.isDirectory() && !walk(path.join(d, e.name))) return false;
+    }
+    return true;
+  };
+  return walk(dir);
+};
+
+/**
+ * Removes a container's dir. One that the container wrote little into (its
+ * upper dir, a few mount points and the engine's files: `run --rm` of a
+ * short command) goes with one sync call, ~1 ms; the promise API's
+ * recursive removal takes a thread-pool round trip per entry, ~15 ms for
+ * the same tree with a process's start-up beside it. A bigger tree goes
+ * through the promise API, so that other work (apply's other containers)
+ * is not held up while it is removed.
+ */
+const removeTree = async (dir: string): Promise<void> => {
+  if (smallTree(dir, SMALL_TREE)) rmSync(dir, { recursive: true, force: true });
+  else await fsp.rm(dir, { recursive: true, force: true });
+};
 /** A small file's text, or `fallback` when it cannot be read (sync: the hot path reads many of these). */
 const readTextOr = <F>(file: string, fallback: F): string | F => {
   try {
@@ -312,13 +340,17 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
   /** Remove everything of a container (record last but one, name last). */
   const destroy = async (rec: CRecord, removeVolumes: boolean): Promise<void> => {
     const p = L.container(rec.id);
+    trace('rm: destroy');
     if (await hasRuntimeState(rec.id)) await rtOf(rec).try(['delete', '--force', rec.id]);
     if (o.networking && needsNetworking(rec.spec)) await o.networking.teardown(rec.id);
+    trace('rm: runtime state, networking');
     await unmountIfMounted(p.rootfs);
     await removeShimDir(p);
+    trace('rm: rootfs, shim dir');
     // the record goes first: a crash after it leaves a dir that listIds finds without a record, and rm cleans
     rmSync(p.record, { force: true });
-    await fsp.rm(p.dir, { recursive: true, force: true }); // the upper dir: as big as what the container wrote
+    await removeTree(p.dir); // the upper dir: as big as what the container wrote
+    trace('rm: container dir');
     if ((await nameOwner(rec.name)) === rec.id) rmSync(path.join(L.namesDir, rec.name), { force: true });
     if (removeVolumes) for (const v of rec.anonymousVolumes ?? []) await o.volumes.removeVolume(v, { force: true }).catch(() => undefined);
     cEvent('destroy', rec);
@@ -419,6 +451,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
   };
 
   const createContainer = async (input: ContainerSpec): Promise<ContainerInfo> => {
+    trace('create: begin');
     const spec = checkSpec(input);
     if (spec.security?.seccomp && !['default', 'unconfined'].includes(spec.security.seccomp)) {
       const prof = await readJson<unknown>(spec.security.seccomp);
@@ -429,6 +462,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const sharedWith = mode.startsWith('container:') ? (await networkOwner(mode.slice('container:'.length), false)).rec : undefined;
     const img = await o.images.resolve(spec.image);
     await o.images.unpack(img);
+    trace('create: image resolved');
     const defaults = imageDefaultsOf(img.config.config ?? {});
     const healthcheck = spec.healthcheck ?? imageHealthcheck(img.config.config?.Healthcheck);
     const entry = spec.entrypoint ?? defaults.entrypoint ?? [];
@@ -450,6 +484,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
           state: { running: false, restartCount: 0 },
         };
         await writeRecord(p.record, rec);
+        trace('create: record written');
         cEvent('create', rec);
         return info(rec, (await observe(rec)).state);
       } catch (e) {
@@ -887,7 +922,9 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
           await removeShimDir(p);
           return;
         }
+        trace('rm: locked, record read');
         rec = await collect(rec, false);
+        trace('rm: exit collected');
         const sharers = (rec.spec.networkMode ?? 'bridge').startsWith('container:') ? [] : await networkSharers(id);
         if (sharers.length > 0) {
           fail(conflict('container', rec.name, `its network is shared by running container${sharers.length > 1 ? 's' : ''} ${sharers.map((x) => x.name).join(', ')} (--network container:); stop or remove ${sharers.length > 1 ? 'them' : 'it'} first`));

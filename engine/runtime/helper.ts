@@ -25,9 +25,8 @@ import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { getSystemErrorName } from 'node:util';
 import { nativeDir } from './layout.js';
+import { tracing } from './trace.js';
 
-/** BERTH_TRACE=1: each request and how long it took, on stderr (for bench/containers/ENGINE-PATH.md). */
-const tracing = process.env['BERTH_TRACE'] === '1';
 const OP_NAMES = ['', 'exec', 'mount', 'umount', 'lock', 'unlock'];
 
 const OP_EXEC = 1;
@@ -152,7 +151,8 @@ class Helper {
   }
 
   request(op: number, fields: (parts: Buffer[]) => void): Promise<HelperReply> {
-    if (!tracing) return this.send(op, fields);
+    // BERTH_TRACE=1: each request and how long it took, on stderr (bench/containers/ENGINE-PATH.md)
+    if (!tracing()) return this.send(op, fields);
     const t0 = performance.now();
     const parts: Buffer[] = [];
     fields(parts);
@@ -206,6 +206,15 @@ const helper = async (): Promise<Helper | undefined> => {
 };
 
 export const helperAvailable = async (): Promise<boolean> => (await helper()) !== undefined;
+
+/**
+ * Starts the helper now, without waiting for it: for a caller that knows a
+ * container start is coming (`berth run`), so that the helper's fork, exec
+ * and hello overlap the create instead of delaying the start.
+ */
+export const startHelper = (): void => {
+  void helper().catch(() => undefined);
+};
 
 export interface ExecResult {
   readonly code: number;

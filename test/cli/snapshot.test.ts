@@ -145,6 +145,16 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
     if (isRoot) expect(ranPlain(p)).toBe(true); // the check can tell the two apart
   });
 
+  it('stays on the snapshot with BERTH_TRACE=1 and traces from it', () => {
+    const r = freshRoot();
+    const o = launched(r, ['--version'], { BERTH_TRACE: '1' });
+    expect(o.code).toBe(0);
+    expect(o.stdout).toBe('0.1.0\n');
+    expect(o.stderr).toMatch(/^trace cli: snapshot deserialized \+[0-9.]+ms @[0-9.]+ms\n/);
+    expect(o.stderr).toMatch(/\ntrace cli: exit /);
+    if (isRoot) expect(ranPlain(r)).toBe(false);
+  });
+
   const cases: string[][] = [
     ['--version'],
     ['-V'],
@@ -265,7 +275,7 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
 
     it('when a variable read by a snapshotted module has another value now (in the process: the snapshot hands over)', (ctx) => {
       const read = JSON.parse(fs.readFileSync(path.join(cli(), 'berth.blob.env.json'), 'utf8')) as { env: string[] };
-      // today engine/runtime/containers.js reads BERTH_TRACE when it is evaluated
+      // none does today (BERTH_TRACE, the last one, is read on each trace call: engine/runtime/trace.ts)
       const key = read.env[0];
       if (key === undefined) {
         ctx.skip('no snapshotted module reads the environment while it is evaluated (berth.blob.env.json is empty): nothing to change');
