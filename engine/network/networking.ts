@@ -356,8 +356,19 @@ class LocalNetworking implements Networking {
     return path.join(this.netnsDir, containerId);
   }
 
+  /** Containers whose files are known to be under the run root. */
+  private readonly filesUnderRun = new Set<string>();
   private filesOf(containerId: string): { hosts: string; resolv: string; hostname: string } {
-    const d = this.state.endpointDir(containerId);
+    let d = this.state.filesDir(containerId);
+    if (!this.filesUnderRun.has(containerId)) {
+      // an endpoint that an older Berth set up keeps its files beside its record until it is torn down
+      const old = this.state.endpointDir(containerId);
+      if (old !== d && !existsSync(d) && existsSync(path.join(old, 'hosts'))) d = old;
+      else {
+        if (this.filesUnderRun.size >= 100_000) this.filesUnderRun.clear();
+        this.filesUnderRun.add(containerId);
+      }
+    }
     return { hosts: path.join(d, 'hosts'), resolv: path.join(d, 'resolv.conf'), hostname: path.join(d, 'hostname') };
   }
 
