@@ -125,7 +125,7 @@ const warmUp = async (env: NodeJS.ProcessEnv): Promise<void> => {
  */
 const preload = async (): Promise<void> => {
   const env = process.env;
-  process.env = new Proxy(env, {
+  const proxied = new Proxy(env, {
     get(target, key) {
       if (typeof key === 'string' && !baked.has(key)) baked.set(key, target[key]);
       return Reflect.get(target, key);
@@ -135,6 +135,7 @@ const preload = async (): Promise<void> => {
       return Reflect.has(target, key);
     },
   });
+  process.env = proxied;
   const ttyModule = process.getBuiltinModule('node:tty');
   const isatty = ttyModule.isatty;
   ttyModule.isatty = (fd: number): boolean => {
@@ -159,9 +160,21 @@ const preload = async (): Promise<void> => {
     await import('./commands/container-flags.js');
     await import('../engine/local.js');
     await import('../engine/errors.js');
-    // not engine/network/networking.js (a container on a bridge): it imports engine/log.js, whose
-    // pino-pretty brings colorette, which reads TERM, NO_COLOR, FORCE_COLOR, CI and whether fd 1
-    // is a terminal while it is evaluated; it is evaluated from the bundle when a run needs it
+    // engine/network/networking.js (a container on a bridge) with engine/log.js and pino (log.js
+    // loads pino-pretty only when it renders for a terminal). pino's sonic-boom requires
+    // node:assert, whose message colors Node sets from FORCE_COLOR and process.stderr.isTTY
+    // when it is loaded: loaded here with a stderr that is no terminal and the environment as
+    // it is (not recorded: only the colors of assert's own messages follow), so they are off
+    const guarded = Object.getOwnPropertyDescriptor(process, 'stderr');
+    Object.defineProperty(process, 'stderr', { configurable: true, get: () => ({ isTTY: false }) });
+    process.env = env;
+    try {
+      await import('node:assert');
+    } finally {
+      process.env = proxied;
+      if (guarded !== undefined) Object.defineProperty(process, 'stderr', guarded);
+    }
+    await import('../engine/network/networking.js');
     await warmUp(env);
   } finally {
     process.env = env;
