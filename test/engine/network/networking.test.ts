@@ -165,6 +165,28 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
     await nw.removeNetwork('app');
   });
 
+  it('puts the bind-mounted files under the run root, and keeps updating those of an endpoint an older Berth set up beside its record', async () => {
+    await nw.createNetwork({ name: 'legacy' });
+    const old = await nw.setup(req('old', { networkMode: 'legacy' }));
+    const id = path.basename(old.netnsPath!);
+    expect(path.dirname(old.hostsFile)).toBe(path.join(root, 'run', 'networks', 'endpoints', id));
+    // as an older Berth left it: the files beside the record, none under the run root
+    const recDir = path.join(root, 'networks', 'endpoints', id);
+    for (const f of ['hosts', 'resolv.conf', 'hostname']) fs.renameSync(path.join(path.dirname(old.hostsFile), f), path.join(recDir, f));
+    fs.rmdirSync(path.dirname(old.hostsFile));
+    const fresh = openNetworking({ root, runRoot: path.join(root, 'run') }); // another process: nothing remembered
+    const newer = await fresh.setup(req('newer', { networkMode: 'legacy' }));
+    expect(fs.readFileSync(path.join(recDir, 'hosts'), 'utf8')).toContain(`${ipOf(newer, 'legacy')}\tnewer`);
+    expect(fs.existsSync(path.dirname(old.hostsFile))).toBe(false);
+    expect((await fresh.endpointInfo(id))!.hostsFile).toBe(path.join(recDir, 'hosts'));
+    await fresh.teardown(path.basename(newer.netnsPath!));
+    expect(fs.existsSync(path.dirname(newer.hostsFile))).toBe(false);
+    expect(fs.readFileSync(path.join(recDir, 'hosts'), 'utf8')).not.toContain('newer');
+    await fresh.teardown(id);
+    expect(fs.existsSync(recDir)).toBe(false);
+    await nw.removeNetwork('legacy');
+  });
+
   it('keeps two networks apart and lets an internal network reach nothing outside it', async () => {
     await nw.createNetwork({ name: 'n1' });
     await nw.createNetwork({ name: 'n2' });
