@@ -121,12 +121,12 @@ export const groupsFor = (args: readonly string[]): readonly GroupKey[] => {
   return GROUPS.filter((g) => entry.groups.includes(g));
 };
 
-/** The program with its global options and no commands. */
-export const newProgram = (): Command =>
+/** The program with its global options and no commands (`rootDefault`: --root's default, else BERTH_ROOT's value or /var/lib/berth). */
+export const newProgram = (rootDefault: string = process.env['BERTH_ROOT'] ?? DEFAULT_ROOT): Command =>
   new Command('berth')
     .description('a daemonless Linux container engine with a declarative front')
     .version('0.1.0')
-    .option('--root <dir>', 'persistent state (env BERTH_ROOT)', process.env['BERTH_ROOT'] ?? DEFAULT_ROOT)
+    .option('--root <dir>', 'persistent state (env BERTH_ROOT)', rootDefault)
     .option('--run-root <dir>', 'runtime state (env BERTH_RUN_ROOT; default /run/berth)')
     .option('--runtime <path>', 'OCI runtime to run containers with (berth-runtime, runc)')
     .option('--json', 'machine-readable output')
@@ -141,9 +141,41 @@ export const registerGroups = async (program: Command, groups: readonly GroupKey
   return program;
 };
 
+/**
+ * A program with only the container verbs registered, made while berth's
+ * start-up snapshot was built (cli/snapshot.ts: registering them is ~6 ms
+ * of a `berth run`), never parsed; taken by the first programFor that
+ * needs exactly that group. Its --root default is the built-in one: the
+ * run's BERTH_ROOT is set on it when taken.
+ */
+let prebuilt: Command | undefined;
+
+/** Keeps `program` (newProgram(DEFAULT_ROOT) with the containers group) for the run that starts from the snapshot. */
+export const setPrebuiltProgram = (program: Command): void => {
+  prebuilt = program;
+};
+
+/** The prebuilt program, once, with --root's default from this run's environment. */
+const takePrebuilt = (): Command | undefined => {
+  const p = prebuilt;
+  prebuilt = undefined;
+  const root = process.env['BERTH_ROOT'];
+  if (p !== undefined && root !== undefined) {
+    p.options.find((o) => o.long === '--root')?.default(root);
+    p.setOptionValueWithSource('root', root, 'default');
+  }
+  return p;
+};
+
 /** The program for `argv` (process.argv form: node, script, args...). */
-export const programFor = async (argv: readonly string[]): Promise<Command> =>
-  registerGroups(newProgram(), groupsFor(argv.slice(2)));
+export const programFor = async (argv: readonly string[]): Promise<Command> => {
+  const groups = groupsFor(argv.slice(2));
+  if (groups.length === 1 && groups[0] === 'containers') {
+    const p = takePrebuilt();
+    if (p !== undefined) return p;
+  }
+  return registerGroups(newProgram(), groups);
+};
 
 /**
  * The end of a run: once the event loop is empty ('beforeExit') and no

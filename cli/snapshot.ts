@@ -80,7 +80,11 @@ const main = (): void => {
  * internal/fs/promises, which the store and the runtime use; loaded by
  * Node on first use), the container verbs registered on a program of their
  * own, a `run` parsed by it with an action that only builds the spec, the
- * engine opened on a root that does not exist, and the spec checked.
+ * engine opened on a root that does not exist, the spec checked, and the
+ * store's and the record's decoders run on made-up values. It
+ * also registers the container verbs on the program that a run of one of
+ * them takes as it is (cli/lazy.ts setPrebuiltProgram: no registration at
+ * run time).
  * Nothing is read from or written to disk and no stdio is touched (the
  * guard in preload throws if it were); an environment variable read here
  * is recorded like any other (berth.blob.env.json), except the engine's
@@ -102,6 +106,12 @@ const warmUp = async (env: NodeJS.ProcessEnv): Promise<void> => {
   });
   await program.parseAsync(['--root', '/nonexistent', 'run', '--rm', '--network', 'none', '-e', 'A=1', 'busybox', 'true'], { from: 'user' });
   if (spec === undefined) throw new Error('warm-up: `run` was not parsed');
+  // the program a `run` (or any container verb) will use, registered and never parsed (cli/lazy.ts)
+  const { newProgram, setPrebuiltProgram } = await import('./lazy.js');
+  const { DEFAULT_ROOT } = await import('./startup.js');
+  const prebuilt = newProgram(DEFAULT_ROOT);
+  registerContainerCommands(prebuilt);
+  setPrebuiltProgram(prebuilt);
   // the engine opened on a root that does not exist (opening reads nothing), and the spec checked
   const { openLocalEngine } = await import('../engine/local.js');
   const { checkSpec } = await import('../engine/runtime/spec-check.js');
@@ -115,6 +125,18 @@ const warmUp = async (env: NodeJS.ProcessEnv): Promise<void> => {
     process.env = proxied;
   }
   checkSpec(spec as Parameters<typeof checkSpec>[0]);
+  // the decoders a run goes through (names index, manifest, config, layer, container record), on
+  // made-up values: io-ts's validation functions are shared by every codec of a kind
+  const oci = await import('../engine/store/oci.js');
+  const { LayerMeta } = await import('../engine/store/layers.js');
+  const { ContainerRecord } = await import('../engine/runtime/record.js');
+  const digest = `sha256:${'0'.repeat(64)}`;
+  const desc = { mediaType: oci.MediaType.OciManifest, digest, size: 1, annotations: { [oci.ANNOTATION_IMAGE_NAME]: 'busybox:latest' } };
+  oci.LayoutIndex.decode({ schemaVersion: 2, mediaType: oci.MediaType.OciIndex, manifests: [desc] });
+  oci.Manifest.decode({ schemaVersion: 2, mediaType: oci.MediaType.OciManifest, config: desc, layers: [desc] });
+  oci.ImageConfig.decode({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [digest] }, config: { Cmd: ['sh'], Env: ['A=1'] }, history: [{ created_by: 'x' }] });
+  LayerMeta.decode({});
+  ContainerRecord.decode({ id: '0'.repeat(64), name: 'x', created: '2026-01-01T00:00:00Z', spec: { image: 'busybox' }, state: { running: false, restartCount: 0 } });
 };
 
 /**
