@@ -6,17 +6,20 @@
  * import (one script; every command group stays a lazily evaluated part
  * of it) and runs it once at build time. Here, at build time, the modules
  * that `berth run` needs (commander, the container verbs, the engine with
- * its store and runtime, io-ts, tar-stream) are evaluated; the heap they
- * leave is what the blob holds. A run then starts from that heap
- * (`cli/berth`, the launcher, passes `--snapshot-blob`): no module is
- * resolved, read, compiled or evaluated again, and the other groups are
- * evaluated from the bundle the first time a command needs them.
+ * its store, runtime and networking, pino, io-ts, tar-stream) are
+ * evaluated, and the parts of a run that touch nothing outside this
+ * process are run once (warmUp: V8 keeps in the blob the compiled code of
+ * the functions that ran); the heap they leave is what the blob holds. A
+ * run then starts from that heap (`cli/berth`, the launcher, passes
+ * `--snapshot-blob`): no module is resolved, read, compiled or evaluated
+ * again, and the other groups are evaluated from the bundle the first
+ * time a command needs them.
  *
  * What a snapshot cannot hold is kept out of the build-time evaluation: a
  * module that touches process.stdin, stdout or stderr while it is
  * evaluated fails the build. Module code that reads an environment
- * variable while it is evaluated (a top-level `process.env['BERTH_TRACE']`)
- * would keep the build's value: the keys so read are recorded with their
+ * variable while it is evaluated (a top-level `process.env['X']`, as
+ * thread-stream does with NODE_V8_COVERAGE) would keep the build's value: the keys so read are recorded with their
  * values (and so are `tty.isatty` answers), and a run whose environment
  * has a different value for any of them runs the plain ESM entry instead
  * (`cli/main.js`, through require(esm): it must stay free of top-level
