@@ -143,6 +143,19 @@ describe('lifecycle', () => {
     expect(fs.existsSync(`/sys/fs/cgroup/memory/berth/${c.id}`)).toBe(false);
   });
 
+  it('rm removes the container dir whether the container wrote a little or a lot (one sync call up to 64 entries, the promise API beyond)', async () => {
+    const small = await sh('echo x > /a');
+    const big = await sh('mkdir -p /d/e && for i in $(seq 1 150); do echo $i > /d/e/f$i; done; ln -s /nowhere /d/link');
+    expect([small.code, big.code]).toEqual([0, 0]);
+    const dirOf = (id: string): string => path.join(t.engine.roots.root, 'containers', id);
+    expect(fs.readdirSync(path.join(dirOf(big.id), 'upper/d/e')).length).toBe(150);
+    for (const r of [small, big]) {
+      await t.engine.removeContainer(r.id);
+      expect(fs.existsSync(dirOf(r.id))).toBe(false);
+      expect(mountsUnder(dirOf(r.id))).toEqual([]);
+    }
+  });
+
   it('pauses and resumes through the freezer', async () => {
     const c = await t.engine.createContainer(none({ command: ['sleep', '100'] }));
     await t.engine.startContainer(c.id);
