@@ -52,6 +52,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"
   if [ -n "$policy" ]; then rm -f "$policy"; trap - EXIT; fi
+  # nor at the next boot: the packages enable their units (dockerd would write host
+  # iptables rules); the tests and benchmarks start private daemons themselves
+  case " ${missing[*]} " in
+    *" docker.io "*)
+      if command -v systemctl >/dev/null 2>&1; then
+        systemctl --no-reload disable docker.service docker.socket containerd.service >/dev/null 2>&1 || true
+      fi ;;
+  esac
 fi
 
 # 2. Node >= 22 (Debian 12 ships 18, the machines 20).
