@@ -10,10 +10,16 @@ import { helperUmount } from '../runtime/helper.js';
 import { run, runRaw } from './exec.js';
 import { parseCidr, type Subnet } from './ipam.js';
 
-/** Whether the host namespace has the link: sysfs, no process spawned (this is on every command's path). */
+/**
+ * Whether the calling process's network namespace has the link, with no process
+ * spawned (this is on every command's path). /proc/sys/net answers for the
+ * namespace of the process that looks; /sys/class/net answers for the one sysfs
+ * was mounted in, which is the host's when Berth runs under `nsenter --net`.
+ */
 export const linkExists = async (name: string): Promise<boolean> => {
+  if (name === '' || name === '.' || name === '..' || name.includes('/')) return false;
   try {
-    accessSync(`/sys/class/net/${name}`);
+    accessSync(`/proc/sys/net/ipv4/conf/${name}`);
     return true;
   } catch {
     return false;
