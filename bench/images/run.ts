@@ -26,6 +26,7 @@ import * as tar from 'tar-stream';
 const runs = Number(process.argv[2] ?? 5);
 const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
 const berthMain = path.join(repoRoot, 'dist/cli/main.js');
+const berthLauncher = path.join(repoRoot, 'dist/cli/berth');
 const outDir = path.join(repoRoot, 'bench/out');
 
 const have = (cmd: string): boolean => spawnSync('sh', ['-c', `command -v ${cmd}`]).status === 0;
@@ -114,7 +115,10 @@ const main = async (): Promise<void> => {
       execFileSync('skopeo', ['--insecure-policy', 'copy', '--dest-tls-verify=false', `oci:${path.join(work, dir)}:v1`, `docker://${host}/bench/${im.name}:v1`], { stdio: ['ignore', 'ignore', 'inherit'] });
     }
     const tools: Array<{ tool: string; env?: NodeJS.ProcessEnv; cmd: (ref: string, dest: string) => [string, string[]] }> = [
-      { tool: 'berth', cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
+      // berth as installed: the launcher that starts Node from the CLI's V8 start-up snapshot (cli/berth.sh)
+      { tool: 'berth', cmd: (ref, dest) => [berthLauncher, ['--root', dest, 'pull', '-q', ref]] },
+      // the plain ESM entry (what runs where no snapshot was built)
+      { tool: 'berth (node main.js)', cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
       { tool: 'berth (BERTH_DURABLE=0)', env: { ...process.env, BERTH_DURABLE: '0' }, cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
       // the TypeScript unpacker (what runs where native/build/berth-unpack is not built)
       { tool: 'berth (BERTH_NATIVE_UNPACK=0)', env: { ...process.env, BERTH_NATIVE_UNPACK: '0' }, cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
