@@ -1,7 +1,7 @@
 /**
  * One build step's filesystem change as an image layer: the overlay upper
  * dir written as an uncompressed OCI layer tar (overlay whiteouts -> OCI
- * whiteouts, as engine/runtime/commit.ts does for `berth commit`), stored
+ * whiteouts; `berth commit`, engine/runtime/commit.ts, writes its layer here too), stored
  * as a blob (its digest is its diff ID), and images written as config +
  * manifest blobs so that the store (and containers) can load them by
  * manifest digest, named or not.
