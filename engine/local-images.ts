@@ -62,28 +62,34 @@ const toOciConfig = (c: Partial<ImageRuntimeConfig>): Record<string, unknown> =>
     : {}),
 });
 
+/** Store the uncompressed layer tar at `tarPath` as a blob (unless it is there); its descriptor (digest = diff ID). */
+export const storeLayer = async (store: Store, tarPath: string, label: string): Promise<Descriptor> => {
+  const h = newHash('sha256');
+  for await (const chunk of createReadStream(tarPath)) h.update(chunk as Buffer);
+  const digest: Digest = digestOfHash('sha256', h);
+  const size = (await fsp.stat(tarPath)).size;
+  if (!(await store.blobs.has(digest))) {
+    const w = await store.blobs.writer({ digest, size }, label);
+    try {
+      for await (const chunk of createReadStream(tarPath)) await w.write(chunk as Buffer);
+      await w.commit();
+    } catch (e) {
+      await w.abort();
+      throw e;
+    }
+  }
+  return { mediaType: MediaType.OciLayer, digest, size };
+};
+
 /** Import uncompressed rootfs tarballs (bottom to top) as an image named `ref`. */
 export const importLayers = async (store: Store, tarPaths: readonly string[], ref: string, changes: Partial<ImageRuntimeConfig> = {}): Promise<Image> =>
   store.withLease(async () => {
     const layers: Descriptor[] = [];
     const diffIds: Digest[] = [];
     for (const tarPath of tarPaths) {
-      const h = newHash('sha256');
-      for await (const chunk of createReadStream(tarPath)) h.update(chunk as Buffer);
-      const digest = digestOfHash('sha256', h);
-      const size = (await fsp.stat(tarPath)).size;
-      if (!(await store.blobs.has(digest))) {
-        const w = await store.blobs.writer({ digest, size }, `layer ${tarPath}`);
-        try {
-          for await (const chunk of createReadStream(tarPath)) await w.write(chunk as Buffer);
-          await w.commit();
-        } catch (e) {
-          await w.abort();
-          throw e;
-        }
-      }
-      layers.push({ mediaType: MediaType.OciLayer, digest, size });
-      diffIds.push(digest);
+      const layer = await storeLayer(store, tarPath, `layer ${tarPath}`);
+      layers.push(layer);
+      diffIds.push(layer.digest);
     }
     const p = hostPlatform();
     const config = {

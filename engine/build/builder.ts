@@ -42,7 +42,8 @@ import { openCache } from './cache.js';
 import { digestItems, openContext } from './context.js';
 import { addArchive, archiveFormat, copyEntry, copyTree, isDirIn, mkdirIn, resolveOwner, resolveSources, type ArchiveFormat } from './copy.js';
 import { expandWord, expandWords, parseDockerfile, parsePairs, type Dockerfile, type Instruction, type Lookup } from './dockerfile.js';
-import { storeImage, storeLayer, writeLayerTar } from './layer.js';
+import { storeImage, writeLayerTar } from './layer.js';
+import { storeLayer } from '../local-images.js';
 
 /** What the builder needs of the local engine. */
 export interface BuildDeps {

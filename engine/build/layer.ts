@@ -1,17 +1,17 @@
 /**
  * One build step's filesystem change as an image layer: the overlay upper
  * dir written as an uncompressed OCI layer tar (overlay whiteouts -> OCI
- * whiteouts; `berth commit`, engine/runtime/commit.ts, writes its layer here too), stored
- * as a blob (its digest is its diff ID), and images written as config +
- * manifest blobs so that the store (and containers) can load them by
- * manifest digest, named or not.
+ * whiteouts; `berth commit`, engine/runtime/commit.ts, writes its layer here
+ * too), stored as a blob by local-images.ts's storeLayer (its digest is its
+ * diff ID), and images written as config + manifest blobs so that the store
+ * (and containers) can load them by manifest digest, named or not.
  */
 import { execFile } from 'node:child_process';
 import { createReadStream, createWriteStream, promises as fsp, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import * as tarStream from 'tar-stream';
-import { digestOfHash, newHash, sha256, type Digest } from '../store/digest.js';
+import { sha256 } from '../store/digest.js';
 import { MediaType, type Descriptor } from '../store/oci.js';
 import type { Store } from '../store/store.js';
 
@@ -90,25 +90,6 @@ export const writeLayerTar = async (upper: string, out: string, skip: (rel: stri
   await visit('');
   pack.finalize();
   await done;
-};
-
-/** Store the tar at `tarPath` as a layer blob; its descriptor (digest = diff ID, uncompressed). */
-export const storeLayer = async (store: Store, tarPath: string, label: string): Promise<Descriptor> => {
-  const h = newHash('sha256');
-  for await (const chunk of createReadStream(tarPath)) h.update(chunk as Buffer);
-  const digest: Digest = digestOfHash('sha256', h);
-  const size = (await fsp.stat(tarPath)).size;
-  if (!(await store.blobs.has(digest))) {
-    const w = await store.blobs.writer({ digest, size }, label);
-    try {
-      for await (const chunk of createReadStream(tarPath)) await w.write(chunk as Buffer);
-      await w.commit();
-    } catch (e) {
-      await w.abort();
-      throw e;
-    }
-  }
-  return { mediaType: MediaType.OciLayer, digest, size };
 };
 
 /** Config bytes + layers as blobs; the manifest's descriptor. Idempotent (same bytes, same digests). */

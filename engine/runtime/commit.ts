@@ -7,11 +7,11 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { storeImage, storeLayer, writeLayerTar } from '../build/layer.js';
+import { storeImage, writeLayerTar } from '../build/layer.js';
 import type { ImageInfo } from '../engine.js';
 import { conflict, fail } from '../errors.js';
 import type { LocalEngine } from '../local.js';
-import { imageInfo } from '../local-images.js';
+import { imageInfo, storeLayer } from '../local-images.js';
 
 export interface CommitOptions {
   readonly author?: string;
