@@ -34,8 +34,9 @@ export const context = (cmd: Command): CliContext => {
   return {
     opts,
     log,
-    // BERTH_DURABLE=0 skips fsync/syncfs of pulled content (faster, not crash safe; for benchmarks)
-    store: () => (store ??= openStore(opts.root, { durable: process.env['BERTH_DURABLE'] !== '0' })),
+    // BERTH_DURABLE=0 skips fsync/syncfs of pulled content (faster, not crash safe; for benchmarks);
+    // BERTH_DURABLE=sync makes a pull wait for the disk before it publishes (engine/store/settle.ts)
+    store: () => (store ??= openStore(opts.root, { durable: process.env['BERTH_DURABLE'] !== '0', deferred: process.env['BERTH_DURABLE'] !== 'sync' })),
   };
 };
 

@@ -4,7 +4,9 @@
  * 127.0.0.1, pulled by Berth (download + verify + unpack into layers), by
  * skopeo (download + verify into a dir: or oci: layout, no unpack) and by
  * podman when installed. Each run starts from an empty destination.
- * Berth's roots get the compile cache of an earlier run (see warmCache below);
+ * Berth runs as installed (dist/cli/berth, its V8 start-up snapshot); its
+ * roots get the compile cache of an earlier run where the plain entry runs
+ * (see warmCache below);
  * every run starts after an untimed `sync` (no dirty data left by the one before),
  * and each round starts with the next tool (no fixed predecessor).
  * Medians and MB/s (compressed bytes / wall time) go to bench/out/images.json
@@ -25,7 +27,6 @@ import * as tar from 'tar-stream';
 
 const runs = Number(process.argv[2] ?? 5);
 const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
-const berthMain = path.join(repoRoot, 'dist/cli/main.js');
 const berthLauncher = path.join(repoRoot, 'dist/cli/berth');
 const outDir = path.join(repoRoot, 'bench/out');
 
@@ -117,11 +118,11 @@ const main = async (): Promise<void> => {
     const tools: Array<{ tool: string; env?: NodeJS.ProcessEnv; cmd: (ref: string, dest: string) => [string, string[]] }> = [
       // berth as installed: the launcher that starts Node from the CLI's V8 start-up snapshot (cli/berth.sh)
       { tool: 'berth', cmd: (ref, dest) => [berthLauncher, ['--root', dest, 'pull', '-q', ref]] },
-      // the plain ESM entry (what runs where no snapshot was built)
-      { tool: 'berth (node main.js)', cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
-      { tool: 'berth (BERTH_DURABLE=0)', env: { ...process.env, BERTH_DURABLE: '0' }, cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
+      // the pull waits for the disk before it publishes (the default until deferred durability, engine/store/settle.ts)
+      { tool: 'berth (BERTH_DURABLE=sync)', env: { ...process.env, BERTH_DURABLE: 'sync' }, cmd: (ref, dest) => [berthLauncher, ['--root', dest, 'pull', '-q', ref]] },
+      { tool: 'berth (BERTH_DURABLE=0)', env: { ...process.env, BERTH_DURABLE: '0' }, cmd: (ref, dest) => [berthLauncher, ['--root', dest, 'pull', '-q', ref]] },
       // the TypeScript unpacker (what runs where native/build/berth-unpack is not built)
-      { tool: 'berth (BERTH_NATIVE_UNPACK=0)', env: { ...process.env, BERTH_NATIVE_UNPACK: '0' }, cmd: (ref, dest) => [process.execPath, [berthMain, '--root', dest, 'pull', '-q', ref]] },
+      { tool: 'berth (BERTH_NATIVE_UNPACK=0)', env: { ...process.env, BERTH_NATIVE_UNPACK: '0' }, cmd: (ref, dest) => [berthLauncher, ['--root', dest, 'pull', '-q', ref]] },
       // BERTH_BEFORE=<another build's dist/cli/main.js>: the same pull by an older Berth, interleaved (before/after figures)
       ...(process.env['BERTH_BEFORE'] ? [{ tool: 'berth (before)', cmd: (ref: string, dest: string): [string, string[]] => [process.execPath, [process.env['BERTH_BEFORE'] as string, '--root', dest, 'pull', '-q', ref]] }] : []),
       { tool: 'skopeo (dir:)', cmd: (ref, dest) => ['skopeo', ['--insecure-policy', 'copy', '-q', '--src-tls-verify=false', `docker://${ref}`, `dir:${dest}`]] },

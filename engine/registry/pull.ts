@@ -64,10 +64,19 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
   const ref: Reference = parseReference(userRef);
   const name = formatReference({ domain: ref.domain, path: ref.path, ...(ref.tag !== undefined ? { tag: ref.tag } : {}), ...(ref.digest !== undefined ? { digest: ref.digest } : {}) });
   const platform = opts.platform ?? hostPlatform();
-  const log = opts.log;
   const registry = await Registry.open(ref.domain, opts);
   const repo: Repository = registry.repository(ref.path, ['pull']);
 
+  // what this pull published unsynced is written back after it, failed or not (settle.ts)
+  try {
+    return await pullLocked(store, ref, name, platform, registry, repo, opts);
+  } finally {
+    store.settle();
+  }
+};
+
+const pullLocked = (store: Store, ref: Reference, name: string, platform: Platform, registry: Registry, repo: Repository, opts: PullOptions): Promise<Image> => {
+  const log = opts.log;
   return store.withLease(async () => {
     const top = await repo.manifest(ref.digest ?? ref.tag ?? 'latest');
     const topDesc: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length };
@@ -236,8 +245,9 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
           input,
           blobFile,
           ...(opts.onProgress ? { onProgress: (n: number) => progress('downloading', n) } : {}),
+          deferSync: true, // published now, written back by store.settle() when the pull ends
           beforeCommit: async (read) => {
-            await store.blobs.adopt(blobFile, expected, { digest: read.digest, size: read.size }, label);
+            await store.blobs.adopt(blobFile, expected, { digest: read.digest, size: read.size }, label, { deferred: true });
           },
         });
       } catch (e) {

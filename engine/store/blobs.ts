@@ -6,12 +6,13 @@
  * and renamed into place only when the digest matches. A crash leaves at
  * most an ingest file, which is garbage once its pid is gone.
  */
-import { promises as fsp, createReadStream, type ReadStream } from 'node:fs';
+import { promises as fsp, createReadStream, rmSync, type ReadStream } from 'node:fs';
 import * as path from 'node:path';
 import type { Hash } from 'node:crypto';
 import { corrupt, fail, notFound, sys, invalidSpec } from '../errors.js';
 import { algorithmOf, digestOfHash, encodedOf, isDigest, newHash, type Digest } from './digest.js';
 import { fsyncDir, pidAlive, PositionalWriter, randomSuffix } from './fsutil.js';
+import type { Unsettled } from './settle.js';
 
 export interface BlobInfo {
   readonly digest: Digest;
@@ -52,9 +53,11 @@ export interface BlobStore {
    * Publish an ingest file that another writer filled (and fsynced, when the
    * store is durable), given the digest and size that writer computed while
    * writing: they must equal `expected` or the file is removed and the blob
-   * refused as corrupt.
+   * refused as corrupt. With `deferred` (and a store that defers) the file
+   * was not synced: the blob is marked unsettled before it is published
+   * (settle.ts).
    */
-  adopt(file: string, expected: BlobInfo, actual: BlobInfo, label?: string): Promise<BlobInfo>;
+  adopt(file: string, expected: BlobInfo, actual: BlobInfo, label?: string, opts?: { deferred?: boolean }): Promise<BlobInfo>;
   /** Remove ingest files left by dead processes. Returns how many. */
   cleanIngest(): Promise<number>;
 }
@@ -64,13 +67,23 @@ export const MAX_JSON_BLOB = 16 * 1024 * 1024;
 /** Durable writes start writeback every 16 MiB (see PositionalWriter), not all at commit. */
 export const SYNC_EVERY = 16 * 1024 * 1024;
 
-export const openBlobStore = (layoutDir: string, opts: { durable?: boolean } = {}): BlobStore => {
+export const openBlobStore = (layoutDir: string, opts: { durable?: boolean; unsettled?: Unsettled } = {}): BlobStore => {
   const durable = opts.durable ?? true;
+  const unsettled = durable ? opts.unsettled : undefined;
   const blobsDir = path.join(layoutDir, 'blobs');
   const ingestDir = path.join(layoutDir, 'ingest');
   const pathOf = (d: Digest): string => path.join(blobsDir, algorithmOf(d), encodedOf(d));
 
+  /** A blob published just before a crash and maybe not on disk whole is removed, so that a pull fetches it again. */
+  const dropIfLost = (d: Digest): void => {
+    const marker = `blob-${encodedOf(d)}`;
+    if (!unsettled?.lost(marker)) return;
+    rmSync(pathOf(d), { force: true });
+    unsettled.forget(marker);
+  };
+
   const stat = async (d: Digest): Promise<BlobInfo | undefined> => {
+    dropIfLost(d);
     try {
       const st = await fsp.stat(pathOf(d));
       return { digest: d, size: st.size };
@@ -144,14 +157,16 @@ export const openBlobStore = (layoutDir: string, opts: { durable?: boolean } = {
     return path.join(ingestDir, `${process.pid}-${randomSuffix()}`);
   };
 
-  const adopt = async (file: string, expected: BlobInfo, actual: BlobInfo, label = `blob ${expected.digest}`): Promise<BlobInfo> => {
+  const adopt = async (file: string, expected: BlobInfo, actual: BlobInfo, label = `blob ${expected.digest}`, o: { deferred?: boolean } = {}): Promise<BlobInfo> => {
     try {
       if (actual.digest !== expected.digest) fail(corrupt(label, expected.digest, actual.digest));
       if (actual.size !== expected.size) fail(corrupt(label, `${expected.size} bytes`, `${actual.size} bytes`));
       const dest = pathOf(actual.digest);
+      const defer = unsettled !== undefined && o.deferred === true;
+      if (defer) await unsettled.mark(`blob-${encodedOf(actual.digest)}`);
       await sys(path.dirname(dest), () => fsp.mkdir(path.dirname(dest), { recursive: true }));
       await sys(dest, () => fsp.rename(file, dest));
-      if (durable) await fsyncDir(path.dirname(dest));
+      if (durable && !defer) await fsyncDir(path.dirname(dest));
       return actual;
     } catch (e) {
       await fsp.rm(file, { force: true });
@@ -165,7 +180,10 @@ export const openBlobStore = (layoutDir: string, opts: { durable?: boolean } = {
     ingestFile,
     adopt,
     has: async (d) => (await stat(d)) !== undefined,
-    read: (d) => createReadStream(pathOf(d), { highWaterMark: 1 << 20 }),
+    read: (d) => {
+      dropIfLost(d);
+      return createReadStream(pathOf(d), { highWaterMark: 1 << 20 });
+    },
     async readAll(d, maxBytes = MAX_JSON_BLOB) {
       const info = await stat(d);
       if (!info) return fail(notFound('blob', d, 'pull or load the image again'));

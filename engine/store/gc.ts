@@ -84,7 +84,8 @@ export const collectGarbage = async (store: Store, opts: GcOptions = {}): Promis
       layersRemoved++;
       bytesFreed += l.size;
     }
-    const garbageRemoved = opts.dryRun ? 0 : (await store.blobs.cleanIngest()) + (await store.layers.cleanExtracts());
+    // the listings above removed any content a crash left unsynced (settle.ts); what marks remain name nothing
+    const garbageRemoved = opts.dryRun ? 0 : (await store.blobs.cleanIngest()) + (await store.layers.cleanExtracts()) + store.dropLostMarks();
     return { blobsRemoved, layersRemoved, bytesFreed, garbageRemoved };
   });
 

@@ -30,6 +30,7 @@ import { fsyncDir, pidAlive, randomSuffix, writeFileAtomic } from './fsutil.js';
 import type { Mount } from './mount.js';
 import type { Compression } from './oci.js';
 import type { NativeInput, NativeResult } from './native-unpack.js';
+import { removeTree, type Unsettled } from './settle.js';
 // The unpackers (unpack.ts, compression.ts, native-unpack.ts, tar-stream, zlib) are imported inside
 // the functions that unpack: `berth run` of an unpacked image only reads layer.json files.
 
@@ -86,6 +87,12 @@ export interface NativeUnpackRequest {
   /** Bytes read so far (for progress bars), every MiB or so. */
   readonly onProgress?: (bytes: number) => void;
   /**
+   * Publish without waiting for the disk: the layer is marked unsettled
+   * (settle.ts) and synced later by the store's `settle` (a pull's layers).
+   * Only where the store defers; otherwise the layer is synced first.
+   */
+  readonly deferSync?: boolean;
+  /**
    * Runs after the diff ID checked out and before the layer is published,
    * with what was read: verify the compressed digest, publish the blob.
    */
@@ -120,14 +127,24 @@ export interface LayerStore {
 export interface LayerStoreOptions {
   /** syncfs the unpacked tree before publishing it (default true). */
   readonly durable?: boolean;
+  /** Where deferred layers are marked (see NativeUnpackRequest.deferSync); without it every durable layer syncs first. */
+  readonly unsettled?: Unsettled;
 }
 
 export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): LayerStore => {
   const durable = options.durable ?? true;
+  const unsettled = durable ? options.unsettled : undefined;
   const layerDir = (c: DigestT): string => path.join(dir, encodedOf(c));
   const diffPath = (c: DigestT): string => path.join(layerDir(c), 'diff');
 
   const get = async (chainId: DigestT): Promise<LayerInfo | undefined> => {
+    const marker = `layer-${encodedOf(chainId)}`;
+    if (unsettled?.lost(marker)) {
+      // published just before a crash and maybe not on disk whole: gone, so that a pull unpacks it again
+      removeTree(layerDir(chainId));
+      unsettled.forget(marker);
+      return undefined;
+    }
     let raw: Buffer;
     try {
       raw = await fsp.readFile(path.join(layerDir(chainId), 'layer.json'));
@@ -247,18 +264,20 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
       const { nativeUnpacker, runNativeUnpack } = await import('./native-unpack.js');
       const bin = nativeUnpacker();
       if (!bin) return fail({ _tag: 'Internal', message: `${req.label}: the native unpacker (native/build/berth-unpack) is not built` });
+      const defer = unsettled !== undefined && req.deferSync === true;
       const work = await makeWork();
       try {
         const read = await runNativeUnpack(bin, {
           input: req.input,
           dest: path.join(work, 'diff'),
-          sync: durable, // berth-unpack fsyncs the blob and syncfs-es the layer before it reports
+          sync: durable && !defer, // berth-unpack fsyncs the blob and syncfs-es the layer before it reports
           label: req.label,
           ...(req.blobFile !== undefined ? { blobFile: req.blobFile } : {}),
           ...(req.endpoint !== undefined ? { endpoint: req.endpoint } : {}),
           ...(req.onProgress !== undefined ? { onProgress: req.onProgress } : {}),
         });
         if (read.diffId !== req.diffId) fail(corrupt(`${req.label} (uncompressed diff ID)`, req.diffId, read.diffId));
+        if (defer) await unsettled.mark(`layer-${encodedOf(req.chainId)}`); // before anything is published
         if (req.beforeCommit) await req.beforeCommit(read);
         const meta = await publish(work, req, read.bytes);
         return { ...meta, diffPath: diffPath(req.chainId), compression: read.compression, unpacked: true };

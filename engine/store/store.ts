@@ -5,6 +5,7 @@
  *   <root>/images/ingest  blob writes in progress
  *   <root>/images/leases  one file per running operation that adds content
  *   <root>/layers/        unpacked layers by chain ID (see layers.ts)
+ *   <root>/unsettled/     markers of pulled content not yet synced (see settle.ts)
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
@@ -16,6 +17,7 @@ import { pidAlive, randomSuffix, writeFileAtomic } from './fsutil.js';
 import { chainIds, openLayerStore, type LayerStore } from './layers.js';
 import type { Mount } from './mount.js';
 import { openNameStore, type NameStore, type NamedImage } from './names.js';
+import { openUnsettled } from './settle.js';
 import { ImageConfig, Index, Manifest, MediaType, isIndexType, isManifestType, type Descriptor, type Platform } from './oci.js';
 import { choosePlatform, formatPlatform, hostPlatform } from './platform.js';
 import { familiarName, formatReference, parseReference } from './reference.js';
@@ -59,14 +61,39 @@ export interface Store {
   mount(img: Image, upper: string, work: string, target: string): Promise<Mount>;
   /** Hold a lease while adding content so that GC keeps it. */
   withLease<A>(fn: () => Promise<A>): Promise<A>;
+  /**
+   * Start writing back the content this process published unsynced (a
+   * pull's layers and blobs), detached; see settle.ts. Returns the markers
+   * that go once it is on disk.
+   */
+  settle(): string[];
+  /**
+   * Removes the marks of lost content (settle.ts) that no longer exists.
+   * GC calls it after listing every blob and layer (a listing removes lost
+   * content it finds). Returns how many.
+   */
+  dropLostMarks(): number;
 }
 
-export const openStore = (root: string, opts: { durable?: boolean } = {}): Store => {
+export interface StoreOptions {
+  /** Sync pulled, loaded and built content (default true); false: never (benchmarks, tests). */
+  readonly durable?: boolean;
+  /**
+   * A pull publishes layers before they are on disk and syncs them after,
+   * with markers that make a crash in between detectable (default true;
+   * false: every layer is synced before it is published).
+   */
+  readonly deferred?: boolean;
+}
+
+export const openStore = (root: string, opts: StoreOptions = {}): Store => {
   const layoutDir = path.join(root, 'images');
   const leasesDir = path.join(layoutDir, 'leases');
-  const blobs = openBlobStore(layoutDir, opts);
+  const durable = opts.durable ?? true;
+  const unsettled = durable && opts.deferred !== false ? openUnsettled(path.join(root, 'unsettled'), [path.join(root, 'layers'), layoutDir]) : undefined;
+  const blobs = openBlobStore(layoutDir, { durable, ...(unsettled ? { unsettled } : {}) });
   const names = openNameStore(layoutDir);
-  const layers = openLayerStore(path.join(root, 'layers'), opts);
+  const layers = openLayerStore(path.join(root, 'layers'), { durable, ...(unsettled ? { unsettled } : {}) });
 
   const ensureLayout = async (): Promise<void> => {
     await fsp.mkdir(layoutDir, { recursive: true });
@@ -236,6 +263,12 @@ export const openStore = (root: string, opts: { durable?: boolean } = {}): Store
       } finally {
         await fsp.rm(f, { force: true });
       }
+    },
+    settle: () => unsettled?.settle() ?? [],
+    dropLostMarks() {
+      const lost = unsettled?.lostNames() ?? [];
+      for (const n of lost) unsettled?.forget(n);
+      return lost.length;
     },
   };
 };
