@@ -1,12 +1,16 @@
 /**
- * The host objects Berth creates, through iproute2 and util-linux: bridges,
- * veth pairs, persistent network namespaces (an nsfs bind mount on a file
- * under <runRoot>/netns) and per-bridge sysctls. Every function here acts
- * only on objects named by the caller, which are Berth's (berth*, bth*).
+ * The host objects Berth creates: bridges, veth pairs, persistent network
+ * namespaces (an nsfs bind mount on a file under <runRoot>/netns) and
+ * per-bridge sysctls. Through the engine's helper (rtnetlink in
+ * native/shim/netlink.c, no program per step) when it is there, else
+ * through iproute2 and util-linux (BERTH_HELPER=0, or a berth-shim that
+ * predates the network requests). Every function here acts only on objects
+ * named by the caller, which are Berth's (berth*, bth*).
  */
 import { accessSync, promises as fsp, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { helperUmount } from '../runtime/helper.js';
+import { EngineFailure } from '../errors.js';
+import { HelperSyscallError, helperDeleteLink, helperEnsureBridge, helperPlugVeths, helperUmount } from '../runtime/helper.js';
 import { run, runRaw } from './exec.js';
 import { parseCidr, type Subnet } from './ipam.js';
 
@@ -26,10 +30,24 @@ export const linkExists = async (name: string): Promise<boolean> => {
   }
 };
 
+/** A failure of the helper's netlink request as a Kernel error naming the object; anything else as it is. */
+const netlinkFailure = (e: unknown, what: string): unknown =>
+  e instanceof HelperSyscallError
+    ? new EngineFailure({ _tag: 'Kernel', syscall: 'netlink', errno: e.code, path: what, message: e.message }, { cause: e })
+    : e;
+
 /** Deletes a link if it is there (deleting one end of a veth pair removes both). */
 export const deleteLink = async (name: string): Promise<void> => {
   if (!/^(berth|bth)/.test(name)) throw new Error(`refusing to delete link ${name}: not a Berth link`);
   if (!(await linkExists(name))) return;
+  try {
+    if (await helperDeleteLink(name)) return;
+  } catch (e) {
+    // gone meanwhile (its netns went, or another command deleted it): done
+    if (e instanceof HelperSyscallError && e.code === 'ENODEV') return;
+    if (await linkExists(name)) throw netlinkFailure(e, `link ${name}`);
+    return;
+  }
   const r = await runRaw(['ip', 'link', 'del', 'dev', name]);
   if (r.code !== 0 && (await linkExists(name))) await run(['ip', 'link', 'del', 'dev', name]);
 };
@@ -43,6 +61,16 @@ export const setSysctl = writeSysctl;
 
 /** Creates (or completes) a bridge with its gateway address, up, answering 127.0.0.1 DNAT (route_localnet). */
 export const ensureBridge = async (name: string, gateway: string, prefix: number): Promise<void> => {
+  let done = false;
+  try {
+    done = await helperEnsureBridge(name, gateway, prefix);
+  } catch (e) {
+    throw netlinkFailure(e, `bridge ${name}`);
+  }
+  if (done) {
+    await writeSysctl(`net.ipv4.conf.${name}.route_localnet`, '1');
+    return;
+  }
   if (!(await linkExists(name))) {
     const r = await runRaw(['ip', 'link', 'add', 'name', name, 'type', 'bridge']);
     if (r.code !== 0 && !(await linkExists(name))) await run(['ip', 'link', 'add', 'name', name, 'type', 'bridge']);
@@ -109,14 +137,26 @@ export interface VethPlan {
 }
 
 /**
- * Veth pairs from bridges into the namespace at `netns`, addressed and up,
- * in two processes: `ip -batch` inside the namespace (made here when
- * `create`, by unshare) makes each pair with its host end placed in our own
- * namespace (/proc/<pid>/ns/net) and configures the inner end; a second
- * `ip -batch` on the host puts the host ends on their bridges.
+ * Veth pairs from bridges into the namespace at `netns`, addressed and up.
+ * Through the helper: one request, rtnetlink in a child of it (netns made
+ * when `create` and not there yet, pairs made from our side with the inner
+ * end sent into it, inner ends configured from a socket opened inside).
+ * Without it, in two processes: `ip -batch` inside the namespace (made here
+ * when `create`, by unshare) makes each pair with its host end placed in
+ * our own namespace (/proc/<pid>/ns/net) and configures the inner end; a
+ * second `ip -batch` on the host puts the host ends on their bridges.
  */
 export const plugVeths = async (netns: string, veths: readonly VethPlan[], create: boolean): Promise<void> => {
-  for (const v of veths) await deleteLink(v.hostVeth); // a leftover of an earlier try
+  await Promise.all(veths.map((v) => deleteLink(v.hostVeth))); // a leftover of an earlier try
+  if (create) await fsp.mkdir(path.dirname(netns), { recursive: true, mode: 0o700 });
+  const fresh = create && !(await isMounted(netns));
+  if (fresh || veths.length > 0) {
+    try {
+      if (await helperPlugVeths(netns, fresh, veths)) return;
+    } catch (e) {
+      throw netlinkFailure(e, `netns ${netns}`);
+    }
+  }
   const inside: string[] = create ? ['link set dev lo up'] : [];
   for (const v of veths) {
     inside.push(
@@ -127,8 +167,7 @@ export const plugVeths = async (netns: string, veths: readonly VethPlan[], creat
     if (v.gateway !== undefined) inside.push(`route replace default via ${v.gateway} dev ${v.ifname}`);
   }
   if (create) {
-    await fsp.mkdir(path.dirname(netns), { recursive: true, mode: 0o700 });
-    if (!(await isMounted(netns))) {
+    if (fresh) {
       await fsp.writeFile(netns, '', { mode: 0o600 });
       await run(['unshare', `--net=${netns}`, 'ip', '-batch', '-'], inside.join('\n') + '\n', `netns ${netns}`);
     } else await ipInNetns(netns, inside.join('\n') + '\n');

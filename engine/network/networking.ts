@@ -492,10 +492,22 @@ class LocalNetworking implements Networking {
     await this.state.removeEndpoint(ep.containerId);
   }
 
-  /** Deletes an endpoint's veths and netns (in parallel: deleting a veth waits for an RCU grace period, ~20 ms). */
+  /**
+   * Deletes an endpoint's veths and netns. BERTH_NET_UNDO=parallel: both at
+   * once (deleting a veth waits for an RCU grace period, ~20 ms); default:
+   * the netns first, then whichever veth the kernel has not yet removed
+   * with it (a veth goes when its namespace does).
+   */
   private async undoHost(ep: EndpointRecord): Promise<void> {
+    const ownNetns = (ep.mode === 'bridge' || ep.mode === 'none') && ep.netnsPath !== undefined;
+    if (ownNetns && process.env['BERTH_NET_UNDO'] !== 'parallel') {
+      await host.removeNetns(ep.netnsPath!); // a failure keeps the record: the next command finishes it
+      const failed = (await Promise.allSettled(Object.values(ep.networks).map((a) => host.deleteLink(a.hostVeth)))).find((r) => r.status === 'rejected');
+      if (failed) throw (failed as PromiseRejectedResult).reason;
+      return;
+    }
     const steps: Promise<unknown>[] = Object.values(ep.networks).map((a) => host.deleteLink(a.hostVeth));
-    if ((ep.mode === 'bridge' || ep.mode === 'none') && ep.netnsPath !== undefined) steps.push(host.removeNetns(ep.netnsPath));
+    if (ownNetns) steps.push(host.removeNetns(ep.netnsPath!));
     const failed = (await Promise.allSettled(steps)).find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason; // the record stays: the next command finishes it
   }

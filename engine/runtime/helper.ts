@@ -27,13 +27,16 @@ import { getSystemErrorName } from 'node:util';
 import { nativeDir } from './layout.js';
 import { tracing } from './trace.js';
 
-const OP_NAMES = ['', 'exec', 'mount', 'umount', 'lock', 'unlock'];
+const OP_NAMES = ['', 'exec', 'mount', 'umount', 'lock', 'unlock', 'net-plug', 'link-del', 'bridge'];
 
 const OP_EXEC = 1;
 const OP_MOUNT = 2;
 const OP_UMOUNT = 3;
 const OP_LOCK = 4;
 const OP_UNLOCK = 5;
+const OP_NET_PLUG = 6;
+const OP_LINK_DEL = 7;
+const OP_BRIDGE = 8;
 
 export interface HelperReply {
   /** Exit status for exec (128 + signal when killed); 0 or -1 for the others. */
@@ -330,3 +333,76 @@ export const helperUnlock = async (file: string): Promise<void> => {
   const r = await h.request(OP_UNLOCK, (parts) => str(parts, file));
   if (r.code !== 0) throw new HelperSyscallError(r.err.toString('utf8'), r.errno);
 };
+
+/* ------------------------------------------------------------ networks */
+
+/** Operations an older berth-shim answered "unknown operation" to: not asked again in this process. */
+const unknownOps = new Set<number>();
+const EINVAL = 22;
+
+/**
+ * A network request: false when there is no helper or it does not know the
+ * operation (the caller runs iproute2 then); throws HelperSyscallError with
+ * the kernel's errno and a message naming the object otherwise.
+ */
+const netRequest = async (op: number, fields: (parts: Buffer[]) => void): Promise<boolean> => {
+  if (unknownOps.has(op)) return false;
+  const h = await helper();
+  if (!h) return false;
+  const r = await h.request(op, fields);
+  if (r.code === 0) return true;
+  const msg = r.err.toString('utf8');
+  if (r.errno === EINVAL && msg.startsWith('unknown operation')) {
+    unknownOps.add(op);
+    return false;
+  }
+  throw new HelperSyscallError(msg, r.errno);
+};
+
+/** One veth pair of helperPlugVeths: `hostVeth` on `bridge` in our netns, `ifname` in the container's. */
+export interface HelperVeth {
+  readonly hostVeth: string;
+  readonly bridge: string;
+  readonly ifname: string;
+  /** "02:42:0a:58:00:02" */
+  readonly mac: string;
+  /** "10.88.0.2/16" */
+  readonly cidr: string;
+  /** The default route's gateway; undefined for none. */
+  readonly gateway?: string | undefined;
+}
+
+/**
+ * Through rtnetlink, in a child of the helper: when `create`, a new netns
+ * bound on `netns` (a file, made if missing) with lo up, else the one bound
+ * there; then each veth pair, the host end on its bridge and up, the inner
+ * end with its MAC, address, up, and default route. A new netns is bound
+ * only once all of it is done, so a failure leaves none (its inner ends go
+ * with it; host ends of the pairs made go too, asynchronously). False when
+ * the helper cannot do it (the caller runs unshare and ip).
+ */
+export const helperPlugVeths = (netns: string, create: boolean, veths: readonly HelperVeth[]): Promise<boolean> =>
+  netRequest(OP_NET_PLUG, (parts) => {
+    str(parts, netns);
+    u32(parts, create ? 1 : 0);
+    u32(parts, veths.length);
+    for (const v of veths) {
+      str(parts, v.hostVeth);
+      str(parts, v.bridge);
+      str(parts, v.ifname);
+      str(parts, v.mac);
+      str(parts, v.cidr);
+      str(parts, v.gateway ?? '');
+    }
+  });
+
+/** Deletes a Berth link (berth*, bth*; others are refused with EINVAL) through rtnetlink; ENODEV when it is not there. */
+export const helperDeleteLink = (name: string): Promise<boolean> => netRequest(OP_LINK_DEL, (parts) => str(parts, name));
+
+/** Makes the bridge if missing, replaces its address with gateway/prefix, sets it up. */
+export const helperEnsureBridge = (name: string, gateway: string, prefix: number): Promise<boolean> =>
+  netRequest(OP_BRIDGE, (parts) => {
+    str(parts, name);
+    str(parts, gateway);
+    u32(parts, prefix);
+  });

@@ -17,6 +17,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
+#include "netlink.h"
+#include "netns.h"
 #include "util.h"
 
 /* Requests and replies are frames: u32 length of what follows, then the
@@ -28,12 +32,27 @@
  *     UMOUNT string target, u32 flags
  *     LOCK   string path, u32 timeout seconds
  *     UNLOCK string path
+ *     NET_PLUG   string netns file, u32 create, u32 count, count x (string host
+ *                end, string bridge, string inner name, string MAC, string
+ *                address/prefix, string gateway or "")
+ *     LINK_DEL   string name
+ *     BRIDGE     string name, string gateway address, u32 prefix
  *   reply: u32 id, i32 code, i32 errno, string out, string err
  * A reply with id 0, sent once at start, says the helper is there.
  * EXEC: code is the exit status (128 + signal when killed), out and err the
  * program's output; errno is set (code 127) when it could not be started.
- * The others: code 0, or -1 with errno and a message in err. */
-enum { OP_EXEC = 1, OP_MOUNT = 2, OP_UMOUNT = 3, OP_LOCK = 4, OP_UNLOCK = 5 };
+ * The others: code 0, or -1 with errno and a message in err. A helper that
+ * does not know an operation answers EINVAL "unknown operation N" (the
+ * engine falls back to the programs then).
+ * NET_PLUG (`create`: a new netns bound on the file, lo up; else the one
+ * bound there) makes each veth pair from the helper's namespace, the host
+ * end on its bridge and up, the other end (name, MAC) in the netns with its
+ * address, up, and a default route via the gateway when one is given.
+ * LINK_DEL deletes a link of Berth's (berth*, bth*). BRIDGE makes the
+ * bridge if it is missing, replaces its address and sets it up. The
+ * network operations run in a child of the helper (the netns moves, and a
+ * deletion waits for the kernel's RCU grace period), so the loop goes on. */
+enum { OP_EXEC = 1, OP_MOUNT = 2, OP_UMOUNT = 3, OP_LOCK = 4, OP_UNLOCK = 5, OP_NET_PLUG = 6, OP_LINK_DEL = 7, OP_BRIDGE = 8 };
 
 #define MAX_JOBS 512
 #define MAX_LOCKS 64
@@ -55,6 +74,7 @@ struct job {
   size_t in_len, in_off;
   struct buf out, err;
   int lock; /* a LOCK waiting in a child: its slot; -1 for EXEC */
+  bool call; /* a network operation in a child: out holds its errno + message */
   unsigned timeout;
 };
 
@@ -323,6 +343,204 @@ static void start_lock(uint32_t id, char *path, unsigned timeout) {
   j->pid = pid, j->lock = slot, j->timeout = timeout;
 }
 
+/* ----------------------------------------------------------- networks */
+
+/* Runs fn(arg) in a child; its failure (errno, message) comes back through a
+ * pipe and is the reply. The child has the helper's memory: `arg` is read
+ * there and freed here by the caller once the child is started. */
+static void start_call(uint32_t id, const char *what, int (*fn)(void *, berth_error *), void *arg) {
+  struct job *j = new_job(id);
+  if (!j) {
+    reply_err(id, EAGAIN, "%s: more than %d requests at once", what, MAX_JOBS);
+    return;
+  }
+  int p[2] = {-1, -1};
+  if (pipe2(p, O_CLOEXEC) < 0) {
+    j->used = false;
+    reply_err(id, errno, "%s: pipe", what);
+    return;
+  }
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(p[0]);
+    static berth_error e;
+    if (fn(arg, &e) == 0) _exit(0);
+    int32_t en = e.errnum ? e.errnum : EIO;
+    (void)write_all(p[1], &en, sizeof en);
+    (void)write_all(p[1], e.msg, strlen(e.msg));
+    _exit(1);
+  }
+  int fork_errno = errno;
+  close(p[1]);
+  if (pid < 0) {
+    close(p[0]);
+    j->used = false;
+    reply_err(id, fork_errno, "%s: fork", what);
+    return;
+  }
+  j->pid = pid, j->call = true, j->out_fd = p[0];
+  fcntl(j->out_fd, F_SETFL, O_NONBLOCK);
+}
+
+/* Host-side links the helper may touch: Berth's own. */
+static bool berth_link(const char *name) { return strncmp(name, "berth", 5) == 0 || strncmp(name, "bth", 3) == 0; }
+
+struct veth_req {
+  char *host, *bridge, *ifname, *mac_s, *cidr, *gw_s;
+  uint8_t mac[6];
+  struct in_addr addr, gw;
+  int prefix;
+  bool has_gw;
+};
+
+struct plug_req {
+  char *netns;
+  bool create;
+  uint32_t count;
+  struct veth_req *v;
+};
+
+static void free_plug(struct plug_req *r) {
+  for (uint32_t i = 0; r->v && i < r->count; i++) {
+    struct veth_req *v = &r->v[i];
+    free(v->host), free(v->bridge), free(v->ifname), free(v->mac_s), free(v->cidr), free(v->gw_s);
+  }
+  free(r->v), free(r->netns);
+}
+
+static int parse_cidr(const char *s, struct in_addr *addr, int *prefix) {
+  char ip[INET_ADDRSTRLEN];
+  const char *slash = strchr(s, '/');
+  if (!slash || (size_t)(slash - s) >= sizeof ip) return -1;
+  memcpy(ip, s, (size_t)(slash - s));
+  ip[slash - s] = '\0';
+  char *end;
+  errno = 0;
+  long p = strtol(slash + 1, &end, 10);
+  if (inet_pton(AF_INET, ip, addr) != 1 || errno || end == slash + 1 || *end || p < 0 || p > 32) return -1;
+  *prefix = (int)p;
+  return 0;
+}
+
+static int parse_mac(const char *s, uint8_t mac[6]) {
+  unsigned b[6];
+  int used = 0;
+  if (strlen(s) != 17 || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%n", &b[0], &b[1], &b[2], &b[3], &b[4], &b[5], &used) != 6 ||
+      used != 17)
+    return -1;
+  for (int i = 0; i < 6; i++) mac[i] = (uint8_t)b[i];
+  return 0;
+}
+
+/* Checks one veth's fields; a message naming the field and what it takes. */
+static int check_veth(struct veth_req *v, uint32_t i, berth_error *e) {
+  if (!berth_link(v->host)) return berth_fail_msg(e, EINVAL, "veth %u: host end '%s': not a Berth link name (berth*, bth*)", i, v->host);
+  if (!berth_link(v->bridge)) return berth_fail_msg(e, EINVAL, "veth %u: bridge '%s': not a Berth link name (berth*, bth*)", i, v->bridge);
+  if (strlen(v->host) > NL_IFNAME_MAX || strlen(v->bridge) > NL_IFNAME_MAX || !*v->ifname || strlen(v->ifname) > NL_IFNAME_MAX)
+    return berth_fail_msg(e, EINVAL, "veth %u: link names '%s', '%s', '%s': each must be 1-%d characters", i, v->host, v->bridge,
+                          v->ifname, NL_IFNAME_MAX);
+  if (parse_mac(v->mac_s, v->mac) < 0) return berth_fail_msg(e, EINVAL, "veth %u: MAC '%s': expected six hex bytes as 02:42:0a:58:00:02", i, v->mac_s);
+  if (parse_cidr(v->cidr, &v->addr, &v->prefix) < 0)
+    return berth_fail_msg(e, EINVAL, "veth %u: address '%s': expected an IPv4 address/prefix as 10.88.0.2/16", i, v->cidr);
+  v->has_gw = *v->gw_s != '\0';
+  if (v->has_gw && inet_pton(AF_INET, v->gw_s, &v->gw) != 1)
+    return berth_fail_msg(e, EINVAL, "veth %u: gateway '%s': expected an IPv4 address, or nothing for no default route", i, v->gw_s);
+  return 0;
+}
+
+static void nl_closep(struct nl *nl) { nl_close(nl); }
+#define cleanup_nl __attribute__((cleanup(nl_closep)))
+
+/* In the child: the netns (made or entered), then each pair. */
+static int net_plug(void *arg, berth_error *e) {
+  struct plug_req *r = arg;
+  cleanup_nl struct nl host = {.fd = -1};
+  cleanup_nl struct nl inner = {.fd = -1};
+  if (nl_open(&host, e) < 0) return -1;
+  if (r->create ? netns_new(e) : netns_enter(r->netns, e)) return berth_wrap(e, "netns '%s'", r->netns);
+  if (nl_open(&inner, e) < 0) return berth_wrap(e, "netns '%s'", r->netns);
+  cleanup_fd int ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (ns < 0) return berth_fail_errno(e, "netns '%s': open /proc/thread-self/ns/net", r->netns);
+  if (r->create && nl_link_up(&inner, "lo", e) < 0) return berth_wrap(e, "netns '%s'", r->netns);
+  for (uint32_t i = 0; i < r->count; i++) {
+    struct veth_req *v = &r->v[i];
+    int master = 0, index = 0;
+    if (nl_link_index(&host, v->bridge, &master, e) < 0) return -1;
+    struct nl_veth pair = {.name = v->host, .master = master, .up = true, .peer = v->ifname, .peer_mac = v->mac, .peer_netns_fd = ns};
+    if (nl_veth_add(&host, &pair, e) < 0) return -1;
+    if (nl_link_index(&inner, v->ifname, &index, e) < 0 || nl_addr4_add(&inner, index, v->ifname, v->addr, v->prefix, false, e) < 0 ||
+        nl_link_up(&inner, v->ifname, e) < 0 || (v->has_gw && nl_route4_default(&inner, index, v->ifname, v->gw, e) < 0))
+      return berth_wrap(e, "netns '%s'", r->netns);
+  }
+  /* bound last: a failure before leaves no namespace (and its veths go with it) */
+  if (r->create && netns_bind(r->netns, e) < 0) return -1;
+  return 0;
+}
+
+static void do_net_plug(uint32_t id, struct cursor *c) {
+  struct plug_req r = {0};
+  berth_error e = {0};
+  r.netns = get_str(c, NULL);
+  r.create = get_u32(c) != 0;
+  r.count = get_u32(c);
+  if (!c->bad && r.count > 64) c->bad = true;
+  if (!c->bad) r.v = calloc(r.count ? r.count : 1, sizeof *r.v);
+  if (!r.v) c->bad = true;
+  for (uint32_t i = 0; i < r.count && !c->bad; i++) {
+    struct veth_req *v = &r.v[i];
+    v->host = get_str(c, NULL), v->bridge = get_str(c, NULL), v->ifname = get_str(c, NULL);
+    v->mac_s = get_str(c, NULL), v->cidr = get_str(c, NULL), v->gw_s = get_str(c, NULL);
+  }
+  if (c->bad) {
+    reply_err(id, EINVAL, "net plug: malformed request (at most 64 veths)");
+  } else if (r.netns[0] != '/') {
+    reply_err(id, EINVAL, "net plug: netns file '%s': expected an absolute path", r.netns);
+  } else {
+    int bad = 0;
+    for (uint32_t i = 0; i < r.count && !bad; i++) bad = check_veth(&r.v[i], i, &e);
+    if (bad) reply(id, -1, e.errnum, NULL, 0, e.msg, strlen(e.msg));
+    else start_call(id, "net plug", net_plug, &r);
+  }
+  free_plug(&r);
+}
+
+static int link_del(void *arg, berth_error *e) {
+  cleanup_nl struct nl nl = {.fd = -1};
+  if (nl_open(&nl, e) < 0) return -1;
+  return nl_link_del(&nl, arg, e);
+}
+
+struct bridge_req {
+  char *name;
+  struct in_addr gw;
+  int prefix;
+};
+
+static int bridge_ensure(void *arg, berth_error *e) {
+  struct bridge_req *b = arg;
+  cleanup_nl struct nl nl = {.fd = -1};
+  if (nl_open(&nl, e) < 0) return -1;
+  int index = 0;
+  if (nl_bridge_add(&nl, b->name, e) < 0 && e->errnum != EEXIST) return -1;
+  if (nl_link_index(&nl, b->name, &index, e) < 0 || nl_addr4_add(&nl, index, b->name, b->gw, b->prefix, true, e) < 0 ||
+      nl_link_up(&nl, b->name, e) < 0)
+    return -1;
+  return 0;
+}
+
+static void do_bridge(uint32_t id, struct cursor *c) {
+  char *name = get_str(c, NULL), *gw = get_str(c, NULL);
+  uint32_t prefix = get_u32(c);
+  struct bridge_req b = {.name = name, .prefix = (int)prefix};
+  if (c->bad) reply_err(id, EINVAL, "bridge: malformed request");
+  else if (!berth_link(name) || strlen(name) > NL_IFNAME_MAX)
+    reply_err(id, EINVAL, "bridge '%s': not a Berth link name (berth* or bth*, at most %d characters)", name, NL_IFNAME_MAX);
+  else if (inet_pton(AF_INET, gw, &b.gw) != 1 || prefix > 32)
+    reply_err(id, EINVAL, "bridge '%s': gateway '%s/%u': expected an IPv4 address and a prefix 0-32", name, gw, prefix);
+  else start_call(id, "bridge", bridge_ensure, &b);
+  free(name), free(gw);
+}
+
 static void do_mount(uint32_t id, struct cursor *c) {
   char *type = get_str(c, NULL), *source = get_str(c, NULL), *target = get_str(c, NULL), *data = get_str(c, NULL);
   uint32_t flags = get_u32(c), propagation = get_u32(c);
@@ -410,6 +628,20 @@ static void handle_request(const char *p, size_t len) {
       free(path);
       return;
     }
+    case OP_NET_PLUG:
+      do_net_plug(id, &c);
+      return;
+    case OP_LINK_DEL: {
+      char *name = get_str(&c, NULL);
+      if (c.bad) reply_err(id, EINVAL, "link del: malformed request");
+      else if (!berth_link(name)) reply_err(id, EINVAL, "refusing to delete link '%s': not a Berth link (berth*, bth*)", name);
+      else start_call(id, "link del", link_del, name);
+      free(name);
+      return;
+    }
+    case OP_BRIDGE:
+      do_bridge(id, &c);
+      return;
     default:
       reply_err(id, EINVAL, "unknown operation %u", op);
   }
@@ -436,6 +668,16 @@ static void finish_if_done(struct job *j) {
       snprintf(path, sizeof path, "%s", l->path);
       drop_lock(j->lock);
       reply_err(j->id, EWOULDBLOCK, "lock '%s': still held by another process after %u s", path, j->timeout);
+    }
+  } else if (j->call) {
+    if (WIFEXITED(j->status) && WEXITSTATUS(j->status) == 0) {
+      reply(j->id, 0, 0, NULL, 0, NULL, 0);
+    } else if (j->out.len >= sizeof(int32_t)) {
+      int32_t e;
+      memcpy(&e, j->out.p, sizeof e);
+      reply(j->id, -1, e, NULL, 0, j->out.p + sizeof e, j->out.len - sizeof e);
+    } else {
+      reply_err(j->id, EIO, "network operation: its process ended with status %d without a report", j->status);
     }
   } else {
     int code = WIFEXITED(j->status) ? WEXITSTATUS(j->status) : WIFSIGNALED(j->status) ? 128 + WTERMSIG(j->status) : 255;
