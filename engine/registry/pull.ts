@@ -247,7 +247,7 @@ const pullLocked = (store: Store, ref: Reference, name: string, platform: Platfo
           ...(opts.onProgress ? { onProgress: (n: number) => progress('downloading', n) } : {}),
           deferSync: true, // published now, written back by store.settle() when the pull ends
           beforeCommit: async (read) => {
-            await store.blobs.adopt(blobFile, expected, { digest: read.digest, size: read.size }, label, { deferred: true });
+            await store.blobs.adopt(blobFile, expected, { digest: read.digest, size: read.size }, label, { marked: store.layers.deferring });
           },
         });
       } catch (e) {

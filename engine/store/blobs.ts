@@ -53,11 +53,11 @@ export interface BlobStore {
    * Publish an ingest file that another writer filled (and fsynced, when the
    * store is durable), given the digest and size that writer computed while
    * writing: they must equal `expected` or the file is removed and the blob
-   * refused as corrupt. With `deferred` (and a store that defers) the file
-   * was not synced: the blob is marked unsettled before it is published
-   * (settle.ts).
+   * refused as corrupt. With `marked` the writer did not sync the file and
+   * marked the blob unsettled before this (settle.ts): nothing here waits
+   * for the disk either.
    */
-  adopt(file: string, expected: BlobInfo, actual: BlobInfo, label?: string, opts?: { deferred?: boolean }): Promise<BlobInfo>;
+  adopt(file: string, expected: BlobInfo, actual: BlobInfo, label?: string, opts?: { marked?: boolean }): Promise<BlobInfo>;
   /** Remove ingest files left by dead processes. Returns how many. */
   cleanIngest(): Promise<number>;
 }
@@ -157,16 +157,14 @@ export const openBlobStore = (layoutDir: string, opts: { durable?: boolean; unse
     return path.join(ingestDir, `${process.pid}-${randomSuffix()}`);
   };
 
-  const adopt = async (file: string, expected: BlobInfo, actual: BlobInfo, label = `blob ${expected.digest}`, o: { deferred?: boolean } = {}): Promise<BlobInfo> => {
+  const adopt = async (file: string, expected: BlobInfo, actual: BlobInfo, label = `blob ${expected.digest}`, o: { marked?: boolean } = {}): Promise<BlobInfo> => {
     try {
       if (actual.digest !== expected.digest) fail(corrupt(label, expected.digest, actual.digest));
       if (actual.size !== expected.size) fail(corrupt(label, `${expected.size} bytes`, `${actual.size} bytes`));
       const dest = pathOf(actual.digest);
-      const defer = unsettled !== undefined && o.deferred === true;
-      if (defer) await unsettled.mark(`blob-${encodedOf(actual.digest)}`);
       await sys(path.dirname(dest), () => fsp.mkdir(path.dirname(dest), { recursive: true }));
       await sys(dest, () => fsp.rename(file, dest));
-      if (durable && !defer) await fsyncDir(path.dirname(dest));
+      if (durable && o.marked !== true) await fsyncDir(path.dirname(dest));
       return actual;
     } catch (e) {
       await fsp.rm(file, { force: true });

@@ -19,7 +19,7 @@
  * chain ID. An existing chain ID means done. An `extract-*` directory whose
  * pid is gone is garbage (`cleanExtracts`).
  */
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import * as t from 'io-ts';
@@ -30,7 +30,7 @@ import { fsyncDir, pidAlive, randomSuffix, writeFileAtomic } from './fsutil.js';
 import type { Mount } from './mount.js';
 import type { Compression } from './oci.js';
 import type { NativeInput, NativeResult } from './native-unpack.js';
-import { removeTree, type Unsettled } from './settle.js';
+import type { Unsettled } from './settle.js';
 // The unpackers (unpack.ts, compression.ts, native-unpack.ts, tar-stream, zlib) are imported inside
 // the functions that unpack: `berth run` of an unpacked image only reads layer.json files.
 
@@ -87,9 +87,11 @@ export interface NativeUnpackRequest {
   /** Bytes read so far (for progress bars), every MiB or so. */
   readonly onProgress?: (bytes: number) => void;
   /**
-   * Publish without waiting for the disk: the layer is marked unsettled
-   * (settle.ts) and synced later by the store's `settle` (a pull's layers).
-   * Only where the store defers; otherwise the layer is synced first.
+   * Publish without waiting for the disk: the layer (and the blob written
+   * beside it, which beforeCommit publishes with `adopt(..., { marked:
+   * true })`) is marked unsettled (settle.ts) and synced later by the
+   * store's `settle` (a pull's layers). Only where the store defers
+   * (`deferring`); otherwise the layer and blob are synced first.
    */
   readonly deferSync?: boolean;
   /**
@@ -113,6 +115,8 @@ export interface LayerStore {
    */
   unpackNative(req: NativeUnpackRequest): Promise<LayerInfo & { compression?: Compression; unpacked: boolean }>;
   remove(chainId: DigestT): Promise<void>;
+  /** Whether unpackNative with deferSync publishes without waiting for the disk. */
+  readonly deferring: boolean;
   list(): Promise<LayerInfo[]>;
   cleanExtracts(): Promise<number>;
   /**
@@ -141,7 +145,7 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
     const marker = `layer-${encodedOf(chainId)}`;
     if (unsettled?.lost(marker)) {
       // published just before a crash and maybe not on disk whole: gone, so that a pull unpacks it again
-      removeTree(layerDir(chainId));
+      rmSync(layerDir(chainId), { recursive: true, force: true });
       unsettled.forget(marker);
       return undefined;
     }
@@ -176,8 +180,12 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
     return work;
   };
 
-  /** layer.json, then the rename that publishes the layer under its chain ID (the unpacked tree is synced already). */
-  const publish = async (work: string, req: { chainId: DigestT; diffId: DigestT; parent?: DigestT }, bytes: number): Promise<LayerMeta> => {
+  /**
+   * layer.json, then the rename that publishes the layer under its chain ID
+   * (the unpacked tree is synced already, or marked unsettled: then nothing
+   * here waits for the disk either, as a crash removes the whole layer).
+   */
+  const publish = async (work: string, req: { chainId: DigestT; diffId: DigestT; parent?: DigestT }, bytes: number, marked = false): Promise<LayerMeta> => {
     const meta: LayerMeta = {
       chainId: req.chainId,
       diffId: req.diffId,
@@ -185,7 +193,8 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
       created: new Date().toISOString(),
       ...(req.parent !== undefined ? { parent: req.parent } : {}),
     };
-    await writeFileAtomic(path.join(work, 'layer.json'), JSON.stringify(meta));
+    if (marked) writeFileSync(path.join(work, 'layer.json'), JSON.stringify(meta));
+    else await writeFileAtomic(path.join(work, 'layer.json'), JSON.stringify(meta));
     try {
       await fsp.rename(work, layerDir(req.chainId));
     } catch (e) {
@@ -194,7 +203,7 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
       // someone else published the same chain ID meanwhile: theirs is as good as ours
       await fsp.rm(work, { recursive: true, force: true });
     }
-    await fsyncDir(dir);
+    if (!marked) await fsyncDir(dir);
     return meta;
   };
 
@@ -202,6 +211,7 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
     dir,
     diffPath,
     get,
+    deferring: unsettled !== undefined,
     has: async (c) => (await get(c)) !== undefined,
     async unpack(req) {
       const existing = await get(req.chainId);
@@ -277,9 +287,10 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
           ...(req.onProgress !== undefined ? { onProgress: req.onProgress } : {}),
         });
         if (read.diffId !== req.diffId) fail(corrupt(`${req.label} (uncompressed diff ID)`, req.diffId, read.diffId));
-        if (defer) await unsettled.mark(`layer-${encodedOf(req.chainId)}`); // before anything is published
+        // durable marks before anything is published: the layer, and the blob written beside it
+        if (defer) await unsettled.mark([`layer-${encodedOf(req.chainId)}`, ...(req.blobFile !== undefined ? [`blob-${encodedOf(read.digest)}`] : [])]);
         if (req.beforeCommit) await req.beforeCommit(read);
-        const meta = await publish(work, req, read.bytes);
+        const meta = await publish(work, req, read.bytes, defer);
         return { ...meta, diffPath: diffPath(req.chainId), compression: read.compression, unpacked: true };
       } catch (e) {
         await fsp.rm(work, { recursive: true, force: true });

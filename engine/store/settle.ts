@@ -5,10 +5,11 @@
  * check out, without waiting for the disk; one detached `sync -f` of the
  * store's filesystem then writes everything back, and only after it returns
  * are the layer's markers removed. A marker is a small file written and
- * fsynced before the content it names is published:
+ * durable before the content it names is published: an empty file whose
+ * name says what, in which boot and by which process,
  *
- *   <root>/unsettled/layer-<chain hex>   "<boot id> <pid>\n"
- *   <root>/unsettled/blob-<digest hex>
+ *   <root>/unsettled/layer-<chain hex>@<boot id>@<pid>
+ *   <root>/unsettled/blob-<digest hex>@<boot id>@<pid>
  *
  * So after a power loss or a kernel crash, content that may not have reached
  * the disk is known: its marker names an earlier boot. The first command
@@ -25,7 +26,7 @@
  * disk); BERTH_DURABLE=0 neither syncs nor marks.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, fsync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, unlinkSync, writeSync, constants as C } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, constants as C } from 'node:fs';
 import * as path from 'node:path';
 import { sys } from '../errors.js';
 import { fsyncDir, pidAlive } from './fsutil.js';
@@ -36,12 +37,12 @@ export const bootId = (): string => (currentBoot ??= readFileSync('/proc/sys/ker
 
 export interface Unsettled {
   readonly dir: string;
-  /** Before publishing content that is not on disk yet: its marker, fsynced (file and directory). */
-  mark(name: string): Promise<void>;
+  /** Before publishing content that is not on disk yet: its markers, made durable (one fsync of the directory). */
+  mark(names: readonly string[]): Promise<void>;
   /**
    * After publishing: a detached `sync -f` of the store's filesystems, then
    * removal of this process's markers and those left in this boot by
-   * processes that are gone. Returns the markers it will remove.
+   * processes that are gone. Returns the marker files it will remove.
    */
   settle(): string[];
   /**
@@ -57,97 +58,79 @@ export interface Unsettled {
 }
 
 /**
+ * A marker is an empty file named `<name>@<boot id>@<pid>`: everything it
+ * says is in its name, so only the directory needs to reach the disk.
+ */
+const parseMarker = (file: string): { name: string; boot: string; pid: number } | undefined => {
+  const [name, boot, pid] = file.split('@');
+  if (!name || !boot || pid === undefined || !/^\d+$/.test(pid)) return undefined;
+  return { name, boot, pid: Number(pid) };
+};
+
+/**
  * Markers under `dir`; `syncPaths` are the directories whose filesystems the
  * settle syncs (the layers and the blobs).
  */
 export const openUnsettled = (dir: string, syncPaths: readonly string[]): Unsettled => {
   const mine = new Set<string>();
-  let lostNames: Set<string> | undefined;
+  let lostFiles: Map<string, string[]> | undefined; // name -> marker files from earlier boots
 
-  const scan = (): Set<string> => {
-    if (lostNames) return lostNames;
-    lostNames = new Set();
-    let names: string[];
+  const list = (): string[] => {
     try {
-      names = readdirSync(dir);
+      return readdirSync(dir);
     } catch {
-      return lostNames; // no markers: nothing was ever deferred here
+      return []; // no markers: nothing was ever deferred here
     }
+  };
+
+  const scan = (): Map<string, string[]> => {
+    if (lostFiles) return lostFiles;
+    lostFiles = new Map();
     const boot = bootId();
-    for (const n of names) {
-      if (n.startsWith('.')) continue;
-      let content: string;
-      try {
-        content = readFileSync(path.join(dir, n), 'utf8');
-      } catch {
-        continue; // settled meanwhile
-      }
-      // an empty marker is one whose write did not reach the disk: its content was never published after it
-      if (content.split(' ')[0] !== boot) lostNames.add(n);
+    for (const f of list()) {
+      const m = parseMarker(f);
+      if (m && m.boot !== boot) lostFiles.set(m.name, [...(lostFiles.get(m.name) ?? []), f]);
     }
-    return lostNames;
+    return lostFiles;
   };
 
   return {
     dir,
-    async mark(name) {
-      const file = path.join(dir, name);
-      await sys(file, async () => {
+    async mark(names) {
+      if (names.length === 0) return;
+      const boot = bootId();
+      await sys(dir, async () => {
         mkdirSync(dir, { recursive: true, mode: 0o700 });
-        const fd = openSync(file, C.O_WRONLY | C.O_CREAT | C.O_TRUNC, 0o600);
-        try {
-          writeSync(fd, `${bootId()} ${process.pid}\n`);
-          await new Promise<void>((resolve, reject) => fsync(fd, (e) => (e ? reject(e) : resolve())));
-        } finally {
-          closeSync(fd);
+        for (const n of names) {
+          const f = `${n}@${boot}@${process.pid}`;
+          closeSync(openSync(path.join(dir, f), C.O_WRONLY | C.O_CREAT, 0o600));
+          mine.add(f);
         }
       });
       await fsyncDir(dir);
-      mine.add(name);
     },
     settle() {
-      const names = new Set(mine);
+      const files = new Set(mine);
       mine.clear();
-      let all: string[] = [];
-      try {
-        all = readdirSync(dir);
-      } catch {
-        // none
-      }
       const boot = bootId();
-      for (const n of all) {
-        if (names.has(n) || n.startsWith('.')) continue;
-        try {
-          const [b, pid] = readFileSync(path.join(dir, n), 'utf8').trim().split(' ');
-          if (b === boot && !pidAlive(Number(pid))) names.add(n); // a command killed before it settled
-        } catch {
-          // settled meanwhile
-        }
+      for (const f of list()) {
+        const m = parseMarker(f);
+        if (m && m.boot === boot && m.pid !== process.pid && !pidAlive(m.pid)) files.add(f); // a command killed before it settled
       }
-      if (names.size === 0) return [];
-      const files = [...names].map((n) => path.join(dir, n));
+      if (files.size === 0) return [];
+      const paths = [...files].map((f) => path.join(dir, f));
       // detached: the command returns now; the sync and the removal finish without it
       const script = `sync -f -- ${syncPaths.map((_, i) => `"$${i + 1}"`).join(' ')} && shift ${syncPaths.length} && exec rm -f -- "$@"`;
-      const child = spawn('sh', ['-c', script, 'berth-settle', ...syncPaths, ...files], {
-        detached: true,
-        stdio: 'ignore',
-      });
+      const child = spawn('sh', ['-c', script, 'berth-settle', ...syncPaths, ...paths], { detached: true, stdio: 'ignore' });
       child.on('error', () => undefined); // no sh: the markers stay, and the content counts as lost after a crash only
       child.unref();
-      return files;
+      return paths;
     },
     lost: (name) => scan().has(name),
-    lostNames: () => [...scan()],
     forget(name) {
-      lostNames?.delete(name);
-      try {
-        unlinkSync(path.join(dir, name));
-      } catch {
-        // gone already
-      }
+      for (const f of lostFiles?.get(name) ?? []) rmSync(path.join(dir, f), { force: true });
+      lostFiles?.delete(name);
     },
+    lostNames: () => [...scan().keys()],
   };
 };
-
-/** Removes a directory tree now (recovery of lost content; rare, so synchronous). */
-export const removeTree = (p: string): void => rmSync(p, { recursive: true, force: true });

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { openStore, type Store } from '../../../engine/store/store.js';
 import { pullImage } from '../../../engine/registry/pull.js';
-import { bootId } from '../../../engine/store/settle.js';
+import { bootId, openUnsettled } from '../../../engine/store/settle.js';
 import { encodedOf } from '../../../engine/store/digest.js';
 import { nativeUnpacker } from '../../../engine/store/native-unpack.js';
 import { EngineFailure } from '../../../engine/errors.js';
@@ -34,6 +34,8 @@ afterEach(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
+const oldBoot = '00000000-dead-beef-0000-000000000000';
+
 const markers = (): string[] => {
   try {
     return readdirSync(path.join(root, 'unsettled')).filter((n) => !n.startsWith('.'));
@@ -47,6 +49,38 @@ const settled = async (): Promise<void> => {
   for (let i = 0; i < 400 && markers().length > 0; i++) await new Promise((r) => setTimeout(r, 25));
   expect(markers()).toEqual([]);
 };
+
+describe('unsettled marks', () => {
+  it('are empty files naming the content, the boot and the process; settle removes them after a sync', async () => {
+    const dir = path.join(work, 'marks');
+    const u = openUnsettled(dir, [work]);
+    await u.mark(['layer-aa', 'blob-bb']);
+    expect(readdirSync(dir).sort()).toEqual([`blob-bb@${bootId()}@${process.pid}`, `layer-aa@${bootId()}@${process.pid}`]);
+    expect(u.lost('layer-aa')).toBe(false); // this boot: the page cache has it
+    const files = u.settle();
+    expect(files.sort()).toEqual(readdirSync(dir).sort().map((f) => path.join(dir, f)));
+    for (let i = 0; i < 400 && readdirSync(dir).length > 0; i++) await new Promise((r) => setTimeout(r, 25));
+    expect(readdirSync(dir)).toEqual([]);
+    expect(u.settle()).toEqual([]); // nothing left to settle
+  });
+
+  it('from an earlier boot are lost until forgotten; those of a live process of this boot are not settled by another', async () => {
+    const dir = path.join(work, 'marks');
+    const u0 = openUnsettled(dir, [work]);
+    await u0.mark(['layer-live']); // this process: alive
+    await writeFile(path.join(dir, `layer-old@${oldBoot}@1`), '');
+    await writeFile(path.join(dir, 'not-a-mark'), '');
+    const u = openUnsettled(dir, [work]);
+    expect(u.lost('layer-old')).toBe(true);
+    expect(u.lost('layer-live')).toBe(false);
+    expect(u.lostNames()).toEqual(['layer-old']);
+    u.forget('layer-old');
+    expect(u.lost('layer-old')).toBe(false);
+    expect(existsSync(path.join(dir, `layer-old@${oldBoot}@1`))).toBe(false);
+    expect(u.settle()).toEqual([]); // another store in the same process: u0's marks are u0's to settle
+    expect(u0.settle()).toEqual([path.join(dir, `layer-live@${bootId()}@${process.pid}`)]);
+  });
+});
 
 describe.skipIf(!ready)(`pulled content is synced after it is published (${why})`, () => {
   let reg: RegistryHandle;
@@ -67,7 +101,7 @@ describe.skipIf(!ready)(`pulled content is synced after it is published (${why})
     const img = await pullImage(store, ref, { configDir: cfg });
     // the marks were made (fsynced) before the content was published; the write-back may be done already
     const names = new Set([...img.chain.map((c) => `layer-${encodedOf(c)}`), ...img.manifest.layers.map((l) => `blob-${encodedOf(l.digest)}`)]);
-    for (const m of markers()) expect(names.has(m)).toBe(true);
+    for (const m of markers()) expect(names.has(m.split('@')[0]!)).toBe(true);
     await settled();
     for (const c of img.chain) expect(await store.layers.get(c)).toBeDefined();
     for (const l of img.manifest.layers) expect(await store.blobs.has(l.digest)).toBe(true);
@@ -89,8 +123,8 @@ describe.skipIf(!ready)(`pulled content is synced after it is published (${why})
     // as if the machine died right after the pull: the marks survive with the old boot's id
     const top = img.chain[1]!;
     const topBlob = img.manifest.layers[1]!.digest;
-    await writeFile(path.join(root, 'unsettled', `layer-${encodedOf(top)}`), `00000000-dead-beef-0000-000000000000 ${process.pid}\n`);
-    await writeFile(path.join(root, 'unsettled', `blob-${encodedOf(topBlob)}`), `00000000-dead-beef-0000-000000000000 ${process.pid}\n`);
+    await writeFile(path.join(root, 'unsettled', `layer-${encodedOf(top)}@${oldBoot}@${process.pid}`), '');
+    await writeFile(path.join(root, 'unsettled', `blob-${encodedOf(topBlob)}@${oldBoot}@${process.pid}`), '');
 
     const store = openStore(root); // the next boot's first command
     expect(await store.layers.get(img.chain[0]!)).toBeDefined(); // unmarked: kept
@@ -119,8 +153,8 @@ describe.skipIf(!ready)(`pulled content is synced after it is published (${why})
     const img = await pullImage(store, ref, { configDir: cfg });
     await settled();
     const top = img.chain[1]!;
-    const orphan = path.join(root, 'unsettled', `layer-${encodedOf(top)}`);
-    await writeFile(orphan, `${bootId()} 2147483646\n`); // no such pid
+    const orphan = path.join(root, 'unsettled', `layer-${encodedOf(top)}@${bootId()}@2147483646`); // no such pid
+    await writeFile(orphan, '');
     const fresh = openStore(root);
     expect(await fresh.layers.get(top)).toBeDefined(); // same boot: the page cache holds it, nothing is lost
     await pullImage(fresh, ref, { configDir: cfg }); // nothing to download, but its settle takes the orphan over
@@ -133,9 +167,8 @@ describe.skipIf(!ready)(`pulled content is synced after it is published (${why})
     const first = openStore(root);
     const img = await pullImage(first, ref, { configDir: cfg });
     await settled();
-    const old = '00000000-dead-beef-0000-000000000000 1\n';
-    await writeFile(path.join(root, 'unsettled', `layer-${encodedOf(img.chain[1]!)}`), old);
-    await writeFile(path.join(root, 'unsettled', `blob-${'0'.repeat(64)}`), old); // names nothing that exists
+    await writeFile(path.join(root, 'unsettled', `layer-${encodedOf(img.chain[1]!)}@${oldBoot}@1`), '');
+    await writeFile(path.join(root, 'unsettled', `blob-${'0'.repeat(64)}@${oldBoot}@1`), ''); // names nothing that exists
     const store = openStore(root);
     const r = await collectGarbage(store);
     expect(r.garbageRemoved).toBe(1);
