@@ -30,7 +30,7 @@ int log_open(struct shim_log *l, const char *path, unsigned long long max_size, 
   l->max_size = max_size;
   l->max_files = max_files ? max_files : 1;
   l->size = 0;
-  l->line[0].len = l->line[1].len = 0;
+  l->line_len[0] = l->line_len[1] = 0;
   if (!path) return 0;
   return open_log_file(l, e);
 }
@@ -192,9 +192,20 @@ int log_feed(struct shim_log *l, enum log_stream s, const char *data, size_t len
              const struct timespec *ts, berth_error *e) {
   if (l->fd < 0) return 0;
   int rc = 0;
-  char *buf = l->line[s].buf;
-  size_t *used = &l->line[s].len;
+  char *buf = l->line_buf[s];
+  size_t *used = &l->line_len[s];
   while (len > 0) {
+    if (*used == 0) {
+      /* Nothing waiting: a whole line is written from where it is. */
+      const char *nl = memchr(data, '\n', len < LOG_LINE_MAX ? len : LOG_LINE_MAX);
+      if (nl) {
+        size_t take = (size_t)(nl - data) + 1;
+        if (write_record(l, s, data, take, ts, e) < 0) rc = -1;
+        data += take;
+        len -= take;
+        continue;
+      }
+    }
     size_t room = LOG_LINE_MAX - *used;
     const char *nl = memchr(data, '\n', len < room ? len : room);
     size_t take = nl ? (size_t)(nl - data) + 1 : (len < room ? len : room);
@@ -216,7 +227,7 @@ int log_feed(struct shim_log *l, enum log_stream s, const char *data, size_t len
 }
 
 int log_flush(struct shim_log *l, enum log_stream s, const struct timespec *ts, berth_error *e) {
-  size_t n = l->line[s].len;
-  l->line[s].len = 0;
-  return write_record(l, s, l->line[s].buf, n, ts, e);
+  size_t n = l->line_len[s];
+  l->line_len[s] = 0;
+  return write_record(l, s, l->line_buf[s], n, ts, e);
 }

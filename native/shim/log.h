@@ -21,10 +21,10 @@ struct shim_log {
   const char *path;
   unsigned long long max_size, size;
   unsigned max_files;
-  struct {
-    char buf[LOG_LINE_MAX];
-    size_t len;
-  } line[2];
+  size_t line_len[2]; /* bytes of an unfinished line per stream, in line_buf */
+  /* Last, so that its pages are touched only when a line has to wait for
+   * its end (a container printing whole lines never touches them). */
+  char line_buf[2][LOG_LINE_MAX];
 };
 
 /* Opens (appends to) path; path NULL gives a log that drops everything. */

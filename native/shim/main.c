@@ -64,20 +64,25 @@ static bool parse_size(const char *s, unsigned long long *out) {
 }
 
 /* The shim moves to its state dir, so every path it is given becomes absolute
- * first. A runtime named without a slash is looked up in PATH at exec. */
-static const char *absolute(const char *path, char *buf) {
+ * first. A runtime named without a slash is looked up in PATH at exec.
+ * The result is kept for the shim's life, on the heap at its own size: a few
+ * hundred bytes there share a page with the thread's TLS block, where five
+ * static PATH_MAX buffers took two pages of their own. noinline: cwd stays
+ * out of main's frame, which lives as long as the shim. */
+static __attribute__((noinline)) const char *absolute(const char *path) {
   if (path[0] == '/') return path;
   char cwd[PATH_MAX];
   if (!getcwd(cwd, sizeof cwd)) return NULL;
-  if (snprintf(buf, PATH_MAX, "%s/%s", cwd, path) >= PATH_MAX) return NULL;
-  return buf;
+  size_t n = strlen(cwd) + 1 + strlen(path) + 1;
+  char *abs = n <= PATH_MAX ? malloc(n) : NULL;
+  if (abs) snprintf(abs, n, "%s/%s", cwd, path);
+  return abs;
 }
 
 int main(int argc, char **argv) {
   /* `berth-shim helper`: the engine's process helper (helper.h), not a shim */
   if (argc == 2 && strcmp(argv[1], "helper") == 0) return helper_main();
   static struct shim_options o = {.log_max_files = 1};
-  static char abs_state[PATH_MAX], abs_bundle[PATH_MAX], abs_log[PATH_MAX], abs_root[PATH_MAX], abs_rt[PATH_MAX];
   int c;
   while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
     switch (c) {
@@ -112,22 +117,25 @@ int main(int argc, char **argv) {
   if (!o.bundle) return bad_usage("%s is required", "--bundle");
   if (o.stdin_once && !o.stdin_open) return bad_usage("%s needs --stdin", "--stdin-once");
 
-  berth_error e;
-  berth_error_clear(&e);
+  /* Static and zero (clear) from the start: main's frame lives as long as
+   * the shim, and 4 KiB of it is a page the event loop's frames would
+   * otherwise sit below; its own page is touched only by a failure. */
+  static berth_error e;
   if (mkdir_p(o.state_dir, 0700, &e) < 0) {
     fprintf(stderr, "berth-shim: state dir: %s\n", e.msg);
     return 1;
   }
-  if (!realpath(o.state_dir, abs_state)) {
+  const char *state_dir = realpath(o.state_dir, NULL); /* malloc'd at its size, kept */
+  if (!state_dir) {
     fprintf(stderr, "berth-shim: resolve state dir '%s': %s\n", o.state_dir, strerror(errno));
     return 1;
   }
-  o.state_dir = abs_state;
-  if (!(o.bundle = absolute(o.bundle, abs_bundle))) return bad_usage("%s: path too long", "--bundle");
-  if (o.log_path && !(o.log_path = absolute(o.log_path, abs_log))) return bad_usage("%s: path too long", "--log-path");
-  if (o.runtime_root && !(o.runtime_root = absolute(o.runtime_root, abs_root)))
+  o.state_dir = state_dir;
+  if (!(o.bundle = absolute(o.bundle))) return bad_usage("%s: path too long", "--bundle");
+  if (o.log_path && !(o.log_path = absolute(o.log_path))) return bad_usage("%s: path too long", "--log-path");
+  if (o.runtime_root && !(o.runtime_root = absolute(o.runtime_root)))
     return bad_usage("%s: path too long", "--runtime-root");
-  if (strchr(o.runtime, '/') && !(o.runtime = absolute(o.runtime, abs_rt))) return bad_usage("%s: path too long", "--runtime");
+  if (strchr(o.runtime, '/') && !(o.runtime = absolute(o.runtime))) return bad_usage("%s: path too long", "--runtime");
 
   bool is_shim = false;
   cleanup_fd int sync_fd = -1;

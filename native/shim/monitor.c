@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,12 +23,16 @@
 #include "sock.h"
 #include "stdin_sink.h"
 #include "terminal.h"
+#include "trim.h"
 #include "util.h"
 
 enum tag { T_SIGNAL, T_OUT, T_ERR, T_STDIN, T_ATTACH_LISTEN, T_ATTACH, T_NOTIFY_LISTEN, T_NOTIFY };
 
-/* One monitor per process; static so its buffers cost nothing until touched. */
-static struct monitor {
+/* One monitor per process; static so its buffers cost nothing until touched:
+ * the small state first, on one page (aligned so that it does not straddle
+ * two), the log's line buffers (32 KiB) last. */
+#define MONITOR_PAGE 4096
+static _Alignas(MONITOR_PAGE) struct monitor {
   const struct shim_options *opt;
   int epfd, sigfd;
   int out_fd, err_fd; /* container output: pipes, or the pty master in out_fd */
@@ -37,13 +42,20 @@ static struct monitor {
   struct timespec exited_at;
   struct timespec drain_until; /* CLOCK_MONOTONIC */
   struct stdin_sink in;
+  bool stdin_watched; /* in.fd is in the epoll set for EPOLLOUT */
   bool input_paused;
-  struct shim_log log;
-  struct attach_server attach;
   struct attach_ops attach_ops;
   struct notify_server notify;
   struct oom_watch oom;
+  struct attach_server attach;
+  struct shim_log log;
 } m;
+_Static_assert(offsetof(struct monitor, log) + offsetof(struct shim_log, line_buf) <= MONITOR_PAGE,
+               "the monitor's small state fits one page");
+
+/* Where errors go that the event loop reports nowhere (a failed log write,
+ * a refused resize): static, so that the loop's stack stays shallow. */
+static berth_error ignored;
 
 static uint64_t tagged(enum tag t, int slot) { return (uint64_t)t << 32 | (uint32_t)slot; }
 
@@ -73,8 +85,7 @@ static void on_input(void *ctx, const char *data, size_t len) {
 
 static void on_resize(void *ctx, unsigned short rows, unsigned short cols) {
   (void)ctx;
-  berth_error e;
-  if (m.opt->terminal && m.out_fd >= 0) (void)terminal_resize(m.out_fd, rows, cols, &e);
+  if (m.opt->terminal && m.out_fd >= 0) (void)terminal_resize(m.out_fd, rows, cols, &ignored);
 }
 
 static void on_close_stdin(void *ctx) {
@@ -85,13 +96,12 @@ static void on_close_stdin(void *ctx) {
 /* Epoll interest follows state: clients are read unless stdin is backed up
  * or their input ended; written to while they have a backlog. */
 static void sync_interest(void) {
-  static bool stdin_watched;
   bool want = m.in.fd >= 0 && m.in.len > 0;
-  if (want != stdin_watched && m.in.fd >= 0) {
+  if (want != m.stdin_watched && m.in.fd >= 0) {
     struct epoll_event ev = {.events = EPOLLOUT, .data.u64 = tagged(T_STDIN, 0)};
     epoll_ctl(m.epfd, want ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, m.in.fd, &ev);
   }
-  stdin_watched = want && m.in.fd >= 0;
+  m.stdin_watched = want && m.in.fd >= 0;
   m.input_paused = stdin_sink_full(&m.in);
   for (int i = 0; i < ATTACH_MAX_CLIENTS; i++) {
     struct attach_client *c = &m.attach.c[i];
@@ -112,16 +122,15 @@ static bool pump(int *fd, enum log_stream s) {
   if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
-  berth_error e;
   if (n <= 0) {
     /* EOF, or EIO from a pty whose last slave is closed. */
-    (void)log_flush(&m.log, s, &now, &e);
+    (void)log_flush(&m.log, s, &now, &ignored);
     epoll_ctl(m.epfd, EPOLL_CTL_DEL, *fd, NULL);
     close(*fd);
     *fd = -1;
     return false;
   }
-  (void)log_feed(&m.log, s, buf, (size_t)n, &now, &e);
+  (void)log_feed(&m.log, s, buf, (size_t)n, &now, &ignored);
   attach_broadcast(&m.attach, s == LOG_STDOUT ? 1 : 2, buf, (size_t)n, &m.attach_ops);
   return true;
 }
@@ -176,9 +185,9 @@ static void dispatch(const struct epoll_event *ev) {
     case T_STDIN: stdin_sink_flush(&m.in); break;
     case T_ATTACH_LISTEN:
       while ((s = attach_accept(&m.attach)) >= 0) {
-        berth_error e;
         m.attach.c[s].events = m.input_paused ? 0 : EPOLLIN;
-        if (watch(m.attach.c[s].fd, m.attach.c[s].events, T_ATTACH, s, &e) < 0) attach_drop(&m.attach, s, &m.attach_ops);
+        if (watch(m.attach.c[s].fd, m.attach.c[s].events, T_ATTACH, s, &ignored) < 0)
+          attach_drop(&m.attach, s, &m.attach_ops);
       }
       break;
     case T_ATTACH: {
@@ -196,8 +205,7 @@ static void dispatch(const struct epoll_event *ev) {
     }
     case T_NOTIFY_LISTEN:
       while ((s = notify_accept(&m.notify)) >= 0) {
-        berth_error e;
-        if (watch(m.notify.client[s], EPOLLIN, T_NOTIFY, s, &e) < 0) {
+        if (watch(m.notify.client[s], EPOLLIN, T_NOTIFY, s, &ignored) < 0) {
           close(m.notify.client[s]);
           m.notify.client[s] = -1;
         }
@@ -253,7 +261,7 @@ static int create_container(struct setup_fds *f, berth_error *e) {
     if (make_pipe(&m.err_fd, &f->err_w, true, false, e) < 0) return -1;
     io.out = f->out_w, io.err = f->err_w, io.capture = m.err_fd;
   }
-  static struct runtime_output out;
+  struct runtime_output out; /* on setup's stack, which is given back */
   if (runtime_create(o, &io, &out, &m.pid, e) < 0) {
     if (o->terminal) close_fd(&out.console_master);
     return -1;
@@ -275,7 +283,9 @@ static int create_container(struct setup_fds *f, berth_error *e) {
   return 0;
 }
 
-static int setup(struct setup_fds *f, berth_error *e) {
+/* noinline, as finish: their deep frames must not become part of the frame
+ * the event loop runs under (see trim_stack). */
+static __attribute__((noinline)) int setup(struct setup_fds *f, berth_error *e) {
   const struct shim_options *o = m.opt;
   if (chdir(o->state_dir) < 0) return berth_fail_errno(e, "enter state dir '%s'", o->state_dir);
   if (sock_is_live(NOTIFY_SOCKET))
@@ -319,7 +329,7 @@ static int setup(struct setup_fds *f, berth_error *e) {
 
 /* ---- teardown ---- */
 
-static int finish(berth_error *e) {
+static __attribute__((noinline)) int finish(berth_error *e) {
   const struct shim_options *o = m.opt;
   struct timespec now;
   clock_gettime(CLOCK_REALTIME, &now);
@@ -362,6 +372,9 @@ int monitor_run(const struct shim_options *o, int *sync_fd, berth_error *e) {
     return -1;
   }
   daemonize_report_ready(sync_fd, m.pid);
+  /* Setup ran tens of KiB deep (runtime create, the cgroup lookup, error
+   * formatting); the loop needs a few hundred bytes. */
+  trim_stack();
 
   while (!finished()) {
     struct epoll_event evs[16];

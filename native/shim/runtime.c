@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "smallfile.h"
 #include "terminal.h"
 #include "util.h"
 
@@ -123,8 +124,8 @@ static const char *captured_text(struct runtime_output *out) {
 }
 
 static int read_init_pid(const struct shim_options *o, pid_t *pid, berth_error *e) {
-  cleanup_free char *text = NULL;
-  if (read_file(RUNTIME_PID_FILE, &text, NULL, e) < 0)
+  char text[64];
+  if (smallfile_read(RUNTIME_PID_FILE, text, sizeof text, e) < 0)
     return berth_wrap(e, "runtime created container '%s' but wrote no pid file", o->id);
   char *end;
   long v = strtol(text, &end, 10);
@@ -136,8 +137,8 @@ static int read_init_pid(const struct shim_options *o, pid_t *pid, berth_error *
    * init must have been reparented to us as the subreaper. */
   char path[64];
   snprintf(path, sizeof path, "/proc/%ld/stat", v);
-  cleanup_free char *stat = NULL;
-  if (read_file(path, &stat, NULL, e) < 0) return berth_wrap(e, "container '%s' init pid %ld", o->id, v);
+  char stat[4096];
+  if (smallfile_read(path, stat, sizeof stat, e) < 0) return berth_wrap(e, "container '%s' init pid %ld", o->id, v);
   char *close_paren = strrchr(stat, ')');
   long ppid = 0;
   if (!close_paren || sscanf(close_paren + 1, " %*c %ld", &ppid) != 1)
@@ -190,7 +191,7 @@ int runtime_delete(const struct shim_options *o, berth_error *e) {
   cleanup_fd int wr = p[1];
   if (fcntl(rd, F_SETFL, O_NONBLOCK) < 0) return berth_fail_errno(e, "set pipe non-blocking");
   struct runtime_stdio io = {.in = 0, .out = 0, .err = wr, .capture = rd, .console_listen = -1};
-  static struct runtime_output out;
+  struct runtime_output out;
   const char *args[] = {"delete", "--force", o->id, NULL};
   int st = 0;
   if (run(o, args, &io, &out, &st, e) < 0) return -1;
