@@ -20,6 +20,8 @@
 # network namespace of its own with its own roots (no bridge, no iptables),
 # podman with its own storage and a containers.conf given by CONTAINERS_CONF.
 # PEERS=0 runs Berth alone; peers that are not installed are skipped.
+# FLOOR=1 (default) adds `node -e 0` and a bare `berth-runtime run` of /bin/true
+# to part 1: what any Node front pays before its engine does anything.
 # Needs: npm run build, make -C native, test/fixtures/make-fixtures.sh, hyperfine; root;
 # node on PATH as the build used it (. scripts/env.sh).
 set -euo pipefail
@@ -117,6 +119,26 @@ else
   echo "docker: not run (PEERS=0, or docker.io missing)"
 fi
 
+# The floor of any `run --rm` through a Node CLI, timed in the same rounds
+# (FLOOR=0 leaves it out): `node -e 0` (Node's own start and exit) and
+# `berth-runtime run` of a bundle with the same busybox rootfs and /bin/true
+# (namespaces, cgroups, mounts, pivot_root, seccomp, exec, wait, delete:
+# the container itself, with no engine around it). Their sum is what a Node
+# front cannot go below.
+engines=("${names[@]}")
+if [ "${FLOOR:-1}" != 0 ]; then
+  bundle="$dir/bundle"
+  mkdir -p "$bundle"
+  cp -a "$repo/test/fixtures/build/rootfs" "$bundle/rootfs"
+  (cd "$bundle" && "$BERTH_NATIVE_DIR/berth-runtime" spec)
+  "$node" -e '
+    const fs = require("node:fs"); const f = process.argv[1]; const s = JSON.parse(fs.readFileSync(f, "utf8"));
+    s.process.terminal = false; s.process.args = ["/bin/true"]; s.linux.cgroupsPath = "/berth-bench-floor";
+    fs.writeFileSync(f, JSON.stringify(s));' "$bundle/config.json"
+  names+=(node-e-0 runtime)
+  cmds+=("$node -e 0" "$BERTH_NATIVE_DIR/berth-runtime --root $dir/runtime-root run --bundle $bundle berth-bench-floor")
+fi
+
 echo "== run --rm --network none busybox true: ${names[*]}, $rounds rounds x $runs runs each, interleaved by round (load $(loadavg))"
 hf=()
 hfopts=(--style none); [ -n "${HF_SHOW:-}" ] && hfopts=(--show-output)  # HF_SHOW=1: the commands' output, to debug a failing one
@@ -139,6 +161,7 @@ for (const [k, v] of Object.entries(times)) {
   console.log(`${k.padEnd(7)} median ${med[k].toFixed(1)} ms, min ${(Math.min(...v) * 1000).toFixed(1)} ms, n=${v.length}${rel ? ` (${rel})` : ''}`);
 }
 JS
+names=("${engines[@]}") # the floor rows are part 1 only
 
 echo "== $count detached sleep containers per engine, one CLI call each, interleaved (load $(loadavg))"
 pss() { awk '/^Pss:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
