@@ -362,12 +362,15 @@ static void start_call(uint32_t id, const char *what, int (*fn)(void *, berth_er
   }
   pid_t pid = fork();
   if (pid == 0) {
-    close(p[0]);
+    /* only stdio and the report pipe (as fd 3): a copy of a lock's descriptor
+     * here would keep the lock held after the helper lets it go */
+    if (dup2(p[1], 3) < 0) _exit(1);
+    close_range(4, ~0U, 0);
     static berth_error e;
     if (fn(arg, &e) == 0) _exit(0);
     int32_t en = e.errnum ? e.errnum : EIO;
-    (void)write_all(p[1], &en, sizeof en);
-    (void)write_all(p[1], e.msg, strlen(e.msg));
+    (void)write_all(3, &en, sizeof en);
+    (void)write_all(3, e.msg, strlen(e.msg));
     _exit(1);
   }
   int fork_errno = errno;

@@ -12,7 +12,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { execProgram, helperAvailable, helperLock, helperMount, helperUmount, helperUnlock } from '../../../engine/runtime/helper.js';
 
 const shim = path.resolve('native/build/berth-shim');
-const skipReason = process.getuid?.() !== 0 ? 'needs root' : !fs.existsSync(shim) ? 'needs native/build/berth-shim (make -C native)' : '';
+const skipReason = process.getuid?.() !== 0 ? 'needs root' : !fs.existsSync(shim) ? 'needs native/build/berth-shim (make -C native)'
+  : process.env['BERTH_HELPER'] === '0' ? 'BERTH_HELPER=0 turns the helper off' : '';
 let dir = '';
 
 const mounted = (p: string): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === p);
