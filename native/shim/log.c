@@ -25,6 +25,8 @@ static int open_log_file(struct shim_log *l, berth_error *e) {
 
 int log_open(struct shim_log *l, const char *path, unsigned long long max_size, unsigned max_files,
              berth_error *e) {
+  static char line_bufs[2][LOG_LINE_MAX];
+  l->line_buf[0] = line_bufs[0], l->line_buf[1] = line_bufs[1];
   l->fd = -1;
   l->path = path;
   l->max_size = max_size;

@@ -22,12 +22,13 @@ struct shim_log {
   unsigned long long max_size, size;
   unsigned max_files;
   size_t line_len[2]; /* bytes of an unfinished line per stream, in line_buf */
-  /* Last, so that its pages are touched only when a line has to wait for
-   * its end (a container printing whole lines never touches them). */
-  char line_buf[2][LOG_LINE_MAX];
+  char *line_buf[2];  /* LOG_LINE_MAX each: static buffers of log.c, whose pages
+                       * are touched only when a line has to wait for its end
+                       * (a container printing whole lines never touches them) */
 };
 
-/* Opens (appends to) path; path NULL gives a log that drops everything. */
+/* Opens (appends to) path; path NULL gives a log that drops everything.
+ * One log per process: the line buffers are log.c's. */
 int log_open(struct shim_log *l, const char *path, unsigned long long max_size, unsigned max_files,
              berth_error *e);
 /* Takes output of one stream read at time ts; writes every completed line. */

@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,11 +27,12 @@
 
 enum tag { T_SIGNAL, T_OUT, T_ERR, T_STDIN, T_ATTACH_LISTEN, T_ATTACH, T_NOTIFY_LISTEN, T_NOTIFY };
 
-/* One monitor per process; static so its buffers cost nothing until touched:
- * the small state first, on one page (aligned so that it does not straddle
- * two), the log's line buffers (32 KiB) last. */
-#define MONITOR_PAGE 4096
-static _Alignas(MONITOR_PAGE) struct monitor {
+/* One monitor per process, its state small (1.7 KiB; the buffers are static
+ * in log.c and pump, touched only by output). Initialized, so it lies in
+ * .data, whose few pages are dirty from the start anyway (a static PIE
+ * relocates the pointers in them, libc writes its own state there), where
+ * in .bss it took a page more per shim. */
+static struct monitor {
   const struct shim_options *opt;
   int epfd, sigfd;
   int out_fd, err_fd; /* container output: pipes, or the pty master in out_fd */
@@ -49,9 +49,7 @@ static _Alignas(MONITOR_PAGE) struct monitor {
   struct oom_watch oom;
   struct attach_server attach;
   struct shim_log log;
-} m;
-_Static_assert(offsetof(struct monitor, log) + offsetof(struct shim_log, line_buf) <= MONITOR_PAGE,
-               "the monitor's small state fits one page");
+} m = {.epfd = -1, .sigfd = -1, .out_fd = -1, .err_fd = -1, .in = {.fd = -1, .epfd = -1}};
 
 /* Where errors go that the event loop reports nowhere (a failed log write,
  * a refused resize): static, so that the loop's stack stays shallow. */
@@ -364,7 +362,6 @@ static __attribute__((noinline)) int finish(berth_error *e) {
 
 int monitor_run(const struct shim_options *o, int *sync_fd, berth_error *e) {
   m.opt = o;
-  m.epfd = m.sigfd = m.out_fd = m.err_fd = m.in.fd = m.in.epfd = -1;
   struct setup_fds f = {-1, -1, -1, -1, -1, -1};
   if (setup(&f, e) < 0) {
     daemonize_report_failure(sync_fd, e);
