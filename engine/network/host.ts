@@ -20,7 +20,9 @@ import { parseCidr, type Subnet } from './ipam.js';
  * namespace of the process that looks; /sys/class/net answers for the one sysfs
  * was mounted in, which is the host's when Berth runs under `nsenter --net`.
  */
-export const linkExists = async (name: string): Promise<boolean> => {
+export const linkExists = async (name: string): Promise<boolean> => linkExistsNow(name);
+
+const linkExistsNow = (name: string): boolean => {
   if (name === '' || name === '.' || name === '..' || name.includes('/')) return false;
   try {
     accessSync(`/proc/sys/net/ipv4/conf/${name}`);
@@ -28,6 +30,26 @@ export const linkExists = async (name: string): Promise<boolean> => {
   } catch {
     return false;
   }
+};
+
+/**
+ * Waits up to `ms` for links to leave this namespace without a request of
+ * ours: the host ends of veths whose netns was just unmounted, with no
+ * process left in it, go when the kernel's netns cleanup runs (a worker,
+ * soon after the last reference goes; the link is out of /proc/sys before
+ * the cleanup's RCU grace periods, which nobody waits for), where an
+ * explicit delete answers only after its grace period (4-65 ms here).
+ * Returns the links still there (the caller deletes them: the netns is
+ * still held somewhere, or the worker is late).
+ */
+export const linksLeaveWithNetns = async (names: readonly string[], ms: number): Promise<string[]> => {
+  const deadline = performance.now() + ms;
+  let left = names.filter(linkExistsNow);
+  while (left.length > 0 && performance.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 1));
+    left = left.filter(linkExistsNow);
+  }
+  return left;
 };
 
 /** A failure of the helper's netlink request as a Kernel error naming the object; anything else as it is. */

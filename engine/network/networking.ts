@@ -493,20 +493,26 @@ class LocalNetworking implements Networking {
   }
 
   /**
-   * Deletes an endpoint's veths and netns. BERTH_NET_UNDO=parallel: both at
-   * once (deleting a veth waits for an RCU grace period, ~20 ms); default:
-   * the netns first, then whichever veth the kernel has not yet removed
-   * with it (a veth goes when its namespace does).
+   * Deletes an endpoint's veths and netns. Its own netns first: once no
+   * process is left in it, the kernel takes the veths with it, without the
+   * RCU grace period an explicit delete waits for (a wait of ~20 ms per
+   * container under load); a veth still there after a short while (a
+   * container: sharer still running in the namespace, or a late kernel
+   * worker) is deleted. `shared`: a sharer is known to hold the namespace,
+   * so no waiting for the kernel. BERTH_NET_UNDO=parallel: the explicit
+   * deletes beside the umount, as before (for comparisons).
    */
-  private async undoHost(ep: EndpointRecord): Promise<void> {
+  private async undoHost(ep: EndpointRecord, shared = false): Promise<void> {
     const ownNetns = (ep.mode === 'bridge' || ep.mode === 'none') && ep.netnsPath !== undefined;
+    const veths = Object.values(ep.networks).map((a) => a.hostVeth);
     if (ownNetns && process.env['BERTH_NET_UNDO'] !== 'parallel') {
       await host.removeNetns(ep.netnsPath!); // a failure keeps the record: the next command finishes it
-      const failed = (await Promise.allSettled(Object.values(ep.networks).map((a) => host.deleteLink(a.hostVeth)))).find((r) => r.status === 'rejected');
+      const left = shared ? veths : await host.linksLeaveWithNetns(veths, 50);
+      const failed = (await Promise.allSettled(left.map((v) => host.deleteLink(v)))).find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
       return;
     }
-    const steps: Promise<unknown>[] = Object.values(ep.networks).map((a) => host.deleteLink(a.hostVeth));
+    const steps: Promise<unknown>[] = veths.map((v) => host.deleteLink(v));
     if (ownNetns) steps.push(host.removeNetns(ep.netnsPath!));
     const failed = (await Promise.allSettled(steps)).find((r) => r.status === 'rejected');
     if (failed) throw (failed as PromiseRejectedResult).reason; // the record stays: the next command finishes it
@@ -1002,7 +1008,8 @@ class LocalNetworking implements Networking {
         if (primary && !internal.has(primary.networkId)) dropDnats.push(...dnatsOf([cur]));
         await this.put(ctx, { ...cur, phase: 'removing' }, false);
         // the intent is on disk: the host work starts now, alongside the rest of the commit (table, hosts files)
-        undone = this.undoHost(cur).then(() => undefined, (e: unknown) => e as object);
+        const shared = [...ctx.eps.values()].some((e) => e.mode === 'container' && e.sharedWith === containerId);
+        undone = this.undoHost(cur, shared).then(() => undefined, (e: unknown) => e as object);
         await this.dropSharers(ctx, containerId);
         ep = cur;
       },
