@@ -92,11 +92,13 @@ static size_t utf8_seq(const unsigned char *p, size_t avail) {
  * A sink with fd -1 only counts. */
 struct sink {
   int fd;
-  char buf[4096];
   size_t used;
   size_t total;
   bool failed;
+  char buf[4000]; /* last, and the sink one aligned page: a short record touches one page */
 };
+#define SINK_ALIGN 4096
+_Static_assert(sizeof(struct sink) <= SINK_ALIGN, "a sink fits one page");
 
 static void sink_put(struct sink *k, const char *s, size_t n) {
   k->total += n;
@@ -167,7 +169,7 @@ static int write_record(struct shim_log *l, enum log_stream s, const char *text,
   if (l->fd < 0 || len == 0) return 0;
   char tbuf[TIMEFMT_LEN];
   size_t tlen = timefmt_rfc3339nano(ts, tbuf);
-  static struct sink k;
+  static _Alignas(SINK_ALIGN) struct sink k;
   k.fd = -1, k.total = 0, k.used = 0, k.failed = false;
   put_record(&k, s, text, len, tbuf, tlen);
   if (l->max_size && l->size > 0 && l->size + k.total > l->max_size && rotate(l, e) < 0) return -1;
