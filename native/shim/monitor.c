@@ -362,6 +362,7 @@ static __attribute__((noinline)) int finish(berth_error *e) {
 
 int monitor_run(const struct shim_options *o, int *sync_fd, berth_error *e) {
   m.opt = o;
+  trim_heap_settings();
   struct setup_fds f = {-1, -1, -1, -1, -1, -1};
   if (setup(&f, e) < 0) {
     daemonize_report_failure(sync_fd, e);

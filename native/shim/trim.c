@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +33,22 @@ static __attribute__((noinline)) uintptr_t stack_low_end(void) {
     memmove(buf, line, used);
     if (used == sizeof buf - 1) used = 0; /* a line longer than buf is no [stack] line */
   }
+}
+
+/* glibc's defaults keep 128 KiB above the top of the heap when trimming,
+ * trim only once 128 KiB are free, and raise the mmap threshold after a
+ * mapped chunk is freed (so the next large backlog lands on the heap and
+ * stays there). Set, these are fixed: */
+#define TRIM_TOP_PAD 0
+#define TRIM_THRESHOLD (16 * 1024)
+#define TRIM_MMAP_THRESHOLD (64 * 1024)
+
+void trim_heap_settings(void) {
+  /* mallopt returns 0 for a value it refuses; glibc's defaults then hold,
+   * which cost memory, not correctness. */
+  (void)mallopt(M_TOP_PAD, TRIM_TOP_PAD);
+  (void)mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+  (void)mallopt(M_MMAP_THRESHOLD, TRIM_MMAP_THRESHOLD);
 }
 
 /* What can still be live below this function's frame address while madvise

@@ -12,4 +12,10 @@
  * dropped and nothing else changes. */
 void trim_stack(void);
 
+/* Heap settings for a process that allocates only for bursts (an attach
+ * client's backlog, stdin waiting for the container): what is freed goes
+ * back to the kernel instead of staying as a 128 KiB pad, and a large buffer
+ * is mapped on its own and unmapped when freed. */
+void trim_heap_settings(void);
+
 #endif
