@@ -1,6 +1,7 @@
 #include "exit.h"
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,25 @@
 
 #include "timefmt.h"
 #include "util.h"
+
+/* The names glibc's sigabbrev_np gives (SIGIO as POLL), from this
+ * architecture's numbers. Not sigabbrev_np itself: its table is one of
+ * pointers, which a static PIE relocates at every start, and linking it put
+ * a fifth dirty page of relocated data in every shim. Arrays of char are
+ * plain read-only data. */
+static const char signal_names[][8] = {
+    [SIGHUP] = "HUP",     [SIGINT] = "INT",       [SIGQUIT] = "QUIT",   [SIGILL] = "ILL",
+    [SIGTRAP] = "TRAP",   [SIGABRT] = "ABRT",     [SIGBUS] = "BUS",     [SIGFPE] = "FPE",
+    [SIGKILL] = "KILL",   [SIGUSR1] = "USR1",     [SIGSEGV] = "SEGV",   [SIGUSR2] = "USR2",
+    [SIGPIPE] = "PIPE",   [SIGALRM] = "ALRM",     [SIGTERM] = "TERM",   [SIGCHLD] = "CHLD",
+    [SIGCONT] = "CONT",   [SIGSTOP] = "STOP",     [SIGTSTP] = "TSTP",   [SIGTTIN] = "TTIN",
+    [SIGTTOU] = "TTOU",   [SIGURG] = "URG",       [SIGXCPU] = "XCPU",   [SIGXFSZ] = "XFSZ",
+    [SIGVTALRM] = "VTALRM", [SIGPROF] = "PROF",   [SIGWINCH] = "WINCH", [SIGPOLL] = "POLL",
+    [SIGPWR] = "PWR",     [SIGSYS] = "SYS",
+#ifdef SIGSTKFLT
+    [SIGSTKFLT] = "STKFLT",
+#endif
+};
 
 char *exit_record_json(const struct exit_record *r) {
   int code = 0, sig = 0;
@@ -20,9 +40,9 @@ char *exit_record_json(const struct exit_record *r) {
   json_object_set_new(o, "pid", json_integer(r->pid));
   json_object_set_new(o, "exitCode", json_integer(code));
   if (sig) {
-    const char *abbrev = sigabbrev_np(sig);
+    bool named = sig > 0 && (size_t)sig < BERTH_ARRAY_LEN(signal_names) && signal_names[sig][0];
     char name[32];
-    if (abbrev) snprintf(name, sizeof name, "SIG%s", abbrev);
+    if (named) snprintf(name, sizeof name, "SIG%s", signal_names[sig]);
     else snprintf(name, sizeof name, "SIG%d", sig);
     json_object_set_new(o, "signal", json_string(name));
   } else {

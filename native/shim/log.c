@@ -12,7 +12,8 @@
 #include "timefmt.h"
 #include "util.h"
 
-static const char *const stream_names[] = {"stdout", "stderr"};
+/* Arrays, not pointers: nothing for the loader to relocate. */
+static const char stream_names[][7] = {"stdout", "stderr"};
 
 static int open_log_file(struct shim_log *l, berth_error *e) {
   l->fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);

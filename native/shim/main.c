@@ -25,23 +25,6 @@ static const char usage[] =
 enum { OPT_ID = 1, OPT_STATE_DIR, OPT_RUNTIME, OPT_RUNTIME_ROOT, OPT_BUNDLE, OPT_LOG_PATH, OPT_LOG_MAX_SIZE,
        OPT_LOG_MAX_FILES, OPT_TERMINAL, OPT_STDIN, OPT_STDIN_ONCE, OPT_RM, OPT_HELP };
 
-static const struct option long_opts[] = {
-    {"id", required_argument, NULL, OPT_ID},
-    {"state-dir", required_argument, NULL, OPT_STATE_DIR},
-    {"runtime", required_argument, NULL, OPT_RUNTIME},
-    {"runtime-root", required_argument, NULL, OPT_RUNTIME_ROOT},
-    {"bundle", required_argument, NULL, OPT_BUNDLE},
-    {"log-path", required_argument, NULL, OPT_LOG_PATH},
-    {"log-max-size", required_argument, NULL, OPT_LOG_MAX_SIZE},
-    {"log-max-files", required_argument, NULL, OPT_LOG_MAX_FILES},
-    {"terminal", no_argument, NULL, OPT_TERMINAL},
-    {"stdin", no_argument, NULL, OPT_STDIN},
-    {"stdin-once", no_argument, NULL, OPT_STDIN_ONCE},
-    {"rm", no_argument, NULL, OPT_RM},
-    {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0},
-};
-
 static int bad_usage(const char *fmt, const char *arg) {
   fprintf(stderr, "berth-shim: ");
   fprintf(stderr, fmt, arg);
@@ -79,43 +62,70 @@ static __attribute__((noinline)) const char *absolute(const char *path) {
   return abs;
 }
 
-int main(int argc, char **argv) {
-  /* `berth-shim helper`: the engine's process helper (helper.h), not a shim */
-  if (argc == 2 && strcmp(argv[1], "helper") == 0) return helper_main();
-  static struct shim_options o = {.log_max_files = 1};
+/* Fills o from argv; returns -1 when the shim is to go on, else the exit
+ * status (0 after --help, 2 for bad usage).
+ * The option table is built here, on a stack frame that is given back after
+ * setup: static, its 14 name pointers would be relocated at every start
+ * (a static PIE's .data.rel.ro), and were what took that past four pages. */
+static __attribute__((noinline)) int parse_args(int argc, char **argv, struct shim_options *o) {
+  const struct option long_opts[] = {
+      {"id", required_argument, NULL, OPT_ID},
+      {"state-dir", required_argument, NULL, OPT_STATE_DIR},
+      {"runtime", required_argument, NULL, OPT_RUNTIME},
+      {"runtime-root", required_argument, NULL, OPT_RUNTIME_ROOT},
+      {"bundle", required_argument, NULL, OPT_BUNDLE},
+      {"log-path", required_argument, NULL, OPT_LOG_PATH},
+      {"log-max-size", required_argument, NULL, OPT_LOG_MAX_SIZE},
+      {"log-max-files", required_argument, NULL, OPT_LOG_MAX_FILES},
+      {"terminal", no_argument, NULL, OPT_TERMINAL},
+      {"stdin", no_argument, NULL, OPT_STDIN},
+      {"stdin-once", no_argument, NULL, OPT_STDIN_ONCE},
+      {"rm", no_argument, NULL, OPT_RM},
+      {"help", no_argument, NULL, OPT_HELP},
+      {NULL, 0, NULL, 0},
+  };
   int c;
   while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
     switch (c) {
-      case OPT_ID: o.id = optarg; break;
-      case OPT_STATE_DIR: o.state_dir = optarg; break;
-      case OPT_RUNTIME: o.runtime = optarg; break;
-      case OPT_RUNTIME_ROOT: o.runtime_root = optarg; break;
-      case OPT_BUNDLE: o.bundle = optarg; break;
-      case OPT_LOG_PATH: o.log_path = optarg; break;
+      case OPT_ID: o->id = optarg; break;
+      case OPT_STATE_DIR: o->state_dir = optarg; break;
+      case OPT_RUNTIME: o->runtime = optarg; break;
+      case OPT_RUNTIME_ROOT: o->runtime_root = optarg; break;
+      case OPT_BUNDLE: o->bundle = optarg; break;
+      case OPT_LOG_PATH: o->log_path = optarg; break;
       case OPT_LOG_MAX_SIZE:
-        if (!parse_size(optarg, &o.log_max_size)) return bad_usage("--log-max-size: expected a byte count such as 10m, got '%s'", optarg);
+        if (!parse_size(optarg, &o->log_max_size)) return bad_usage("--log-max-size: expected a byte count such as 10m, got '%s'", optarg);
         break;
       case OPT_LOG_MAX_FILES: {
         unsigned long long v;
         if (!parse_size(optarg, &v) || v < 1 || v > 1000) return bad_usage("--log-max-files: expected 1-1000, got '%s'", optarg);
-        o.log_max_files = (unsigned)v;
+        o->log_max_files = (unsigned)v;
         break;
       }
-      case OPT_TERMINAL: o.terminal = true; break;
-      case OPT_STDIN: o.stdin_open = true; break;
-      case OPT_STDIN_ONCE: o.stdin_once = true; break;
-      case OPT_RM: o.remove = true; break;
+      case OPT_TERMINAL: o->terminal = true; break;
+      case OPT_STDIN: o->stdin_open = true; break;
+      case OPT_STDIN_ONCE: o->stdin_once = true; break;
+      case OPT_RM: o->remove = true; break;
       case OPT_HELP: fputs(usage, stdout); return 0;
       default: return bad_usage("%s", "unknown option");
     }
   }
   if (optind != argc) return bad_usage("unexpected argument '%s'", argv[optind]);
-  if (!o.id || !*o.id) return bad_usage("%s is required", "--id");
-  if (strchr(o.id, '/') || o.id[0] == '-') return bad_usage("--id: '%s' must not contain '/' or start with '-'", o.id);
-  if (!o.state_dir) return bad_usage("%s is required", "--state-dir");
-  if (!o.runtime) return bad_usage("%s is required", "--runtime");
-  if (!o.bundle) return bad_usage("%s is required", "--bundle");
-  if (o.stdin_once && !o.stdin_open) return bad_usage("%s needs --stdin", "--stdin-once");
+  if (!o->id || !*o->id) return bad_usage("%s is required", "--id");
+  if (strchr(o->id, '/') || o->id[0] == '-') return bad_usage("--id: '%s' must not contain '/' or start with '-'", o->id);
+  if (!o->state_dir) return bad_usage("%s is required", "--state-dir");
+  if (!o->runtime) return bad_usage("%s is required", "--runtime");
+  if (!o->bundle) return bad_usage("%s is required", "--bundle");
+  if (o->stdin_once && !o->stdin_open) return bad_usage("%s needs --stdin", "--stdin-once");
+  return -1;
+}
+
+int main(int argc, char **argv) {
+  /* `berth-shim helper`: the engine's process helper (helper.h), not a shim */
+  if (argc == 2 && strcmp(argv[1], "helper") == 0) return helper_main();
+  static struct shim_options o = {.log_max_files = 1};
+  int status = parse_args(argc, argv, &o);
+  if (status >= 0) return status;
 
   /* Static and zero (clear) from the start: main's frame lives as long as
    * the shim, and 4 KiB of it is a page the event loop's frames would
