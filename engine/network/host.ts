@@ -172,12 +172,11 @@ export const plugVeths = async (netns: string, veths: readonly VethPlan[], creat
   await Promise.all(veths.map((v) => deleteLink(v.hostVeth))); // a leftover of an earlier try
   if (create) await fsp.mkdir(path.dirname(netns), { recursive: true, mode: 0o700 });
   const fresh = create && !(await isMounted(netns));
-  if (fresh || veths.length > 0) {
-    try {
-      if (await helperPlugVeths(netns, fresh, veths)) return;
-    } catch (e) {
-      throw netlinkFailure(e, `netns ${netns}`);
-    }
+  if (!fresh && veths.length === 0) return; // a netns already there has its lo up
+  try {
+    if (await helperPlugVeths(netns, fresh, veths)) return;
+  } catch (e) {
+    throw netlinkFailure(e, `netns ${netns}`);
   }
   const inside: string[] = create ? ['link set dev lo up'] : [];
   for (const v of veths) {
