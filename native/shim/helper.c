@@ -360,8 +360,14 @@ static void start_call(uint32_t id, const char *what, int (*fn)(void *, berth_er
     reply_err(id, errno, "%s: pipe", what);
     return;
   }
+  pid_t helper = getpid();
   pid_t pid = fork();
   if (pid == 0) {
+    /* gone with the helper (and so with the engine): an orphan finishing a
+     * setup after the engine died could bind a netns that the next command's
+     * recovery has already looked for */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != helper) _exit(1);
     /* only stdio and the report pipe (as fd 3): a copy of a lock's descriptor
      * here would keep the lock held after the helper lets it go */
     if (dup2(p[1], 3) < 0) _exit(1);
