@@ -18,7 +18,7 @@ static bool memory_cgroup(const char *who, char *out, size_t cap, bool *v2) {
   snprintf(path, sizeof path, "/proc/%s/cgroup", who);
   berth_error e;
   /* On the stack: setup's stack is given back before the event loop. */
-  char text[8192];
+  char text[16384];
   if (smallfile_read(path, text, sizeof text, &e) < 0) return false;
   bool found = false;
   for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n")) {
