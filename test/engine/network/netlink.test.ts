@@ -158,6 +158,60 @@ describe.skipIf(skipReason !== '')(`helper network requests (rtnetlink)${skipRea
     await expect(deleteLink('eth0')).rejects.toThrow(/not a Berth link/);
   });
 
+  it('falls back to unshare and ip with a berth-shim whose helper does not know the network requests (an older build), asking it once', async () => {
+    // an older helper: says hello, runs programs, answers anything else "unknown operation" (as helper.c does)
+    const native = path.join(dir, 'old-native');
+    fs.mkdirSync(native);
+    const opsLog = path.join(dir, 'old-ops');
+    fs.writeFileSync(path.join(native, 'berth-shim'), `#!${process.execPath}
+const { spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const send = (id, code, errno, out, err) => {
+  const o = Buffer.from(out), e = Buffer.from(err), b = Buffer.alloc(24 + o.length + e.length);
+  b.writeUInt32LE(b.length - 4, 0); b.writeUInt32LE(id, 4); b.writeInt32LE(code, 8); b.writeInt32LE(errno, 12);
+  b.writeUInt32LE(o.length, 16); o.copy(b, 20); b.writeUInt32LE(e.length, 20 + o.length); e.copy(b, 24 + o.length);
+  process.stdout.write(b);
+};
+send(0, 0, 0, '', '');
+let buf = Buffer.alloc(0);
+process.stdin.on('data', (d) => {
+  buf = Buffer.concat([buf, d]);
+  while (buf.length >= 4 && buf.length >= 4 + buf.readUInt32LE(0)) {
+    const f = buf.subarray(4, 4 + buf.readUInt32LE(0));
+    buf = buf.subarray(4 + f.length);
+    const id = f.readUInt32LE(0), op = f[4];
+    fs.appendFileSync(${JSON.stringify(opsLog)}, op + '\\n');
+    if (op !== 1) { send(id, -1, 22, '', 'unknown operation ' + op); continue; }
+    let k = 5;
+    const str = () => { const n = f.readUInt32LE(k); k += 4 + n; return f.subarray(k - n, k); };
+    const argc = f.readUInt32LE(k); k += 4;
+    const argv = Array.from({ length: argc }, () => str().toString());
+    const r = spawnSync(argv[0], argv.slice(1), { input: str() });
+    if (r.error) send(id, 127, 2, '', String(r.error)); else send(id, r.status ?? 255, 0, r.stdout, r.stderr);
+  }
+});
+`, { mode: 0o755 });
+    const file = path.join(dir, 'ns-old');
+    netnsFiles.push(file);
+    hostLinks.add(veth(6)).add(veth(7));
+    const script = `
+      const host = await import(${JSON.stringify(path.resolve('dist/engine/network/host.js'))});
+      await host.plugVeths(${JSON.stringify(file)}, [${JSON.stringify({ ...plan(6, file), cidr: `${subnet}.16/24` })}], true);
+      await host.plugVeths(${JSON.stringify(file)}, [${JSON.stringify({ ...plan(7, file), cidr: `${subnet}.17/24`, gateway: undefined })}], false);`;
+    execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, BERTH_NATIVE_DIR: native }, stdio: 'pipe' });
+    const ops = fs.readFileSync(opsLog, 'utf8').trim().split('\n');
+    expect(ops.filter((o) => o === '6')).toHaveLength(1); // asked once, then straight to the programs
+    expect(ops.filter((o) => o === '1').length).toBeGreaterThanOrEqual(3); // unshare + ip, nsenter + ip
+    expect(mounted(file)).toBe(true);
+    expect(linkIn(undefined, veth(6))!.master).toBe(bridge);
+    expect(linkIn(undefined, veth(7))!.master).toBe(bridge);
+    expect(linkIn(file, 'eth6')!.address).toBe('02:42:ac:1f:00:06');
+    expect(ipJson<IpAddr[]>(file, ['-4', 'addr', 'show', 'dev', 'eth7'])[0]!.addr_info.map((a) => a.local)).toEqual([`${subnet}.17`]);
+    await removeNetns(file);
+    await deleteLink(veth(6));
+    await deleteLink(veth(7));
+  }, 30_000);
+
   it('lets the kernel take the host end when the netns goes (removeNetns, no process inside)', async () => {
     const file = path.join(dir, 'ns1');
     expect(await linkExists(veth(1))).toBe(true);
