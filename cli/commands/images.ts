@@ -3,7 +3,7 @@
  * (image rm), tag, image inspect, history, save, load, import, image prune,
  * search. Human tables by default, --json for machines.
  */
-import { createReadStream } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import type { Command } from 'commander';
 import type { Readable } from 'node:stream';
 import type { Digest } from '../../engine/store/digest.js';
@@ -263,6 +263,23 @@ export const registerImageCommands = (program: Command): void => {
   save(program.command('save'));
   save(image.command('save'));
 
+  /** A file to read, opened now: a missing or unreadable one is a clear error before anything changes. */
+  const openInput = async (file: string, flag: string): Promise<Readable> => {
+    const { fail, invalidSpec } = await import('../../engine/errors.js');
+    let fh: import('node:fs/promises').FileHandle;
+    try {
+      fh = await fsp.open(file, 'r');
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      return fail(invalidSpec(flag, [`${file}: ${code === 'ENOENT' ? 'no such file' : (e as Error).message}`]));
+    }
+    if ((await fh.stat()).isDirectory()) {
+      await fh.close();
+      return fail(invalidSpec(flag, [`${file}: is a directory; give a tar file (or - for stdin)`]));
+    }
+    return fh.createReadStream({ highWaterMark: 1 << 20 });
+  };
+
   const load = (cmd: Command): Command =>
     cmd
       .description('load images from a docker-archive or OCI-layout tar (plain, gzip or zstd)')
@@ -273,7 +290,7 @@ export const registerImageCommands = (program: Command): void => {
           const ctx = context(c);
           const { loadArchive } = await import('../../engine/image/archive.js');
           const { familiarName, parseReference } = await import('../../engine/store/reference.js');
-          const input: Readable = o.input ? createReadStream(o.input) : process.stdin;
+          const input: Readable = o.input ? await openInput(o.input, 'load --input') : process.stdin;
           const r = await loadArchive(ctx.store(), input, o.input ?? 'stdin');
           emit(ctx, r, () => (o.quiet ? '' : [...r.names.map((n) => `Loaded image: ${familiarName(parseReference(n))}`), ...(r.names.length === 0 ? r.ids.map((i) => `Loaded image ID: ${i} (unnamed: tag it or GC removes it)`) : [])].join('\n')));
         }),
@@ -294,7 +311,7 @@ export const registerImageCommands = (program: Command): void => {
           const { decodeJson } = await import('../../engine/store/decode.js');
           const t = await import('io-ts');
           const cmdArr = o.cmd !== undefined ? decodeJson(t.array(t.string), o.cmd, '--cmd') : undefined;
-          const input: Readable = file === '-' ? process.stdin : createReadStream(file);
+          const input: Readable = file === '-' ? process.stdin : await openInput(file, 'import <file>');
           const img = await importRootfs(ctx.store(), input, { ...(name ? { name } : {}), source: file, ...(cmdArr ? { config: { Cmd: cmdArr } } : {}) });
           emit(ctx, { id: img.id, names: img.names }, () => img.id);
         }),

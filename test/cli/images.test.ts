@@ -141,6 +141,15 @@ describe.skipIf(!ready)('berth image verbs (needs root, a built dist/ and docker
     expect(existsSync('/tmp/berth-evil')).toBe(false);
     expect(await readdir(path.join(root, 'layers'))).toEqual(before);
     expect((JSON.parse(await ok('--json', 'images')) as Array<{ repository: string }>).map((x) => x.repository)).toEqual(['imported/bb']);
+    // a missing file or a directory: a clear error naming it, nothing changed
+    const missing = await berth('import', path.join(work, 'nope.tar'), 'x:1');
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toBe(`berth: import <file>: ${path.join(work, 'nope.tar')}: no such file\n`);
+    const dir = await berth('load', '-i', work);
+    expect(dir.code).toBe(1);
+    expect(dir.stderr).toBe(`berth: load --input: ${work}: is a directory; give a tar file (or - for stdin)\n`);
+    expect(await readdir(path.join(root, 'layers'))).toEqual(before);
+    expect((JSON.parse(await ok('--json', 'images')) as Array<{ repository: string }>).map((x) => x.repository)).toEqual(['imported/bb']);
   });
 
   it('login checks and saves credentials; logout removes them', async () => {
