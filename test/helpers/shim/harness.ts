@@ -293,11 +293,15 @@ export class AttachClient {
 }
 
 /** VmRSS and Pss in KiB of a live process. */
-export function memoryOf(pid: number): { vmRssKiB: number; pssKiB: number } {
+export function memoryOf(pid: number): { vmRssKiB: number; pssKiB: number; privateDirtyKiB: number } {
   const status = fs.readFileSync(`/proc/${pid}/status`, 'utf8');
   const rollup = fs.readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8');
   const num = (text: string, key: RegExp): number => Number(key.exec(text)?.[1] ?? NaN);
-  return { vmRssKiB: num(status, /^VmRSS:\s+(\d+) kB/m), pssKiB: num(rollup, /^Pss:\s+(\d+) kB/m) };
+  return {
+    vmRssKiB: num(status, /^VmRSS:\s+(\d+) kB/m),
+    pssKiB: num(rollup, /^Pss:\s+(\d+) kB/m),
+    privateDirtyKiB: num(rollup, /^Private_Dirty:\s+(\d+) kB/m),
+  };
 }
 
 function killPid(pid: number | undefined): void {
