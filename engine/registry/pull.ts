@@ -23,6 +23,7 @@ import { choosePlatform, formatPlatform, hostPlatform } from '../store/platform.
 import { formatReference, parseReference, type Reference } from '../store/reference.js';
 import type { BlobWriter } from '../store/blobs.js';
 import { chainIds } from '../store/layers.js';
+import { trace } from '../runtime/trace.js';
 import { nativeUnpacker, type NativeInput } from '../store/native-unpack.js';
 import type { Image, Store } from '../store/store.js';
 import { Registry, type RegistryOptions, type Repository } from './client.js';
@@ -72,12 +73,14 @@ export const pullImage = async (store: Store, userRef: string, opts: PullOptions
     return await pullLocked(store, ref, name, platform, registry, repo, opts);
   } finally {
     store.settle();
+    trace('pull: write-back started');
   }
 };
 
 const pullLocked = (store: Store, ref: Reference, name: string, platform: Platform, registry: Registry, repo: Repository, opts: PullOptions): Promise<Image> => {
   const log = opts.log;
   return store.withLease(async () => {
+    trace('pull: begin');
     const top = await repo.manifest(ref.digest ?? ref.tag ?? 'latest');
     const topDesc: Descriptor = { mediaType: top.mediaType, digest: top.digest, size: top.bytes.length };
     let manifestBytes = top.bytes;
@@ -115,6 +118,7 @@ const pullLocked = (store: Store, ref: Reference, name: string, platform: Platfo
     opts.onProgress?.({ kind: 'resolved', reference: name, digest: topDesc.digest, layers: manifest.layers.length });
 
     const chain = chainIds(config.rootfs.diff_ids);
+    trace('pull: manifest and config');
     log?.debug({ image: name, manifest: manifestDesc.digest, layers: manifest.layers.length }, 'pull: resolved');
 
     const pullLayer = async (layer: Descriptor, i: number): Promise<void> => {
@@ -133,7 +137,9 @@ const pullLocked = (store: Store, ref: Reference, name: string, platform: Platfo
       // the native unpacker does sha256 only, and zstd only when built with libzstd
       const native = nativeUnpacker();
       if (native && !haveLayer && layer.digest.startsWith('sha256:') && (!/zstd/.test(layer.mediaType) || native.zstd())) {
+        trace(`pull: layer ${i} begins`);
         await pullLayerNative(layer, chainId, diffId, parent, label, haveBlob, progress);
+        trace(`pull: layer ${i} published`);
         return;
       }
       if (haveBlob) {
@@ -276,9 +282,11 @@ const pullLocked = (store: Store, ref: Reference, name: string, platform: Platfo
 
     await metaWrites;
     await store.load(manifestDesc, [name], platform); // the stored image reads back whole before it is named
+    trace('pull: layers done, image checked');
 
     // the commit point: the name now points at the complete image
     await store.names.set(name, topDesc);
+    trace('pull: named');
     opts.onProgress?.({ kind: 'done', reference: name, digest: topDesc.digest });
     return store.load(topDesc, [name], platform);
   });
