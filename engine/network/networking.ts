@@ -163,7 +163,10 @@ class LocalNetworking implements Networking {
   /** Runs fn under the lock, after recovering what dead commands left (a full scan when `full`). */
   private async locked<A>(fn: (ctx: Ctx) => Promise<A>, full = false): Promise<A> {
     await this.state.init();
-    return withFlock(this.state.lockFile, async () => fn(await this.recoverLocked(full)));
+    return withFlock(this.state.lockFile, async () => {
+      this.state.migrate();
+      return fn(await this.recoverLocked(full));
+    });
   }
 
   /** Writes a record and the index (record first: the record is the truth, the index its cache). */
@@ -361,9 +364,9 @@ class LocalNetworking implements Networking {
   private filesOf(containerId: string): { hosts: string; resolv: string; hostname: string } {
     let d = this.state.filesDir(containerId);
     if (!this.filesUnderRun.has(containerId)) {
-      // an endpoint that an older Berth set up keeps its files beside its record until it is torn down
-      const old = this.state.endpointDir(containerId);
-      if (old !== d && !existsSync(d) && existsSync(path.join(old, 'hosts'))) d = old;
+      // an endpoint that an older Berth set up keeps its files where it put them until it is torn down
+      const old = this.state.legacyEndpointDir(containerId);
+      if (old !== d && !existsSync(path.join(d, 'hosts')) && existsSync(path.join(old, 'hosts'))) d = old;
       else {
         if (this.filesUnderRun.size >= 100_000) this.filesUnderRun.clear();
         this.filesUnderRun.add(containerId);
@@ -1100,6 +1103,7 @@ class LocalNetworking implements Networking {
   async purge(): Promise<void> {
     await this.state.init();
     await withFlock(this.state.lockFile, async () => {
+      this.state.migrate();
       // keep going past a failure, so that one stuck object does not leave all the others behind
       const errors: unknown[] = [];
       const attempt = async (f: () => Promise<unknown>): Promise<void> => {

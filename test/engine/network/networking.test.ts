@@ -165,25 +165,46 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
     await nw.removeNetwork('app');
   });
 
-  it('puts the bind-mounted files under the run root, and keeps updating those of an endpoint an older Berth set up beside its record', async () => {
+  it('keeps the record and the bind-mounted files under the run root, and takes over the endpoints older Berths kept under the root', async () => {
     await nw.createNetwork({ name: 'legacy' });
     const old = await nw.setup(req('old', { networkMode: 'legacy' }));
+    const mid = await nw.setup(req('mid', { networkMode: 'legacy' }));
     const id = path.basename(old.netnsPath!);
-    expect(path.dirname(old.hostsFile)).toBe(path.join(root, 'run', 'networks', 'endpoints', id));
-    // as an older Berth left it: the files beside the record, none under the run root
-    const recDir = path.join(root, 'networks', 'endpoints', id);
-    for (const f of ['hosts', 'resolv.conf', 'hostname']) fs.renameSync(path.join(path.dirname(old.hostsFile), f), path.join(recDir, f));
-    fs.rmdirSync(path.dirname(old.hostsFile));
+    const midId = path.basename(mid.netnsPath!);
+    const runDir = (c: string): string => path.join(root, 'run', 'networks', 'endpoints', c);
+    const rootDir = (c: string): string => path.join(root, 'networks', 'endpoints', c);
+    expect(path.dirname(old.hostsFile)).toBe(runDir(id));
+    expect(fs.existsSync(path.join(runDir(id), 'endpoint.json'))).toBe(true);
+    expect(fs.existsSync(rootDir(id))).toBe(false);
+    // as the oldest Berth left one: record and files under the root, nothing under the run root
+    fs.mkdirSync(rootDir(id), { recursive: true });
+    for (const f of ['endpoint.json', 'hosts', 'resolv.conf', 'hostname']) fs.renameSync(path.join(runDir(id), f), path.join(rootDir(id), f));
+    fs.rmdirSync(runDir(id));
+    // as the next one left the other: the record under the root, the files under the run root
+    fs.mkdirSync(rootDir(midId), { recursive: true });
+    fs.renameSync(path.join(runDir(midId), 'endpoint.json'), path.join(rootDir(midId), 'endpoint.json'));
+    fs.rmSync(path.join(root, 'run', 'networks', 'index.json')); // their index knew nothing of the run root's records
+
     const fresh = openNetworking({ root, runRoot: path.join(root, 'run') }); // another process: nothing remembered
     const newer = await fresh.setup(req('newer', { networkMode: 'legacy' }));
-    expect(fs.readFileSync(path.join(recDir, 'hosts'), 'utf8')).toContain(`${ipOf(newer, 'legacy')}\tnewer`);
-    expect(fs.existsSync(path.dirname(old.hostsFile))).toBe(false);
-    expect((await fresh.endpointInfo(id))!.hostsFile).toBe(path.join(recDir, 'hosts'));
+    // both records moved under the run root; the oldest one's files stay where its container has them
+    expect(fs.existsSync(path.join(runDir(id), 'endpoint.json'))).toBe(true);
+    expect(fs.existsSync(path.join(runDir(midId), 'endpoint.json'))).toBe(true);
+    expect(fs.readdirSync(rootDir(id)).sort()).toEqual(['hostname', 'hosts', 'resolv.conf']);
+    expect(fs.existsSync(rootDir(midId))).toBe(false);
+    // their addresses are still taken, and everyone's hosts file hears of the newcomer
+    expect(new Set([ipOf(old, 'legacy'), ipOf(mid, 'legacy'), ipOf(newer, 'legacy')]).size).toBe(3);
+    expect(fs.readFileSync(path.join(rootDir(id), 'hosts'), 'utf8')).toContain(`${ipOf(newer, 'legacy')}\tnewer`);
+    expect(fs.readFileSync(mid.hostsFile, 'utf8')).toContain(`${ipOf(newer, 'legacy')}\tnewer`);
+    expect((await fresh.endpointInfo(id))!.hostsFile).toBe(path.join(rootDir(id), 'hosts'));
     await fresh.teardown(path.basename(newer.netnsPath!));
     expect(fs.existsSync(path.dirname(newer.hostsFile))).toBe(false);
-    expect(fs.readFileSync(path.join(recDir, 'hosts'), 'utf8')).not.toContain('newer');
+    expect(fs.readFileSync(path.join(rootDir(id), 'hosts'), 'utf8')).not.toContain('newer');
     await fresh.teardown(id);
-    expect(fs.existsSync(recDir)).toBe(false);
+    await fresh.teardown(midId);
+    expect(fs.existsSync(rootDir(id))).toBe(false);
+    expect(fs.existsSync(runDir(id))).toBe(false);
+    expect(fs.existsSync(runDir(midId))).toBe(false);
     await nw.removeNetwork('legacy');
   });
 
@@ -374,7 +395,7 @@ describe.skipIf(skipReason !== '')(`networking on the kernel${skipReason ? ` (sk
     })();
     const script = `import { openNetworking } from ${JSON.stringify(path.join(outDir, 'engine/network/networking.js'))};
       await openNetworking(${JSON.stringify({ root, runRoot: path.join(root, 'run') })}).setup(${JSON.stringify(victim)});`;
-    const epFile = path.join(root, 'networks/endpoints', victim.containerId, 'endpoint.json');
+    const epFile = path.join(root, 'run/networks/endpoints', victim.containerId, 'endpoint.json');
     let killedHalfWay = false;
     for (let attempt = 0; attempt < 20 && !killedHalfWay; attempt++) {
       const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: 'ignore' });

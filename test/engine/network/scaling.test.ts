@@ -34,7 +34,7 @@ const ipOf = (r: NetworkSetupResult, net: string): string => r.networks[net]!.ip
 const vethOf = (containerId: string, networkId: string): string => `bth${createHash('sha256').update(`${containerId}/${networkId}`).digest('hex').slice(0, 12)}`;
 const links = (): string[] => (JSON.parse(execFileSync('ip', ['-j', 'link', 'show'], { encoding: 'utf8' })) as { ifname: string }[]).map((l) => l.ifname);
 const mounted = (p: string): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === p);
-const epFile = (id: string): string => path.join(root, 'networks/endpoints', id, 'endpoint.json');
+const epFile = (id: string): string => path.join(runRoot, 'networks/endpoints', id, 'endpoint.json');
 const phaseOf = (id: string): string => {
   try {
     return (JSON.parse(fs.readFileSync(epFile(id), 'utf8')) as { phase: string }).phase;
