@@ -141,6 +141,14 @@ const cpuSince = (a: { host: number; self: number; group: number }): string => {
  * DevTools or speedscope).
  */
 const profileDir = process.env['PROFILE_DIR'];
+/**
+ * BENCH_MARKS=1: each phase's start and end on stderr in CLOCK_MONOTONIC
+ * seconds (process.hrtime), to cut a `perf record -k CLOCK_MONOTONIC` of the
+ * run to one phase (`perf script --time START,END`).
+ */
+const mark = (what: string): void => {
+  if (process.env['BENCH_MARKS'] === '1') process.stderr.write(`mark ${what} ${(Number(process.hrtime.bigint()) / 1e9).toFixed(6)}\n`);
+};
 let inspector: import('node:inspector/promises').Session | undefined;
 const profileStart = async (): Promise<void> => {
   if (profileDir === undefined) return;
@@ -200,6 +208,7 @@ const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Pr
     const s = loadStack(file);
     if (E.isLeft(s)) throw new Error(JSON.stringify(s.left));
     await profileStart();
+    mark('apply-begin');
     const c0 = cpuNow();
     const t0 = performance.now();
     const p = await planFor(engine, s.right);
@@ -207,6 +216,7 @@ const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Pr
     const r = await apply(engine, p, { concurrency });
     const t2 = performance.now();
     const applyCpu = cpuSince(c0);
+    mark('apply-end');
     await profileStop(`apply-${n}-${net}`);
     if (!r.ok) throw new Error(`apply failed: ${JSON.stringify(r.results.filter((x) => x.status !== 'done').slice(0, 3))}`);
     const running = (await engine.listContainers()).filter((c) => c.state.status === 'running').length;
@@ -214,11 +224,13 @@ const applyN = async (n: number, concurrency: number, net: 'stack' | 'none'): Pr
     const again = await planFor(engine, s.right);
     const t4 = performance.now();
     await profileStart();
+    mark('destroy-begin');
     const c4 = cpuNow();
     const d = await planFor(engine, { ...s.right, containers: {}, networks: {} }, { prune: true });
     const rd = await apply(engine, d, { concurrency });
     const t5 = performance.now();
     const destroyCpu = cpuSince(c4);
+    mark('destroy-end');
     await profileStop(`destroy-${n}-${net}`);
     if (!rd.ok) throw new Error('destroy failed');
     return [

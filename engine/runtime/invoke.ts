@@ -63,8 +63,10 @@ export const mountPrivate = async (m: Mount): Promise<void> => {
  *  overlay always has its own); a bind of the same filesystem needs mountinfo. */
 export const isMountPoint = async (p: string, thorough = false): Promise<boolean> => {
   try {
-    const [a, b] = [statSync(p), statSync(`${p}/..`)];
-    if (a.dev !== b.dev) return true;
+    // a missing path is the usual answer (a container's rootfs before its start): no exception for it
+    const a = statSync(p, { throwIfNoEntry: false });
+    if (!a) return false;
+    if (a.dev !== statSync(`${p}/..`).dev) return true;
     if (!thorough) return false;
   } catch {
     return false;

@@ -2,16 +2,25 @@
  * Where a container's state lives.
  *
  *   <root>/containers/<id>/container.json  the record (atomic writes)
- *   <root>/containers/<id>/config.json     the OCI bundle's config
- *   <root>/containers/<id>/rootfs          overlay mount point (mounted only
- *                                          between start and runtime create)
  *   <root>/containers/<id>/upper, work     the container's overlay dirs
  *   <root>/containers/<id>/log.json        the shim's JSON-lines log
- *   <root>/containers/<id>/hosts, hostname, resolv.conf
  *   <root>/containers/names/<name>         the name index: holds the ID
+ *   <runRoot>/containers/<id>/             the OCI bundle, written by every start:
+ *       config.json                        the bundle's config
+ *       rootfs                             overlay mount point (mounted only
+ *                                          between start and runtime create)
+ *       hosts, hostname, resolv.conf       (networkMode none and host; networking
+ *                                          keeps its own for the other modes)
  *   <runRoot>/shims/<id>/                  the shim's state dir (exit.json, sockets)
  *   <runRoot>/runtime/                     the OCI runtime's --root
  *   <runRoot>/locks/<id>                   one lock file per container
+ *
+ * The bundle is run state: it is made again by every start and means
+ * nothing after a reboot, so it lives under the run root (a tmpfs on a
+ * standard host), where a file or directory costs ~15 us to create against
+ * 0.15-1.2 ms on this host's ext4 root while the host churns through files
+ * (bench/stack/RESULTS-section.md). Containers started by an older Berth
+ * kept it in the container's dir (`legacyConfig`, `legacyRootfs`).
  */
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,8 +29,13 @@ import type { EngineRoots } from '../engine.js';
 export interface ContainerPaths {
   readonly dir: string;
   readonly record: string;
+  /** The OCI bundle (under the run root). */
+  readonly bundle: string;
   readonly config: string;
   readonly rootfs: string;
+  /** Where an older Berth kept config.json and the rootfs mount point (in `dir`). */
+  readonly legacyConfig: string;
+  readonly legacyRootfs: string;
   readonly upper: string;
   readonly work: string;
   readonly log: string;
@@ -33,6 +47,8 @@ export interface ContainerPaths {
 export interface Layout {
   readonly roots: EngineRoots;
   readonly containersDir: string;
+  /** <runRoot>/containers: the bundles. */
+  readonly bundlesDir: string;
   readonly namesDir: string;
   readonly shimsDir: string;
   readonly runtimeRoot: string;
@@ -45,22 +61,33 @@ export const layoutOf = (roots: EngineRoots): Layout => {
   const containersDir = path.join(roots.root, 'containers');
   const shimsDir = path.join(roots.runRoot, 'shims');
   const locksDir = path.join(roots.runRoot, 'locks');
+  const bundlesDir = path.join(roots.runRoot, 'containers');
+  // asked for many times per operation: kept (a few hundred bytes per container)
+  const memo = new Map<string, ContainerPaths>();
   return {
     roots,
     containersDir,
+    bundlesDir,
     namesDir: path.join(containersDir, 'names'),
     shimsDir,
     runtimeRoot: path.join(roots.runRoot, 'runtime'),
     locksDir,
     nameIndexLock: path.join(locksDir, 'names'),
     container(id) {
+      const hit = memo.get(id);
+      if (hit) return hit;
       const dir = path.join(containersDir, id);
       const shimDir = path.join(shimsDir, id);
-      return {
+      const bundle = path.join(bundlesDir, id);
+      if (memo.size >= 4096) memo.clear();
+      const p: ContainerPaths = {
         dir,
         record: path.join(dir, 'container.json'),
-        config: path.join(dir, 'config.json'),
-        rootfs: path.join(dir, 'rootfs'),
+        bundle,
+        config: path.join(bundle, 'config.json'),
+        rootfs: path.join(bundle, 'rootfs'),
+        legacyConfig: path.join(dir, 'config.json'),
+        legacyRootfs: path.join(dir, 'rootfs'),
         upper: path.join(dir, 'upper'),
         work: path.join(dir, 'work'),
         log: path.join(dir, 'log.json'),
@@ -68,6 +95,8 @@ export const layoutOf = (roots: EngineRoots): Layout => {
         exitFile: path.join(shimDir, 'exit.json'),
         lock: path.join(locksDir, `${id}.lock`),
       };
+      memo.set(id, p);
+      return p;
     },
   };
 };

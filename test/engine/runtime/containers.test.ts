@@ -416,16 +416,91 @@ describe('concurrency', () => {
   });
 });
 
+describe('init layer', () => {
+  /** busybox with one more layer: `tree` (files relative to the layer root) made by `make`. */
+  const imageWith = async (ref: string, make: (tree: string) => void): Promise<string[]> => {
+    const { importLayers } = await import('../../../engine/local-images.js');
+    const { busyboxLayer } = await import('./helpers.js');
+    const tree = fs.mkdtempSync(path.join(t.dir, 'layer-'));
+    make(tree);
+    const tar = `${tree}.tar`;
+    execFileSync('tar', ['-C', tree, '--numeric-owner', '--owner=0', '--group=0', '-cf', tar, '.']);
+    await importLayers(t.engine.store, [busyboxLayer(t.dir), tar], ref, { cmd: ['sh'] });
+    return [...(await t.engine.store.resolve(ref)).chain];
+  };
+  const initDirOf = (chain: string[]): string => path.join(t.engine.roots.root, 'containers/.init', chain[chain.length - 1]!.slice('sha256:'.length));
+  const upperOf = (id: string): string[] => fs.readdirSync(path.join(t.engine.roots.root, 'containers', id, 'upper'));
+
+  it('gives the second and later containers of an image the /etc mount targets it lacks, in a shared lower: nothing in their upper dirs', async () => {
+    const chain = await imageWith('etcmode:1', (tree) => {
+      fs.mkdirSync(path.join(tree, 'etc'));
+      fs.writeFileSync(path.join(tree, 'etc/motd'), 'hi\n');
+      fs.chmodSync(path.join(tree, 'etc'), 0o751);
+      fs.utimesSync(path.join(tree, 'etc'), new Date('2001-02-03T04:05:06Z'), new Date('2001-02-03T04:05:06Z'));
+    });
+    const first = await runIt({ image: 'etcmode:1', command: ['true'] });
+    expect(first.code).toBe(0);
+    // the first start made the targets in its own upper dir, as the runtime always did
+    expect(upperOf(first.id)).toContain('etc');
+    expect(fs.existsSync(initDirOf(chain))).toBe(false);
+    const second = await runIt({ image: 'etcmode:1', hostname: 'second', command: ['sh', '-c', 'stat -c %a /etc; cat /etc/hostname; test -f /etc/hosts && test -f /etc/resolv.conf && echo targets; cat /etc/motd'] });
+    expect(second).toMatchObject({ code: 0, out: '751\nsecond\ntargets\nhi\n' });
+    expect(upperOf(second.id)).toEqual([]);
+    // the layer: /etc as the image has it, and the targets the image lacks (busybox has /etc/hostname)
+    const etc = path.join(initDirOf(chain), 'etc');
+    expect(fs.readdirSync(etc).sort()).toEqual(['hosts', 'resolv.conf']);
+    const st = fs.statSync(etc);
+    expect(st.mode & 0o7777).toBe(0o751);
+    expect(st.mtime.toISOString()).toBe('2001-02-03T04:05:06.000Z');
+    // a fresh engine (another process) uses it from its first start
+    const fresh = openLocalEngine(t.engine.roots, { networking: null });
+    const c = await fresh.createContainer(none({ image: 'etcmode:1', command: ['true'] }));
+    await fresh.startContainer(c.id);
+    expect((await fresh.waitContainer(c.id)).exitCode).toBe(0);
+    expect(upperOf(c.id)).toEqual([]);
+    for (const id of [first.id, second.id, c.id]) await t.engine.removeContainer(id);
+  });
+
+  it('makes none for an image whose /etc is not a directory', async () => {
+    const chain = await imageWith('etclink:1', (tree) => {
+      fs.mkdirSync(path.join(tree, 'alt'));
+      fs.symlinkSync('alt', path.join(tree, 'etc'));
+    });
+    for (let i = 0; i < 2; i++) {
+      const r = await runIt({ image: 'etclink:1', command: ['sh', '-c', 'test -L /etc && test -f /alt/hosts && echo ok'] });
+      expect(r).toMatchObject({ code: 0, out: 'ok\n' });
+      await t.engine.removeContainer(r.id);
+    }
+    expect(fs.existsSync(initDirOf(chain))).toBe(false);
+  });
+});
+
 describe('crash recovery', () => {
   it('finishes after a crash between mounting the rootfs and creating the container, and takes over a stale name', async () => {
     const c = await t.engine.createContainer(none({ name: 'crashy', command: ['echo', 'ok'] }));
     const dir = path.join(t.engine.roots.root, 'containers', c.id);
-    const m = await t.engine.store.layers.mount((await t.engine.store.resolve('busybox')).chain, path.join(dir, 'upper'), path.join(dir, 'work'), path.join(dir, 'rootfs'));
+    // the rootfs mount point is in the container's bundle, under the run root (engine/runtime/layout.ts)
+    const bundle = path.join(t.engine.roots.runRoot, 'containers', c.id);
+    const chain = (await t.engine.store.resolve('busybox')).chain;
+    const m = await t.engine.store.layers.mount(chain, path.join(dir, 'upper'), path.join(dir, 'work'), path.join(bundle, 'rootfs'));
+    fs.mkdirSync(m.target, { recursive: true });
     execFileSync('mount', ['-t', 'overlay', '-o', m.options.join(','), 'overlay', m.target]);
-    expect(mountsUnder(dir)).toHaveLength(1);
+    expect(mountsUnder(bundle)).toHaveLength(1);
     await t.engine.startContainer('crashy');
     expect((await t.engine.waitContainer('crashy')).exitCode).toBe(0);
-    expect(mountsUnder(dir)).toEqual([]);
+    expect(mountsUnder(bundle)).toEqual([]);
+    // the same crash under an older Berth, whose mount point was in the container's dir
+    const old = await t.engine.createContainer(none({ name: 'crashy-old', command: ['echo', 'ok'] }));
+    const oldDir = path.join(t.engine.roots.root, 'containers', old.id);
+    const om = await t.engine.store.layers.mount(chain, path.join(oldDir, 'upper'), path.join(oldDir, 'work'), path.join(oldDir, 'rootfs'));
+    fs.mkdirSync(om.target);
+    execFileSync('mount', ['-t', 'overlay', '-o', om.options.join(','), 'overlay', om.target]);
+    await t.engine.startContainer('crashy-old');
+    expect((await t.engine.waitContainer('crashy-old')).exitCode).toBe(0);
+    expect(mountsUnder(oldDir)).toEqual([]);
+    // rm takes the bundle with the container
+    await t.engine.removeContainer('crashy-old');
+    expect(fs.existsSync(path.join(t.engine.roots.runRoot, 'containers', old.id))).toBe(false);
     // a name entry whose container is gone (crash during rm) does not block the name
     fs.writeFileSync(path.join(t.engine.roots.root, 'containers/names/ghost'), 'f'.repeat(64));
     await t.engine.createContainer(none({ name: 'ghost', command: ['true'] }));
