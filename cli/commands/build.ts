@@ -110,7 +110,6 @@ export const registerBuildCommands = (program: Command): void => {
           process.stdout.write(`${r.id}\n`);
           return;
         }
-        if (o.tag.length === 0 && !ctx.opts.json) process.stderr.write('[warning] the image has no name: give it one with -t NAME[:TAG] to run it (image prune removes unnamed images)\n');
         emit(ctx, r, () => [`Successfully built ${short(r.id)}`, ...o.tag.map((t) => `Successfully tagged ${t}`)].join('\n'));
       }),
     );

@@ -292,7 +292,7 @@ export const registerImageCommands = (program: Command): void => {
           const { familiarName, parseReference } = await import('../../engine/store/reference.js');
           const input: Readable = o.input ? await openInput(o.input, 'load --input') : process.stdin;
           const r = await loadArchive(ctx.store(), input, o.input ?? 'stdin');
-          emit(ctx, r, () => (o.quiet ? '' : [...r.names.map((n) => `Loaded image: ${familiarName(parseReference(n))}`), ...(r.names.length === 0 ? r.ids.map((i) => `Loaded image ID: ${i} (unnamed: tag it or GC removes it)`) : [])].join('\n')));
+          emit(ctx, r, () => (o.quiet ? '' : [...r.names.map((n) => `Loaded image: ${familiarName(parseReference(n))}`), ...(r.names.length === 0 ? r.ids.map((i) => `Loaded image ID: ${i}`) : [])].join('\n')));
         }),
       );
   load(program.command('load'));
@@ -321,24 +321,17 @@ export const registerImageCommands = (program: Command): void => {
 
   image
     .command('prune')
-    .description('remove unused images and content nothing references')
-    .option('-a, --all', 'remove every image no container uses, not only unnamed content')
+    .description('remove unnamed images no container uses, and content nothing references')
+    .option('-a, --all', 'remove every image no container uses, named or not')
     .option('-f, --force', 'do not ask (Berth never asks; accepted for Docker compatibility)')
     .action(
       guard(async (o: { all?: boolean }, c: Command) => {
         const ctx = context(c);
         const store = ctx.store();
         const { collectGarbage } = await import('../../engine/store/gc.js');
+        const { pruneImageEntries } = await import('../../engine/image/api.js');
         const inUse = await containerChains(c, store);
-        const deleted: string[] = [];
-        if (o.all) {
-          for (const img of await store.list()) {
-            const top = img.chain[img.chain.length - 1];
-            if (top !== undefined && inUse.includes(top)) continue;
-            for (const n of img.names) await store.names.delete(n);
-            deleted.push(img.id);
-          }
-        }
+        const deleted = await pruneImageEntries(store, inUse, o.all === true);
         const r = await collectGarbage(store, { inUse, log: ctx.log });
         emit(ctx, { deleted, ...r }, () => [...deleted.map((d) => `Deleted: ${d}`), `Total reclaimed space: ${humanSize(r.bytesFreed)}`].join('\n'));
       }),

@@ -481,6 +481,7 @@ export const buildImage = async (deps: BuildDeps, spec: BuildSpec): Promise<Buil
       const target = fin.manifest ?? (await storeImage(store, bytesOf(fin.config), fin.layers));
       const names: string[] = [];
       for (const t of tags) names.push(await store.tag(target, t));
+      if (names.length === 0) await store.names.keepUnnamed(target); // `docker build .`: run it by its ID
       const img = await store.load(target, names);
       await store.unpack(img);
       return { id: img.id, digest: target.digest, names, steps: total, cached: cachedSteps };

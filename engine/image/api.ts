@@ -33,7 +33,28 @@ export const toEngineProgress = (sink: EngineProgressSink | undefined) => (e: Pr
   sink({ id: e.digest, phase, current: e.current, total: e.total });
 };
 
-/** Untag `ref`; returns the names removed. An image ID untags all its names. */
+/**
+ * Images to prune: the unnamed ones no container uses (Docker's dangling
+ * images), and with `all` every image no container uses. Their names and
+ * unnamed entries are removed (GC then removes their content); returns
+ * their IDs.
+ */
+export const pruneImageEntries = async (store: Store, inUse: readonly string[], all: boolean): Promise<Digest[]> => {
+  const deleted: Digest[] = [];
+  for (const img of await store.list()) {
+    const top = img.chain[img.chain.length - 1];
+    if (top !== undefined && inUse.includes(top)) continue;
+    if (img.names.length === 0) {
+      if (await store.names.dropUnnamed(img.target.digest)) deleted.push(img.id);
+    } else if (all) {
+      for (const n of img.names) await store.names.delete(n);
+      deleted.push(img.id);
+    }
+  }
+  return deleted;
+};
+
+/** Untag `ref`; returns the names removed. An image ID untags all its names; an unnamed image is forgotten. */
 export const untag = async (store: Store, ref: string): Promise<string[]> => {
   let full: string | undefined;
   try {
@@ -47,7 +68,7 @@ export const untag = async (store: Store, ref: string): Promise<string[]> => {
   }
   const img = await store.resolve(ref);
   for (const n of img.names) await store.names.delete(n);
-  if (img.names.length === 0) fail(notFound('image name', ref));
+  if (img.names.length === 0 && !(await store.names.dropUnnamed(img.target.digest))) fail(notFound('image name', ref));
   return [...img.names];
 };
 
@@ -86,16 +107,7 @@ export const openImageApi = (store: Store, opts: ImageApiOptions = {}): ImageApi
     },
     async pruneImages(o) {
       const used = await inUse();
-      const deleted: string[] = [];
-      if (o?.all) {
-        // remove every name whose image no container uses
-        for (const img of await store.list()) {
-          const top = img.chain[img.chain.length - 1];
-          if (top !== undefined && used.includes(top)) continue;
-          for (const n of img.names) await store.names.delete(n);
-          deleted.push(img.id);
-        }
-      }
+      const deleted = await pruneImageEntries(store, used, o?.all === true);
       const r = await collectGarbage(store, { inUse: used, ...(opts.log ? { log: opts.log } : {}) });
       return { deleted, reclaimedBytes: r.bytesFreed };
     },

@@ -217,6 +217,7 @@ export const loadArchive = async (store: Store, input: Readable, source = 'archi
       };
       const named: Array<{ name: string; target: Descriptor }> = [];
       const ids: Digest[] = [];
+      const unnamed: Descriptor[] = [];
       if (files.has('index.json') && files.has('oci-layout')) {
         decodeJson(OciLayoutFile, await text('oci-layout'), `${source}: oci-layout`);
         const idx = decodeJson(Index, await text('index.json'), `${source}: index.json`);
@@ -232,8 +233,9 @@ export const loadArchive = async (store: Store, input: Readable, source = 'archi
           const img = await store.load(d, refName ? [refName] : []);
           await store.unpack(img);
           ids.push(img.id);
-          // an entry without a name stays unnamed (and GC removes it): say so in the result
+          // an entry without a name is kept unnamed (found by its ID, listed as <none>)
           if (refName) named.push({ name: formatReference(parseReference(refName)), target: d });
+          else unnamed.push(d);
           void i;
         }
       } else if (files.has('manifest.json')) {
@@ -271,11 +273,13 @@ export const loadArchive = async (store: Store, input: Readable, source = 'archi
           await store.unpack(img); // verifies every diff ID
           ids.push(img.id);
           for (const tg of e.RepoTags ?? []) named.push({ name: formatReference(parseReference(tg)), target });
+          if ((e.RepoTags ?? []).length === 0) unnamed.push(target);
         }
       } else {
         fail(invalidSpec(source, ['neither a docker-archive (manifest.json) nor an OCI layout (index.json + oci-layout)']));
       }
       for (const n of named) await store.names.set(n.name, n.target);
+      for (const d of unnamed) await store.names.keepUnnamed(d);
       return { names: named.map((n) => n.name), ids };
     } finally {
       await fsp.rm(tmp, { recursive: true, force: true });
@@ -339,5 +343,6 @@ export const importRootfs = async (
     const img = await store.load(target, opts.name ? [formatReference(parseReference(opts.name))] : []);
     await store.unpack(img); // the unpacker checks the rootfs like any layer
     if (opts.name) await store.names.set(formatReference(parseReference(opts.name)), target);
+    else await store.names.keepUnnamed(target); // `docker import` without a name: an unnamed image
     return img;
   });

@@ -27,7 +27,7 @@ export interface GcResult {
   readonly garbageRemoved: number;
 }
 
-/** Every blob digest and chain ID reachable from the names. */
+/** Every blob digest and chain ID reachable from the names and the unnamed images. */
 export const reachable = async (store: Store): Promise<{ blobs: Set<string>; chains: Set<string> }> => {
   const blobs = new Set<string>();
   const chains = new Set<string>();
@@ -50,6 +50,8 @@ export const reachable = async (store: Store): Promise<{ blobs: Set<string>; cha
     }
   };
   for (const n of await store.names.list()) await visit(n.target.digest, n.target.mediaType, 0);
+  // unnamed images stay until they are removed or pruned (image prune drops them first)
+  for (const d of await store.names.unnamed()) await visit(d.digest, d.mediaType, 0);
   return { blobs, chains };
 };
 

@@ -50,7 +50,7 @@ export interface Store {
   readConfig(d: Digest, label?: string): Promise<ImageConfig>;
   /** From a name's target to the platform manifest, config and chain. */
   load(target: Descriptor, names?: readonly string[], platform?: Platform): Promise<Image>;
-  /** Find an image by name (as a user writes it), name@digest, digest, or ID prefix. */
+  /** Find an image by name (as a user writes it), name@digest, digest, or ID prefix (unnamed images too). */
   resolve(userRef: string, platform?: Platform): Promise<Image>;
   list(): Promise<Image[]>;
   /** Name an image (tag). `name` is a user reference, normalized here. */
@@ -176,6 +176,8 @@ export const openStore = (root: string, opts: StoreOptions = {}): Store => {
       const first = group[0] as NamedImage;
       out.push(await load(first.target, group.map((g) => g.name)));
     }
+    // unnamed images (an untagged build, commit or import): listed as <none>, found by ID
+    for (const d of await names.unnamed()) out.push(await load(d, []));
     return out;
   };
 

@@ -100,6 +100,33 @@ describe.skipIf(!built)('berth build (skipped without node_modules/typescript: r
     expect((JSON.parse(berth(['image', 'inspect', 'other:1']).stdout) as { Config: { Labels: unknown } }[])[0]?.Config.Labels).toEqual({ team: 'infra' });
   });
 
+  it('keeps an untagged build as an unnamed image: run by its ID, listed as <none>, gone with rmi or image prune', () => {
+    const plain = path.join(dir, 'untagged');
+    fs.mkdirSync(plain);
+    fs.writeFileSync(path.join(plain, 'Dockerfile'), 'FROM busybox\nRUN echo untagged > /u\n');
+    const id = berth(['build', '-q', plain]).stdout.trim();
+    expect(id).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(berth(['run', '--rm', '--network', 'none', id, 'cat', '/u'])).toMatchObject({ code: 0, stdout: 'untagged\n' });
+    expect(berth(['run', '--rm', '--network', 'none', id.slice(7, 19), 'cat', '/u']).stdout).toBe('untagged\n');
+    expect(images()).toMatch(new RegExp(`^<none>\\s+<none>\\s+${id.slice(7, 19)}\\s`, 'm'));
+    // named later: no longer <none>; the name removed again: gone with its content
+    expect(berth(['tag', id, 'was-unnamed:1']).code).toBe(0);
+    expect(images()).not.toContain('<none>');
+    expect(berth(['rmi', 'was-unnamed:1']).code).toBe(0);
+    expect(berth(['run', '--rm', '--network', 'none', id, 'true']).stderr).toMatch(/not found/);
+    // rmi by ID forgets an unnamed image; image prune removes those no container uses
+    const again = berth(['build', '-q', plain]).stdout.trim(); // built anew: its content went with the name
+    expect(berth(['rmi', again.slice(7, 19)])).toMatchObject({ code: 0, stdout: `Deleted: ${again}\n` });
+    expect(images()).not.toContain('<none>');
+    const third = berth(['build', '-q', plain]).stdout.trim();
+    const keep = berth(['create', '--network', 'none', third, 'true']).stdout.trim();
+    expect(berth(['image', 'prune']).stdout).not.toContain(third); // a container uses it
+    expect(images()).toContain(third.slice(7, 19));
+    expect(berth(['rm', keep]).code).toBe(0);
+    expect(berth(['image', 'prune']).stdout).toContain(`Deleted: ${third}`);
+    expect(images()).not.toContain('<none>');
+  });
+
   it('fails on bad input with a message naming what to fix, and changes nothing', () => {
     const before = images();
     const badArg = berth(['build', '--build-arg', '1X=y', '-t', 'bad:1', ctx]);

@@ -41,13 +41,31 @@ describe.skipIf(!isRoot)('garbage collection', () => {
 
   it('spares content newer than a live lease (a pull in progress)', async () => {
     await store.withLease(async () => {
-      await importRootfs(store, streamOf(await makeTar([{ name: 'x', content: 'X' }])));
+      // content no name reaches yet (a pull names its image last)
+      await importRootfs(store, streamOf(await makeTar([{ name: 'x', content: 'X' }])), { name: 'x:1' });
+      await store.names.delete('docker.io/library/x:1');
       const r = await collectGarbage(store);
       expect(r.layersRemoved + r.blobsRemoved).toBe(0);
     });
     const r = await collectGarbage(store);
     expect(r.layersRemoved).toBe(1);
     expect(r.blobsRemoved).toBe(3);
+  });
+
+  it('keeps unnamed images (an import or build without a name) until they are dropped', async () => {
+    const img = await importRootfs(store, streamOf(await makeTar([{ name: 'u', content: 'U' }])));
+    expect(img.names).toEqual([]);
+    expect((await collectGarbage(store)).layersRemoved).toBe(0);
+    expect((await store.resolve(img.id.slice(7, 19))).id).toBe(img.id);
+    expect((await store.list()).map((i) => [i.id, i.names])).toEqual([[img.id, []]]);
+    // named: no longer listed apart; unnamed again only by a new import
+    await store.tag(img.target, 'u:1');
+    expect(await store.names.unnamed()).toEqual([]);
+    await store.names.delete('docker.io/library/u:1');
+    expect(await store.names.dropUnnamed(img.target.digest)).toBe(false);
+    const r = await collectGarbage(store);
+    expect(r.layersRemoved).toBe(1);
+    await expect(store.resolve(img.id)).rejects.toThrow(/not found/);
   });
 
   it('removes leftovers of dead processes', async () => {
