@@ -87,8 +87,9 @@ export const readRecord = async (file: string, id: string): Promise<Record> => {
   return decodeJson(ContainerRecord, raw, `container record ${file}`) as unknown as Record;
 };
 
-export const writeRecord = async (file: string, rec: Record): Promise<void> => {
-  await writeFileAtomic(file, JSON.stringify(rec, null, 1));
+/** `beforeRename`: see writeFileAtomic (create links the new record's file as the container's name entry). */
+export const writeRecord = async (file: string, rec: Record, beforeRename?: (tmp: string) => Promise<void>): Promise<void> => {
+  await writeFileAtomic(file, JSON.stringify(rec, null, 1), 0o644, beforeRename);
 };
 
 /**

@@ -36,8 +36,12 @@ const writeAll = (fd: number, data: string | Uint8Array): void => {
   for (let off = 0; off < buf.length; ) off += writeSync(fd, buf, off, buf.length - off);
 };
 
-/** Replace `file` with `data` so that a crash leaves either the old or the new content. */
-export const writeFileAtomic = async (file: string, data: string | Uint8Array, mode = 0o644): Promise<void> => {
+/**
+ * Replace `file` with `data` so that a crash leaves either the old or the new content.
+ * `beforeRename` runs once the temp file is complete and on disk, before it takes the
+ * name (e.g. to hard-link it elsewhere too); a failure there removes it and changes nothing.
+ */
+export const writeFileAtomic = async (file: string, data: string | Uint8Array, mode = 0o644, beforeRename?: (tmp: string) => Promise<void>): Promise<void> => {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomSuffix()}.tmp`);
   let created = false;
@@ -52,6 +56,7 @@ export const writeFileAtomic = async (file: string, data: string | Uint8Array, m
         closeSync(fd);
       }
     });
+    if (beforeRename) await beforeRename(tmp);
     await sys(file, async () => renameSync(tmp, file));
   } catch (e) {
     if (created) rmSync(tmp, { force: true });

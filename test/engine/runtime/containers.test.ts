@@ -406,6 +406,25 @@ describe('concurrency', () => {
     expect(fs.readdirSync(path.join(t.engine.roots.root, 'containers/names'))).not.toContain('race');
   });
 
+  it('a name costs no inode: its entry is a hard link to the first record, and resolves after the record is replaced', async () => {
+    const c = await t.engine.createContainer(none({ name: 'linked', command: ['sleep', '100'] }));
+    const entry = path.join(t.engine.roots.root, 'containers/names/linked');
+    const record = path.join(t.engine.roots.root, 'containers', c.id, 'container.json');
+    expect(fs.statSync(entry).ino).toBe(fs.statSync(record).ino);
+    expect(fs.statSync(entry).nlink).toBe(2);
+    await t.engine.startContainer('linked'); // replaces the record (running state)
+    expect(fs.statSync(entry).ino).not.toBe(fs.statSync(record).ino);
+    expect((await t.engine.inspectContainer('linked')).state.status).toBe('running');
+    // a taken name is refused and the loser leaves nothing behind
+    const before = fs.readdirSync(path.join(t.engine.roots.root, 'containers')).length;
+    const e = await errorOf(t.engine.createContainer(none({ name: 'linked', command: ['true'] })));
+    expect(e._tag).toBe('Conflict');
+    expect(fs.readdirSync(path.join(t.engine.roots.root, 'containers')).length).toBe(before);
+    expect(fs.statSync(entry).nlink).toBe(1);
+    await t.engine.removeContainer('linked', { force: true });
+    expect(fs.existsSync(entry)).toBe(false);
+  });
+
   it('concurrent starts of one container start it once', async () => {
     const c = await t.engine.createContainer(none({ command: ['sleep', '100'] }));
     const engines = Array.from({ length: 4 }, () => openLocalEngine(t.engine.roots, { networking: null }));
