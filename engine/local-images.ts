@@ -1,12 +1,12 @@
 /**
- * A store-only ImageApi (list, inspect, tag, untag, import of uncompressed
- * layer tarballs), for engines opened without engine/image (the default
- * ImageApi, with registry, archives and GC, is engine/image/api.ts), and
- * `importLayers`, which tests use to make multi-layer images offline.
+ * The image verbs that need only the store (list, inspect, tag, untag,
+ * import of uncompressed layer tarballs), which engine/image/api.ts builds
+ * the whole ImageApi on (registry, archives, GC), and `importLayers`, which
+ * tests use to make multi-layer images offline.
  */
 import { createReadStream, promises as fsp } from 'node:fs';
 import type { ImageApi, ImageInfo, ImageRuntimeConfig } from './engine.js';
-import { fail, notFound, unsupported } from './errors.js';
+import { fail, notFound } from './errors.js';
 import { newHash, digestOfHash, sha256, type Digest } from './store/digest.js';
 import { MediaType, type Descriptor } from './store/oci.js';
 import { hostPlatform } from './store/platform.js';
@@ -110,13 +110,10 @@ export const importLayers = async (store: Store, tarPaths: readonly string[], re
     return img;
   });
 
-export const openLocalImages = (store: Store): ImageApi => ({
-  async pullImage() {
-    return fail(unsupported('pull: the registry adapter is not wired into this engine yet'));
-  },
-  async pushImage() {
-    return fail(unsupported('push: the registry adapter is not wired into this engine yet'));
-  },
+/** The image verbs that need only the store; engine/image/api.ts adds the registry, archives and GC. */
+export type LocalImageVerbs = Pick<ImageApi, 'listImages' | 'inspectImage' | 'removeImage' | 'tagImage' | 'importImage'>;
+
+export const openLocalImages = (store: Store): LocalImageVerbs => ({
   async listImages() {
     return (await store.list()).map(imageInfo);
   },
@@ -134,16 +131,7 @@ export const openLocalImages = (store: Store): ImageApi => ({
     const img = await store.resolve(source);
     await store.tag(img.target, target);
   },
-  async saveImages() {
-    return fail(unsupported('save: not wired into this engine yet'));
-  },
-  async loadImages() {
-    return fail(unsupported('load: not wired into this engine yet'));
-  },
   async importImage(tarPath, ref, opts) {
     return imageInfo(await importLayers(store, [tarPath], ref, opts?.changes ?? {}));
-  },
-  async pruneImages() {
-    return fail(unsupported('image prune: not wired into this engine yet'));
   },
 });
