@@ -26,7 +26,7 @@
  * disk); BERTH_DURABLE=0 neither syncs nor marks.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, constants as C } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, constants as C } from 'node:fs';
 import * as path from 'node:path';
 import { sys } from '../errors.js';
 import { fsyncDir, pidAlive } from './fsutil.js';
@@ -126,7 +126,15 @@ export const openUnsettled = (dir: string, syncPaths: readonly string[]): Unsett
       child.unref();
       return paths;
     },
-    lost: (name) => scan().has(name),
+    lost(name) {
+      const files = scan().get(name);
+      if (files === undefined) return false;
+      // another process of this boot may have removed the content and its marks meanwhile (and pulled it again)
+      const left = files.filter((f) => existsSync(path.join(dir, f)));
+      if (left.length > 0) lostFiles?.set(name, left);
+      else lostFiles?.delete(name);
+      return left.length > 0;
+    },
     forget(name) {
       for (const f of lostFiles?.get(name) ?? []) rmSync(path.join(dir, f), { force: true });
       lostFiles?.delete(name);

@@ -6,7 +6,7 @@
  * pull fetches it again.
  */
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -79,6 +79,18 @@ describe('unsettled marks', () => {
     expect(existsSync(path.join(dir, `layer-old@${oldBoot}@1`))).toBe(false);
     expect(u.settle()).toEqual([]); // another store in the same process: u0's marks are u0's to settle
     expect(u0.settle()).toEqual([path.join(dir, `layer-live@${bootId()}@${process.pid}`)]);
+  });
+
+  it('is lost for one process no longer once another removed the content and forgot it', async () => {
+    const dir = path.join(work, 'marks');
+    mkdirSync(dir, { recursive: true });
+    await writeFile(path.join(dir, `layer-x@${oldBoot}@1`), '');
+    const a = openUnsettled(dir, [work]);
+    const b = openUnsettled(dir, [work]);
+    expect(a.lostNames()).toEqual(['layer-x']);
+    expect(b.lostNames()).toEqual(['layer-x']); // both scanned before either acted
+    a.forget('layer-x'); // a removed the content (and may pull it again)
+    expect(b.lost('layer-x')).toBe(false); // so b leaves the new content alone
   });
 });
 
