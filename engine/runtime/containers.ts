@@ -479,12 +479,25 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
   };
 
   /** Running containers sharing the network of `id` (--network container:<id>), other than itself. */
+  /**
+   * A container's network mode never changes after create (update and rename
+   * keep it, IDs are never reused): kept per ID once read, so that a destroy of
+   * n containers reads each record once for this question, not n times.
+   */
+  const modeOf = new Map<string, string>();
   const networkSharers = async (id: string): Promise<CRecord[]> => {
     const out: CRecord[] = [];
+    const want = `container:${id}`;
     for (const other of await listIds()) {
       if (other === id) continue;
+      const known = modeOf.get(other);
+      if (known !== undefined && known !== want) continue;
       const rec = await readRecord(L.container(other).record, other).catch(() => undefined);
-      if (rec?.spec.networkMode !== `container:${id}`) continue;
+      if (rec) {
+        if (modeOf.size >= 65536) modeOf.clear();
+        modeOf.set(other, rec.spec.networkMode ?? 'bridge');
+      }
+      if (rec?.spec.networkMode !== want) continue;
       const st = (await observe(rec)).state.status;
       if (st === 'running' || st === 'paused') out.push(rec);
     }
