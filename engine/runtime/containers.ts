@@ -485,6 +485,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
    * n containers reads each record once for this question, not n times.
    */
   const modeOf = new Map<string, string>();
+  /** Top chain IDs whose layers this process saw unpacked, until when it need not look again (createContainer). */
+  const unpackedChains = new Map<string, number>();
   const networkSharers = async (id: string): Promise<CRecord[]> => {
     const out: CRecord[] = [];
     const want = `container:${id}`;
@@ -515,7 +517,17 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     if (needsNetworking(spec) && !o.networking) fail(unsupported(`network mode ${JSON.stringify(mode)}: this engine has no networking; use --network none or host`));
     const sharedWith = mode.startsWith('container:') ? (await networkOwner(mode.slice('container:'.length), false)).rec : undefined;
     const img = await o.images.resolve(spec.image);
-    await o.images.unpack(img);
+    // looked at once a minute per chain (an apply's creates share one look: each is a promise read per
+    // layer): a named image's layers stay (GC keeps them), lost ones are found by a process's first look
+    // after a reboot (the store's settle marks), and a start whose layer went anyway fails naming it
+    const top = img.chain[img.chain.length - 1];
+    if (top === undefined || (unpackedChains.get(top) ?? 0) < Date.now()) {
+      await o.images.unpack(img);
+      if (top !== undefined) {
+        if (unpackedChains.size >= 1024) unpackedChains.clear();
+        unpackedChains.set(top, Date.now() + 60_000);
+      }
+    }
     trace('create: image resolved');
     const defaults = imageDefaultsOf(img.config.config ?? {});
     const healthcheck = spec.healthcheck ?? imageHealthcheck(img.config.config?.Healthcheck);
