@@ -7,7 +7,7 @@
  * predates the network requests). Every function here acts only on objects
  * named by the caller, which are Berth's (berth*, bth*).
  */
-import { accessSync, promises as fsp, readFileSync } from 'node:fs';
+import { accessSync, promises as fsp, readFileSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
 import { EngineFailure } from '../errors.js';
 import { HelperSyscallError, helperDeleteLink, helperEnsureBridge, helperPlugVeths, helperUmount } from '../runtime/helper.js';
@@ -120,9 +120,20 @@ export const berthLinks = async (): Promise<string[]> => {
   return links.map((l) => l.ifname).filter((n) => /^(berth|bth)/.test(n));
 };
 
+/** nsfs's statfs type: a network namespace bound on a file (include/uapi/linux/magic.h). */
+const NSFS_MAGIC = 0x6e736673;
+
+/**
+ * Whether a namespace is bound on the netns file `p`: its statfs type is
+ * nsfs (one syscall; mountinfo grows with every container's mounts, and
+ * was read on every setup and teardown).
+ */
 const isMounted = async (p: string): Promise<boolean> => {
-  const info = readFileSync('/proc/self/mountinfo', 'utf8');
-  return info.split('\n').some((l) => l.split(' ')[4] === p);
+  try {
+    return statfsSync(p).type === NSFS_MAGIC;
+  } catch {
+    return false; // no such file: nothing bound
+  }
 };
 
 export const netnsAlive = isMounted;
