@@ -7,14 +7,15 @@
  * Berth runs as installed (dist/cli/berth, its V8 start-up snapshot); its
  * roots get the compile cache of an earlier run where the plain entry runs
  * (see warmCache below);
- * every run starts after an untimed `sync` (no dirty data left by the one before),
+ * every run starts after an untimed `sync` (no dirty data left by the one before)
+ * and a pause of BENCH_SETTLE_MS (default 1000),
  * and each round starts with the next tool (no fixed predecessor).
  * Medians and MB/s (compressed bytes / wall time) go to bench/out/images.json
  * and bench/out/images.md.
  *
  * Run: npx tsc -p tsconfig.json && node dist/bench/images/run.js [runs]
  * With BERTH_BEFORE=/path/to/older/dist/cli/main.js an older build runs too.
- * BENCH_TOOLS=berth,skopeo (substrings of tool names) runs only those.
+ * BENCH_TOOLS=berth,skopeo (substrings of tool names; =name for one exactly) runs only those.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
@@ -26,6 +27,8 @@ import { gzipSync } from 'node:zlib';
 import * as tar from 'tar-stream';
 
 const runs = Number(process.argv[2] ?? 5);
+/** Untimed pause before each run (BENCH_SETTLE_MS, default 1000). */
+const settleMs = Number(process.env['BENCH_SETTLE_MS'] ?? 1000);
 const repoRoot = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../../..');
 const berthLauncher = path.join(repoRoot, 'dist/cli/berth');
 const outDir = path.join(repoRoot, 'bench/out');
@@ -131,7 +134,7 @@ const main = async (): Promise<void> => {
     // podman with its own storage under dest (overlay, like its default), pulling and unpacking like Berth
     if (have('podman')) tools.push({ tool: 'podman', cmd: (ref, dest) => ['podman', ['--root', `${dest}/root`, '--runroot', `${dest}/run`, '--storage-driver', 'overlay', '--events-backend', 'file', 'pull', '-q', '--tls-verify=false', ref]] });
     const only = process.env['BENCH_TOOLS']?.split(',').filter((x) => x !== '');
-    if (only) tools.splice(0, tools.length, ...tools.filter((t) => t.tool === 'skopeo (dir:)' || only.some((o) => t.tool.includes(o))));
+    if (only) tools.splice(0, tools.length, ...tools.filter((t) => t.tool === 'skopeo (dir:)' || only.some((o) => (o.startsWith('=') ? t.tool === o.slice(1) : t.tool.includes(o)))));
     // Berth keeps Node's compile cache under its root (<root>/.cache/node, cli/startup.ts). Each timed
     // pull starts from an empty image store, but with that cache as any root that has run berth once
     // has it: one untimed pull per Berth variant fills it, and it is copied into each fresh root.
@@ -156,6 +159,9 @@ const main = async (): Promise<void> => {
           // untimed: write back what the previous run left dirty (skopeo and podman do not sync), so that
           // a tool that syncs does not pay for its predecessor's data
           execFileSync('sync');
+          // and a pause: the previous run's aftermath (its files freed on a disk mounted with discard,
+          // podman's exit) slowed whichever tool came next by up to 1.5x here (CPU time included)
+          if (settleMs > 0) execFileSync('sleep', [String(settleMs / 1000)]);
           const [c, a] = t.cmd(`${host}/bench/${im.name}:v1`, dest);
           const m = timeIt(c, a, t.env ?? process.env);
           times.get(t.tool)?.wall.push(m.wall);

@@ -265,6 +265,12 @@ const pullLocked = (store: Store, ref: Reference, name: string, platform: Platfo
       log?.debug({ layer: layer.digest, bytes: layer.size }, 'pull: layer done (native)');
     };
 
+    // the layers this pull will download are marked unsettled now, while the disk is idle: each
+    // publish then waits for no fsync (settle.ts; nothing when the store syncs before publishing)
+    const missing: number[] = [];
+    for (const [i, l] of manifest.layers.entries()) if (!(await store.layers.has(chain[i] as Digest)) || !(await store.blobs.has(l.digest))) missing.push(i);
+    await store.markUnsettled(missing.map((i) => chain[i] as Digest), missing.map((i) => (manifest.layers[i] as Descriptor).digest));
+
     // a broken connection or a registry hiccup (Remote) is retried with backoff; a bad layer is not
     const attempts = opts.retries ?? 3;
     await mapLimit(manifest.layers, opts.concurrency ?? 3, async (layer, i) => {

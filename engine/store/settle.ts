@@ -37,7 +37,12 @@ export const bootId = (): string => (currentBoot ??= readFileSync('/proc/sys/ker
 
 export interface Unsettled {
   readonly dir: string;
-  /** Before publishing content that is not on disk yet: its markers, made durable (one fsync of the directory). */
+  /**
+   * Before publishing content that is not on disk yet: its markers, made
+   * durable (one fsync of the directory). Names this process marked already
+   * cost nothing, so a pull marks all its layers at its start (while the
+   * disk is idle) and each layer's publish finds its marks there.
+   */
   mark(names: readonly string[]): Promise<void>;
   /**
    * After publishing: a detached `sync -f` of the store's filesystems, then
@@ -97,17 +102,15 @@ export const openUnsettled = (dir: string, syncPaths: readonly string[]): Unsett
   return {
     dir,
     async mark(names) {
-      if (names.length === 0) return;
       const boot = bootId();
+      const fresh = names.map((n) => `${n}@${boot}@${process.pid}`).filter((f) => !mine.has(f)); // marked already: durable already
+      if (fresh.length === 0) return;
       await sys(dir, async () => {
         mkdirSync(dir, { recursive: true, mode: 0o700 });
-        for (const n of names) {
-          const f = `${n}@${boot}@${process.pid}`;
-          closeSync(openSync(path.join(dir, f), C.O_WRONLY | C.O_CREAT, 0o600));
-          mine.add(f);
-        }
+        for (const f of fresh) closeSync(openSync(path.join(dir, f), C.O_WRONLY | C.O_CREAT, 0o600));
       });
       await fsyncDir(dir);
+      for (const f of fresh) mine.add(f);
     },
     settle() {
       const files = new Set(mine);

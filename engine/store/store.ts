@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { conflict, fail, invalidSpec, notFound, unsupported } from '../errors.js';
 import { openBlobStore, type BlobStore } from './blobs.js';
 import { decodeJson } from './decode.js';
-import { isDigest, type Digest } from './digest.js';
+import { encodedOf, isDigest, type Digest } from './digest.js';
 import { pidAlive, randomSuffix, writeFileAtomic } from './fsutil.js';
 import { chainIds, openLayerStore, type LayerStore } from './layers.js';
 import type { Mount } from './mount.js';
@@ -67,6 +67,12 @@ export interface Store {
    * that go once it is on disk.
    */
   settle(): string[];
+  /**
+   * Marks layers (chain IDs) and blobs about to be published without waiting
+   * for the disk (settle.ts), ahead of time: a pull does it for every layer
+   * it will download before the first byte comes. Nothing when not deferring.
+   */
+  markUnsettled(chains: readonly Digest[], blobs: readonly Digest[]): Promise<void>;
   /**
    * Removes the marks of lost content (settle.ts) that no longer exists.
    * GC calls it after listing every blob and layer (a listing removes lost
@@ -267,6 +273,9 @@ export const openStore = (root: string, opts: StoreOptions = {}): Store => {
       }
     },
     settle: () => unsettled?.settle() ?? [],
+    async markUnsettled(chains, blobDigests) {
+      await unsettled?.mark([...chains.map((c) => `layer-${encodedOf(c)}`), ...blobDigests.map((d) => `blob-${encodedOf(d)}`)]);
+    },
     dropLostMarks() {
       const lost = unsettled?.lostNames() ?? [];
       for (const n of lost) unsettled?.forget(n);
