@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <link.h>
 #include <linux/capability.h>
 #include <linux/filter.h>
 #include <seccomp.h>
@@ -471,14 +472,64 @@ static int compile(json_t *config, uint32_t def_action, struct sock_fprog *prog,
  *
  * libseccomp needs tens of milliseconds for a Docker-sized profile on three
  * architectures, more than the rest of a container start. The program only
- * depends on the rules, the libseccomp version and the kernel, so it is
- * kept in <cache_dir>/<hash>.bpf. A file holds a header line, the whole key
- * (compared in full on every hit, so a hash collision is a miss, never a
- * wrong filter), and the instructions. */
+ * depends on the rules, the libseccomp version, the kernel and this
+ * runtime's own code, so it is kept in <cache_dir>/<hash>.bpf. The key
+ * holds all of them: the seccomp object as canonical JSON (sorted keys,
+ * compact), libseccomp's version, the kernel release and machine, and the
+ * runtime's GNU build id (a new runtime never reads an old one's program;
+ * without a build id there is no cache). A file is a fixed header (magic,
+ * format version, key length, instruction count, checksum), the whole key (compared
+ * in full on every hit, so a hash collision is a miss, never a wrong
+ * filter) and the instructions. Anything short, long, corrupt or for
+ * another key is a miss: compile and rewrite. A file or directory that is
+ * not owned by this (root) user or is writable by group or others is never
+ * read: the filter is what confines the container. */
 
-#define CACHE_MAGIC "berth-seccomp-bpf 1\n"
+#define CACHE_MAGIC "BSCMPBPF"
+#define CACHE_VERSION 2U
+_Static_assert(sizeof(struct sock_filter) == 8, "BPF instructions are 8 bytes");
+
+struct cache_header {
+  char magic[8];
+  uint32_t version;
+  uint32_t key_len;    /* bytes of key that follow, no terminator */
+  uint32_t insn_count; /* struct sock_filter entries after the key */
+  uint32_t reserved;   /* 0 */
+  uint64_t checksum;   /* FNV-1a 64 of the key and the instructions */
+};
+
+struct build_id_search {
+  char hex[2 * 64 + 1];
+};
+
+/* The GNU build id note of the main program (the first object listed). */
+static int find_build_id(struct dl_phdr_info *info, size_t size, void *data) {
+  struct build_id_search *out = data;
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+    if (ph->p_type != PT_NOTE) continue;
+    const char *p = (const char *)(info->dlpi_addr + ph->p_vaddr), *end = p + ph->p_memsz;
+    while ((size_t)(end - p) >= sizeof(ElfW(Nhdr))) {
+      const ElfW(Nhdr) *n = (const ElfW(Nhdr) *)p;
+      size_t name_sz = (n->n_namesz + 3U) & ~3U, desc_sz = (n->n_descsz + 3U) & ~3U;
+      if ((size_t)(end - p) < sizeof *n + name_sz + desc_sz) break;
+      const char *name = p + sizeof *n;
+      const unsigned char *desc = (const unsigned char *)name + name_sz;
+      if (n->n_type == NT_GNU_BUILD_ID && n->n_namesz == 4 && memcmp(name, "GNU", 4) == 0 &&
+          n->n_descsz > 0 && n->n_descsz <= 64) {
+        for (size_t k = 0; k < n->n_descsz; k++) snprintf(out->hex + 2 * k, 3, "%02x", desc[k]);
+        return 1;
+      }
+      p += sizeof *n + name_sz + desc_sz;
+    }
+  }
+  return 1; /* only the main program counts */
+}
 
 static char *cache_key(json_t *config) {
+  struct build_id_search id = {{0}};
+  dl_iterate_phdr(find_build_id, &id);
+  if (!id.hex[0]) return NULL;
   cleanup_json json_t *rules = json_copy(config);
   if (!rules) return NULL;
   /* Where the listener lives does not change the program. */
@@ -489,58 +540,112 @@ static char *cache_key(json_t *config) {
   if (!text || uname(&u) < 0) return NULL;
   const struct scmp_version *v = seccomp_version();
   char *key = NULL;
-  if (asprintf(&key, "libseccomp %u.%u.%u; linux %s %s; %s", v->major, v->minor, v->micro,
-               u.release, u.machine, text) < 0)
+  if (asprintf(&key, "berth-runtime %s; libseccomp %u.%u.%u; linux %s %s; %s", id.hex, v->major,
+               v->minor, v->micro, u.release, u.machine, text) < 0)
     return NULL;
   return key;
 }
 
-static uint64_t fnv1a(const char *s) {
-  uint64_t h = 0xcbf29ce484222325ULL;
-  for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ULL;
+#define FNV_OFFSET 0xcbf29ce484222325ULL
+
+static uint64_t fnv1a(uint64_t h, const void *data, size_t len) {
+  for (const unsigned char *p = data; len--; p++) h = (h ^ *p) * 0x100000001b3ULL;
   return h;
 }
 
-static void cache_path(const char *dir, const char *key, char *buf, size_t len) {
-  snprintf(buf, len, "%s/%016llx.bpf", dir, (unsigned long long)fnv1a(key));
+static uint64_t cache_checksum(const char *key, size_t keylen, const void *insns, size_t size) {
+  return fnv1a(fnv1a(FNV_OFFSET, key, keylen), insns, size);
 }
 
-/* True when a program for exactly this key was cached. */
-static bool cache_load(const char *dir, const char *key, struct sock_fprog *prog) {
+static void cache_path(const char *dir, const char *key, char *buf, size_t len) {
+  snprintf(buf, len, "%s/%016llx.bpf", dir, (unsigned long long)fnv1a(FNV_OFFSET, key, strlen(key)));
+}
+
+/* Owned by us, not writable by group or others (and of the expected type). */
+static int check_trusted(int fd, const char *path, mode_t type, berth_error *e) {
+  struct stat st;
+  if (fstat(fd, &st) < 0) return berth_fail_errno(e, "stat '%s'", path);
+  if ((st.st_mode & S_IFMT) != type)
+    return berth_fail_msg(e, EINVAL, "'%s': not a %s", path, type == S_IFDIR ? "directory" : "regular file");
+  if (st.st_uid != geteuid())
+    return berth_fail_msg(e, EPERM, "'%s': owned by uid %u, not %u", path, (unsigned)st.st_uid,
+                          (unsigned)geteuid());
+  if (st.st_mode & (S_IWGRP | S_IWOTH))
+    return berth_fail_msg(e, EPERM, "'%s': writable by group or others (mode %04o)", path,
+                          (unsigned)(st.st_mode & 07777));
+  return 0;
+}
+
+/* The cache directory, created 0700 when missing; fails when it cannot be
+ * trusted. */
+static int cache_dir_ready(const char *dir, bool create, berth_error *e) {
+  if (create && mkdir_p(dir, 0700, e) < 0) return -1;
+  cleanup_fd int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return berth_fail_errno(e, "open seccomp cache '%s'", dir);
+  return check_trusted(fd, dir, S_IFDIR, e);
+}
+
+/* 0 and *prog set when a program for exactly this key was cached; -1 with
+ * the reason in e otherwise (a miss, never an error for the caller). */
+static int cache_load(const char *dir, const char *key, struct sock_fprog *prog, berth_error *e) {
   char path[PATH_MAX];
   cache_path(dir, key, path, sizeof path);
-  berth_error ignored;
-  cleanup_free char *data = NULL;
-  size_t len = 0, keylen = strlen(key), head = strlen(CACHE_MAGIC);
-  if (read_file(path, &data, &len, &ignored) < 0) return false;
-  if (len <= head + keylen + 1 || memcmp(data, CACHE_MAGIC, head) != 0 ||
-      memcmp(data + head, key, keylen) != 0 || data[head + keylen] != '\0')
-    return false;
-  size_t off = head + keylen + 1, size = len - off;
-  if (size == 0 || size % sizeof(struct sock_filter) != 0 ||
-      size / sizeof(struct sock_filter) > BPF_MAXINSNS)
-    return false;
+  if (cache_dir_ready(dir, false, e) < 0) return -1;
+  cleanup_fd int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return berth_fail_errno(e, "open '%s'", path);
+  if (check_trusted(fd, path, S_IFREG, e) < 0) return -1;
+  size_t keylen = strlen(key);
+  /* One byte more than a valid file can hold, to see a longer one. */
+  size_t cap = sizeof(struct cache_header) + keylen + BPF_MAXINSNS * sizeof(struct sock_filter) + 1,
+         len = 0;
+  cleanup_free char *data = malloc(cap);
+  if (!data) return berth_fail(e, ENOMEM, "'%s'", path);
+  while (len < cap) {
+    ssize_t r = read(fd, data + len, cap - len);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return berth_fail_errno(e, "read '%s'", path);
+    if (r == 0) break;
+    len += (size_t)r;
+  }
+  struct cache_header h;
+  if (len < sizeof h) return berth_fail_msg(e, EINVAL, "'%s': %zu bytes, shorter than its header", path, len);
+  memcpy(&h, data, sizeof h);
+  if (memcmp(h.magic, CACHE_MAGIC, sizeof h.magic) != 0 || h.version != CACHE_VERSION ||
+      h.reserved != 0)
+    return berth_fail_msg(e, EINVAL, "'%s': not a version %u program cache file", path, CACHE_VERSION);
+  if (h.insn_count == 0 || h.insn_count > BPF_MAXINSNS ||
+      len != sizeof h + (size_t)h.key_len + (size_t)h.insn_count * sizeof(struct sock_filter))
+    return berth_fail_msg(e, EINVAL, "'%s': %zu bytes, header says %u key bytes and %u instructions",
+                          path, len, h.key_len, h.insn_count);
+  if (h.key_len != keylen || memcmp(data + sizeof h, key, keylen) != 0)
+    return berth_fail_msg(e, EINVAL, "'%s': holds another configuration's program", path);
+  size_t size = (size_t)h.insn_count * sizeof(struct sock_filter);
+  if (cache_checksum(key, keylen, data + sizeof h + keylen, size) != h.checksum)
+    return berth_fail_msg(e, EINVAL, "'%s': checksum mismatch", path);
   struct sock_filter *insns = malloc(size);
-  if (!insns) return false;
-  memcpy(insns, data + off, size);
+  if (!insns) return berth_fail(e, ENOMEM, "'%s'", path);
+  memcpy(insns, data + sizeof h + keylen, size);
   prog->filter = insns;
-  prog->len = (unsigned short)(size / sizeof(struct sock_filter));
-  return true;
+  prog->len = (unsigned short)h.insn_count;
+  return 0;
 }
 
 static int cache_store(const char *dir, const char *key, const struct sock_fprog *prog,
                        berth_error *e) {
   char path[PATH_MAX];
   cache_path(dir, key, path, sizeof path);
-  size_t head = strlen(CACHE_MAGIC), keylen = strlen(key),
-         size = prog->len * sizeof(struct sock_filter);
-  cleanup_free char *data = malloc(head + keylen + 1 + size);
+  size_t keylen = strlen(key), size = prog->len * sizeof(struct sock_filter);
+  struct cache_header h = {.version = CACHE_VERSION, .key_len = (uint32_t)keylen, .insn_count = prog->len};
+  memcpy(h.magic, CACHE_MAGIC, sizeof h.magic);
+  h.checksum = cache_checksum(key, keylen, prog->filter, size);
+  cleanup_free char *data = malloc(sizeof h + keylen + size);
   if (!data) return berth_fail(e, ENOMEM, "seccomp cache");
-  memcpy(data, CACHE_MAGIC, head);
-  memcpy(data + head, key, keylen + 1);
-  memcpy(data + head + keylen + 1, prog->filter, size);
-  if (mkdir_p(dir, 0700, e) < 0) return -1;
-  return write_file_atomic(path, data, head + keylen + 1 + size, 0600, e);
+  memcpy(data, &h, sizeof h);
+  memcpy(data + sizeof h, key, keylen);
+  memcpy(data + sizeof h + keylen, prog->filter, size);
+  if (cache_dir_ready(dir, true, e) < 0) return -1;
+  /* rename replaces a refused (foreign or group-writable) file too. */
+  return write_file_atomic(path, data, sizeof h + keylen + size, 0600, e);
 }
 
 /* ------------------------------------------------------------------ build */
@@ -567,7 +672,8 @@ int seccomp_build_cached(json_t *config, const char *cache_dir, berth_seccomp **
   s->notify = uses_notify;
 
   cleanup_free char *key = cache_dir ? cache_key(config) : NULL;
-  if (!key || !cache_load(cache_dir, key, &s->prog)) {
+  berth_error miss;
+  if (!key || cache_load(cache_dir, key, &s->prog, &miss) < 0) {
     if (compile(config, def_action, &s->prog, e) < 0) {
       seccomp_free(s);
       return -1;

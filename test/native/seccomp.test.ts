@@ -3,7 +3,19 @@
 // built from a linux.seccomp config and then makes a syscall, execs a
 // static busybox, or reports /proc/self/status.
 import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  lstatSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -396,6 +408,110 @@ describe.skipIf(!isRoot)('seccomp (needs root: loads filters without no_new_priv
       writeFileSync(file, Buffer.from(text.slice(0, at) + '"errnoRet":27' + text.slice(at + 13), 'latin1'));
       expect(mkdirUnder(cache, 28).stderr).toContain('No space left on device');
       expect(readFileSync(file).equals(good)).toBe(true); // rewritten
+    });
+
+    // The file layout of seccomp.c's cache: a 32-byte header (magic
+    // "BSCMPBPF", version, key length, instruction count, reserved, FNV-1a
+    // 64 checksum of key + instructions), the key, the instructions.
+    const HEADER = 32;
+    const fnv1a = (data: Buffer): bigint => {
+      let h = 0xcbf29ce484222325n;
+      for (const b of data) h = BigInt.asUintN(64, (h ^ BigInt(b)) * 0x100000001b3n);
+      return h;
+    };
+    const parts = (file: Buffer) => {
+      const keyLen = file.readUInt32LE(12);
+      return { key: file.subarray(HEADER, HEADER + keyLen), insns: file.subarray(HEADER + keyLen) };
+    };
+    /** A well-formed cache file holding `insns` under `key`: what a forger
+     * with write access to the cache could store. */
+    const forge = (key: Buffer, insns: Buffer): Buffer => {
+      const head = Buffer.alloc(HEADER);
+      head.write('BSCMPBPF', 0, 'latin1');
+      head.writeUInt32LE(2, 8);
+      head.writeUInt32LE(key.length, 12);
+      head.writeUInt32LE(insns.length / 8, 16);
+      head.writeBigUInt64LE(fnv1a(Buffer.concat([key, insns])), 24);
+      return Buffer.concat([head, key, insns]);
+    };
+    /** A cache with programs for errnoRet 28 and 13; the path of the 28 one. */
+    const twoPrograms = () => {
+      const cache = join(tempDir(), 'seccomp-cache');
+      mkdirUnder(cache, 13);
+      const file13 = join(cache, readdirSync(cache)[0] ?? '');
+      mkdirUnder(cache, 28);
+      const file = join(cache, readdirSync(cache).find((f) => join(cache, f) !== file13) ?? '');
+      const good = readFileSync(file);
+      return { cache, file, good, forged: forge(parts(good).key, parts(readFileSync(file13)).insns) };
+    };
+
+    it('loads a stored program without compiling: a forged well-formed file is used as is', () => {
+      // The check that the refusals below mean something: a root-owned 0600
+      // file is trusted, so the errnoRet 13 program stored under the 28
+      // config's key is what gets loaded.
+      const { cache, file, good, forged } = twoPrograms();
+      expect(parts(good).insns.equals(parts(forged).insns)).toBe(false);
+      writeFileSync(file, forged, { mode: 0o600 });
+      expect(mkdirUnder(cache, 28).stderr).toContain('Permission denied');
+      expect(readFileSync(file).equals(forged)).toBe(true);
+    });
+
+    it('ignores and rewrites a truncated, short or corrupt file', () => {
+      const { cache, file, good } = twoPrograms();
+      const damaged: [string, Buffer][] = [
+        ['truncated mid-program', good.subarray(0, good.length - 12)],
+        ['shorter than the header', good.subarray(0, 10)],
+        ['empty', Buffer.alloc(0)],
+        ['one byte too long', Buffer.concat([good, Buffer.from([0])])],
+        ['a flipped instruction byte', Buffer.concat([good.subarray(0, good.length - 1), Buffer.from([good[good.length - 1]! ^ 1])])],
+        ['another format version', Buffer.concat([good.subarray(0, 8), Buffer.from([1, 0, 0, 0]), good.subarray(12)])],
+        ['a bad magic', Buffer.concat([Buffer.from('XSCMPBPF'), good.subarray(8)])],
+      ];
+      for (const [what, bytes] of damaged) {
+        writeFileSync(file, bytes, { mode: 0o600 });
+        const r = mkdirUnder(cache, 28);
+        expect(r.stderr, what).toContain('No space left on device');
+        expect(r.stderr, what).not.toContain('cache');
+        expect(readFileSync(file).equals(good), what).toBe(true);
+      }
+    });
+
+    it('refuses a file writable by group or others, or owned by another user, and replaces it', () => {
+      const { cache, file, good, forged } = twoPrograms();
+      const cases: [string, () => void][] = [
+        ['group-writable', () => chmodSync(file, 0o620)],
+        ['world-writable', () => chmodSync(file, 0o602)],
+        ['owned by uid 1000', () => chownSync(file, 1000, 0)],
+      ];
+      for (const [what, spoil] of cases) {
+        writeFileSync(file, forged, { mode: 0o600 });
+        chmodSync(file, 0o600);
+        spoil();
+        expect(mkdirUnder(cache, 28).stderr, what).toContain('No space left on device');
+        const st = statSync(file);
+        expect([st.uid, st.mode & 0o777], what).toEqual([0, 0o600]);
+        expect(readFileSync(file).equals(good), what).toBe(true);
+      }
+    });
+
+    it('neither reads nor writes a cache directory writable by group or others', () => {
+      const { cache, file, forged } = twoPrograms();
+      writeFileSync(file, forged, { mode: 0o600 });
+      chmodSync(cache, 0o770);
+      expect(mkdirUnder(cache, 28).stderr).toContain('No space left on device');
+      expect(readFileSync(file).equals(forged)).toBe(true); // left alone
+      expect(readdirSync(cache)).toHaveLength(2);
+    });
+
+    it('does not follow a symlink in place of a cache file', () => {
+      const { cache, file, forged } = twoPrograms();
+      const elsewhere = join(tempDir(), 'forged.bpf');
+      writeFileSync(elsewhere, forged, { mode: 0o600 });
+      rmSync(file);
+      symlinkSync(elsewhere, file);
+      expect(mkdirUnder(cache, 28).stderr).toContain('No space left on device');
+      expect(lstatSync(file).isSymbolicLink()).toBe(false); // replaced by a real file
+      expect(readFileSync(elsewhere).equals(forged)).toBe(true);
     });
 
     it('still validates a config before looking in the cache', () => {
