@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -630,6 +631,26 @@ static int cache_load(const char *dir, const char *key, struct sock_fprog *prog,
   return 0;
 }
 
+/* An exclusive flock on the (trusted) cache directory, held while one
+ * runtime compiles and stores a missing program; released when the fd is
+ * closed, or when its holder dies. -1 (reason in e): go on without it. */
+static int cache_lock(const char *dir, berth_error *e) {
+  if (cache_dir_ready(dir, true, e) < 0) return -1;
+  int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return berth_fail_errno(e, "open seccomp cache '%s'", dir);
+  if (check_trusted(fd, dir, S_IFDIR, e) < 0) {
+    close(fd);
+    return -1;
+  }
+  while (flock(fd, LOCK_EX) < 0) {
+    if (errno == EINTR) continue;
+    berth_fail_errno(e, "lock seccomp cache '%s'", dir);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
 static int cache_store(const char *dir, const char *key, const struct sock_fprog *prog,
                        berth_error *e) {
   char path[PATH_MAX];
@@ -674,14 +695,19 @@ int seccomp_build_cached(json_t *config, const char *cache_dir, berth_seccomp **
   cleanup_free char *key = cache_dir ? cache_key(config) : NULL;
   berth_error miss;
   if (!key || cache_load(cache_dir, key, &s->prog, &miss) < 0) {
-    if (compile(config, def_action, &s->prog, e) < 0) {
-      seccomp_free(s);
-      return -1;
+    /* Containers started together miss together: the first compiles under
+     * the lock, the others wait for it and then find its program. */
+    cleanup_fd int lock = key ? cache_lock(cache_dir, &miss) : -1;
+    if (lock < 0 || cache_load(cache_dir, key, &s->prog, &miss) < 0) {
+      if (compile(config, def_action, &s->prog, e) < 0) {
+        seccomp_free(s);
+        return -1;
+      }
+      /* The cache only saves time: a failure to store it costs the next
+       * start a compile, nothing else, so it does not fail this one. */
+      berth_error ignored;
+      if (key) (void)cache_store(cache_dir, key, &s->prog, &ignored);
     }
-    /* The cache only saves time: a failure to store it costs the next
-     * start a compile, nothing else, so it does not fail this one. */
-    berth_error ignored;
-    if (key) (void)cache_store(cache_dir, key, &s->prog, &ignored);
   }
 
   if (uses_notify) {

@@ -514,6 +514,21 @@ describe.skipIf(!isRoot)('seccomp (needs root: loads filters without no_new_priv
       expect(readFileSync(elsewhere).equals(forged)).toBe(true);
     });
 
+    it('serves containers started together on a cold cache: each gets the filter, one file is stored', async () => {
+      // They meet on the cache directory's lock: one compiles, the others
+      // load its program (or compile themselves if the lock is not there).
+      const cache = join(tempDir(), 'seccomp-cache');
+      const dirs = Array.from({ length: 6 }, () => tempDir());
+      const results = await Promise.all(
+        dirs.map((d) =>
+          probeAsync(['--seccomp-cache', cache, '--seccomp', JSON.stringify(mkdirRule(28)), 'exec', busybox, 'mkdir', join(d, 'x')]),
+        ),
+      );
+      for (const r of results) expect(r.stderr).toContain('No space left on device');
+      for (const d of dirs) expect(existsSync(join(d, 'x'))).toBe(false);
+      expect(readdirSync(cache)).toHaveLength(1); // no temp files left either
+    });
+
     it('still validates a config before looking in the cache', () => {
       const cache = join(tempDir(), 'seccomp-cache');
       const r = probe({ defaultAction: 'SCMP_ACT_NOPE' }, ['status'], ['--seccomp-cache', cache]);
