@@ -157,14 +157,21 @@ static int check_name(const char *name, berth_error *e) {
   return 0;
 }
 
-int nl_link_index(struct nl *nl, const char *name, int *index, berth_error *e) {
+/* A link message for `name`: the header, the ifinfomsg (flags set and
+ * changed as given) and the name; the caller adds attributes and talks. */
+static int link_msg(struct msg *m, uint16_t type, uint16_t flags, unsigned ifi_up, const char *name, berth_error *e) {
   if (check_name(name, e) < 0) return -1;
+  msg_init(m, type, flags);
+  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_flags = ifi_up, .ifi_change = ifi_up};
+  msg_put(m, &ifi, sizeof ifi);
+  if (type == RTM_GETLINK) attr_u32(m, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
+  attr_str(m, IFLA_IFNAME, name);
+  return 0;
+}
+
+int nl_link_index(struct nl *nl, const char *name, int *index, berth_error *e) {
   struct msg m;
-  msg_init(&m, RTM_GETLINK, 0);
-  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
-  msg_put(&m, &ifi, sizeof ifi);
-  attr_u32(&m, IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS);
-  attr_str(&m, IFLA_IFNAME, name);
+  if (link_msg(&m, RTM_GETLINK, 0, 0, name, e) < 0) return -1;
   char what[64];
   snprintf(what, sizeof what, "find link '%s'", name);
   alignas(struct nlmsghdr) char reply[NLMSG_SPACE(sizeof(struct ifinfomsg))] = {0};
@@ -176,36 +183,24 @@ int nl_link_index(struct nl *nl, const char *name, int *index, berth_error *e) {
 }
 
 int nl_link_up(struct nl *nl, const char *name, berth_error *e) {
-  if (check_name(name, e) < 0) return -1;
   struct msg m;
-  msg_init(&m, RTM_NEWLINK, 0);
-  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC, .ifi_flags = IFF_UP, .ifi_change = IFF_UP};
-  msg_put(&m, &ifi, sizeof ifi);
-  attr_str(&m, IFLA_IFNAME, name);
+  if (link_msg(&m, RTM_NEWLINK, 0, IFF_UP, name, e) < 0) return -1;
   char what[64];
   snprintf(what, sizeof what, "set link '%s' up", name);
   return talk(nl, &m, NULL, 0, 0, e, what);
 }
 
 int nl_link_del(struct nl *nl, const char *name, berth_error *e) {
-  if (check_name(name, e) < 0) return -1;
   struct msg m;
-  msg_init(&m, RTM_DELLINK, 0);
-  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
-  msg_put(&m, &ifi, sizeof ifi);
-  attr_str(&m, IFLA_IFNAME, name);
+  if (link_msg(&m, RTM_DELLINK, 0, 0, name, e) < 0) return -1;
   char what[64];
   snprintf(what, sizeof what, "delete link '%s'", name);
   return talk(nl, &m, NULL, 0, 0, e, what);
 }
 
 int nl_bridge_add(struct nl *nl, const char *name, berth_error *e) {
-  if (check_name(name, e) < 0) return -1;
   struct msg m;
-  msg_init(&m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL);
-  struct ifinfomsg ifi = {.ifi_family = AF_UNSPEC};
-  msg_put(&m, &ifi, sizeof ifi);
-  attr_str(&m, IFLA_IFNAME, name);
+  if (link_msg(&m, RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, 0, name, e) < 0) return -1;
   struct rtattr *info = nest_begin(&m, IFLA_LINKINFO);
   attr_str(&m, IFLA_INFO_KIND, "bridge");
   nest_end(&m, info);
