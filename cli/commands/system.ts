@@ -1,4 +1,8 @@
-/** berth system df: what images, blobs and unpacked layers take on disk. */
+/**
+ * berth system df: what images, blobs and unpacked layers take on disk.
+ * berth system reset --force: everything of this root gone, host objects
+ * included (podman's `system reset`).
+ */
 import type { Command } from 'commander';
 import { context, group } from '../context.js';
 import { emit, humanSize, table } from '../output.js';
@@ -29,6 +33,46 @@ export const registerSystemCommands = (program: Command): void => {
             { header: 'RECLAIMABLE', get: (r) => humanSize(r.reclaimable) },
           ]),
         );
+      }),
+    );
+
+  system
+    .command('reset')
+    .description('remove every container, image, volume and network of this root, with the host objects they made, and the root itself')
+    .option('-f, --force', 'do it (without it, nothing is changed)')
+    .action(
+      guard(async (o: { force?: boolean }, c: Command) => {
+        const ctx = context(c);
+        const { engineFor } = await import('./containers.js');
+        const { fail, invalidSpec, conflict } = await import('../../engine/errors.js');
+        const engine = await engineFor(c);
+        const { root, runRoot } = engine.roots;
+        if (!o.force) {
+          return fail(invalidSpec('system reset', [`it removes every container, image, volume and network of ${root} (and ${runRoot}); give --force to do it`]));
+        }
+        const containers = await engine.listContainers({ all: true });
+        for (const ct of containers) await engine.removeContainer(ct.id, { force: true, volumes: true });
+        const volumes = await engine.listVolumes();
+        for (const v of volumes) await engine.removeVolume(v.name, { force: true });
+        // bridges, the nft table, namespaces and the networks' records (the predefined ones too)
+        const { openNetworking } = await import('../../engine/network/networking.js');
+        await openNetworking({ root, runRoot }).purge();
+        // nothing may be mounted below what is removed next: rm would go through a mount into what it shows
+        const { readFileSync, promises: fsp } = await import('node:fs');
+        const under = (dir: string, m: string): boolean => m === dir || m.startsWith(`${dir}/`);
+        const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => under(root, m) || under(runRoot, m));
+        if (mounts.length > 0) return fail(conflict('root', root, `still has mounts (${mounts.join(', ')}): unmount them, then reset again`));
+        // only what Berth keeps there, then the directories if nothing else is left in them (a root
+        // given by mistake, such as /var, loses nothing of anyone else's)
+        const path = await import('node:path');
+        const remove = async (dir: string, entries: readonly string[]): Promise<void> => {
+          for (const e of entries) await fsp.rm(path.join(dir, e), { recursive: true, force: true });
+          await fsp.rmdir(dir).catch(() => undefined); // not empty: someone else's files stay
+        };
+        await remove(runRoot, ['containers', 'events.jsonl', 'locks', 'netns', 'network-scanned', 'networks', 'runtime', 'shims']);
+        await remove(root, ['build', 'containers', 'images', 'layers', 'networks', 'unsettled', 'volumes', '.cache', 'run']);
+        const result = { containers: containers.length, volumes: volumes.length, root, runRoot };
+        emit(ctx, result, () => `Removed ${containers.length} container(s), ${volumes.length} volume(s), every image and network, and ${root}`);
       }),
     );
 };
