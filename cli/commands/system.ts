@@ -50,6 +50,16 @@ export const registerSystemCommands = (program: Command): void => {
         if (!o.force) {
           return fail(invalidSpec('system reset', [`it removes every container, image, volume and network of ${root} (and ${runRoot}); give --force to do it`]));
         }
+        // nothing may be mounted below what is removed at the end (rm would go through a mount into what
+        // it shows), other than the network namespaces the purge below unmounts: refused before any change
+        const { readFileSync, promises: fsp } = await import('node:fs');
+        const path = await import('node:path');
+        const under = (d: string, m: string): boolean => m === d || m.startsWith(`${d}/`);
+        const foreignMounts = (): string[] =>
+          readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '')
+            .filter((m) => (under(root, m) || under(runRoot, m)) && !under(path.join(runRoot, 'netns'), m));
+        const before = foreignMounts();
+        if (before.length > 0) return fail(conflict('root', root, `has mounts below it that are not Berth's to remove (${before.join(', ')}): unmount them, then reset`));
         const containers = await engine.listContainers({ all: true });
         for (const ct of containers) await engine.removeContainer(ct.id, { force: true, volumes: true });
         const volumes = await engine.listVolumes();
@@ -57,14 +67,10 @@ export const registerSystemCommands = (program: Command): void => {
         // bridges, the nft table, namespaces and the networks' records (the predefined ones too)
         const { openNetworking } = await import('../../engine/network/networking.js');
         await openNetworking({ root, runRoot }).purge();
-        // nothing may be mounted below what is removed next: rm would go through a mount into what it shows
-        const { readFileSync, promises: fsp } = await import('node:fs');
-        const under = (dir: string, m: string): boolean => m === dir || m.startsWith(`${dir}/`);
-        const mounts = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => under(root, m) || under(runRoot, m));
-        if (mounts.length > 0) return fail(conflict('root', root, `still has mounts (${mounts.join(', ')}): unmount them, then reset again`));
+        const after = foreignMounts().concat(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => under(path.join(runRoot, 'netns'), m)));
+        if (after.length > 0) return fail(conflict('root', root, `still has mounts (${after.join(', ')}): unmount them, then reset again`));
         // only what Berth keeps there, then the directories if nothing else is left in them (a root
         // given by mistake, such as /var, loses nothing of anyone else's)
-        const path = await import('node:path');
         const remove = async (dir: string, entries: readonly string[]): Promise<void> => {
           for (const e of entries) await fsp.rm(path.join(dir, e), { recursive: true, force: true });
           await fsp.rmdir(dir).catch(() => undefined); // not empty: someone else's files stay

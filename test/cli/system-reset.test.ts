@@ -72,6 +72,24 @@ describe.skipIf(skip !== '')(`berth system reset${skip ? ` (skipped: ${skip})` :
     expect(berth('ps', '-q').stdout.trim()).toBe(id.slice(0, 12));
     expect(alive(pid)).toBe(true);
 
+    // something else mounted below the root: refused before anything changes
+    const foreign = path.join(root, 'mnt');
+    fs.mkdirSync(foreign);
+    fs.mkdirSync(path.join(dir, 'elsewhere'));
+    fs.writeFileSync(path.join(dir, 'elsewhere', 'keep.txt'), 'keep\n');
+    spawnSync('mount', ['--bind', path.join(dir, 'elsewhere'), foreign]);
+    try {
+      const busy = berth('system', 'reset', '--force');
+      expect(busy.code).toBe(1);
+      expect(busy.stderr).toBe(`berth: root "${root}": has mounts below it that are not Berth's to remove (${foreign}): unmount them, then reset\n`);
+      expect(alive(pid)).toBe(true);
+      expect(linkUp(bridge)).toBe(true);
+    } finally {
+      spawnSync('umount', [foreign]);
+    }
+    expect(fs.readFileSync(path.join(dir, 'elsewhere', 'keep.txt'), 'utf8')).toBe('keep\n');
+    fs.rmdirSync(foreign);
+
     const r = berth('system', 'reset', '--force');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(`Removed 1 container(s), 1 volume(s), every image and network, and ${root}\n`);
