@@ -52,13 +52,13 @@ export const registerSystemCommands = (program: Command): void => {
         }
         // nothing may be mounted below what is removed at the end (rm would go through a mount into what
         // it shows), other than the network namespaces the purge below unmounts: refused before any change
-        const { readFileSync, promises: fsp } = await import('node:fs');
+        const { promises: fsp } = await import('node:fs');
         const path = await import('node:path');
+        const { mountPoints } = await import('../../engine/network/host.js');
         const under = (d: string, m: string): boolean => m === d || m.startsWith(`${d}/`);
-        const foreignMounts = (): string[] =>
-          readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '')
-            .filter((m) => (under(root, m) || under(runRoot, m)) && !under(path.join(runRoot, 'netns'), m));
-        const before = foreignMounts();
+        const netnsDir = path.join(runRoot, 'netns');
+        const mountsBelow = async (): Promise<string[]> => [...(await mountPoints())].filter((m) => under(root, m) || under(runRoot, m));
+        const before = (await mountsBelow()).filter((m) => !under(netnsDir, m));
         if (before.length > 0) return fail(conflict('root', root, `has mounts below it that are not Berth's to remove (${before.join(', ')}): unmount them, then reset`));
         const containers = await engine.listContainers({ all: true });
         for (const ct of containers) await engine.removeContainer(ct.id, { force: true, volumes: true });
@@ -67,7 +67,7 @@ export const registerSystemCommands = (program: Command): void => {
         // bridges, the nft table, namespaces and the networks' records (the predefined ones too)
         const { openNetworking } = await import('../../engine/network/networking.js');
         await openNetworking({ root, runRoot }).purge();
-        const after = foreignMounts().concat(readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => under(path.join(runRoot, 'netns'), m)));
+        const after = await mountsBelow();
         if (after.length > 0) return fail(conflict('root', root, `still has mounts (${after.join(', ')}): unmount them, then reset again`));
         // only what Berth keeps there, then the directories if nothing else is left in them (a root
         // given by mistake, such as /var, loses nothing of anyone else's)

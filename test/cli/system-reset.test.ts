@@ -11,6 +11,7 @@ import { busyboxLayer } from '../engine/runtime/helpers.js';
 import { openLocalEngine } from '../../engine/local.js';
 import { importLayers } from '../../engine/local-images.js';
 import { openNetworking } from '../../engine/network/networking.js';
+import { pidAlive } from '../../engine/store/fsutil.js';
 import { repoRoot } from '../helpers/paths.js';
 
 const main = path.join(repoRoot, 'dist/cli/main.js');
@@ -26,14 +27,6 @@ const berth = (...args: string[]): { code: number; stdout: string; stderr: strin
     env: { ...process.env, BERTH_NATIVE_DIR: path.join(repoRoot, 'native/build') },
   });
   return { code: r.status ?? 128 + 9, stdout: r.stdout, stderr: r.stderr };
-};
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 };
 
 describe.skipIf(skip !== '')(`berth system reset${skip ? ` (skipped: ${skip})` : ''}`, () => {
@@ -70,7 +63,7 @@ describe.skipIf(skip !== '')(`berth system reset${skip ? ` (skipped: ${skip})` :
     expect(refused.code).toBe(1);
     expect(refused.stderr).toBe(`berth: system reset: it removes every container, image, volume and network of ${root} (and ${runRoot}); give --force to do it\n`);
     expect(berth('ps', '-q').stdout.trim()).toBe(id.slice(0, 12));
-    expect(alive(pid)).toBe(true);
+    expect(pidAlive(pid)).toBe(true);
 
     // something else mounted below the root: refused before anything changes
     const foreign = path.join(root, 'mnt');
@@ -82,7 +75,7 @@ describe.skipIf(skip !== '')(`berth system reset${skip ? ` (skipped: ${skip})` :
       const busy = berth('system', 'reset', '--force');
       expect(busy.code).toBe(1);
       expect(busy.stderr).toBe(`berth: root "${root}": has mounts below it that are not Berth's to remove (${foreign}): unmount them, then reset\n`);
-      expect(alive(pid)).toBe(true);
+      expect(pidAlive(pid)).toBe(true);
       expect(linkUp(bridge)).toBe(true);
     } finally {
       spawnSync('umount', [foreign]);
@@ -93,7 +86,7 @@ describe.skipIf(skip !== '')(`berth system reset${skip ? ` (skipped: ${skip})` :
     const r = berth('system', 'reset', '--force');
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toBe(`Removed 1 container(s), 1 volume(s), every image and network, and ${root}\n`);
-    expect(alive(pid)).toBe(false);
+    expect(pidAlive(pid)).toBe(false);
     expect(linkUp(bridge)).toBe(false);
     expect(tables().split('\n').length).toBeLessThan(before.split('\n').length); // this root's table went
     expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).not.toContain(dir);
