@@ -577,6 +577,15 @@ static int v1_pids(const berth_cgroup *cg, pid_t **pids, size_t *n, berth_error 
 }
 
 static int v1_kill_all(const berth_cgroup *cg, int sig, berth_error *e) {
+  /* An empty group (the container has exited: every delete of a stopped
+   * container) has nothing to signal, and no task can enter it by fork.
+   * Freezing it anyway costs a kernel text patch on every CPU, twice (the
+   * freezer's static key goes on and off): 3% of a `run` here. */
+  pid_t *present = NULL;
+  size_t count = 0;
+  if (v1_pids(cg, &present, &count, e) < 0) return -1;
+  free(present);
+  if (count == 0) return 0;
   /* Frozen, no task can fork past the signal; it lands on thaw. */
   char fdir[PATH_MAX];
   bool freezer = v1_dir(cg, "freezer", fdir, sizeof fdir);
