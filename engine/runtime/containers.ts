@@ -36,6 +36,7 @@ import type { VolumeStore } from '../volume/volumes.js';
 import { attach, waitExitLine, type AttachSession, type AttachStreams } from './attach.js';
 import { resolveInRoot } from './inroot.js';
 import { mountPrivate, runtimeCli, startShim, unmountIfMounted, unmountSoon, type RuntimeCli } from './invoke.js';
+import { helperSealedExe } from './helper.js';
 import { layoutOf, nativeDir, type ContainerPaths } from './layout.js';
 import type { LogOptions } from './logs.js';
 import { buildOciConfig, signalNumber, type OciDevice, type OciMount } from './oci-spec.js';
@@ -781,6 +782,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     let mounted = false;
     /** The container exists in the runtime, but `runtime start` has not run. */
     let createdOnly = false;
+    // asked now, answered while the network and rootfs are set up
+    const sealedRuntime = path.basename(rec.runtime) === 'berth-runtime' ? helperSealedExe(rec.runtime).catch(() => undefined) : undefined;
     try {
       const mode = spec.networkMode ?? 'bridge';
       // container:<ref>: the owner must run. Its namespace, /etc files and host name are the container's:
@@ -837,8 +840,9 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       writeFileSync(p.config, JSON.stringify(config));
       trace('start: user, volumes, config.json');
       await removeShimDir(p);
+      const runtimeExec = await sealedRuntime;
       const started = await startShim({
-        shim: shimPath, id, stateDir: p.shimDir, runtime: rec.runtime, runtimeRoot: L.runtimeRoot, bundle: p.bundle, logPath: p.log,
+        shim: shimPath, id, stateDir: p.shimDir, runtime: rec.runtime, ...(runtimeExec ? { runtimeExec } : {}), runtimeRoot: L.runtimeRoot, bundle: p.bundle, logPath: p.log,
         terminal: spec.tty === true, stdin: spec.openStdin === true, stdinOnce: spec.openStdin === true,
       }).catch(async (e: unknown): Promise<never> => {
         const te = toEngineError(e);

@@ -27,7 +27,7 @@ import { getSystemErrorName } from 'node:util';
 import { nativeDir } from './layout.js';
 import { tracing } from './trace.js';
 
-const OP_NAMES = ['', 'exec', 'mount', 'umount', 'lock', 'unlock', 'net-plug', 'link-del', 'bridge'];
+const OP_NAMES = ['', 'exec', 'mount', 'umount', 'lock', 'unlock', 'net-plug', 'link-del', 'bridge', 'seal'];
 
 const OP_EXEC = 1;
 const OP_MOUNT = 2;
@@ -37,6 +37,7 @@ const OP_UNLOCK = 5;
 const OP_NET_PLUG = 6;
 const OP_LINK_DEL = 7;
 const OP_BRIDGE = 8;
+const OP_SEAL = 9;
 
 export interface HelperReply {
   /** Exit status for exec (128 + signal when killed); 0 or -1 for the others. */
@@ -88,6 +89,9 @@ class Helper {
   private buf: Buffer = Buffer.alloc(0);
   private stderr = '';
   dead = false;
+  get pid(): number | undefined {
+    return this.child.pid;
+  }
   /** True once the helper said hello (a reply with id 0); false if it went away before. */
   readonly ready: Promise<boolean>;
   private sayReady: (ok: boolean) => void = () => undefined;
@@ -240,6 +244,22 @@ export const execProgram = async (argv: readonly string[], input?: string): Prom
   });
   if (r.errno !== 0) throw new HelperSyscallError(`spawn ${argv[0]} ${errnoName(r.errno)}: ${r.err.toString('utf8')}`, r.errno);
   return { code: r.code, stdout: r.out.toString('utf8'), stderr: r.err.toString('utf8') };
+};
+
+/**
+ * A path that executes a sealed copy of `file` held by the helper
+ * (`/proc/<helper pid>/fd/<n>`, made once per version of the file): a
+ * runtime started from it finds itself sealed and skips its own copy and
+ * re-exec (native/src/exe_seal.h), 2 MB and an exec less per container.
+ * undefined without a helper or when it cannot make one (the caller runs
+ * the file itself, which seals itself).
+ */
+export const helperSealedExe = async (file: string): Promise<string | undefined> => {
+  const h = await helper();
+  if (!h) return undefined;
+  const r = await h.request(OP_SEAL, (parts) => str(parts, file));
+  const fd = r.out.toString('utf8');
+  return r.code === 0 && /^\d+$/.test(fd) ? `/proc/${h.pid}/fd/${fd}` : undefined;
 };
 
 /** The same through this process's own spawn (no helper). */

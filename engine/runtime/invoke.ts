@@ -105,6 +105,8 @@ export interface ShimOptions {
   readonly id: string;
   readonly stateDir: string;
   readonly runtime: string;
+  /** What the shim's `runtime create` executes instead of `runtime` (helperSealedExe). */
+  readonly runtimeExec?: string;
   readonly runtimeRoot: string;
   readonly bundle: string;
   readonly logPath: string;
@@ -118,6 +120,7 @@ export interface ShimOptions {
 export const startShim = async (o: ShimOptions): Promise<{ shimPid: number; pid: number }> => {
   const args = ['--id', o.id, '--state-dir', o.stateDir, '--runtime', o.runtime, '--runtime-root', o.runtimeRoot, '--bundle', o.bundle,
     '--log-path', o.logPath, '--log-max-size', o.logMaxSize ?? '32m', '--log-max-files', '2', '--rm'];
+  if (o.runtimeExec !== undefined) args.push('--runtime-exec', o.runtimeExec);
   if (o.terminal) args.push('--terminal');
   if (o.stdin) args.push('--stdin');
   if (o.stdin && o.stdinOnce) args.push('--stdin-once');

@@ -14,11 +14,13 @@
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
 
+#include "exe_seal.h"
 #include "netlink.h"
 #include "netns.h"
 #include "util.h"
@@ -37,6 +39,7 @@
  *                address/prefix, string gateway or "")
  *     LINK_DEL   string name
  *     BRIDGE     string name, string gateway address, u32 prefix
+ *     SEAL       string path of an executable
  *   reply: u32 id, i32 code, i32 errno, string out, string err
  * A reply with id 0, sent once at start, says the helper is there.
  * EXEC: code is the exit status (128 + signal when killed), out and err the
@@ -49,10 +52,14 @@
  * end on its bridge and up, the other end (name, MAC) in the netns with its
  * address, up, and a default route via the gateway when one is given.
  * LINK_DEL deletes a link of Berth's (berth*, bth*). BRIDGE makes the
- * bridge if it is missing, replaces its address and sets it up. The
+ * bridge if it is missing, replaces its address and sets it up. SEAL
+ * answers (in out) the number of a descriptor of the helper's that holds a
+ * sealed copy of the file (exe_seal.h), made once per file version: the
+ * engine has shims execute the runtime as /proc/<helper>/fd/<n>. The
  * network operations run in a child of the helper (the netns moves, and a
  * deletion waits for the kernel's RCU grace period), so the loop goes on. */
-enum { OP_EXEC = 1, OP_MOUNT = 2, OP_UMOUNT = 3, OP_LOCK = 4, OP_UNLOCK = 5, OP_NET_PLUG = 6, OP_LINK_DEL = 7, OP_BRIDGE = 8 };
+enum { OP_EXEC = 1, OP_MOUNT = 2, OP_UMOUNT = 3, OP_LOCK = 4, OP_UNLOCK = 5, OP_NET_PLUG = 6, OP_LINK_DEL = 7, OP_BRIDGE = 8,
+       OP_SEAL = 9 };
 
 #define MAX_JOBS 512
 #define MAX_LOCKS 64
@@ -567,6 +574,73 @@ static void do_mount(uint32_t id, struct cursor *c) {
   free(type), free(source), free(target), free(data);
 }
 
+/* Sealed copies made by SEAL, with the version of the file each copies. */
+struct sealed_exe {
+  char *path;
+  dev_t dev;
+  ino_t ino;
+  off_t size;
+  struct timespec mtime;
+  int fd;
+};
+static struct sealed_exe sealed_exes[4];
+
+static bool same_version(const struct sealed_exe *s, const struct stat *st) {
+  return s->dev == st->st_dev && s->ino == st->st_ino && s->size == st->st_size &&
+         s->mtime.tv_sec == st->st_mtim.tv_sec && s->mtime.tv_nsec == st->st_mtim.tv_nsec;
+}
+
+static void reply_fd(uint32_t id, int fd) {
+  char out[16];
+  int n = snprintf(out, sizeof out, "%d", fd);
+  reply(id, 0, 0, out, (size_t)n, NULL, 0);
+}
+
+static void do_seal(uint32_t id, struct cursor *c) {
+  char *path = get_str(c, NULL);
+  if (c->bad) {
+    free(path);
+    reply_err(id, EINVAL, "seal: malformed request");
+    return;
+  }
+  int src = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (src < 0 || fstat(src, &st) < 0) {
+    int e = errno;
+    if (src >= 0) close(src);
+    reply_err(id, e, "seal '%s': open", path);
+    free(path);
+    return;
+  }
+  struct sealed_exe *slot = &sealed_exes[0];
+  for (size_t i = 0; i < BERTH_ARRAY_LEN(sealed_exes); i++) {
+    struct sealed_exe *s = &sealed_exes[i];
+    if (s->path && strcmp(s->path, path) == 0) {
+      if (same_version(s, &st)) {
+        close(src);
+        free(path);
+        reply_fd(id, s->fd);
+        return;
+      }
+      slot = s; /* rebuilt since: replaced */
+      break;
+    }
+    if (!s->path) slot = s;
+  }
+  berth_error e;
+  int mem = exe_sealed_copy(src, "berth-runtime", &e);
+  close(src);
+  if (mem < 0) {
+    reply_err(id, e.errnum, "seal '%s': %s", path, e.msg);
+    free(path);
+    return;
+  }
+  if (slot->path) free(slot->path), close(slot->fd);
+  *slot = (struct sealed_exe){.path = path, .dev = st.st_dev, .ino = st.st_ino, .size = st.st_size,
+                              .mtime = st.st_mtim, .fd = mem};
+  reply_fd(id, mem);
+}
+
 static void handle_request(const char *p, size_t len) {
   struct cursor c = {p, len, false};
   uint32_t id = get_u32(&c);
@@ -648,6 +722,9 @@ static void handle_request(const char *p, size_t len) {
       free(name);
       return;
     }
+    case OP_SEAL:
+      do_seal(id, &c);
+      return;
     case OP_BRIDGE:
       do_bridge(id, &c);
       return;

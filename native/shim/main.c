@@ -15,14 +15,16 @@
 #include "util.h"
 
 static const char usage[] =
-    "usage: berth-shim --id ID --state-dir DIR --runtime PATH [--runtime-root DIR] --bundle DIR\n"
+    "usage: berth-shim --id ID --state-dir DIR --runtime PATH [--runtime-exec PATH] [--runtime-root DIR] --bundle DIR\n"
     "                  [--log-path FILE [--log-max-size BYTES[k|m|g]] [--log-max-files N]]\n"
     "                  [--terminal] [--stdin [--stdin-once]] [--rm]\n"
     "Creates the container through the runtime and stays with it, detached.\n"
+    "--runtime-exec: the file `create` executes instead (a sealed copy of the\n"
+    "runtime, /proc/<pid>/fd/<n>); --runtime when it cannot be executed.\n"
     "Prints {\"shimPid\":N,\"pid\":N} once it is created; exit status 1 and the\n"
     "reason on stderr if it could not be.\n";
 
-enum { OPT_ID = 1, OPT_STATE_DIR, OPT_RUNTIME, OPT_RUNTIME_ROOT, OPT_BUNDLE, OPT_LOG_PATH, OPT_LOG_MAX_SIZE,
+enum { OPT_ID = 1, OPT_STATE_DIR, OPT_RUNTIME, OPT_RUNTIME_EXEC, OPT_RUNTIME_ROOT, OPT_BUNDLE, OPT_LOG_PATH, OPT_LOG_MAX_SIZE,
        OPT_LOG_MAX_FILES, OPT_TERMINAL, OPT_STDIN, OPT_STDIN_ONCE, OPT_RM, OPT_HELP };
 
 static int bad_usage(const char *fmt, const char *arg) {
@@ -72,6 +74,7 @@ static __attribute__((noinline)) int parse_args(int argc, char **argv, struct sh
       {"id", required_argument, NULL, OPT_ID},
       {"state-dir", required_argument, NULL, OPT_STATE_DIR},
       {"runtime", required_argument, NULL, OPT_RUNTIME},
+      {"runtime-exec", required_argument, NULL, OPT_RUNTIME_EXEC},
       {"runtime-root", required_argument, NULL, OPT_RUNTIME_ROOT},
       {"bundle", required_argument, NULL, OPT_BUNDLE},
       {"log-path", required_argument, NULL, OPT_LOG_PATH},
@@ -90,6 +93,10 @@ static __attribute__((noinline)) int parse_args(int argc, char **argv, struct sh
       case OPT_ID: o->id = optarg; break;
       case OPT_STATE_DIR: o->state_dir = optarg; break;
       case OPT_RUNTIME: o->runtime = optarg; break;
+      case OPT_RUNTIME_EXEC:
+        if (optarg[0] != '/') return bad_usage("--runtime-exec: expected an absolute path, got '%s'", optarg);
+        o->runtime_exec = optarg;
+        break;
       case OPT_RUNTIME_ROOT: o->runtime_root = optarg; break;
       case OPT_BUNDLE: o->bundle = optarg; break;
       case OPT_LOG_PATH: o->log_path = optarg; break;

@@ -17,24 +17,35 @@ static bool is_sealed(int fd) {
   return seals >= 0 && (seals & REQUIRED_SEALS) == REQUIRED_SEALS;
 }
 
+int exe_sealed_copy(int src, const char *name, berth_error *e) {
+  struct stat st;
+  if (fstat(src, &st) < 0) return berth_fail_errno(e, "stat the file to seal");
+  int mem = memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  if (mem < 0) return berth_fail_errno(e, "memfd_create for the sealed copy '%s'", name);
+  off_t off = 0;
+  while (off < st.st_size) {
+    ssize_t n = sendfile(mem, src, &off, (size_t)(st.st_size - off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      int saved = n < 0 ? errno : EIO; /* 0: the file shrank while copied */
+      close(mem);
+      return berth_fail(e, saved, "copy into the sealed copy '%s'", name);
+    }
+  }
+  if (fcntl(mem, F_ADD_SEALS, REQUIRED_SEALS) < 0) {
+    int saved = errno;
+    close(mem);
+    return berth_fail(e, saved, "seal the memfd '%s'", name);
+  }
+  return mem;
+}
+
 int exe_ensure_sealed(char **argv, char **envp, berth_error *e) {
   cleanup_fd int self = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
   if (self < 0) return berth_fail_errno(e, "open /proc/self/exe");
   if (is_sealed(self)) return 0;
-  struct stat st;
-  if (fstat(self, &st) < 0) return berth_fail_errno(e, "stat /proc/self/exe");
-  cleanup_fd int mem = memfd_create("berth-runtime", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-  if (mem < 0) return berth_fail_errno(e, "memfd_create for the sealed runtime copy");
-  off_t off = 0;
-  while (off < st.st_size) {
-    ssize_t n = sendfile(mem, self, &off, (size_t)(st.st_size - off));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return berth_fail_errno(e, "copy the runtime into a memfd");
-    }
-    if (n == 0) break;
-  }
-  if (fcntl(mem, F_ADD_SEALS, REQUIRED_SEALS) < 0) return berth_fail_errno(e, "seal the runtime memfd");
+  cleanup_fd int mem = exe_sealed_copy(self, "berth-runtime", e);
+  if (mem < 0) return -1;
   fexecve(mem, argv, envp);
   return berth_fail_errno(e, "re-exec the runtime from its sealed copy");
 }

@@ -211,11 +211,34 @@ describe('berth-shim with the fake runtime', () => {
     expect(fs.readdirSync(box.state)).toEqual([]);
   });
 
+  it('runs only create through --runtime-exec, and the runtime itself when that file cannot be executed', async () => {
+    const box = fakeBox('echo hi');
+    const calls = path.join(box.bundle, 'runtime-exec-calls');
+    const wrapper = path.join(box.bundle, 'runtime-exec.sh');
+    fs.writeFileSync(wrapper, `#!/bin/sh\necho "$*" >> '${calls}'\nexec '${fakeRuntime}' "$@"\n`, { mode: 0o755 });
+    await startShim(box, ['--runtime-exec', wrapper, '--rm']);
+    runtime(box, 'start', box.id);
+    expect((await waitShimGone(box)).exitCode).toBe(0);
+    // the delete that --rm runs goes to the runtime itself
+    const lines = fs.readFileSync(calls, 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/ create --bundle /);
+
+    const fallback = fakeBox('echo hi');
+    await startShim(fallback, ['--runtime-exec', path.join(fallback.bundle, 'no-such-runtime')]);
+    runtime(fallback, 'start', fallback.id);
+    expect((await waitShimGone(fallback)).exitCode).toBe(0);
+    expect(readLog(fallback.log).map((r) => r.log)).toEqual(['hi\n']);
+  });
+
   it('rejects bad usage with status 2 and says what is wrong', async () => {
     const box = fakeBox('true');
     const r = spawnSync(shimBinary, [...shimArgs(box), '--log-max-size', '12q'], { encoding: 'utf8' });
     expect(r.status).toBe(2);
     expect(r.stderr).toContain("--log-max-size: expected a byte count such as 10m, got '12q'");
+    const relative = spawnSync(shimBinary, [...shimArgs(box), '--runtime-exec', 'fd/3'], { encoding: 'utf8' });
+    expect(relative.status).toBe(2);
+    expect(relative.stderr).toContain("--runtime-exec: expected an absolute path, got 'fd/3'");
     const missing = spawnSync(shimBinary, ['--id', 'x'], { encoding: 'utf8' });
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain('--state-dir is required');

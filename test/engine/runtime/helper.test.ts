@@ -2,14 +2,15 @@
 // programs run through it behave as spawned ones (output, stdin, exit
 // status, signals, a missing program), get no descriptor but their stdio
 // (a lock it holds must never reach a long-lived shim), mount(2)/umount2(2)
-// on a real tmpfs, and flock(2) locks that exclude other processes and go
-// when the helper's engine process dies.
+// on a real tmpfs, flock(2) locks that exclude other processes and go
+// when the helper's engine process dies, and sealed copies of executables
+// (what shims run the runtime from).
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execProgram, helperAvailable, helperLock, helperMount, helperUmount, helperUnlock } from '../../../engine/runtime/helper.js';
+import { execProgram, helperAvailable, helperLock, helperMount, helperSealedExe, helperUmount, helperUnlock } from '../../../engine/runtime/helper.js';
 
 const shim = path.resolve('native/build/berth-shim');
 const skipReason = process.getuid?.() !== 0 ? 'needs root' : !fs.existsSync(shim) ? 'needs native/build/berth-shim (make -C native)'
@@ -29,6 +30,29 @@ describe.skipIf(skipReason !== '')(`engine process helper${skipReason ? ` (skipp
     const m = path.join(dir, 'mnt');
     if (mounted(m)) execFileSync('umount', ['-l', m]);
     fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('keeps one sealed copy of an executable per version of the file, which runs and cannot be written', async () => {
+    const exe = path.join(dir, 'echo');
+    fs.copyFileSync('/bin/echo', exe);
+    const sealed = await helperSealedExe(exe);
+    expect(sealed).toMatch(/^\/proc\/\d+\/fd\/\d+$/);
+    expect(await helperSealedExe(exe)).toBe(sealed); // the same copy again
+    expect(fs.readFileSync(sealed!).equals(fs.readFileSync(exe))).toBe(true);
+    expect((await execProgram([sealed!, 'from the copy'])).stdout).toBe('from the copy\n');
+    const fd = fs.openSync(sealed!, 'r+');
+    try {
+      expect(() => fs.writeSync(fd, 'x', 0)).toThrow(/EPERM/);
+    } finally {
+      fs.closeSync(fd);
+    }
+    // a rebuilt file gets a new copy
+    fs.copyFileSync('/bin/true', exe);
+    const again = await helperSealedExe(exe);
+    expect(again).toBeDefined();
+    expect(fs.readFileSync(again!).equals(fs.readFileSync('/bin/true'))).toBe(true);
+    expect((await execProgram([again!])).code).toBe(0);
+    expect(await helperSealedExe(path.join(dir, 'no-such-file'))).toBeUndefined();
   });
 
   it('runs a program with stdin, and returns its stdout, stderr and exit status', async () => {
