@@ -50,7 +50,9 @@
  * NET_PLUG (`create`: a new netns bound on the file, lo up; else the one
  * bound there) makes each veth pair from the helper's namespace, the host
  * end on its bridge and up, the other end (name, MAC) in the netns with its
- * address, up, and a default route via the gateway when one is given.
+ * address, up, and a default route via the gateway when one is given. IPv6
+ * stays off: no address of its own on the host end, disabled in the netns
+ * for the links that come into it (lo keeps ::1).
  * LINK_DEL deletes a link of Berth's (berth*, bth*). BRIDGE makes the
  * bridge if it is missing, replaces its address and sets it up. SEAL
  * answers (in out) the number of a descriptor of the helper's that holds a
@@ -478,12 +480,17 @@ static int net_plug(void *arg, berth_error *e) {
   cleanup_fd int ns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
   if (ns < 0) return berth_fail_errno(e, "netns '%s': open /proc/thread-self/ns/net", r->netns);
   if (r->create && nl_link_up(&inner, "lo", e) < 0) return berth_wrap(e, "netns '%s'", r->netns);
+  /* Berth's networks are IPv4: without this every link that comes up sends
+   * IPv6 neighbour and multicast messages that its bridge floods to every
+   * other port, work that grows with the square of the containers on it */
+  if (netns_ipv4_only(e) < 0) return berth_wrap(e, "netns '%s'", r->netns);
   for (uint32_t i = 0; i < r->count; i++) {
     struct veth_req *v = &r->v[i];
     int master = 0, index = 0;
     if (nl_link_index(&host, v->bridge, &master, e) < 0) return -1;
-    struct nl_veth pair = {.name = v->host, .master = master, .up = true, .peer = v->ifname, .peer_mac = v->mac, .peer_netns_fd = ns};
-    if (nl_veth_add(&host, &pair, e) < 0) return -1;
+    struct nl_veth pair = {.name = v->host, .master = master, .up = false, .peer = v->ifname, .peer_mac = v->mac, .peer_netns_fd = ns};
+    if (nl_veth_add(&host, &pair, e) < 0 || nl_link_no_ipv6_addresses(&host, v->host, e) < 0 || nl_link_up(&host, v->host, e) < 0)
+      return -1;
     if (nl_link_index(&inner, v->ifname, &index, e) < 0 || nl_addr4_add(&inner, index, v->ifname, v->addr, v->prefix, false, e) < 0 ||
         nl_link_up(&inner, v->ifname, e) < 0 || (v->has_gw && nl_route4_default(&inner, index, v->ifname, v->gw, e) < 0))
       return berth_wrap(e, "netns '%s'", r->netns);

@@ -190,6 +190,21 @@ int nl_link_up(struct nl *nl, const char *name, berth_error *e) {
   return talk(nl, &m, NULL, 0, 0, e, what);
 }
 
+int nl_link_no_ipv6_addresses(struct nl *nl, const char *name, berth_error *e) {
+  struct msg m;
+  if (link_msg(&m, RTM_NEWLINK, 0, 0, name, e) < 0) return -1;
+  struct rtattr *spec = nest_begin(&m, IFLA_AF_SPEC);
+  struct rtattr *inet6 = nest_begin(&m, AF_INET6);
+  uint8_t mode = IN6_ADDR_GEN_MODE_NONE;
+  attr_put(&m, IFLA_INET6_ADDR_GEN_MODE, &mode, sizeof mode);
+  nest_end(&m, inet6);
+  nest_end(&m, spec);
+  char what[80];
+  snprintf(what, sizeof what, "set IPv6 address generation of link '%s' to none", name);
+  if (talk(nl, &m, NULL, 0, 0, e, what) == 0) return 0;
+  return e->errnum == EAFNOSUPPORT ? 0 : -1; /* a kernel without IPv6: nothing to turn off */
+}
+
 int nl_link_del(struct nl *nl, const char *name, berth_error *e) {
   struct msg m;
   if (link_msg(&m, RTM_DELLINK, 0, 0, name, e) < 0) return -1;

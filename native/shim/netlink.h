@@ -48,6 +48,12 @@ struct nl_veth {
   const uint8_t *peer_mac;  /* 6 bytes; NULL for a random one */
   int peer_netns_fd;        /* the namespace the other end goes to; -1 for the socket's */
 };
+/* `ip link set NAME addrgenmode none`: the link makes no IPv6 address of
+ * its own, so it sends no duplicate address detection, router solicitation
+ * or multicast listener report when it comes up (a bridge floods those to
+ * every port). Before the link is up; a kernel without IPv6 is not an error. */
+int nl_link_no_ipv6_addresses(struct nl *nl, const char *name, berth_error *e);
+
 /* Creates a veth pair in one request; EEXIST when either name is taken. */
 int nl_veth_add(struct nl *nl, const struct nl_veth *v, berth_error *e);
 

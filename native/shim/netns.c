@@ -27,3 +27,11 @@ int netns_enter(const char *file, berth_error *e) {
   if (setns(fd, CLONE_NEWNET) < 0) return berth_fail_errno(e, "enter netns '%s'", file);
   return 0;
 }
+
+int netns_ipv4_only(berth_error *e) {
+  static const char file[] = "/proc/sys/net/ipv6/conf/default/disable_ipv6";
+  cleanup_fd int fd = open(file, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? 0 : berth_fail_errno(e, "open %s", file); /* ENOENT: no IPv6 in this kernel */
+  if (write(fd, "1", 1) != 1) return berth_fail_errno(e, "write 1 to %s", file);
+  return 0;
+}

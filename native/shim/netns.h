@@ -14,5 +14,10 @@ int netns_new(berth_error *e);
 int netns_bind(const char *file, berth_error *e);
 /* Moves the calling thread into the network namespace bound on `file`. */
 int netns_enter(const char *file, berth_error *e);
+/* Links made in (or moved into) the calling thread's network namespace from
+ * now on have IPv6 disabled (net.ipv6.conf.default.disable_ipv6 = 1), as
+ * Docker leaves the interfaces of IPv4-only networks; lo keeps ::1. A kernel
+ * without IPv6 is not an error. */
+int netns_ipv4_only(berth_error *e);
 
 #endif

@@ -92,6 +92,16 @@ describe.skipIf(skipReason !== '')(`helper network requests (rtnetlink)${skipRea
     expect(linkIn(undefined, 'eth1')).toBeUndefined();
     // traffic across: the gateway (the bridge) answers from inside the namespace
     execFileSync('nsenter', [`--net=${file}`, busybox, 'ping', '-c', '1', '-W', '5', `${subnet}.1`], { stdio: 'ignore' });
+    // IPv4 only, as Docker leaves IPv4 networks: IPv6 off on the inner end, lo keeps ::1, and the host end
+    // makes no link-local address (no neighbour or multicast messages for the bridge to flood)
+    if (fs.existsSync('/proc/sys/net/ipv6')) {
+      const inside = (f: string): string => execFileSync('nsenter', [`--net=${file}`, 'cat', f], { encoding: 'utf8' }).trim();
+      expect(inside('/proc/sys/net/ipv6/conf/eth1/disable_ipv6')).toBe('1');
+      expect(inside('/proc/sys/net/ipv6/conf/lo/disable_ipv6')).toBe('0');
+      expect(ipJson<IpAddr[]>(file, ['-6', 'addr', 'show', 'dev', 'lo'])[0]!.addr_info.map((a) => a.local)).toEqual(['::1']);
+      expect(ipJson<IpAddr[]>(undefined, ['-6', 'addr', 'show', 'dev', veth(1)])).toEqual([]);
+      expect(execFileSync('ip', ['-d', 'link', 'show', 'dev', veth(1)], { encoding: 'utf8' })).toContain('addrgenmode none');
+    }
 
     // a second pair into the same (existing) netns, no gateway: no second default route
     expect(await helperPlugVeths(file, false, [plan(2, file, { gateway: undefined })])).toBe(true);
