@@ -11,7 +11,9 @@
  * and a pause of BENCH_SETTLE_MS (default 1000),
  * and each round starts with the next tool (no fixed predecessor).
  * Medians and MB/s (compressed bytes / wall time) go to bench/out/images.json
- * and bench/out/images.md.
+ * and bench/out/images.md, with the registry's own CPU time during each pull
+ * (/proc/<pid>/stat): on this 2-core host no pull can take less wall time
+ * than (registry CPU + the tool's CPU) / 2.
  *
  * Run: npx tsc -p tsconfig.json && node dist/bench/images/run.js [runs]
  * With BERTH_BEFORE=/path/to/older/dist/cli/main.js an older build runs too.
@@ -19,7 +21,7 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, cpSync, existsSync, mkdirSync, openSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, mkdirSync, openSync, readFileSync, writeFileSync, rmSync, mkdtempSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -96,6 +98,13 @@ const timeIt = (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.en
   return { wall, cpu: (u ?? 0) + (s ?? 0) };
 };
 
+/** CPU seconds (user + system) a process has used: /proc/<pid>/stat fields 14 and 15, in clock ticks (100 per second here). */
+const cpuOf = (pid: number | undefined): number => {
+  if (pid === undefined) return 0;
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+
 const main = async (): Promise<void> => {
   if (!have('docker-registry') || !have('skopeo')) throw new Error('needs docker-registry and skopeo (apt-get install docker-registry skopeo)');
   const work = mkdtempSync(path.join(tmpdir(), 'berth-bench-images-'));
@@ -145,10 +154,10 @@ const main = async (): Promise<void> => {
       timeIt(c, a, t.env ?? process.env);
       if (existsSync(path.join(warm, '.cache'))) warmCache.set(t.tool, path.join(warm, '.cache'));
     }
-    const results: Array<{ image: string; tool: string; runs: number[]; median_s: number; mb_per_s: number; median_cpu_s: number }> = [];
+    const results: Array<{ image: string; tool: string; runs: number[]; median_s: number; mb_per_s: number; median_cpu_s: number; median_registry_cpu_s: number }> = [];
     for (const im of images) {
       // tools interleaved run by run, so that load from elsewhere on the host hits them alike
-      const times = new Map<string, { wall: number[]; cpu: number[] }>(tools.map((t) => [t.tool, { wall: [], cpu: [] }]));
+      const times = new Map<string, { wall: number[]; cpu: number[]; reg: number[] }>(tools.map((t) => [t.tool, { wall: [], cpu: [], reg: [] }]));
       for (let r = 0; r < runs; r++) {
         // each round starts one tool later, so that no tool always runs right after the same one
         for (const t of [...tools.slice(r % tools.length), ...tools.slice(0, r % tools.length)]) {
@@ -163,17 +172,22 @@ const main = async (): Promise<void> => {
           // podman's exit) slowed whichever tool came next by up to 1.5x here (CPU time included)
           if (settleMs > 0) execFileSync('sleep', [String(settleMs / 1000)]);
           const [c, a] = t.cmd(`${host}/bench/${im.name}:v1`, dest);
+          const reg0 = cpuOf(reg.pid);
           const m = timeIt(c, a, t.env ?? process.env);
+          times.get(t.tool)?.reg.push(cpuOf(reg.pid) - reg0);
           times.get(t.tool)?.wall.push(m.wall);
           times.get(t.tool)?.cpu.push(m.cpu);
           rmSync(dest, { recursive: true, force: true });
         }
       }
       for (const t of tools) {
-        const w = times.get(t.tool) ?? { wall: [], cpu: [] };
+        const w = times.get(t.tool) ?? { wall: [], cpu: [], reg: [] };
         const m = median(w.wall);
-        results.push({ image: im.name, tool: t.tool, runs: w.wall.map((x) => Number(x.toFixed(3))), median_s: Number(m.toFixed(3)), mb_per_s: Number((im.bytes / 1e6 / m).toFixed(1)), median_cpu_s: Number(median(w.cpu).toFixed(2)) });
-        process.stderr.write(`${im.name} ${t.tool}: median ${m.toFixed(3)} s, ${(im.bytes / 1e6 / m).toFixed(1)} MB/s, cpu ${median(w.cpu).toFixed(2)} s\n`);
+        results.push({
+          image: im.name, tool: t.tool, runs: w.wall.map((x) => Number(x.toFixed(3))), median_s: Number(m.toFixed(3)), mb_per_s: Number((im.bytes / 1e6 / m).toFixed(1)),
+          median_cpu_s: Number(median(w.cpu).toFixed(2)), median_registry_cpu_s: Number(median(w.reg).toFixed(2)),
+        });
+        process.stderr.write(`${im.name} ${t.tool}: median ${m.toFixed(3)} s, ${(im.bytes / 1e6 / m).toFixed(1)} MB/s, cpu ${median(w.cpu).toFixed(2)} s, registry cpu ${median(w.reg).toFixed(2)} s\n`);
       }
     }
     mkdirSync(outDir, { recursive: true });
@@ -181,9 +195,9 @@ const main = async (): Promise<void> => {
     writeFileSync(path.join(outDir, 'images.json'), `${JSON.stringify({ ...meta, results }, null, 2)}\n`);
     const rows = results.map((r) => {
       const sk = results.find((x) => x.image === r.image && x.tool === 'skopeo (dir:)');
-      return `| ${r.image} | ${r.tool} | ${r.median_s.toFixed(3)} | ${r.mb_per_s.toFixed(1)} | ${r.median_cpu_s.toFixed(2)} | ${sk ? (sk.median_s / r.median_s).toFixed(2) : '-'} |`;
+      return `| ${r.image} | ${r.tool} | ${r.median_s.toFixed(3)} | ${r.mb_per_s.toFixed(1)} | ${r.median_cpu_s.toFixed(2)} | ${r.median_registry_cpu_s.toFixed(2)} | ${sk ? (sk.median_s / r.median_s).toFixed(2) : '-'} |`;
     });
-    const md = [`Pull from docker-registry on 127.0.0.1, ${runs} runs each, tools interleaved, medians (${meta.date}; host load average at start ${loadavg()[0]?.toFixed(1)}).`, '', '| image | tool | median s | MB/s | CPU s (user+sys) | speed vs skopeo dir: |', '|---|---|---|---|---|---|', ...rows, ''].join('\n');
+    const md = [`Pull from docker-registry on 127.0.0.1, ${runs} runs each, tools interleaved, medians (${meta.date}; host load average at start ${loadavg()[0]?.toFixed(1)}).`, '', '| image | tool | median s | MB/s | CPU s (user+sys) | registry CPU s | speed vs skopeo dir: |', '|---|---|---|---|---|---|---|', ...rows, ''].join('\n');
     writeFileSync(path.join(outDir, 'images.md'), md);
     process.stdout.write(md);
   } finally {
