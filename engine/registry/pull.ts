@@ -243,6 +243,7 @@ const pullLocked = (store: Store, ref: Reference, name: string, platform: Platfo
       const res = await repo.blob(layer.digest);
       const raw = res.detach?.();
       const input: NativeInput = raw ? { kind: 'socket', ...raw } : { kind: 'stream', stream: res.body };
+      trace(`pull: layer ${layer.digest.slice(7, 19)} read by berth-unpack from ${raw ? 'the socket' : 'a pipe'}`);
       const blobFile = await store.blobs.ingestFile();
       progress('downloading', 0);
       try {
