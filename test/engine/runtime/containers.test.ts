@@ -58,6 +58,19 @@ describe('lifecycle', () => {
     expect(info.state.finishedAt).toMatch(/^\d{4}-\d\d-\d\dT/);
   });
 
+  it('marks a new root\'s containers dir as a top of hierarchy (chattr +T) where the file system knows it', async () => {
+    await sh('true');
+    const dir = path.join(t.engine.roots.root, 'containers');
+    let attrs: string;
+    try {
+      attrs = execFileSync('lsattr', ['-d', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split(' ')[0] ?? '';
+    } catch {
+      return; // a file system without ext2 attributes (tmpfs, overlay): nothing to check
+    }
+    // each container's dir then starts in a block group of its own instead of the parent's (containers.ts)
+    expect(attrs).toContain('T');
+  });
+
   it('merges entrypoint, cmd, env and workdir as Docker does', async () => {
     const r = await runIt({ entrypoint: ['sh', '-c'], command: ['echo "$A $B $PWD $HOSTNAME"'], env: ['A=1', 'B=two'], workingDir: '/tmp/new/dir', hostname: 'box1' });
     expect(r.out).toBe('1 two /tmp/new/dir box1\n');
