@@ -1,8 +1,10 @@
 /* berth-shim: argv, detaching, and the one place that prints and exits.
  * See README.md for the command line and the protocols. */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,10 +129,32 @@ static __attribute__((noinline)) int parse_args(int argc, char **argv, struct sh
   return -1;
 }
 
+/* Opens --runtime-exec now, while whoever started us is there: a file of
+ * our parent's (/proc/<ppid>/fd/<n>, the engine's helper's sealed copy of
+ * the runtime) is taken only if that parent is still ours after the open,
+ * so the path cannot have named another process that got its pid. Held, it
+ * stays what it was after the helper is gone. Anything else (a file of
+ * another process, one that cannot be opened) leaves --runtime to run. */
+static void hold_runtime_exec(struct shim_options *o) {
+  if (!o->runtime_exec) return;
+  pid_t parent = getppid();
+  char own[32];
+  int n = snprintf(own, sizeof own, "/proc/%d/", (int)parent);
+  bool in_proc = strncmp(o->runtime_exec, "/proc/", 6) == 0;
+  if (in_proc && strncmp(o->runtime_exec, own, (size_t)n) != 0) return;
+  int fd = open(o->runtime_exec, O_PATH | O_CLOEXEC);
+  if (fd < 0) return;
+  if (in_proc && getppid() != parent) {
+    close(fd);
+    return;
+  }
+  o->runtime_exec_fd = fd;
+}
+
 int main(int argc, char **argv) {
   /* `berth-shim helper`: the engine's process helper (helper.h), not a shim */
   if (argc == 2 && strcmp(argv[1], "helper") == 0) return helper_main();
-  static struct shim_options o = {.log_max_files = 1};
+  static struct shim_options o = {.log_max_files = 1, .runtime_exec_fd = -1};
   int status = parse_args(argc, argv, &o);
   if (status >= 0) return status;
 
@@ -153,6 +177,8 @@ int main(int argc, char **argv) {
   if (o.runtime_root && !(o.runtime_root = absolute(o.runtime_root)))
     return bad_usage("%s: path too long", "--runtime-root");
   if (strchr(o.runtime, '/') && !(o.runtime = absolute(o.runtime))) return bad_usage("%s: path too long", "--runtime");
+
+  hold_runtime_exec(&o);
 
   bool is_shim = false;
   cleanup_fd int sync_fd = -1;

@@ -17,19 +17,23 @@
 #include "terminal.h"
 #include "util.h"
 
-/* In the child between fork and exec: plain signal state, only stdio open.
- * `file`, when given, is executed instead of argv[0] (the helper's sealed
- * copy of the runtime); argv[0] stands in when it cannot be (the helper,
- * and so its descriptor, is gone). */
-static void exec_runtime(const char *file, char *const argv[], int in, int out, int err) {
+/* In the child between fork and exec: plain signal state, only stdio open
+ * (and, as fd 3, `exec_fd` when given: the file to execute instead of
+ * argv[0], the helper's sealed copy of the runtime; left open across the
+ * exec so that a script there finds itself as /dev/fd/3; the runtime marks
+ * it close-on-exec for the container). argv[0] runs when it cannot. */
+static void exec_runtime(int exec_fd, char *const argv[], int in, int out, int err) {
   if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) _exit(127);
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, NULL);
   signal(SIGPIPE, SIG_DFL);
   signal(SIGHUP, SIG_DFL);
+  if (exec_fd >= 0 && (exec_fd == 3 ? fcntl(3, F_SETFD, 0) : dup2(exec_fd, 3)) >= 0) {
+    close_range(4, ~0U, 0);
+    syscall(SYS_execveat, 3, "", argv, environ, AT_EMPTY_PATH);
+  }
   close_range(3, ~0U, 0);
-  if (file) execv(file, argv);
   execvp(argv[0], argv);
   dprintf(2, "exec runtime '%s': %s\n", argv[0], strerror(errno));
   _exit(127);
@@ -68,7 +72,7 @@ static char *describe_status(int st, char *buf, size_t cap) {
 
 /* Runs the runtime and waits for it, while collecting its stderr and (if
  * asked) the pty master it sends. Returns the wait status in *status. */
-static int run(const struct shim_options *o, const char *file, const char *const *args, const struct runtime_stdio *io,
+static int run(const struct shim_options *o, int exec_fd, const char *const *args, const struct runtime_stdio *io,
                struct runtime_output *out, int *status, berth_error *e) {
   const char *argv[24];
   build_argv(o, argv, BERTH_ARRAY_LEN(argv), args);
@@ -77,7 +81,7 @@ static int run(const struct shim_options *o, const char *file, const char *const
 
   pid_t pid = fork();
   if (pid < 0) return berth_fail_errno(e, "fork runtime '%s'", o->runtime);
-  if (pid == 0) exec_runtime(file, (char *const *)argv, io->in, io->out, io->err);
+  if (pid == 0) exec_runtime(exec_fd, (char *const *)argv, io->in, io->out, io->err);
 
   cleanup_fd int pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
   if (pidfd < 0) {
@@ -173,7 +177,7 @@ int runtime_create(const struct shim_options *o, const struct runtime_stdio *io,
   args[n] = NULL;
 
   int st = 0;
-  if (run(o, o->runtime_exec, args, io, out, &st, e) < 0) return -1;
+  if (run(o, o->runtime_exec_fd, args, io, out, &st, e) < 0) return -1;
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
     char how[64];
     return berth_fail(e, 0, "runtime '%s' failed to create container '%s' (%s): %s", o->runtime, o->id,
@@ -198,7 +202,7 @@ int runtime_delete(const struct shim_options *o, berth_error *e) {
   struct runtime_output out;
   const char *args[] = {"delete", "--force", o->id, NULL};
   int st = 0;
-  if (run(o, NULL, args, &io, &out, &st, e) < 0) return -1;
+  if (run(o, -1, args, &io, &out, &st, e) < 0) return -1;
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
     char how[64];
     return berth_fail(e, 0, "runtime '%s' failed to delete container '%s' (%s): %s", o->runtime, o->id,

@@ -211,7 +211,7 @@ describe('berth-shim with the fake runtime', () => {
     expect(fs.readdirSync(box.state)).toEqual([]);
   });
 
-  it('runs only create through --runtime-exec, and the runtime itself when that file cannot be executed', async () => {
+  it('runs only create through --runtime-exec, and the runtime itself when that file cannot be had', async () => {
     const box = fakeBox('echo hi');
     const calls = path.join(box.bundle, 'runtime-exec-calls');
     const wrapper = path.join(box.bundle, 'runtime-exec.sh');
@@ -229,6 +229,14 @@ describe('berth-shim with the fake runtime', () => {
     runtime(fallback, 'start', fallback.id);
     expect((await waitShimGone(fallback)).exitCode).toBe(0);
     expect(readLog(fallback.log).map((r) => r.log)).toEqual(['hi\n']);
+
+    // a file under /proc is taken only from the process that started the shim (its parent): another
+    // process's (here the shim's own, /proc/self) could be one that got a gone helper's pid
+    const other = fakeBox('echo hi');
+    await startShim(other, ['--runtime-exec', '/proc/self/exe']);
+    runtime(other, 'start', other.id);
+    expect((await waitShimGone(other)).exitCode).toBe(0);
+    expect(readLog(other.log).map((r) => r.log)).toEqual(['hi\n']);
   });
 
   it('rejects bad usage with status 2 and says what is wrong', async () => {
