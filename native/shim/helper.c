@@ -635,7 +635,8 @@ static void do_seal(uint32_t id, struct cursor *c) {
     if (!s->path) slot = s;
   }
   berth_error e;
-  int mem = exe_sealed_copy(src, "berth-runtime", &e);
+  const char *base = strrchr(path, '/');
+  int mem = exe_sealed_copy(src, base ? base + 1 : path, &e);
   close(src);
   if (mem < 0) {
     reply_err(id, e.errnum, "seal '%s': %s", path, e.msg);
