@@ -7,7 +7,7 @@
  * predates the network requests). Every function here acts only on objects
  * named by the caller, which are Berth's (berth*, bth*).
  */
-import { accessSync, promises as fsp, readFileSync, statfsSync } from 'node:fs';
+import { accessSync, existsSync, promises as fsp, readFileSync, statfsSync } from 'node:fs';
 import * as path from 'node:path';
 import { EngineFailure } from '../errors.js';
 import { HelperSyscallError, helperDeleteLink, helperEnsureBridge, helperPlugVeths, helperUmount } from '../runtime/helper.js';
@@ -177,7 +177,8 @@ export interface VethPlan {
  * Without it, in two processes: `ip -batch` inside the namespace (made here
  * when `create`, by unshare) makes each pair with its host end placed in
  * our own namespace (/proc/<pid>/ns/net) and configures the inner end; a
- * second `ip -batch` on the host puts the host ends on their bridges.
+ * second `ip -batch` on the host puts the host ends on their bridges. Either
+ * way IPv6 stays off the pairs (Berth's networks are IPv4).
  */
 export const plugVeths = async (netns: string, veths: readonly VethPlan[], create: boolean): Promise<void> => {
   await Promise.all(veths.map((v) => deleteLink(v.hostVeth))); // a leftover of an earlier try
@@ -190,10 +191,13 @@ export const plugVeths = async (netns: string, veths: readonly VethPlan[], creat
     throw netlinkFailure(e, `netns ${netns}`);
   }
   const inside: string[] = create ? ['link set dev lo up'] : [];
+  // IPv4 networks: no IPv6 address on either end, as the helper does (no messages for the bridge to flood)
+  const noIpv6 = (dev: string): string[] => (existsSync('/proc/sys/net/ipv6') ? [`link set dev ${dev} addrgenmode none`] : []);
   for (const v of veths) {
     inside.push(
       `link add name ${v.ifname} address ${v.mac} type veth peer name ${v.hostVeth} netns /proc/${process.pid}/ns/net`,
       `addr add ${v.cidr} dev ${v.ifname}`,
+      ...noIpv6(v.ifname),
       `link set dev ${v.ifname} up`,
     );
     if (v.gateway !== undefined) inside.push(`route replace default via ${v.gateway} dev ${v.ifname}`);
@@ -207,7 +211,7 @@ export const plugVeths = async (netns: string, veths: readonly VethPlan[], creat
   if (veths.length > 0) {
     await run(
       ['ip', '-batch', '-'],
-      veths.flatMap((v) => [`link set dev ${v.hostVeth} master ${v.bridge}`, `link set dev ${v.hostVeth} up`]).join('\n') + '\n',
+      veths.flatMap((v) => [`link set dev ${v.hostVeth} master ${v.bridge}`, ...noIpv6(v.hostVeth), `link set dev ${v.hostVeth} up`]).join('\n') + '\n',
       `veth ${veths.map((v) => v.hostVeth).join(' ')}`,
     );
   }

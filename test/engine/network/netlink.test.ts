@@ -217,6 +217,11 @@ process.stdin.on('data', (d) => {
     expect(linkIn(undefined, veth(7))!.master).toBe(bridge);
     expect(linkIn(file, 'eth6')!.address).toBe('02:42:ac:1f:00:06');
     expect(ipJson<IpAddr[]>(file, ['-4', 'addr', 'show', 'dev', 'eth7'])[0]!.addr_info.map((a) => a.local)).toEqual([`${subnet}.17`]);
+    if (fs.existsSync('/proc/sys/net/ipv6')) {
+      // no IPv6 address on either end here too
+      expect(ipJson<IpAddr[]>(file, ['-6', 'addr', 'show', 'dev', 'eth6'])).toEqual([]);
+      expect(ipJson<IpAddr[]>(undefined, ['-6', 'addr', 'show', 'dev', veth(6)])).toEqual([]);
+    }
     await removeNetns(file);
     await deleteLink(veth(6));
     await deleteLink(veth(7));
