@@ -9,7 +9,8 @@ struct shim_options {
   const char *state_dir;    /* absolute; holds sockets, pid files, exit.json */
   const char *runtime;      /* runtime executable (absolute, or a name looked up in PATH) */
   const char *runtime_exec; /* what `create` executes (a sealed copy of the runtime), or NULL for runtime */
-  int runtime_exec_fd;      /* runtime_exec held open from the start (O_PATH), or -1 */
+  int runtime_exec_fd;      /* runtime_exec held open from the start (O_PATH), or -1; closed by
+                               runtime_create once create has run (it alone uses it) */
   const char *runtime_root; /* --root for the runtime, or NULL */
   const char *bundle;       /* absolute OCI bundle directory */
   const char *log_path;     /* absolute JSON-lines log, or NULL for none */

@@ -177,7 +177,11 @@ int runtime_create(const struct shim_options *o, const struct runtime_stdio *io,
   args[n] = NULL;
 
   int st = 0;
-  if (run(o, o->runtime_exec_fd, args, io, out, &st, e) < 0) return -1;
+  int rc = run(o, o->runtime_exec_fd, args, io, out, &st, e);
+  /* not held for the container's lifetime: the sealed copy's memory is
+   * freed once the helper and the shims that are starting let it go */
+  if (o->runtime_exec_fd >= 0) close(o->runtime_exec_fd);
+  if (rc < 0) return -1;
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
     char how[64];
     return berth_fail(e, 0, "runtime '%s' failed to create container '%s' (%s): %s", o->runtime, o->id,
