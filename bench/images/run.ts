@@ -88,14 +88,14 @@ const median = (xs: number[]): number => {
 };
 
 /** Wall and CPU (user+sys of the child, from GNU time) seconds of one command. */
-const timeIt = (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { wall: number; cpu: number } => {
+const timeIt = (cmd: string, args: string[], env: NodeJS.ProcessEnv = process.env): { wall: number; cpu: number; user: number; sys: number } => {
   const t0 = process.hrtime.bigint();
   const r = spawnSync('/usr/bin/time', ['-f', '%U %S', cmd, ...args], { stdio: ['ignore', 'ignore', 'pipe'], env });
   const wall = Number(process.hrtime.bigint() - t0) / 1e9;
   const err = r.stderr?.toString() ?? '';
   if (r.status !== 0) throw new Error(`${cmd} ${args.join(' ')} failed: ${err}`);
   const [u, s] = (err.trim().split('\n').pop() ?? '0 0').split(' ').map(Number);
-  return { wall, cpu: (u ?? 0) + (s ?? 0) };
+  return { wall, cpu: (u ?? 0) + (s ?? 0), user: u ?? 0, sys: s ?? 0 };
 };
 
 /** CPU seconds (user + system) a process has used: /proc/<pid>/stat fields 14 and 15, in clock ticks (100 per second here). */
@@ -133,6 +133,8 @@ const main = async (): Promise<void> => {
       // the pull waits for the disk before it publishes (the default until deferred durability, engine/store/settle.ts)
       { tool: 'berth (BERTH_DURABLE=sync)', env: { ...process.env, BERTH_DURABLE: 'sync' }, cmd: (ref, dest) => [berthLauncher, ['--root', dest, 'pull', '-q', ref]] },
       { tool: 'berth (BERTH_DURABLE=0)', env: { ...process.env, BERTH_DURABLE: '0' }, cmd: (ref, dest) => [berthLauncher, ['--root', dest, 'pull', '-q', ref]] },
+      // blob and large layer files through the page cache (before native/unpack/direct.c)
+      { tool: 'berth (BERTH_UNPACK_DIRECT=0)', env: { ...process.env, BERTH_UNPACK_DIRECT: '0' }, cmd: (ref, dest) => [berthLauncher, ['--root', dest, 'pull', '-q', ref]] },
       // the TypeScript unpacker (what runs where native/build/berth-unpack is not built)
       { tool: 'berth (BERTH_NATIVE_UNPACK=0)', env: { ...process.env, BERTH_NATIVE_UNPACK: '0' }, cmd: (ref, dest) => [berthLauncher, ['--root', dest, 'pull', '-q', ref]] },
       // BERTH_BEFORE=<another build's dist/cli/main.js>: the same pull by an older Berth, interleaved (before/after figures)
@@ -177,6 +179,8 @@ const main = async (): Promise<void> => {
           times.get(t.tool)?.reg.push(cpuOf(reg.pid) - reg0);
           times.get(t.tool)?.wall.push(m.wall);
           times.get(t.tool)?.cpu.push(m.cpu);
+          // each run on stderr: a slow run shows whether its extra time was the tool's user or system CPU
+          process.stderr.write(`  round ${r} ${im.name} ${t.tool}: ${m.wall.toFixed(3)} s, user ${m.user.toFixed(2)} s, sys ${m.sys.toFixed(2)} s\n`);
           rmSync(dest, { recursive: true, force: true });
         }
       }

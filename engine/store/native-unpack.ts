@@ -10,6 +10,7 @@
  * OpenSSL's headers are there) and BERTH_NATIVE_UNPACK is not `0`;
  * otherwise the TypeScript path does the same work, slower.
  */
+import { trace } from '../runtime/trace.js';
 import { spawn, spawnSync } from 'node:child_process';
 import { accessSync, constants as C } from 'node:fs';
 import * as path from 'node:path';
@@ -152,7 +153,11 @@ export const runNativeUnpack = (bin: NativeUnpacker, o: NativeUnpackOptions): Pr
         return reject(input.stream.errored);
       }
       try {
-        if (code === 0) return resolve(decodeJson(NativeResult, Buffer.concat(out), `${o.label}: berth-unpack result`));
+        if (code === 0) {
+          // BERTH_UNPACK_STATS=1 makes berth-unpack report its threads' CPU and waits there
+          if (msg !== '') trace(`${o.label}: ${msg}`);
+          return resolve(decodeJson(NativeResult, Buffer.concat(out), `${o.label}: berth-unpack result`));
+        }
         if (code === 2) return fail(invalidSpec(o.label, [msg]));
         if (code === 3) {
           const m = /after (\d+) bytes/.exec(msg);

@@ -56,6 +56,8 @@ struct extractor {
   char *name;
   int fd;          /* regular file being written */
   uint64_t written, synced;
+  staged_file stage; /* a large file's data goes past the page cache (direct.c) */
+  bool staging;
   dirtime *dirtimes;
   size_t ndirtimes, capdirtimes;
   /* durability: files kept open and directories touched, for fsync at the end */
@@ -522,6 +524,11 @@ int extract_begin(extractor *x, const entry *en, berth_error *e) {
     CREATE(x->fd = openat(pf, base, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600), "create");
     if (rc < 0) break;
     x->written = x->synced = 0;
+    x->staging = false;
+    if (en->size >= DIRECT_MIN) {
+      if ((rc = staged_open(&x->stage, x->fd, x->name, e)) < 0) break;
+      x->staging = x->stage.f.direct;
+    }
     if (en->size == 0) {
       rc = apply_meta(x, pf, base, x->fd, e);
       done_with_file(x);
@@ -576,6 +583,12 @@ out:
 }
 
 int extract_data(extractor *x, const unsigned char *p, size_t n, berth_error *e) {
+  if (x->staging) {
+    if (staged_write(&x->stage, p, n, e) < 0) return -1;
+    x->written += n;
+    x->bytes += n;
+    return 0;
+  }
   while (n > 0) {
     ssize_t w = write(x->fd, p, n);
     if (w < 0) {
@@ -609,6 +622,13 @@ static void done_with_file(extractor *x) {
 int extract_end(extractor *x, berth_error *e) {
   int rc = 0;
   if (x->fd >= 0) {
+    if (x->staging) {
+      x->staging = false;
+      if (staged_flush(&x->stage, e) < 0) {
+        free_cur(x);
+        return -1;
+      }
+    }
     if (x->sync && x->written > x->synced) sync_file_range(x->fd, (off_t)x->synced, 0, SYNC_FILE_RANGE_WRITE);
     rc = apply_meta(x, -1, NULL, x->fd, e);
     done_with_file(x);
@@ -663,6 +683,7 @@ void extract_close(extractor *x) {
   for (size_t i = 0; i < x->ndirtimes; i++) free(x->dirtimes[i].rel);
   free(x->dirtimes);
   if (x->active) free_cur(x);
+  staged_free(&x->stage);
   if (x->rootfd >= 0) close(x->rootfd);
   free(x);
 }

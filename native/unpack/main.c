@@ -26,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "unpack.h"
@@ -45,6 +46,7 @@ typedef struct pipeline {
   bool has_length;
   uint64_t length;
   int blob_fd;
+  direct_file blob_file; /* blob_fd, written past the page cache where it can be (direct.c) */
   int progress_fd;
   uint64_t progress_at;
   bool sync;
@@ -52,7 +54,7 @@ typedef struct pipeline {
    * blob thread (hash, write the blob file) both drain each one. Counters
    * only grow; slot i is slots[i % SLOTS]. */
   slot slots[SLOTS];
-  uint64_t produced, used_main, used_blob;
+  uint64_t produced, used_main, used_hash, used_write;
   bool eof;
   pthread_mutex_t mu;
   pthread_cond_t cv;
@@ -60,7 +62,7 @@ typedef struct pipeline {
   berth_error rerr;
   bool rfailed;
   /* BERTH_UNPACK_STATS=1: per-thread CPU and queue waits on stderr */
-  double reader_cpu, reader_wait, main_wait, blob_cpu, blob_wait;
+  double reader_cpu, reader_wait, main_wait, hash_cpu, hash_wait, write_cpu, write_wait;
   berth_error berr;
   bool bfailed;
   /* results */
@@ -74,23 +76,12 @@ static void die(const berth_error *e) {
   _exit(e->errnum == KIND_REFUSED ? EXIT_REFUSED : e->errnum == KIND_INPUT ? EXIT_INPUT : EXIT_SYSTEM);
 }
 
-static int write_all(int fd, const unsigned char *p, size_t n, berth_error *e) {
-  while (n > 0) {
-    ssize_t w = write(fd, p, n);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      return berth_fail_errno(e, "writing the blob file");
-    }
-    p += w;
-    n -= (size_t)w;
-  }
-  return 0;
-}
-
-/* One slot's worth from the prefix, then the stream. Returns bytes (0 at the end). */
+/* One slot's worth from the prefix, then the stream. Returns bytes (0 at the
+ * end): a multiple of DIO_ALIGN but at the end, so that the blob file takes
+ * every slot but the last with O_DIRECT. */
 static ssize_t fill(pipeline *pl, unsigned char *buf, berth_error *e) {
   size_t got = 0;
-  while (got < FILL_AT_LEAST) {
+  while (got < FILL_AT_LEAST || got % DIO_ALIGN != 0) {
     int fd = pl->prefix_fd >= 0 ? pl->prefix_fd : 0;
     size_t want = CHUNK - got;
     if (fd == 0 && pl->has_length) {
@@ -129,7 +120,27 @@ static double now(clockid_t c) {
   return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static uint64_t min_used(const pipeline *pl) { return pl->used_main < pl->used_blob ? pl->used_main : pl->used_blob; }
+static uint64_t min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+/* A slot is free again once every consumer is past it (no blob file: no writer). */
+static uint64_t min_used(const pipeline *pl) {
+  uint64_t m = min_u64(pl->used_main, pl->used_hash);
+  return pl->blob_fd >= 0 ? min_u64(m, pl->used_write) : m;
+}
+
+/* Waits until a slot past *used is ready; false at the end or on stop. Under pl->mu. */
+static bool next_ready(pipeline *pl, const uint64_t *used, double *waited) {
+  double w0 = now(CLOCK_MONOTONIC);
+  while (*used == pl->produced && !pl->eof && !atomic_load(&pl->stop)) pthread_cond_wait(&pl->cv, &pl->mu);
+  *waited += now(CLOCK_MONOTONIC) - w0;
+  return *used != pl->produced && !atomic_load(&pl->stop);
+}
+
+static void release(pipeline *pl, uint64_t *used, uint64_t n) {
+  pthread_mutex_lock(&pl->mu);
+  *used += n;
+  pthread_cond_broadcast(&pl->cv);
+  pthread_mutex_unlock(&pl->mu);
+}
 
 /* Reads the input into free slots. */
 static void *reader(void *arg) {
@@ -168,38 +179,59 @@ static void *reader(void *arg) {
   }
 }
 
-/* Hashes every slot (the compressed digest) and writes it to the blob file. */
+static void stop_all(pipeline *pl);
+
+/* The compressed digest: every slot into sha256. */
+static void *blob_hasher(void *arg) {
+  pipeline *pl = arg;
+  for (;;) {
+    pthread_mutex_lock(&pl->mu);
+    bool more = next_ready(pl, &pl->used_hash, &pl->hash_wait);
+    pthread_mutex_unlock(&pl->mu);
+    if (!more) break;
+    slot *s = &pl->slots[pl->used_hash % SLOTS];
+    EVP_DigestUpdate(pl->blob_hash, s->buf, s->len);
+    release(pl, &pl->used_hash, 1);
+  }
+  pl->hash_cpu = now(CLOCK_THREAD_CPUTIME_ID);
+  return NULL;
+}
+
+/* The blob file: up to BLOB_BATCH ready slots in one write, on a thread of
+ * its own, so that an O_DIRECT write waiting for the device holds up
+ * neither the digest nor the decompression (larger requests keep the
+ * stream closer to the device's speed). */
+#define BLOB_BATCH 4
 static void *blob_writer(void *arg) {
   pipeline *pl = arg;
   uint64_t written = 0;
   for (;;) {
     pthread_mutex_lock(&pl->mu);
-    double w0 = now(CLOCK_MONOTONIC);
-    while (pl->used_blob == pl->produced && !pl->eof && !atomic_load(&pl->stop)) pthread_cond_wait(&pl->cv, &pl->mu);
-    pl->blob_wait += now(CLOCK_MONOTONIC) - w0;
-    if (pl->used_blob == pl->produced || atomic_load(&pl->stop)) {
-      pthread_mutex_unlock(&pl->mu);
+    bool more = next_ready(pl, &pl->used_write, &pl->write_wait);
+    uint64_t ready = pl->produced - pl->used_write;
+    pthread_mutex_unlock(&pl->mu);
+    if (!more) break;
+    struct iovec iov[BLOB_BATCH];
+    int n = 0;
+    size_t len = 0;
+    for (; n < BLOB_BATCH && (uint64_t)n < ready; n++) {
+      slot *s = &pl->slots[(pl->used_write + (uint64_t)n) % SLOTS];
+      iov[n] = (struct iovec){.iov_base = s->buf, .iov_len = s->len};
+      len += s->len;
+    }
+    if (direct_writev(&pl->blob_file, iov, n, &pl->berr) < 0) {
+      pl->bfailed = true;
+      stop_all(pl);
       break;
     }
-    slot *s = &pl->slots[pl->used_blob % SLOTS];
-    pthread_mutex_unlock(&pl->mu);
-    EVP_DigestUpdate(pl->blob_hash, s->buf, s->len);
-    if (pl->blob_fd >= 0 && !pl->bfailed) {
-      if (write_all(pl->blob_fd, s->buf, s->len, &pl->berr) < 0) {
-        pl->bfailed = true;
-        atomic_store(&pl->stop, true);
-      } else if (pl->sync && written + s->len - pl->blob_synced >= BLOB_SYNC_EVERY) {
-        sync_file_range(pl->blob_fd, (off_t)pl->blob_synced, 0, SYNC_FILE_RANGE_WRITE);
-        pl->blob_synced = written + s->len;
-      }
-      written += s->len;
+    if (pl->sync && written + len - pl->blob_synced >= BLOB_SYNC_EVERY) {
+      sync_file_range(pl->blob_fd, (off_t)pl->blob_synced, 0, SYNC_FILE_RANGE_WRITE);
+      pl->blob_synced = written + len;
     }
-    pthread_mutex_lock(&pl->mu);
-    pl->used_blob++;
-    pthread_cond_broadcast(&pl->cv);
-    pthread_mutex_unlock(&pl->mu);
+    written += len;
+    release(pl, &pl->used_write, (uint64_t)n);
   }
-  pl->blob_cpu = now(CLOCK_THREAD_CPUTIME_ID);
+  pl->write_cpu = now(CLOCK_THREAD_CPUTIME_ID);
   return NULL;
 }
 
@@ -237,29 +269,32 @@ static void tarq_publish(tarq *q) {
   pthread_mutex_unlock(&q->mu);
 }
 
-/* decoder output: hashed (the diff ID) and copied to the tar thread */
-static int sink(void *arg, const unsigned char *p, size_t n, berth_error *e) {
+/* decoder output, written straight into the tar thread's slots and hashed there (the diff ID) */
+static unsigned char *tar_space(void *arg, size_t *room, berth_error *e) {
   tarq *q = arg;
-  EVP_DigestUpdate(q->diff_hash, p, n);
-  while (n > 0) {
-    if (!q->filling) {
-      pthread_mutex_lock(&q->mu);
-      while (q->produced - q->used == OSLOTS && !q->failed) pthread_cond_wait(&q->cv, &q->mu);
-      bool failed = q->failed;
-      if (!failed) {
-        q->filling = &q->slots[q->produced % OSLOTS];
-        q->filling->len = 0;
-      }
-      pthread_mutex_unlock(&q->mu);
-      if (failed) return berth_fail_msg(e, KIND_REFUSED, "the tar side stopped");
+  if (!q->filling) {
+    pthread_mutex_lock(&q->mu);
+    while (q->produced - q->used == OSLOTS && !q->failed) pthread_cond_wait(&q->cv, &q->mu);
+    bool failed = q->failed;
+    if (!failed) {
+      q->filling = &q->slots[q->produced % OSLOTS];
+      q->filling->len = 0;
     }
-    size_t take = CHUNK - q->filling->len < n ? CHUNK - q->filling->len : n;
-    memcpy(q->filling->buf + q->filling->len, p, take);
-    q->filling->len += take;
-    p += take;
-    n -= take;
-    if (q->filling->len == CHUNK) tarq_publish(q);
+    pthread_mutex_unlock(&q->mu);
+    if (failed) {
+      berth_fail_msg(e, KIND_REFUSED, "the tar side stopped");
+      return NULL;
+    }
   }
+  *room = CHUNK - q->filling->len;
+  return q->filling->buf + q->filling->len;
+}
+
+static int tar_commit(void *arg, size_t n, berth_error *e) {
+  tarq *q = arg;
+  EVP_DigestUpdate(q->diff_hash, q->filling->buf + q->filling->len, n);
+  q->filling->len += n;
+  if (q->filling->len == CHUNK) tarq_publish(q);
   return 0;
 }
 
@@ -378,6 +413,7 @@ int main(int argc, char **argv) {
     berth_fail_errno(&e, "creating the blob file %s", blob);
     die(&e);
   }
+  if (pl.blob_fd >= 0) direct_enable(&pl.blob_file, pl.blob_fd, blob);
   extractor *x = extract_open(dest, pl.sync, &e);
   if (!x) die(&e);
   tar_parser *tar = tar_open(x, &e);
@@ -390,8 +426,10 @@ int main(int argc, char **argv) {
   pthread_mutex_init(&tq.mu, NULL);
   pthread_cond_init(&tq.cv, NULL);
   for (size_t i = 0; i < OSLOTS; i++) {
-    if (!(tq.slots[i].buf = malloc(CHUNK))) {
-      berth_fail(&e, errno, "allocating buffers");
+    /* aligned: a large file's data goes from here to the device (direct.c) */
+    int arc = posix_memalign((void **)&tq.slots[i].buf, DIO_ALIGN, CHUNK);
+    if (arc != 0) {
+      berth_fail(&e, arc, "allocating buffers");
       die(&e);
     }
   }
@@ -401,16 +439,19 @@ int main(int argc, char **argv) {
     die(&e);
   }
   for (size_t i = 0; i < SLOTS; i++) {
-    if (!(pl.slots[i].buf = malloc(CHUNK))) {
-      berth_fail(&e, errno, "allocating buffers");
+    /* aligned for O_DIRECT writes of the blob */
+    int arc = posix_memalign((void **)&pl.slots[i].buf, DIO_ALIGN, CHUNK);
+    if (arc != 0) {
+      berth_fail(&e, arc, "allocating buffers");
       die(&e);
     }
   }
   pthread_mutex_init(&pl.mu, NULL);
   pthread_cond_init(&pl.cv, NULL);
-  pthread_t rt, bt, tt;
+  pthread_t rt, ht, wt, tt;
   int prc = pthread_create(&rt, NULL, reader, &pl);
-  if (prc == 0) prc = pthread_create(&bt, NULL, blob_writer, &pl);
+  if (prc == 0) prc = pthread_create(&ht, NULL, blob_hasher, &pl);
+  if (prc == 0 && pl.blob_fd >= 0) prc = pthread_create(&wt, NULL, blob_writer, &pl);
   if (prc == 0) prc = pthread_create(&tt, NULL, tar_thread, &tq);
   if (prc != 0) {
     berth_fail(&e, prc, "pthread_create");
@@ -419,6 +460,7 @@ int main(int argc, char **argv) {
 
   decoder *dec = NULL;
   enum compression comp = C_NONE;
+  const decoder_out tar_out = {.space = tar_space, .commit = tar_commit, .arg = &tq};
   for (;;) {
     pthread_mutex_lock(&pl.mu);
     double w0 = now(CLOCK_MONOTONIC);
@@ -432,7 +474,7 @@ int main(int argc, char **argv) {
     pthread_mutex_unlock(&pl.mu);
     if (!dec) {
       comp = compression_sniff(s->buf, s->len);
-      if (!(dec = decoder_open(comp, sink, &tq, &e))) die(&e);
+      if (!(dec = decoder_open(comp, tar_out, &e))) die(&e);
     }
     if (decoder_feed(dec, s->buf, s->len, &e) < 0) {
       atomic_store(&pl.stop, true);
@@ -447,10 +489,11 @@ int main(int argc, char **argv) {
   if (tq.failed) die(&tq.err);
   if (pl.bfailed) die(&pl.berr);
   pthread_join(rt, NULL);
-  pthread_join(bt, NULL);
+  pthread_join(ht, NULL);
+  if (pl.blob_fd >= 0) pthread_join(wt, NULL);
   if (pl.rfailed) die(&pl.rerr);
   if (pl.bfailed) die(&pl.berr);
-  if (!dec && !(dec = decoder_open(C_NONE, sink, &tq, &e))) die(&e); /* empty input: an empty tar stream */
+  if (!dec && !(dec = decoder_open(C_NONE, tar_out, &e))) die(&e); /* empty input: an empty tar stream */
   if (decoder_end(dec, &e) < 0) die(&e);
   if (tq.filling) tarq_publish(&tq);
   pthread_mutex_lock(&tq.mu);
@@ -474,9 +517,9 @@ int main(int argc, char **argv) {
   const char *stats = getenv("BERTH_UNPACK_STATS");
   if (stats && strcmp(stats, "1") == 0)
     fprintf(stderr,
-            "berth-unpack: reader cpu %.3f s, waited %.3f s for room; blob cpu %.3f s, waited %.3f s; main cpu %.3f s, waited %.3f s for data; "
+            "berth-unpack: reader cpu %.3f s, waited %.3f s for room; blob hash cpu %.3f s, waited %.3f s; blob write cpu %.3f s, waited %.3f s; main cpu %.3f s, waited %.3f s for data; "
             "tar cpu %.3f s, waited %.3f s; finish (dir times, sync) %.3f s\n",
-            pl.reader_cpu, pl.reader_wait, pl.blob_cpu, pl.blob_wait, main_cpu, pl.main_wait, tq.cpu, tq.wait, now(CLOCK_MONOTONIC) - t_data);
+            pl.reader_cpu, pl.reader_wait, pl.hash_cpu, pl.hash_wait, pl.write_cpu, pl.write_wait, main_cpu, pl.main_wait, tq.cpu, tq.wait, now(CLOCK_MONOTONIC) - t_data);
   char bd[80], dd[80];
   hex_digest(pl.blob_hash, bd);
   hex_digest(tq.diff_hash, dd);

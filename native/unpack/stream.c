@@ -1,6 +1,7 @@
 /* Decompression of a layer stream: gzip (zlib, multi-member like Go's
  * reader), zstd (libzstd, when built with it) or none. */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -12,9 +13,7 @@
 
 struct decoder {
   enum compression c;
-  decoder_sink sink;
-  void *arg;
-  unsigned char *out;
+  decoder_out out;
   z_stream z;
   bool member_done; /* gzip: a member ended; more bytes start another one */
 #ifdef HAVE_ZSTD
@@ -33,7 +32,7 @@ enum compression compression_sniff(const unsigned char *p, size_t n) {
   return C_NONE;
 }
 
-decoder *decoder_open(enum compression c, decoder_sink sink, void *arg, berth_error *e) {
+decoder *decoder_open(enum compression c, decoder_out out, berth_error *e) {
 #ifndef HAVE_ZSTD
   if (c == C_ZSTD) {
     berth_fail_msg(e, KIND_REFUSED, "zstd layer: this berth-unpack was built without libzstd (install libzstd-dev and rebuild native/)");
@@ -46,15 +45,8 @@ decoder *decoder_open(enum compression c, decoder_sink sink, void *arg, berth_er
     return NULL;
   }
   d->c = c;
-  d->sink = sink;
-  d->arg = arg;
-  if (c != C_NONE && !(d->out = malloc(CHUNK))) {
-    free(d);
-    berth_fail(e, errno, "decoder: allocating");
-    return NULL;
-  }
+  d->out = out;
   if (c == C_GZIP && inflateInit2(&d->z, 16 + MAX_WBITS) != Z_OK) {
-    free(d->out);
     free(d);
     berth_fail_msg(e, KIND_REFUSED, "gzip: inflateInit2 failed");
     return NULL;
@@ -65,7 +57,6 @@ decoder *decoder_open(enum compression c, decoder_sink sink, void *arg, berth_er
   if (c == C_GZIP) inflateValidate(&d->z, 0);
 #ifdef HAVE_ZSTD
   if (c == C_ZSTD && !(d->zd = ZSTD_createDCtx())) {
-    free(d->out);
     free(d);
     berth_fail_msg(e, KIND_REFUSED, "zstd: ZSTD_createDCtx failed");
     return NULL;
@@ -84,11 +75,15 @@ static int gzip_feed(decoder *d, const unsigned char *p, size_t n, berth_error *
       inflateValidate(&d->z, 0);
       d->member_done = false;
     }
-    d->z.next_out = d->out;
-    d->z.avail_out = CHUNK;
+    size_t room = 0;
+    unsigned char *dst = d->out.space(d->out.arg, &room, e);
+    if (!dst) return -1;
+    if (room > UINT_MAX) room = UINT_MAX;
+    d->z.next_out = dst;
+    d->z.avail_out = (uInt)room;
     int rc = inflate(&d->z, Z_NO_FLUSH);
-    size_t got = CHUNK - d->z.avail_out;
-    if (got > 0 && d->sink(d->arg, d->out, got, e) < 0) return -1;
+    size_t got = room - d->z.avail_out;
+    if (got > 0 && d->out.commit(d->out.arg, got, e) < 0) return -1;
     if (rc == Z_STREAM_END) {
       d->member_done = true;
       continue;
@@ -103,11 +98,14 @@ static int gzip_feed(decoder *d, const unsigned char *p, size_t n, berth_error *
 static int zstd_feed(decoder *d, const unsigned char *p, size_t n, berth_error *e) {
   ZSTD_inBuffer in = {p, n, 0};
   for (;;) {
-    ZSTD_outBuffer out = {d->out, CHUNK, 0};
+    size_t room = 0;
+    unsigned char *dst = d->out.space(d->out.arg, &room, e);
+    if (!dst) return -1;
+    ZSTD_outBuffer out = {dst, room, 0};
     size_t rc = ZSTD_decompressStream(d->zd, &out, &in);
     if (ZSTD_isError(rc)) return berth_fail_msg(e, KIND_REFUSED, "not valid zstd data: %s", ZSTD_getErrorName(rc));
     d->zlast = rc;
-    if (out.pos > 0 && d->sink(d->arg, d->out, out.pos, e) < 0) return -1;
+    if (out.pos > 0 && d->out.commit(d->out.arg, out.pos, e) < 0) return -1;
     if (in.pos == in.size && out.pos < out.size) break;
   }
   return 0;
@@ -124,7 +122,18 @@ int decoder_feed(decoder *d, const unsigned char *p, size_t n, berth_error *e) {
     return zstd_feed(d, p, n, e);
 #endif
   default:
-    return d->sink(d->arg, p, n, e);
+    /* a plain tar: copied as it is */
+    while (n > 0) {
+      size_t room = 0;
+      unsigned char *dst = d->out.space(d->out.arg, &room, e);
+      if (!dst) return -1;
+      size_t take = room < n ? room : n;
+      memcpy(dst, p, take);
+      if (d->out.commit(d->out.arg, take, e) < 0) return -1;
+      p += take;
+      n -= take;
+    }
+    return 0;
   }
 }
 
@@ -142,6 +151,5 @@ void decoder_close(decoder *d) {
 #ifdef HAVE_ZSTD
   if (d->zd) ZSTD_freeDCtx(d->zd);
 #endif
-  free(d->out);
   free(d);
 }

@@ -1,13 +1,15 @@
 /* berth-unpack: one image layer from a registry stream (or a blob file) into
- * an overlay lower directory, in one pass, on four threads that overlap on
+ * an overlay lower directory, in one pass, on five threads that overlap on
  * a 2-core host:
  *
  *   reader:  fd 3 (bytes the engine read already) then fd 0 -> 16 slots of 1 MiB
- *   blob:    each slot -> sha256 (compressed digest) -> blob file (optional)
+ *   hash:    each slot -> sha256 (compressed digest)
+ *   write:   each slot -> blob file, O_DIRECT (optional; direct.c)
  *   main:    each slot -> gunzip / zstd / as is -> sha256 (diff ID) -> 8 slots
- *   tar:     those slots -> tar parser -> files under the destination
+ *   tar:     those slots -> tar parser -> files under the destination (large
+ *            files O_DIRECT)
  *
- * A slot is reused once both the blob and the main thread are done with it.
+ * A slot is reused once the hash, write and main threads are done with it.
  * The tar is hostile: see extract.c for the rules. Results go to stdout as
  * one JSON object; failures to stderr as one line, with the exit status
  * naming the kind: 1 system error, 2 bad layer (refused), 3 the input
@@ -82,6 +84,43 @@ int tar_feed(tar_parser *t, const unsigned char *p, size_t n, berth_error *e);
 int tar_end(tar_parser *t, berth_error *e);
 void tar_close(tar_parser *t);
 
+/* ---- direct.c: bulk writes past the page cache (O_DIRECT) ---- */
+
+#define DIO_ALIGN 4096u
+/* regular files in a layer from this size on are written with O_DIRECT */
+#define DIRECT_MIN (4u << 20)
+#define STAGE_SIZE (4u << 20)
+
+typedef struct direct_file {
+  int fd;
+  bool direct; /* O_DIRECT is set on fd */
+  size_t mem_align, off_align; /* what O_DIRECT wants of buffers and of file offsets and lengths */
+  const char *what; /* for messages */
+} direct_file;
+
+/* Fills f for fd and sets O_DIRECT on fd; false (f->direct too) where the
+ * filesystem refuses it, or where BERTH_UNPACK_DIRECT=0 (the page cache for
+ * everything, as before). */
+bool direct_enable(direct_file *f, int fd, const char *what);
+/* Writes at the file's offset: an aligned buffer's whole blocks with
+ * O_DIRECT, the rest through the page cache (O_DIRECT then stays off). */
+int direct_write(direct_file *f, const unsigned char *p, size_t n, berth_error *e);
+/* The same for consecutive pieces, in one request when all are aligned. */
+struct iovec;
+int direct_writev(direct_file *f, const struct iovec *iov, int n, berth_error *e);
+
+/* A file written from unaligned pieces through an aligned staging buffer. */
+typedef struct staged_file {
+  direct_file f;
+  unsigned char *buf; /* STAGE_SIZE, DIO_ALIGN-aligned; kept across files */
+  size_t len;
+} staged_file;
+int staged_open(staged_file *s, int fd, const char *what, berth_error *e);
+int staged_write(staged_file *s, const unsigned char *p, size_t n, berth_error *e);
+/* Writes what is staged (the file's tail); the file is then complete. */
+int staged_flush(staged_file *s, berth_error *e);
+void staged_free(staged_file *s);
+
 /* ---- stream.c: decompression ---- */
 
 enum compression { C_NONE, C_GZIP, C_ZSTD };
@@ -89,9 +128,15 @@ const char *compression_name(enum compression c);
 enum compression compression_sniff(const unsigned char *p, size_t n);
 
 typedef struct decoder decoder;
-/* Calls sink for every decompressed piece. */
-typedef int (*decoder_sink)(void *arg, const unsigned char *p, size_t n, berth_error *e);
-decoder *decoder_open(enum compression c, decoder_sink sink, void *arg, berth_error *e);
+/* Where decompressed bytes go, written in place (no copy through a buffer
+ * of the decoder's): space() gives the next free bytes (at least one; NULL
+ * on failure), commit() says how many of them were filled. */
+typedef struct decoder_out {
+  unsigned char *(*space)(void *arg, size_t *room, berth_error *e);
+  int (*commit)(void *arg, size_t n, berth_error *e);
+  void *arg;
+} decoder_out;
+decoder *decoder_open(enum compression c, decoder_out out, berth_error *e);
 int decoder_feed(decoder *d, const unsigned char *p, size_t n, berth_error *e);
 int decoder_end(decoder *d, berth_error *e);
 void decoder_close(decoder *d);

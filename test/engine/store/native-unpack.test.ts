@@ -111,6 +111,61 @@ describe.skipIf(!isRoot || !bin)('berth-unpack', () => {
     expect(await readdir(dest2)).toEqual([]);
   });
 
+  // native/unpack/direct.c: the blob and files of 4 MiB and more bypass the page cache. What
+  // shows it: right after the unpack, only their unaligned tails are in the page cache (fincore),
+  // where BERTH_UNPACK_DIRECT=0 leaves every byte there. Needs a filesystem with O_DIRECT that
+  // does not keep the data in memory anyway (tmpfs does).
+  const tmpIsTmpfs = spawnSync('stat', ['-f', '-c', '%T', tmpdir()]).stdout?.toString().trim() === 'tmpfs';
+  const resident = (file: string): number => Number(spawnSync('fincore', ['--bytes', '--noheadings', '--output', 'RES', file]).stdout.toString().trim());
+  it.skipIf(tmpIsTmpfs)(title(`the blob and large files go past the page cache, with every byte kept: odd sizes, a socket, a pipe, gzip and plain${tmpIsTmpfs ? ' [skipped: the temporary directory is on tmpfs]' : ''}`), async () => {
+    const big = randomBytes((9 << 20) + 777); // an odd tail: its last bytes go through the page cache
+    const second = randomBytes((5 << 20) + 4096 * 3 + 1);
+    const tar = await makeTar([
+      { name: 'small', content: 'x'.repeat(5000) },
+      { name: 'big', content: big },
+      { name: 'dir/second', content: second },
+    ]);
+    const gz = gzipSync(tar, { level: 1 });
+    const check = async (d: string): Promise<void> => {
+      expect((await readFile(path.join(d, 'big'))).equals(big)).toBe(true);
+      expect((await readFile(path.join(d, 'dir/second'))).equals(second)).toBe(true);
+      expect(await readFile(path.join(d, 'small'), 'utf8')).toBe('x'.repeat(5000));
+    };
+    // gzip through a socket handed over after an odd number of bytes: the blob's O_DIRECT writes
+    // start once the reader's slots are aligned again
+    const { client, done } = await socketWith(gz.subarray(1001));
+    const blobFile = path.join(base, 'blob');
+    try {
+      const r = await runNativeUnpack(u, { input: { kind: 'socket', socket: client, prefix: gz.subarray(0, 1001), length: gz.length - 1001 }, dest, blobFile, sync: false, label: 'L' });
+      expect(r).toMatchObject({ digest: sha(gz), diffId: sha(tar), entries: 3 });
+    } finally {
+      await done();
+    }
+    expect(resident(path.join(dest, 'big'))).toBeLessThanOrEqual(4096);
+    expect(resident(path.join(dest, 'dir/second'))).toBeLessThanOrEqual(4096);
+    expect(resident(blobFile)).toBeLessThanOrEqual(4096);
+    await check(dest);
+    expect((await readFile(blobFile)).equals(gz)).toBe(true);
+    // a plain tar through a pipe, the same way
+    const plain = path.join(base, 'plain');
+    await mkdir(plain);
+    await runNativeUnpack(u, { input: { kind: 'stream', stream: streamOf(tar) }, dest: plain, sync: true, label: 'L' });
+    expect(resident(path.join(plain, 'big'))).toBeLessThanOrEqual(4096);
+    await check(plain);
+    // and with BERTH_UNPACK_DIRECT=0, as before: all of it in the page cache
+    const buffered = path.join(base, 'buffered');
+    await mkdir(buffered);
+    process.env['BERTH_UNPACK_DIRECT'] = '0';
+    try {
+      await runNativeUnpack(u, { input: { kind: 'stream', stream: streamOf(gz) }, dest: buffered, blobFile: path.join(base, 'blob2'), sync: false, label: 'L' });
+    } finally {
+      delete process.env['BERTH_UNPACK_DIRECT'];
+    }
+    expect(resident(path.join(buffered, 'big'))).toBeGreaterThanOrEqual(big.length);
+    expect(resident(path.join(base, 'blob2'))).toBeGreaterThanOrEqual(gz.length);
+    await check(buffered);
+  });
+
   it(title('a blob file that exists already is not overwritten'), async () => {
     const blobFile = path.join(base, 'blob');
     await writeFile(blobFile, 'keep');
