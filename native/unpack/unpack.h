@@ -2,10 +2,10 @@
  * an overlay lower directory, in one pass, on five threads that overlap on
  * a 2-core host:
  *
- *   reader:  fd 3 (bytes the engine read already) then fd 0 -> 16 slots of 1 MiB
+ *   reader:  fd 3 (bytes the engine read already) then fd 0 -> 8 slots of 1 MiB
  *   hash:    each slot -> sha256 (compressed digest)
  *   write:   each slot -> blob file, O_DIRECT (optional; direct.c)
- *   main:    each slot -> gunzip / zstd / as is -> sha256 (diff ID) -> 8 slots
+ *   main:    each slot -> gunzip / zstd / as is -> sha256 (diff ID) -> 4 slots
  *   tar:     those slots -> tar parser -> files under the destination (large
  *            files O_DIRECT)
  *
