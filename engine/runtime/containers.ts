@@ -36,7 +36,7 @@ import type { VolumeStore } from '../volume/volumes.js';
 import { attach, waitExitLine, type AttachSession, type AttachStreams } from './attach.js';
 import { resolveInRoot } from './inroot.js';
 import { mountPrivate, runtimeCli, startShim, unmountIfMounted, unmountSoon, type RuntimeCli } from './invoke.js';
-import { execProgram, helperSealedExe } from './helper.js';
+import { execProgram, helperSealedExe, prefetchSealedExe } from './helper.js';
 import { layoutOf, nativeDir, type ContainerPaths } from './layout.js';
 import type { LogOptions } from './logs.js';
 import { buildOciConfig, signalNumber, type OciDevice, type OciMount } from './oci-spec.js';
@@ -334,8 +334,10 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     if (!exit) return rec;
     const p = L.container(rec.id);
     await waitShimGone(rec);
+    trace('collect: shim gone');
     if (await hasRuntimeState(rec.id)) await rtOf(rec).try(['delete', '--force', rec.id]); // normally done by the shim (--rm)
     if (o.networking && needsNetworking(rec.spec)) await o.networking.teardown(rec.id);
+    trace('collect: network released');
     await unmountIfMounted(p.rootfs);
     const next: CRecord = {
       ...rec,
@@ -533,6 +535,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const mode = spec.networkMode ?? 'bridge';
     if (needsNetworking(spec) && !o.networking) fail(unsupported(`network mode ${JSON.stringify(mode)}: this engine has no networking; use --network none or host`));
     const sharedWith = mode.startsWith('container:') ? (await networkOwner(mode.slice('container:'.length), false)).rec : undefined;
+    // `berth run` started the helper: the start's sealed runtime is made while this create runs
+    if (path.basename(runtimePath) === 'berth-runtime') prefetchSealedExe(runtimePath);
     const img = await o.images.resolve(spec.image);
     // looked at once a minute per chain (an apply's creates share one look: each is a promise read per
     // layer): a named image's layers stay (GC keeps them), lost ones are found by a process's first look

@@ -254,12 +254,36 @@ export const execProgram = async (argv: readonly string[], input?: string): Prom
  * undefined without a helper or when it cannot make one (the caller runs
  * the file itself, which seals itself).
  */
-export const helperSealedExe = async (file: string): Promise<string | undefined> => {
+export const helperSealedExe = (file: string): Promise<string | undefined> => {
+  const ahead = prefetched.get(file);
+  if (ahead) {
+    prefetched.delete(file);
+    return ahead;
+  }
+  return requestSealedExe(file);
+};
+
+const requestSealedExe = async (file: string): Promise<string | undefined> => {
   const h = await helper();
   if (!h) return undefined;
   const r = await h.request(OP_SEAL, (parts) => str(parts, file));
   const fd = r.out.toString('utf8');
   return r.code === 0 && /^\d+$/.test(fd) ? `/proc/${h.pid}/fd/${fd}` : undefined;
+};
+
+/** Sealed copies asked for ahead of a start, each taken by the next helperSealedExe of its file. */
+const prefetched = new Map<string, Promise<string | undefined>>();
+
+/**
+ * Asks for `file`'s sealed copy now, where a helper was started already
+ * (startHelper: `berth run`), so that the copy (a fresh 2 MB memfd, 8 ms
+ * here) is made while the container is created, not during its start. The
+ * answer is taken by the next start once: a later start asks again, and
+ * the helper checks the file's version each time.
+ */
+export const prefetchSealedExe = (file: string): void => {
+  if (!current || current.dead || prefetched.has(file)) return;
+  prefetched.set(file, requestSealedExe(file).catch(() => undefined));
 };
 
 /** The same through this process's own spawn (no helper). */

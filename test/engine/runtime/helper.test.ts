@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execProgram, helperAvailable, helperLock, helperMount, helperSealedExe, helperUmount, helperUnlock } from '../../../engine/runtime/helper.js';
+import { execProgram, helperAvailable, helperLock, helperMount, helperSealedExe, helperUmount, helperUnlock, prefetchSealedExe } from '../../../engine/runtime/helper.js';
 
 const shim = path.resolve('native/build/berth-shim');
 const skipReason = process.getuid?.() !== 0 ? 'needs root' : !fs.existsSync(shim) ? 'needs native/build/berth-shim (make -C native)'
@@ -53,6 +53,22 @@ describe.skipIf(skipReason !== '')(`engine process helper${skipReason ? ` (skipp
     expect(fs.readFileSync(again!).equals(fs.readFileSync('/bin/true'))).toBe(true);
     expect((await execProgram([again!])).code).toBe(0);
     expect(await helperSealedExe(path.join(dir, 'no-such-file'))).toBeUndefined();
+  });
+
+  it('a sealed copy asked for ahead (berth run) is what the next start gets, once: a later start asks again and sees a rebuilt file', async () => {
+    const exe = path.join(dir, 'ahead');
+    fs.copyFileSync('/bin/echo', exe);
+    prefetchSealedExe(exe);
+    // the helper answers in order: once this has run, the copy was made (of echo)
+    await execProgram(['true']);
+    fs.rmSync(exe);
+    fs.copyFileSync('/bin/true', exe);
+    const first = await helperSealedExe(exe);
+    expect(first).toMatch(/^\/proc\/\d+\/fd\/\d+$/);
+    expect(fs.readFileSync(first!).equals(fs.readFileSync('/bin/echo'))).toBe(true); // made ahead, before the rebuild
+    // the prefetched answer was taken: the next start sees the rebuild
+    const next = await helperSealedExe(exe);
+    expect(fs.readFileSync(next!).equals(fs.readFileSync('/bin/true'))).toBe(true);
   });
 
   it('runs a program with stdin, and returns its stdout, stderr and exit status', async () => {
