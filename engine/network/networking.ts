@@ -23,6 +23,7 @@ import type {
 } from '../engine.js';
 import { alreadyExists, conflict, fail, invalidSpec, notFound, unsupported } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
+import { trace } from '../runtime/trace.js';
 import type { ContainerNetworking, NetworkSetupRequest, NetworkSetupResult } from '../services.js';
 import * as files from './files.js';
 import * as host from './host.js';
@@ -758,6 +759,7 @@ class LocalNetworking implements Networking {
       if (existing) return fail(conflict('container', existing.name, 'its network setup or teardown is under way in another command'));
       return this.planSetup(ctx, req);
     });
+    trace('net: planned');
     if ('done' in plan) return plan.done;
     const { ep, joins } = plan;
     const id = ep.containerId;
@@ -779,6 +781,7 @@ class LocalNetworking implements Networking {
       })();
       const failed = (await Promise.allSettled([links, etc])).find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
+      trace('net: links and files');
       // the table (rebuilt from the index, where the intent record already is), the record, the hosts files
       const readyNets = Object.fromEntries(Object.entries(ep.networks).map(([k, a]) => [k, { ...a, phase: 'ready' as const }]));
       const ready: EndpointRecord = { ...ep, phase: 'ready', networks: readyNets };
@@ -790,6 +793,7 @@ class LocalNetworking implements Networking {
           await this.put(ctx, ready, false);
         },
       });
+      trace('net: ready');
       this.log.debug({ container: id, networks: Object.keys(ready.networks), ports: ready.ports }, 'network set up');
       return this.result(ready, await this.state.networks());
     } catch (e) {

@@ -799,6 +799,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     }
     const spec = rec.spec;
     let net: NetworkSetupResult | undefined;
+    let netSetup: Promise<NetworkSetupResult> | undefined;
     let mounted = false;
     /** The container exists in the runtime, but `runtime start` has not run. */
     let createdOnly = false;
@@ -813,13 +814,16 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       const ownNet = ownerMode === 'host' || ownerMode === 'none';
       const hostname = owner ? owner.rec.spec.hostname ?? owner.rec.id.slice(0, 12) : spec.hostname ?? id.slice(0, 12);
       if (o.networking && needsNetworking(spec) && !ownNet) {
-        net = await o.networking.setup({
+        trace('start: network setup begins');
+        // alongside the rootfs mount below: neither needs the other
+        netSetup = o.networking.setup({
           containerId: id, name: rec.name, hostname,
           ...(spec.domainname ? { domainname: spec.domainname } : {}),
           networkMode: owner ? `container:${owner.rec.id}` : mode, networks: spec.networks ?? {}, ports: spec.ports ?? [],
           publishAll: spec.publishAll === true, exposedPorts: rec.imageDefaults.exposedPorts ?? [],
           ...(spec.extraHosts && spec.extraHosts.length > 0 ? { extraHosts: spec.extraHosts } : {}),
         });
+        netSetup.catch(() => undefined); // awaited below, or in the catch after a failed mount
       }
       mkdirSync(p.bundle, { recursive: true, mode: 0o710 });
       mkdirSync(p.rootfs, { recursive: true, mode: 0o755 });
@@ -830,6 +834,10 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       await mountPrivate(overlay);
       mounted = true;
       trace('start: rootfs mounted');
+      if (netSetup) {
+        net = await netSetup;
+        trace('start: network set up');
+      }
       const user = await resolveUser(p.rootfs, spec.user ?? rec.imageDefaults.user);
       const cwd = spec.workingDir ?? rec.imageDefaults.workingDir ?? '/';
       const cwdHost = await resolveInRoot(p.rootfs, cwd);
@@ -902,6 +910,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       trace('start: runtime start');
       cEvent('start', rec);
     } catch (e) {
+      // a network set up while the mount failed is torn down below (a failed setup undid itself)
+      if (netSetup && !net) net = await netSetup.catch(() => undefined);
       if (mounted) await unmountIfMounted(p.rootfs).catch(() => undefined);
       if (createdOnly) {
         // e.g. attach failed: the created container must not wait for a start forever

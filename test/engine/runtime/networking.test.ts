@@ -277,4 +277,25 @@ describe.skipIf(skip !== '')(`containers on networks${skip ? ` (skipped: ${skip}
     // stopped containers show what their last run had (networking holds nothing for them)
     await t.engine.removeNetwork('back');
   });
+
+  it('a start whose rootfs cannot be mounted releases the network it set up meanwhile, and a later start works', async () => {
+    // the network is set up alongside the rootfs mount (containers.ts startLocked): a failed mount must undo it
+    const c = await t.engine.createContainer({ image: 'busybox', name: 'nolayer', networkMode: 'front', command: ['true'] });
+    const layers = `${t.engine.roots.root}/layers`;
+    fs.renameSync(layers, `${layers}.away`);
+    try {
+      await expect(t.engine.startContainer(c.id)).rejects.toThrow();
+    } finally {
+      fs.renameSync(`${layers}.away`, layers);
+    }
+    // nothing left, also by a setup that would still be finishing after the start gave up
+    await new Promise((r) => setTimeout(r, 500));
+    expect((await t.engine.inspectNetwork('front')).containers[c.id]).toBeUndefined();
+    expect(fs.existsSync(`${t.engine.roots.runRoot}/netns/${c.id}`)).toBe(false);
+    expect(fs.existsSync(`${t.engine.roots.runRoot}/networks/endpoints/${c.id}`)).toBe(false);
+    const again = await runIt({ name: 'nolayer2', networkMode: 'front', command: ['true'] });
+    expect(again.code).toBe(0);
+    await t.engine.removeContainer(c.id, { force: true });
+    await t.engine.removeContainer(again.id, { force: true });
+  });
 });
