@@ -16,8 +16,9 @@
  * build`) and runs this file instead whenever the snapshot does not fit;
  * both print the same (test/cli/snapshot.test.ts).
  */
-import { enableCompileCache } from './startup.js';
+import { dropLauncherEnv, enableCompileCache } from './startup.js';
 
+dropLauncherEnv();
 enableCompileCache(process.argv.slice(2));
 
 import('./lazy.js')

@@ -32,6 +32,7 @@ import * as tty from 'node:tty';
 import * as v8 from 'node:v8';
 import { trace } from '../engine/runtime/trace.js';
 import { runCli } from './lazy.js';
+import { dropLauncherEnv } from './startup.js';
 
 /** Environment variables read while the snapshot's modules were evaluated, with the values they had. */
 const baked = new Map<string, string | undefined>();
@@ -61,6 +62,7 @@ const runPlain = (entry: string): void => {
 /** Runs `berth` from the snapshot's heap, or the plain entry when the heap does not fit this run. */
 const main = (): void => {
   trace('cli: snapshot deserialized');
+  dropLauncherEnv();
   const entry = entryOf(process.argv);
   (globalThis as { __berthDist?: string }).__berthDist = path.dirname(path.dirname(entry));
   if (changedEnv(process.env, baked) !== undefined || changedTty(tty.isatty, bakedTty) !== undefined) {

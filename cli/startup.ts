@@ -114,3 +114,14 @@ export const enableCompileCache = (args: readonly string[]): void => {
     // no cache: the run is slower, not wrong
   }
 };
+
+/**
+ * Takes back what the launcher (cli/berth.sh) put into the environment for
+ * Node alone: GLIBC_TUNABLES, when it set it (BERTH_LAUNCHER_TUNABLES=1),
+ * so that the helpers and tools berth starts get the user's environment.
+ */
+export const dropLauncherEnv = (env: NodeJS.ProcessEnv = process.env): void => {
+  if (env['BERTH_LAUNCHER_TUNABLES'] === undefined) return;
+  if (env['BERTH_LAUNCHER_TUNABLES'] === '1') delete env['GLIBC_TUNABLES'];
+  delete env['BERTH_LAUNCHER_TUNABLES'];
+};

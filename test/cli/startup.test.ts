@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { COMMANDS, GROUPS, groupsFor, newProgram, programFor, registerGroups, type GroupKey } from '../../cli/lazy.js';
-import { compileCacheDir, DEFAULT_ROOT, scanArgv } from '../../cli/startup.js';
+import { compileCacheDir, DEFAULT_ROOT, dropLauncherEnv, scanArgv } from '../../cli/startup.js';
 import { DEFAULT_ROOT as CONTEXT_DEFAULT_ROOT } from '../../cli/context.js';
 import registerAuthCommands from '../../cli/commands/auth.js';
 import registerBuildCommands from '../../cli/commands/build.js';
@@ -117,6 +117,17 @@ describe('finding the command word', () => {
     expect((await programFor(['node', 'berth', '--version'])).commands).toEqual([]);
     const run = await programFor(['node', 'berth', 'run', 'busybox']);
     expect(run.commands.map((c) => c.name())).toEqual(COMMANDS.filter((c) => c.groups.includes('containers')).map((c) => c.name));
+  });
+});
+
+describe("the launcher's environment", () => {
+  it('drops GLIBC_TUNABLES only when the launcher set it', () => {
+    const set: NodeJS.ProcessEnv = { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1', BERTH_LAUNCHER_TUNABLES: '1', X: 'y' };
+    dropLauncherEnv(set);
+    expect(set).toEqual({ X: 'y' });
+    const user: NodeJS.ProcessEnv = { GLIBC_TUNABLES: 'glibc.malloc.check=0' };
+    dropLauncherEnv(user);
+    expect(user).toEqual({ GLIBC_TUNABLES: 'glibc.malloc.check=0' });
   });
 });
 
