@@ -21,6 +21,7 @@ import {
   chmodSync, chownSync, closeSync, existsSync, linkSync, fsyncSync, lstatSync, mkdirSync, openSync, promises as fsp, readdirSync, readFileSync, renameSync, rmSync,
   statSync, utimesSync, writeFileSync, type Stats,
 } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import type {
   ContainerApi, ContainerFilter, ContainerInfo, ContainerSpec, ContainerState, ContainerStats, EngineEvent, EngineRoots,
@@ -437,6 +438,15 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
    * churns through files). The linked record keeps its inode when the record
    * is replaced later; the entry goes at rm.
    */
+  /** Whether `file` was last changed before this boot (mtime older than the boot time, with a second's slack). */
+  const fromEarlierBoot = (file: string): boolean => {
+    try {
+      return statSync(file).mtimeMs < Date.now() - os.uptime() * 1000 - 1000;
+    } catch {
+      return false;
+    }
+  };
+
   const reserveName = async (name: string, id: string, linkFrom?: string): Promise<void> => {
     const file = path.join(L.namesDir, name);
     for (let attempt = 0; attempt < 2; attempt++) {
@@ -451,7 +461,10 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         // a create in progress holds its container's lock until the record is written
         const lockHolder = owner ? Number(readTextOr(L.container(owner).lock, '').trim()) : NaN;
         const creating = Number.isInteger(lockHolder) && lockHolder > 0 && pidAlive(lockHolder);
-        if (hasRecord || creating || owner === '') {
+        // empty: a create writing it now, unless it is from before this boot (what a power loss
+        // can leave of an --rm container's create, which is not fsynced)
+        const emptyInUse = owner === '' && !fromEarlierBoot(file);
+        if (hasRecord || creating || emptyInUse) {
           fail(conflict('container name', `/${name}`, `already in use by container ${owner?.slice(0, 12)}; remove or rename that container, or choose another name`));
         }
         // a stale entry: its container is gone, or its create was interrupted before the record
@@ -576,7 +589,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         await writeRecord(p.record, rec, async (tmp) => {
           await reserveName(name, id, tmp);
           reserved = true;
-        });
+        }, spec.autoRemove !== true);
         trace('create: record written');
         cEvent('create', rec);
         return info(rec, (await observe(rec)).state);

@@ -87,9 +87,15 @@ export const readRecord = async (file: string, id: string): Promise<Record> => {
   return decodeJson(ContainerRecord, raw, `container record ${file}`) as unknown as Record;
 };
 
-/** `beforeRename`: see writeFileAtomic (create links the new record's file as the container's name entry). */
-export const writeRecord = async (file: string, rec: Record, beforeRename?: (tmp: string) => Promise<void>): Promise<void> => {
-  await writeFileAtomic(file, JSON.stringify(rec, null, 1), 0o644, beforeRename);
+/**
+ * `beforeRename`: see writeFileAtomic (create links the new record's file as
+ * the container's name entry). `durable: false` leaves out the fsyncs (an
+ * --rm container's: after a power loss it is to be gone anyway; a record
+ * lost or left empty is skipped by listings and cleaned by `rm`, its name
+ * entry found stale by the next create of that name).
+ */
+export const writeRecord = async (file: string, rec: Record, beforeRename?: (tmp: string) => Promise<void>, durable = true): Promise<void> => {
+  await writeFileAtomic(file, JSON.stringify(rec, null, 1), 0o644, beforeRename, durable);
 };
 
 /**

@@ -42,8 +42,12 @@ const writeAll = (fd: number, data: string | Uint8Array): void => {
  * Replace `file` with `data` so that a crash leaves either the old or the new content.
  * `beforeRename` runs once the temp file is complete and on disk, before it takes the
  * name (e.g. to hard-link it elsewhere too); a failure there removes it and changes nothing.
+ * `durable: false`: no fsync of the file and its directory. Still atomic if this process
+ * dies; after a power loss the file may be missing, or new and empty.
  */
-export const writeFileAtomic = async (file: string, data: string | Uint8Array, mode = 0o644, beforeRename?: (tmp: string) => Promise<void>): Promise<void> => {
+export const writeFileAtomic = async (
+  file: string, data: string | Uint8Array, mode = 0o644, beforeRename?: (tmp: string) => Promise<void>, durable = true,
+): Promise<void> => {
   const dir = path.dirname(file);
   const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${randomSuffix()}.tmp`);
   let created = false;
@@ -54,7 +58,7 @@ export const writeFileAtomic = async (file: string, data: string | Uint8Array, m
       created = true;
       try {
         writeAll(fd, data);
-        await fsyncFd(fd);
+        if (durable) await fsyncFd(fd);
       } finally {
         closeSync(fd);
       }
@@ -65,7 +69,7 @@ export const writeFileAtomic = async (file: string, data: string | Uint8Array, m
     if (created) rmSync(tmp, { force: true });
     throw e;
   }
-  await fsyncDir(dir);
+  if (durable) await fsyncDir(dir);
 };
 
 export const exists = async (p: string): Promise<boolean> => {

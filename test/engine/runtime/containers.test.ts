@@ -3,6 +3,7 @@
 // container sees from the inside and what the host holds afterwards.
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ContainerSpec } from '../../../engine/engine.js';
@@ -542,6 +543,21 @@ describe('crash recovery', () => {
     fs.writeFileSync(path.join(t.engine.roots.root, 'containers/names/halfway'), half);
     await t.engine.createContainer(none({ name: 'halfway', command: ['true'] }));
     expect(fs.existsSync(path.join(t.engine.roots.root, 'containers', half))).toBe(false);
+    // an --rm container's create is not fsynced: a power loss can leave its record and its name
+    // entry (one inode) empty. An empty entry from before this boot does not block the name; one
+    // from now is a create writing it, and does; the empty record is skipped and removed by its ID
+    const lost = 'a'.repeat(64);
+    fs.mkdirSync(path.join(t.engine.roots.root, 'containers', lost), { recursive: true });
+    fs.writeFileSync(path.join(t.engine.roots.root, 'containers', lost, 'container.json'), '');
+    const entry = path.join(t.engine.roots.root, 'containers/names/lostrm');
+    fs.linkSync(path.join(t.engine.roots.root, 'containers', lost, 'container.json'), entry);
+    await expect(t.engine.createContainer(none({ name: 'lostrm', command: ['true'] }))).rejects.toThrow(/already in use/);
+    const beforeBoot = (Date.now() - os.uptime() * 1000 - 60_000) / 1000;
+    fs.utimesSync(entry, beforeBoot, beforeBoot);
+    expect((await t.engine.listContainers({ all: true })).map((c) => c.id)).not.toContain(lost);
+    await t.engine.createContainer(none({ name: 'lostrm', command: ['true'] }));
+    await t.engine.removeContainer(lost);
+    expect(fs.existsSync(path.join(t.engine.roots.root, 'containers', lost))).toBe(false);
     // a container dir without a record (crash during create) is removed by its ID
     const orphan = 'e'.repeat(64);
     fs.mkdirSync(path.join(t.engine.roots.root, 'containers', orphan, 'rootfs'), { recursive: true });
