@@ -430,14 +430,6 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
 
   /* ---------------------------------------------------------------- create */
 
-  /**
-   * Takes `name` for `id`: an entry made with O_EXCL, or, with `linkFrom`, a
-   * hard link to that file (the new container's record, complete and synced:
-   * link(2) fails with EEXIST like O_EXCL, and allocates no inode; on this
-   * host's ext4 each new inode costs 0.2-1.2 ms of system CPU while the host
-   * churns through files). The linked record keeps its inode when the record
-   * is replaced later; the entry goes at rm.
-   */
   /** Whether `file` was last changed before this boot (mtime older than the boot time, with a second's slack). */
   const fromEarlierBoot = (file: string): boolean => {
     try {
@@ -447,6 +439,14 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     }
   };
 
+  /**
+   * Takes `name` for `id`: an entry made with O_EXCL, or, with `linkFrom`, a
+   * hard link to that file (the new container's record, complete and synced:
+   * link(2) fails with EEXIST like O_EXCL, and allocates no inode; on this
+   * host's ext4 each new inode costs 0.2-1.2 ms of system CPU while the host
+   * churns through files). The linked record keeps its inode when the record
+   * is replaced later; the entry goes at rm.
+   */
   const reserveName = async (name: string, id: string, linkFrom?: string): Promise<void> => {
     const file = path.join(L.namesDir, name);
     for (let attempt = 0; attempt < 2; attempt++) {

@@ -256,10 +256,9 @@ export const execProgram = async (argv: readonly string[], input?: string): Prom
  */
 export const helperSealedExe = (file: string): Promise<string | undefined> => {
   const ahead = prefetched.get(file);
-  if (ahead) {
-    prefetched.delete(file);
-    return ahead;
-  }
+  prefetched.delete(file);
+  // a fresh answer only: the helper replaces a copy (and its descriptor) when the file changes
+  if (ahead && ahead.helper === current && Date.now() - ahead.at < PREFETCH_FRESH_MS) return ahead.answer;
   return requestSealedExe(file);
 };
 
@@ -272,18 +271,21 @@ const requestSealedExe = async (file: string): Promise<string | undefined> => {
 };
 
 /** Sealed copies asked for ahead of a start, each taken by the next helperSealedExe of its file. */
-const prefetched = new Map<string, Promise<string | undefined>>();
+const prefetched = new Map<string, { answer: Promise<string | undefined>; at: number; helper: Helper }>();
+/** How long a prefetched answer is used: a `run`'s create and start, not a container started much later. */
+const PREFETCH_FRESH_MS = 10_000;
 
 /**
  * Asks for `file`'s sealed copy now, where a helper was started already
  * (startHelper: `berth run`), so that the copy (a fresh 2 MB memfd, 8 ms
  * here) is made while the container is created, not during its start. The
- * answer is taken by the next start once: a later start asks again, and
- * the helper checks the file's version each time.
+ * answer is taken by the next start once, within PREFETCH_FRESH_MS and from
+ * the same helper: a later start asks again, and the helper checks the
+ * file's version each time.
  */
 export const prefetchSealedExe = (file: string): void => {
   if (!current || current.dead || prefetched.has(file)) return;
-  prefetched.set(file, requestSealedExe(file).catch(() => undefined));
+  prefetched.set(file, { answer: requestSealedExe(file).catch(() => undefined), at: Date.now(), helper: current });
 };
 
 /** The same through this process's own spawn (no helper). */

@@ -52,9 +52,9 @@ typedef struct pipeline {
   int progress_fd;
   uint64_t progress_at;
   bool sync;
-  /* queue: the reader fills slots; the main thread (decompress, untar) and the
-   * blob thread (hash, write the blob file) both drain each one. Counters
-   * only grow; slot i is slots[i % SLOTS]. */
+  /* queue: the reader fills slots; the main thread (decompress, untar), the
+   * hash thread (the compressed digest) and the write thread (the blob file)
+   * all drain each one. Counters only grow; slot i is slots[i % SLOTS]. */
   slot slots[SLOTS];
   uint64_t produced, used_main, used_hash, used_write;
   bool eof;
@@ -271,7 +271,7 @@ static void tarq_publish(tarq *q) {
   pthread_mutex_unlock(&q->mu);
 }
 
-/* decoder output, written straight into the tar thread's slots and hashed there (the diff ID) */
+/* decoder output, written straight into the tar thread's slots (hashed as they fill: the diff ID) */
 static unsigned char *tar_space(void *arg, size_t *room, berth_error *e) {
   tarq *q = arg;
   if (!q->filling) {

@@ -9,7 +9,7 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { execProgram, helperAvailable, helperLock, helperMount, helperSealedExe, helperUmount, helperUnlock, prefetchSealedExe } from '../../../engine/runtime/helper.js';
 
 const shim = path.resolve('native/build/berth-shim');
@@ -69,6 +69,19 @@ describe.skipIf(skipReason !== '')(`engine process helper${skipReason ? ` (skipp
     // the prefetched answer was taken: the next start sees the rebuild
     const next = await helperSealedExe(exe);
     expect(fs.readFileSync(next!).equals(fs.readFileSync('/bin/true'))).toBe(true);
+    // an answer asked for ahead but not taken within 10 s is not used: a container started much later asks again
+    prefetchSealedExe(exe);
+    await execProgram(['true']);
+    fs.rmSync(exe);
+    fs.copyFileSync('/bin/echo', exe);
+    vi.useFakeTimers({ toFake: ['Date'] });
+    try {
+      vi.setSystemTime(Date.now() + 11_000);
+      const late = await helperSealedExe(exe);
+      expect(fs.readFileSync(late!).equals(fs.readFileSync('/bin/echo'))).toBe(true);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('runs a program with stdin, and returns its stdout, stderr and exit status', async () => {
