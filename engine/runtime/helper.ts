@@ -257,9 +257,7 @@ export const execProgram = async (argv: readonly string[], input?: string): Prom
 export const helperSealedExe = (file: string): Promise<string | undefined> => {
   const ahead = prefetched.get(file);
   prefetched.delete(file);
-  // a fresh answer only: the helper replaces a copy (and its descriptor) when the file changes
-  if (ahead && ahead.helper === current && Date.now() - ahead.at < PREFETCH_FRESH_MS) return ahead.answer;
-  return requestSealedExe(file);
+  return ahead && fresh(ahead) ? ahead.answer : requestSealedExe(file);
 };
 
 const requestSealedExe = async (file: string): Promise<string | undefined> => {
@@ -274,6 +272,8 @@ const requestSealedExe = async (file: string): Promise<string | undefined> => {
 const prefetched = new Map<string, { answer: Promise<string | undefined>; at: number; helper: Helper }>();
 /** How long a prefetched answer is used: a `run`'s create and start, not a container started much later. */
 const PREFETCH_FRESH_MS = 10_000;
+/** Young enough and from the helper that runs now: the helper replaces a copy (and its descriptor) when the file changes. */
+const fresh = (p: { at: number; helper: Helper }): boolean => p.helper === current && Date.now() - p.at < PREFETCH_FRESH_MS;
 
 /**
  * Asks for `file`'s sealed copy now, where a helper was started already
@@ -284,7 +284,8 @@ const PREFETCH_FRESH_MS = 10_000;
  * file's version each time.
  */
 export const prefetchSealedExe = (file: string): void => {
-  if (!current || current.dead || prefetched.has(file)) return;
+  const ahead = prefetched.get(file);
+  if (!current || current.dead || (ahead && fresh(ahead))) return;
   prefetched.set(file, { answer: requestSealedExe(file).catch(() => undefined), at: Date.now(), helper: current });
 };
 

@@ -77,8 +77,15 @@ describe.skipIf(skipReason !== '')(`engine process helper${skipReason ? ` (skipp
     vi.useFakeTimers({ toFake: ['Date'] });
     try {
       vi.setSystemTime(Date.now() + 11_000);
+      // nor does it keep a later prefetch from asking again
+      prefetchSealedExe(exe);
+      await execProgram(['true']);
+      fs.rmSync(exe);
+      fs.copyFileSync('/bin/true', exe);
       const late = await helperSealedExe(exe);
-      expect(fs.readFileSync(late!).equals(fs.readFileSync('/bin/echo'))).toBe(true);
+      expect(fs.readFileSync(late!).equals(fs.readFileSync('/bin/echo'))).toBe(true); // the new prefetch's copy, made before this rebuild
+      const later = await helperSealedExe(exe);
+      expect(fs.readFileSync(later!).equals(fs.readFileSync('/bin/true'))).toBe(true);
     } finally {
       vi.useRealTimers();
     }
