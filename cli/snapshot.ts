@@ -39,8 +39,14 @@ const baked = new Map<string, string | undefined>();
 /** File descriptors asked `tty.isatty` while they were evaluated, with the answers. */
 const bakedTty = new Map<number, boolean>();
 
-/** What the launcher runs: `node --snapshot-blob berth.blob <dist>/cli/main.js ARGS`. */
-const entryOf = (argv: readonly string[]): string => path.resolve(argv[1] ?? 'main.js');
+/**
+ * The plain entry, <dist>/cli/main.js. The launcher runs either
+ * `node --snapshot-blob berth.blob <dist>/cli/main.js ARGS` or
+ * `<dist>/cli/berth-node ARGS` (the snapshot inside a single executable,
+ * which puts its own path into argv[1]).
+ */
+const entryOf = (argv: readonly string[]): string =>
+  process.getBuiltinModule('node:sea').isSea() ? path.join(path.dirname(process.execPath), 'main.js') : path.resolve(argv[1] ?? 'main.js');
 
 /** The environment variable whose value now differs from the one the snapshot's modules read, if any. */
 export const changedEnv = (env: NodeJS.ProcessEnv, values: ReadonlyMap<string, string | undefined>): string | undefined => {
@@ -61,7 +67,7 @@ const runPlain = (entry: string): void => {
 
 /** Runs `berth` from the snapshot's heap, or the plain entry when the heap does not fit this run. */
 const main = (): void => {
-  trace('cli: snapshot deserialized');
+  trace(`cli: snapshot deserialized (${process.getBuiltinModule('node:sea').isSea() ? 'berth-node' : 'berth.blob'})`);
   dropLauncherEnv();
   const entry = entryOf(process.argv);
   (globalThis as { __berthDist?: string }).__berthDist = path.dirname(path.dirname(entry));

@@ -1,13 +1,15 @@
 // `berth` from its V8 start-up snapshot (cli/snapshot.ts, made by
 // scripts/build-snapshot.mjs, started by the launcher cli/berth.sh): the
 // same output, exit codes and errors as the plain entry (node cli/main.js),
-// a real container run, and the plain entry whenever the snapshot does not
-// fit the run (missing, stale, made by another node, NODE_OPTIONS, an
-// environment variable a snapshotted module read while it was evaluated).
+// a real container run, the single executable (berth-node) first and the
+// blob when it is missing, and the plain entry whenever neither fits the
+// run (missing, stale, made by another node, NODE_OPTIONS, an environment
+// variable a snapshotted module read while it was evaluated).
 //
 // Which entry ran is seen from outside: as root, the plain entry turns on
 // Node's compile cache under <root>/.cache/node; the snapshot loads no file
-// and leaves no cache.
+// and leaves no cache. Which form of the snapshot ran, its first trace line
+// says (BERTH_TRACE=1).
 import { execFileSync, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -60,6 +62,12 @@ let fresh = 0;
 const freshRoot = (): string => path.join(work, `fresh-${++fresh}`);
 /** Whether the plain entry ran for `r` (it leaves Node's compile cache there; the snapshot does not). */
 const ranPlain = (r: string): boolean => fs.existsSync(path.join(r, '.cache/node'));
+/** Which form of the snapshot `berth --version` starts from now, as its first trace line says; 'plain' when none. */
+const startsFrom = (extra: NodeJS.ProcessEnv = {}): string => {
+  const o = launched(freshRoot(), ['--version'], { ...extra, BERTH_TRACE: '1' });
+  expect(o.stdout).toBe('0.1.0\n');
+  return /^trace cli: snapshot deserialized \((berth-node|berth\.blob)\)/.exec(o.stderr)?.[1] ?? 'plain';
+};
 
 describe('the environment check', () => {
   it('names the first variable whose value differs from the one the snapshot read', () => {
@@ -120,13 +128,18 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
     fs.rmSync(base, { recursive: true, force: true });
   });
 
-  it('is built next to the compiled CLI: launcher, bundle, blob, the link to its node, the variables it read', () => {
+  it('is built next to the compiled CLI: launcher, bundle, blob, berth-node, the links to their node, the variables it read', () => {
     const cli = path.join(dist(), 'cli');
     expect(fs.statSync(path.join(cli, 'berth')).mode & 0o111).toBe(0o111);
     expect(fs.readFileSync(path.join(cli, 'berth'), 'utf8')).toBe(fs.readFileSync(path.join(repoRoot, 'cli/berth.sh'), 'utf8'));
     expect(fs.statSync(path.join(cli, 'berth.blob')).size).toBeGreaterThan(1_000_000);
-    expect(fs.realpathSync(path.join(cli, 'berth.blob.node'))).toBe(fs.realpathSync(process.execPath));
-    expect(fs.statSync(path.join(cli, 'berth.blob')).mtimeMs).toBeGreaterThan(fs.statSync(path.join(cli, 'main.js')).mtimeMs);
+    // node with the snapshot inside: larger than node by about the blob
+    expect(fs.statSync(path.join(cli, 'berth-node')).mode & 0o111).toBe(0o111);
+    expect(fs.statSync(path.join(cli, 'berth-node')).size).toBeGreaterThan(fs.statSync(process.execPath).size + 1_000_000);
+    for (const made of ['berth.blob', 'berth-node']) {
+      expect(fs.realpathSync(path.join(cli, `${made}.node`))).toBe(fs.realpathSync(process.execPath));
+      expect(fs.statSync(path.join(cli, made)).mtimeMs).toBeGreaterThan(fs.statSync(path.join(cli, 'main.js')).mtimeMs);
+    }
     const read = JSON.parse(fs.readFileSync(path.join(cli, 'berth.blob.env.json'), 'utf8')) as { env: string[]; isatty: number[] };
     // nothing a user commonly sets or changes: each of these would send every run to the plain entry
     for (const k of ['BERTH_ROOT', 'BERTH_RUN_ROOT', 'HOME', 'PATH', 'NO_COLOR', 'FORCE_COLOR', 'TERM']) expect(read.env).not.toContain(k);
@@ -143,6 +156,7 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
     const p = freshRoot();
     expect(plain(p, ['--version']).stdout).toBe('0.1.0\n');
     if (isRoot) expect(ranPlain(p)).toBe(true); // the check can tell the two apart
+    expect(startsFrom()).toBe('berth-node'); // the single executable first
   });
 
   it('stays on the snapshot with BERTH_TRACE=1 and traces from it', () => {
@@ -150,7 +164,7 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
     const o = launched(r, ['--version'], { BERTH_TRACE: '1' });
     expect(o.code).toBe(0);
     expect(o.stdout).toBe('0.1.0\n');
-    expect(o.stderr).toMatch(/^trace cli: snapshot deserialized \+[0-9.]+ms @[0-9.]+ms\n/);
+    expect(o.stderr).toMatch(/^trace cli: snapshot deserialized \(berth-node\) \+[0-9.]+ms @[0-9.]+ms\n/);
     expect(o.stderr).toMatch(/\ntrace cli: exit /);
     if (isRoot) expect(ranPlain(r)).toBe(false);
   });
@@ -215,50 +229,62 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
 
   describe('falls back to the plain entry', () => {
     const cli = (): string => path.join(dist(), 'cli');
-    /** Runs --version and --help with `change` applied, then undoes it; both give the plain output, from the plain entry. */
-    const fallsBack = (change: () => () => void, extra: NodeJS.ProcessEnv = {}): void => {
+    /**
+     * Runs --version and --help with `change` applied, then undoes it; both give the plain output, from
+     * `form` (the plain entry unless told).
+     */
+    const fallsBack = (change: () => () => void, extra: NodeJS.ProcessEnv = {}, form = 'plain'): void => {
       const undo = change();
       try {
         for (const args of [['--version'], ['--help'], ['run', '--bogus', 'busybox']]) {
           const r = freshRoot();
           expect(launched(r, args, extra)).toEqual(plain(freshRoot(), args));
-          if (isRoot) expect(ranPlain(r), args.join(' ')).toBe(true);
+          if (isRoot) expect(ranPlain(r), args.join(' ')).toBe(form === 'plain');
         }
+        expect(startsFrom(extra)).toBe(form);
       } finally {
         undo();
       }
-      // and the snapshot is used again once the cause is gone
+      // and the single executable is used again once the cause is gone
       const r = freshRoot();
       expect(launched(r, ['--version'])).toEqual({ code: 0, stdout: '0.1.0\n', stderr: '' });
       if (isRoot) expect(ranPlain(r)).toBe(false);
+      expect(startsFrom()).toBe('berth-node');
+    };
+    /** Moves each of `names` (in dist/cli) away; the undo moves them back. */
+    const away = (...names: string[]) => (): (() => void) => {
+      for (const n of names) fs.renameSync(path.join(cli(), n), path.join(cli(), `${n}.away`));
+      return () => {
+        for (const n of names) fs.renameSync(path.join(cli(), `${n}.away`), path.join(cli(), n));
+      };
     };
 
-    it('when the blob is missing', () => {
-      fallsBack(() => {
-        const blob = path.join(cli(), 'berth.blob');
-        fs.renameSync(blob, `${blob}.away`);
-        return () => fs.renameSync(`${blob}.away`, blob);
-      });
+    it('to the blob when berth-node is missing, to the plain entry when both are', () => {
+      fallsBack(away('berth-node'), {}, 'berth.blob');
+      fallsBack(away('berth.blob'), {}, 'berth-node');
+      fallsBack(away('berth-node', 'berth.blob'));
     });
 
-    it('when another node binary made it (or none is linked)', () => {
-      const link = path.join(cli(), 'berth.blob.node');
-      const target = fs.readlinkSync(link);
-      fallsBack(() => {
-        fs.rmSync(link);
-        fs.symlinkSync('/bin/sh', link);
-        return () => {
+    it('when another node binary made them (or none is linked)', () => {
+      const links = ['berth.blob.node', 'berth-node.node'].map((n) => path.join(cli(), n));
+      const target = fs.readlinkSync(links[0]!);
+      const relink = (to: string | undefined) => (): (() => void) => {
+        for (const link of links) {
           fs.rmSync(link);
-          fs.symlinkSync(target, link);
+          if (to !== undefined) fs.symlinkSync(to, link);
+        }
+        return () => {
+          for (const link of links) {
+            fs.rmSync(link, { force: true });
+            fs.symlinkSync(target, link);
+          }
         };
-      });
-      fallsBack(() => {
-        fs.rmSync(link);
-        return () => fs.symlinkSync(target, link);
-      });
+      };
+      fallsBack(relink('/bin/sh'));
+      fallsBack(relink(undefined));
     });
 
-    it('when the compiled CLI is newer than the blob (tsc ran after the build)', () => {
+    it('when the compiled CLI is newer than both (tsc ran after the build)', () => {
       const main = path.join(cli(), 'main.js');
       const st = fs.statSync(main);
       fallsBack(() => {
