@@ -22,6 +22,28 @@ export interface NetworkSetupRequest {
   readonly extraHosts?: readonly string[];
 }
 
+/** Where a container in its own namespace will find its network, known before the setup is done. */
+export interface NetworkNamespaceReady {
+  /** The namespace, bound on this path and up (lo only: its veths come later). */
+  readonly netnsPath: string;
+  /** The files for /etc: they exist, and are written in place (bind mounts of them see what follows). */
+  readonly hostsFile: string;
+  readonly resolvConf: string;
+  readonly hostnameFile: string;
+}
+
+export interface NetworkSetupOptions {
+  /**
+   * Called once, during a setup that makes a namespace of its own (bridge,
+   * none, named networks), as soon as the namespace and the /etc files
+   * exist: a container can be created in it while its veths, addresses and
+   * records are still being made. Nothing may run in it before setup
+   * resolves. Not called for host and container: modes, nor for a setup
+   * already done.
+   */
+  readonly namespaceReady?: (ns: NetworkNamespaceReady) => void;
+}
+
 export interface NetworkSetupResult {
   /** The network namespace the container must join (an nsfs path); absent for "host". */
   readonly netnsPath?: string;
@@ -41,7 +63,7 @@ export interface ContainerNetworking {
    * (unknown network, host port taken, address in use) and changes nothing
    * when a check fails. Idempotent for the same container.
    */
-  setup(req: NetworkSetupRequest): Promise<NetworkSetupResult>;
+  setup(req: NetworkSetupRequest, opts?: NetworkSetupOptions): Promise<NetworkSetupResult>;
   /** Undoes setup. Idempotent; also finishes a teardown interrupted by a crash. */
   teardown(containerId: string): Promise<void>;
   /** Joins a running container to one more network. */

@@ -130,6 +130,11 @@ export const writeInPlaceNow = async (file: string, text: string): Promise<void>
   });
 };
 
+/** Makes an empty file unless there is one (a bind mount's source, written in place later). */
+export const createIfMissing = async (file: string): Promise<void> => {
+  await sys(file, async () => closeSync(openSync(file, C.O_WRONLY | C.O_CREAT, 0o644)));
+};
+
 /** Appends lines to an existing file (a member's hosts file learning a newcomer); fails when it is missing. */
 export const appendNow = async (file: string, text: string): Promise<void> => {
   await sys(file, async () => {

@@ -24,7 +24,7 @@ import type {
 import { alreadyExists, conflict, fail, invalidSpec, notFound, unsupported } from '../errors.js';
 import { silentLogger, type Logger } from '../log.js';
 import { trace } from '../runtime/trace.js';
-import type { ContainerNetworking, NetworkSetupRequest, NetworkSetupResult } from '../services.js';
+import type { ContainerNetworking, NetworkSetupOptions, NetworkSetupRequest, NetworkSetupResult } from '../services.js';
 import * as files from './files.js';
 import * as host from './host.js';
 import {
@@ -750,7 +750,7 @@ class LocalNetworking implements Networking {
    * files; under the lock again, the record marked ready, the nft table and
    * the hosts files of the network's members.
    */
-  async setup(req: NetworkSetupRequest): Promise<NetworkSetupResult> {
+  async setup(req: NetworkSetupRequest, opts: NetworkSetupOptions = {}): Promise<NetworkSetupResult> {
     const plan = await this.grouped(async (ctx) => {
       const existing = ctx.eps.get(req.containerId);
       if (existing?.phase === 'ready') {
@@ -765,20 +765,35 @@ class LocalNetworking implements Networking {
     const id = ep.containerId;
     const f = this.filesOf(id);
     try {
-      // the links and the files do not depend on each other: in parallel, outside the lock
-      const links = host.plugVeths(ep.netnsPath!, joins.map(([name, n]) => {
+      const veths = joins.map(([name, n]) => {
         const a = ep.networks[name]!;
         return {
           hostVeth: a.hostVeth, bridge: n.bridge, ifname: a.ifname, mac: a.mac, cidr: `${a.ipv4}/${a.prefix}`,
           gateway: name === ep.networkOrder[0] && !n.internal ? n.gateway : undefined,
         };
-      }), true);
+      });
       const etc = (async () => {
         const resolv = files.containerResolvConf(await files.readHostResolvConf());
         // written again by every setup (a start): no fsync, no thread pool
         await files.writeInPlaceNow(f.resolv, resolv.text);
         await files.writeInPlaceNow(f.hostname, `${req.hostname}\n`);
+        // the hosts file's content comes with the commit below; it must exist before then for a namespaceReady caller
+        if (opts.namespaceReady) await files.createIfMissing(f.hosts);
       })();
+      // the links and the files do not depend on each other: in parallel, outside the lock
+      let links: Promise<void>;
+      if (opts.namespaceReady) {
+        // the namespace first, alone (one more helper request), so that the caller can create its container in it
+        // while the veths are made
+        const ns = host.plugVeths(ep.netnsPath!, [], true);
+        const failedEarly = (await Promise.allSettled([ns, etc])).find((r) => r.status === 'rejected');
+        if (failedEarly) throw (failedEarly as PromiseRejectedResult).reason;
+        opts.namespaceReady({ netnsPath: ep.netnsPath!, hostsFile: f.hosts, resolvConf: f.resolv, hostnameFile: f.hostname });
+        trace('net: namespace and files');
+        links = host.plugVeths(ep.netnsPath!, veths, false);
+      } else {
+        links = host.plugVeths(ep.netnsPath!, veths, true);
+      }
       const failed = (await Promise.allSettled([links, etc])).find((r) => r.status === 'rejected');
       if (failed) throw (failed as PromiseRejectedResult).reason;
       trace('net: links and files');

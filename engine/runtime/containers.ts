@@ -28,7 +28,7 @@ import type {
   ExecSpec, HealthcheckSpec, LogLine, MountSpec, ResourceSpec, RestartPolicy,
 } from '../engine.js';
 import { conflict, EngineFailure, fail, invalidSpec, notFound, toEngineError, unsupported } from '../errors.js';
-import type { ContainerNetworking, NetworkSetupResult } from '../services.js';
+import type { ContainerNetworking, NetworkNamespaceReady, NetworkSetupResult } from '../services.js';
 import type { Digest } from '../store/digest.js';
 import { encodedOf } from '../store/digest.js';
 import { withLock } from '../store/fsutil.js';
@@ -37,6 +37,7 @@ import type { VolumeStore } from '../volume/volumes.js';
 import { attach, waitExitLine, type AttachSession, type AttachStreams } from './attach.js';
 import { resolveInRoot } from './inroot.js';
 import { mountPrivate, runtimeCli, startShim, unmountIfMounted, unmountSoon, type RuntimeCli } from './invoke.js';
+import { startFromFifo } from './fifo-start.js';
 import { execProgram, helperSealedExe, prefetchSealedExe } from './helper.js';
 import { layoutOf, nativeDir, type ContainerPaths } from './layout.js';
 import type { LogOptions } from './logs.js';
@@ -813,6 +814,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const spec = rec.spec;
     let net: NetworkSetupResult | undefined;
     let netSetup: Promise<NetworkSetupResult> | undefined;
+    /** The namespace and /etc files of a setup under way, as soon as they exist (the runtime creates the container in it meanwhile). */
+    let netNamespace: Promise<NetworkNamespaceReady | NetworkSetupResult> | undefined;
     let mounted = false;
     /** The container exists in the runtime, but `runtime start` has not run. */
     let createdOnly = false;
@@ -829,14 +832,20 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       if (o.networking && needsNetworking(spec) && !ownNet) {
         trace('start: network setup begins');
         // alongside the rootfs mount below: neither needs the other
+        let namespaceReady: ((ns: NetworkNamespaceReady) => void) | undefined;
+        const early = new Promise<NetworkNamespaceReady>((resolve) => {
+          namespaceReady = resolve;
+        });
         netSetup = o.networking.setup({
           containerId: id, name: rec.name, hostname,
           ...(spec.domainname ? { domainname: spec.domainname } : {}),
           networkMode: owner ? `container:${owner.rec.id}` : mode, networks: spec.networks ?? {}, ports: spec.ports ?? [],
           publishAll: spec.publishAll === true, exposedPorts: rec.imageDefaults.exposedPorts ?? [],
           ...(spec.extraHosts && spec.extraHosts.length > 0 ? { extraHosts: spec.extraHosts } : {}),
-        });
+        }, { namespaceReady });
         netSetup.catch(() => undefined); // awaited below, or in the catch after a failed mount
+        // whichever comes first: a setup that makes no namespace of its own (host, container:) just finishes
+        netNamespace = Promise.race([early, netSetup]);
       }
       mkdirSync(p.bundle, { recursive: true, mode: 0o710 });
       mkdirSync(p.rootfs, { recursive: true, mode: 0o755 });
@@ -847,10 +856,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       await mountPrivate(overlay);
       mounted = true;
       trace('start: rootfs mounted');
-      if (netSetup) {
-        net = await netSetup;
-        trace('start: network set up');
-      }
+      const ns = netNamespace ? await netNamespace : undefined;
+      if (ns) trace('start: network namespace ready');
       const user = await resolveUser(p.rootfs, spec.user ?? rec.imageDefaults.user);
       const cwd = spec.workingDir ?? rec.imageDefaults.workingDir ?? '/';
       const cwdHost = await resolveInRoot(p.rootfs, cwd);
@@ -859,8 +866,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       // an owner started by an older Berth has its files in its container dir
       const ownerPaths = owner && ownNet ? L.container(owner.rec.id) : undefined;
       const ownerDir = ownerPaths ? (existsSync(path.join(ownerPaths.bundle, 'hosts')) ? ownerPaths.bundle : ownerPaths.dir) : undefined;
-      const etcFiles = net
-        ? { hosts: net.hostsFile, resolvConf: net.resolvConf, hostname: net.hostnameFile }
+      const etcFiles = ns
+        ? { hosts: ns.hostsFile, resolvConf: ns.resolvConf, hostname: ns.hostnameFile }
         : ownerDir
           ? etcFilesIn(ownerDir)
           : await writeEtcFiles(rec);
@@ -874,7 +881,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       if (spec.init) await fsp.access(initPath).catch(() => fail(unsupported(`--init: ${initPath} is missing; build it with make -C native`)));
       const config = buildOciConfig({
         id, spec: { ...spec, hostname }, args: rec.args ?? [], env: finalEnv, cwd, user, mounts, etcFiles,
-        ...(net?.netnsPath ? { netnsPath: net.netnsPath } : ownerMode === 'none' ? { netnsPath: `/proc/${owner?.pid}/ns/net` } : {}),
+        ...(ns?.netnsPath ? { netnsPath: ns.netnsPath } : ownerMode === 'none' ? { netnsPath: `/proc/${owner?.pid}/ns/net` } : {}),
         hostNetwork: mode === 'host' || ownerMode === 'host', initPath, devices: await hostDevices(spec),
         ...(seccompProfile !== undefined ? { seccompProfile } : {}),
       });
@@ -899,6 +906,20 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       unmountSoon(p.rootfs);
       mounted = false;
       trace('start: host rootfs unmounted');
+      if (netSetup) {
+        // the veths, addresses and records, made while the runtime created the container
+        try {
+          net = await netSetup;
+        } catch (e) {
+          // the created container goes (its init never ran the user's process); the failed setup undid itself
+          await rtOf(rec).try(['delete', '--force', id]);
+          await waitExitLine(shimSock(p, started.shimPid, 'shim.sock')).catch(() => undefined);
+          await waitPidGone(started.shimPid, 3000);
+          await removeShimDir(p);
+          throw e;
+        }
+        trace('start: network set up');
+      }
       const state: RunState = { running: true, restartCount: rec.state.restartCount, startedAt: now(), pid: started.pid, shimPid: started.shimPid };
       rec = {
         ...rec, state, anonymousVolumes: anonymous,
@@ -909,7 +930,10 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       trace('start: record written');
       if (beforeStart) await beforeStart(p, rec);
       createdOnly = false;
-      const r = await rtOf(rec).try(['start', id]);
+      // berth-runtime's start, here (fifo-start.ts): Berth's configs carry no hooks for it to run
+      const r = path.basename(rec.runtime) === 'berth-runtime'
+        ? await startFromFifo(L.runtimeRoot, id, () => pidAlive(started.pid))
+        : await rtOf(rec).try(['start', id]);
       if (r.code !== 0) {
         const msg = r.stderr.trim() || r.stdout.trim();
         await rtOf(rec).try(['delete', '--force', id]);

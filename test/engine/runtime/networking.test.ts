@@ -8,7 +8,10 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ContainerSpec } from '../../../engine/engine.js';
-import { toEngineError } from '../../../engine/errors.js';
+import { EngineFailure, toEngineError } from '../../../engine/errors.js';
+import { openLocalEngine } from '../../../engine/local.js';
+import { openNetworking } from '../../../engine/network/networking.js';
+import type { ContainerNetworking } from '../../../engine/services.js';
 import { makeTestEngine, type TestEngine } from './helpers.js';
 
 const skip = process.getuid?.() !== 0 ? 'needs root (bridges, veths, namespaces)' : '';
@@ -297,5 +300,55 @@ describe.skipIf(skip !== '')(`containers on networks${skip ? ` (skipped: ${skip}
     expect(again.code).toBe(0);
     await t.engine.removeContainer(c.id, { force: true });
     await t.engine.removeContainer(again.id, { force: true });
+  });
+
+  it('a setup that fails after the container was created in its namespace leaves no container, shim or runtime state; a later start works', async () => {
+    // the runtime creates the container in the namespace while the veths are made (containers.ts startLocked,
+    // namespaceReady): a setup that fails after that point must take the created container with it. The failure
+    // is Berth's real setup undone by its real teardown, reported as a failure at the interface.
+    const real = openNetworking(t.engine.roots);
+    let fail = true;
+    let namespaceGiven = false;
+    const failing: ContainerNetworking = {
+      setup: async (req, opts) => {
+        const r = await real.setup(req, {
+          namespaceReady: (ns) => {
+            namespaceGiven = true;
+            opts?.namespaceReady?.(ns);
+          },
+        });
+        if (!fail) return r;
+        fail = false;
+        await real.teardown(req.containerId);
+        throw new EngineFailure({ _tag: 'Internal', message: 'network setup failed (injected after the namespace was ready)' });
+      },
+      teardown: (id) => real.teardown(id),
+      connect: (...a) => real.connect(...a),
+      disconnect: (...a) => real.disconnect(...a),
+    };
+    const e = openLocalEngine(t.engine.roots, { networking: { api: real, containers: failing } });
+    const c = await e.createContainer({ image: 'busybox', name: 'latefail', networkMode: 'front', command: ['true'] });
+    await expect(e.startContainer(c.id)).rejects.toThrow(/injected after the namespace was ready/);
+    expect(namespaceGiven).toBe(true);
+    const run = e.roots.runRoot;
+    expect(fs.existsSync(`${run}/runtime/${c.id}`)).toBe(false);
+    expect(fs.existsSync(`${run}/shims/${c.id}`)).toBe(false);
+    expect(fs.existsSync(`${run}/netns/${c.id}`)).toBe(false);
+    expect(fs.existsSync(`${run}/networks/endpoints/${c.id}`)).toBe(false);
+    const after = await e.inspectContainer(c.id);
+    expect(after.state.status).not.toBe('running');
+    expect(after.state.error).toMatch(/injected/);
+    // no process of it: its init never ran `true`, nothing of it is in the process table
+    const mine = fs.readdirSync('/proc').filter((d) => /^\d+$/.test(d)).filter((d) => {
+      try {
+        return fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').includes(c.id);
+      } catch {
+        return false;
+      }
+    });
+    expect(mine).toEqual([]);
+    await e.startContainer(c.id);
+    expect((await e.waitContainer(c.id)).exitCode).toBe(0);
+    await e.removeContainer(c.id, { force: true });
   });
 });
