@@ -29,7 +29,6 @@ import * as fs from 'node:fs';
 import * as nodeModule from 'node:module';
 import * as path from 'node:path';
 import * as tty from 'node:tty';
-import * as util from 'node:util';
 import * as v8 from 'node:v8';
 import { trace } from '../engine/runtime/trace.js';
 import { runCli } from './lazy.js';
@@ -148,9 +147,6 @@ const warmUp = async (env: NodeJS.ProcessEnv): Promise<void> => {
   oci.Manifest.decode({ schemaVersion: 2, mediaType: oci.MediaType.OciManifest, config: desc, layers: [desc] });
   oci.ImageConfig.decode({ architecture: 'amd64', os: 'linux', rootfs: { type: 'layers', diff_ids: [digest] }, config: { Cmd: ['sh'], Env: ['A=1'] }, history: [{ created_by: 'x' }] });
   LayerMeta.decode({});
-  // the bundle's line ends, kept in its Script: pino asks for its callers' files (util.getCallSites) each time a
-  // logger is made, and finding the lines of the bundle's 0.7 MB costs a run ~1.5 ms otherwise
-  util.getCallSites();
   ContainerRecord.decode({ id: '0'.repeat(64), name: 'x', created: '2026-01-01T00:00:00Z', spec: { image: 'busybox' }, state: { running: false, restartCount: 0 } });
 };
 
