@@ -893,6 +893,13 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         shim: shimPath, id, stateDir: p.shimDir, runtime: rec.runtime, ...(runtimeExec ? { runtimeExec } : {}), runtimeRoot: L.runtimeRoot, bundle: p.bundle, logPath: p.log,
         terminal: spec.tty === true, stdin: spec.openStdin === true, stdinOnce: spec.openStdin === true,
       }).catch(async (e: unknown): Promise<never> => {
+        // a network setup that failed meanwhile undid itself, namespace included, maybe under the runtime's feet
+        // (it then fails to join it): the network's failure is the cause to report
+        const netFailure = netSetup ? await netSetup.then(() => undefined, (x: unknown) => x ?? new Error('network setup failed')) : undefined;
+        if (netFailure !== undefined) {
+          await removeShimDir(p).catch(() => undefined); // its shim goes with the failed create
+          throw netFailure;
+        }
         const te = toEngineError(e);
         const raw = te._tag === 'Internal' ? te.message : JSON.stringify(te);
         const execErr = /exec: .*$/m.exec(raw)?.[0];

@@ -3,6 +3,7 @@
 // port ranges, --add-host, container:<ref> sharing, and inspect after
 // connect/disconnect. Real bridges, veths and namespaces in a temporary
 // root; traffic only to loopback and to the namespaces made here.
+import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -350,5 +351,33 @@ describe.skipIf(skip !== '')(`containers on networks${skip ? ` (skipped: ${skip}
     await e.startContainer(c.id);
     expect((await e.waitContainer(c.id)).exitCode).toBe(0);
     await e.removeContainer(c.id, { force: true });
+  });
+
+  it('when the namespace goes under the runtime\'s feet, the network\'s failure is the one reported', async () => {
+    // the setup's undo can remove the namespace while the runtime is joining it: the runtime then fails too
+    // ("join network namespace: Invalid argument"), but the cause is the network's. Here the namespace is
+    // unmounted as soon as it is handed over, so both fail, always in that order.
+    const real = openNetworking(t.engine.roots);
+    const pulling: ContainerNetworking = {
+      setup: (req, opts) => real.setup(req, {
+        namespaceReady: (ns) => {
+          execFileSync('umount', [ns.netnsPath]);
+          opts?.namespaceReady?.(ns);
+        },
+      }),
+      teardown: (id) => real.teardown(id),
+      connect: (...a) => real.connect(...a),
+      disconnect: (...a) => real.disconnect(...a),
+    };
+    const e = openLocalEngine(t.engine.roots, { networking: { api: real, containers: pulling } });
+    const c = await e.createContainer({ image: 'busybox', name: 'pulled', networkMode: 'front', command: ['true'] });
+    const err = await errorOf(e.startContainer(c.id));
+    // the helper's netlink request into the namespace failed: that, not the runtime's create
+    expect(err).toMatchObject({ _tag: 'Kernel', syscall: 'netlink', path: `netns ${t.engine.roots.runRoot}/netns/${c.id}` });
+    const run = e.roots.runRoot;
+    for (const left of [`${run}/runtime/${c.id}`, `${run}/shims/${c.id}`, `${run}/netns/${c.id}`, `${run}/networks/endpoints/${c.id}`]) {
+      expect(fs.existsSync(left), left).toBe(false);
+    }
+    await t.engine.removeContainer(c.id, { force: true });
   });
 });
