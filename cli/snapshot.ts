@@ -1,19 +1,22 @@
 /**
  * The entry of `berth`'s V8 start-up snapshot (Node's user-land snapshot:
- * `node --snapshot-blob berth.blob --build-snapshot snapshot.cjs`).
+ * `node --snapshot-blob berth.blob --build-snapshot snapshot-loader.cjs`,
+ * and the same inside berth-node).
  *
  * scripts/build-snapshot.mjs bundles this file with everything it can
- * import (one script; every command group stays a lazily evaluated part
- * of it) and runs it once at build time. Here, at build time, the modules
- * that `berth run` needs (commander, the container verbs, the engine with
- * its store, runtime and networking, pino, io-ts, tar-stream) are
- * evaluated, and the parts of a run that touch nothing outside this
- * process are run once (warmUp: V8 keeps in the blob the compiled code of
- * the functions that ran); the heap they leave is what the blob holds. A
- * run then starts from that heap (`cli/berth`, the launcher, passes
- * `--snapshot-blob`): no module is resolved, read, compiled or evaluated
- * again, and the other groups are evaluated from the bundle the first
- * time a command needs them.
+ * import (one script, snapshot.cjs; every command group stays a lazily
+ * evaluated part of it); its loader compiles that script whole, every
+ * function with its bytecode (V8's --no-lazy for that one compile), and
+ * runs it once at build time. Here, at build time, the modules that
+ * `berth run` needs (commander, the container verbs, the engine with its
+ * store, runtime and networking, pino, io-ts, tar-stream) are evaluated,
+ * and the parts of a run that touch nothing outside this process are run
+ * once (warmUp); the heap they leave is what the blob holds. A run then
+ * starts from that heap (`cli/berth`, the launcher, runs berth-node or
+ * passes `--snapshot-blob`): no module is resolved, read, compiled or
+ * evaluated again, no function of the bundle is compiled, and the other
+ * groups are evaluated from the bundle the first time a command needs
+ * them.
  *
  * What a snapshot cannot hold is kept out of the build-time evaluation: a
  * module that touches process.stdin, stdout or stderr while it is
@@ -84,10 +87,9 @@ const main = (): void => {
 
 /**
  * Runs, at build time, the parts of `berth run` that have no effect outside
- * this process, so that their compiled code is in the blob: V8 compiles a
- * function the first time it is called, and a function never called while
- * the snapshot was built is parsed and compiled again by every run (for
- * `run --rm`, ~300 functions). Here: node:fs's promise API (Node's
+ * this process, so that what they leave is in the blob: Node's modules they
+ * load (compiled lazily, unlike the bundle's functions, which the loader
+ * compiles whole) and the objects they make. Here: node:fs's promise API (Node's
  * internal/fs/promises, which the store and the runtime use; loaded by
  * Node on first use), the container verbs registered on a program of their
  * own, a `run` parsed by it with an action that only builds the spec, the

@@ -148,6 +148,23 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
     expect(fs.readFileSync(path.join(cli, 'snapshot.cjs'), 'utf8')).not.toMatch(/[^\w$.]import\(/);
   });
 
+  it('holds the bytecode of every function of the bundle: a run compiles none of them', () => {
+    // V8's own log of what it parses and compiles (--log-function-events), for a command that runs engine code
+    const log = path.join(work, 'v8-functions.log');
+    const r = spawnSync(process.execPath, [
+      '--log-function-events', '--no-logfile-per-isolate', `--logfile=${log}`,
+      '--snapshot-blob', path.join(dist(), 'cli/berth.blob'), path.join(dist(), 'cli/main.js'), '--root', freshRoot(), 'ps', '-a',
+    ], { encoding: 'utf8', env: runEnv() });
+    expect(r.status, r.stderr).toBe(0);
+    const lines = fs.readFileSync(log, 'utf8').split('\n').map((l) => l.split(','));
+    const bundle = lines.find((f) => f[0] === 'script-details' && (f[2] ?? '').endsWith('/cli/snapshot.cjs'))?.[1];
+    expect(bundle).toBeDefined();
+    const compiled = lines.filter((f) => f[0] === 'function' && f[2] === bundle && (f[1] === 'parse-function' || f[1] === 'interpreter'));
+    expect(compiled.map((f) => f.slice(1, 8).join(','))).toEqual([]);
+    // and the functions did run from it (the log sees them)
+    expect(lines.filter((f) => f[0] === 'function' && f[2] === bundle && f[1] === 'first-execution').length).toBeGreaterThan(20);
+  });
+
   it('starts from the snapshot (no module read: no compile cache appears)', () => {
     const r = freshRoot();
     const o = launched(r, ['--version']);
