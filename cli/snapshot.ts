@@ -124,6 +124,10 @@ const warmUp = async (env: NodeJS.ProcessEnv): Promise<void> => {
   const { DEFAULT_ROOT } = await import('./startup.js');
   const prebuilt = newProgram(DEFAULT_ROOT);
   registerContainerCommands(prebuilt);
+  // commander makes each command's help option, and the program's help command, on first use (a parse):
+  // made here, with commander's own defaults, they are in the blob
+  prebuilt.helpCommand('help [command]', 'display help for command');
+  for (const c of [prebuilt, ...prebuilt.commands]) c.helpOption('-h, --help', 'display help for command');
   setPrebuiltProgram(prebuilt);
   // the engine opened on a root that does not exist (opening reads nothing), and the spec checked
   const { openLocalEngine } = await import('../engine/local.js');
