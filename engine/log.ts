@@ -33,15 +33,50 @@ const loadPretty = (): Pretty => {
   return typeof m === 'function' ? m : m.default;
 };
 
+/**
+ * A logger whose pino instance is made on the first use that needs one: a
+ * level method at or above `level`, child(), or anything else; `level`,
+ * `isLevelEnabled` and the methods below the level answer without it.
+ * Making a pino instance looks up its callers' files (util.getCallSites,
+ * for pino's transports): in berth's start-up snapshot, whose code is one
+ * 0.7 MB script, finding their lines costs ~1.7 ms, and a `berth run`
+ * mostly writes no log line at all.
+ */
+const deferred = (level: string, make: () => Logger): Logger => {
+  const values: Record<string, number> = pino.levels.values;
+  // a level pino does not know: made now, so that pino answers it as it always did
+  if (level !== 'silent' && values[level] === undefined) return make();
+  const threshold = level === 'silent' ? Infinity : values[level]!;
+  const below = (): void => undefined;
+  let real: Logger | undefined;
+  return new Proxy({} as Logger, {
+    get(_target, prop) {
+      if (real === undefined && typeof prop === 'string') {
+        const v = values[prop];
+        if (v !== undefined && v < threshold) return below;
+        if (prop === 'level') return level;
+        if (prop === 'isLevelEnabled') return (l: string): boolean => (values[l] ?? Infinity) >= threshold;
+      }
+      real ??= make();
+      const value: unknown = Reflect.get(real, prop, real);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(real) : value;
+    },
+    set(_target, prop, value) {
+      real ??= make();
+      return Reflect.set(real, prop, value, real);
+    },
+  });
+};
+
 export const createLogger = (opts: LoggerOptions = {}): Logger => {
   const level = process.env['BERTH_LOG_LEVEL'] ?? opts.level ?? (opts.debug ? 'debug' : 'info');
   const human = opts.pretty ?? process.stderr.isTTY === true;
   const base = { name: opts.name ?? 'berth', level };
   if (human) {
-    return pino(base, loadPretty()({ destination: 2, sync: true, colorize: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' }));
+    return deferred(level, () => pino(base, loadPretty()({ destination: 2, sync: true, colorize: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' })));
   }
-  return pino(base, pino.destination({ dest: 2, sync: true }));
+  return deferred(level, () => pino(base, pino.destination({ dest: 2, sync: true })));
 };
 
 /** A logger that drops everything (tests, library callers that pass none). */
-export const silentLogger = (): Logger => pino({ level: 'silent' });
+export const silentLogger = (): Logger => deferred('silent', () => pino({ level: 'silent' }));
