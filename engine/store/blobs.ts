@@ -6,7 +6,7 @@
  * and renamed into place only when the digest matches. A crash leaves at
  * most an ingest file, which is garbage once its pid is gone.
  */
-import { promises as fsp, createReadStream, rmSync, type ReadStream } from 'node:fs';
+import { promises as fsp, createReadStream, readFileSync, rmSync, statSync, type ReadStream } from 'node:fs';
 import * as path from 'node:path';
 import type { Hash } from 'node:crypto';
 import { corrupt, fail, notFound, sys, invalidSpec } from '../errors.js';
@@ -183,10 +183,16 @@ export const openBlobStore = (layoutDir: string, opts: { durable?: boolean; unse
       return createReadStream(pathOf(d), { highWaterMark: 1 << 20 });
     },
     async readAll(d, maxBytes = MAX_JSON_BLOB) {
-      const info = await stat(d);
-      if (!info) return fail(notFound('blob', d, 'pull or load the image again'));
-      if (info.size > maxBytes) return fail(invalidSpec(`blob ${d}`, [`${info.size} bytes is more than the ${maxBytes} allowed for this kind of blob`]));
-      const data = await sys(pathOf(d), () => fsp.readFile(pathOf(d)));
+      // manifests, indexes and configs, read by every create: sync, one stat and one read (the promise API
+      // takes a thread-pool round trip for each of stat, open, fstat, read and close)
+      dropIfLost(d);
+      const file = pathOf(d);
+      const data = await sys(file, async () => {
+        const st = statSync(file, { throwIfNoEntry: false });
+        if (!st) return fail(notFound('blob', d, 'pull or load the image again'));
+        if (st.size > maxBytes) return fail(invalidSpec(`blob ${d}`, [`${st.size} bytes is more than the ${maxBytes} allowed for this kind of blob`]));
+        return readFileSync(file);
+      });
       const h = newHash(algorithmOf(d)).update(data);
       const actual = digestOfHash(algorithmOf(d), h);
       if (actual !== d) fail(corrupt(`blob ${d} on disk`, d, actual));
