@@ -23,16 +23,16 @@ const failed = (id: string, message: string): Exec => ({ code: 1, stdout: '', st
 
 /**
  * Starts container `id`, created by berth-runtime with its state in
- * `runtimeRoot`/`id`, whose init is `initPid`. Never throws: a failure is
- * an Exec with a non-zero code and the reason on stderr, as `runtime start`
- * reports one. `alive` tells whether the init still lives.
+ * `runtimeRoot`/`id`. Never throws: a failure is an Exec with a non-zero
+ * code and the reason on stderr, as `runtime start` reports one. `alive`
+ * tells whether the container's init still lives.
  */
 export const startFromFifo = async (runtimeRoot: string, id: string, alive: () => boolean): Promise<Exec> => {
   const fifo = path.join(runtimeRoot, id, 'exec.fifo');
   let fd: number;
   try {
-    // (Node opens with O_CLOEXEC) non-blocking: an open for reading returns at once, writer or not (a blocking one would wait forever for an init
-    // that died before it opened its end)
+    // non-blocking: an open for reading returns at once, writer or not (a blocking one would wait forever
+    // for an init that died before it opened its end); Node adds O_CLOEXEC
     fd = openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
