@@ -921,8 +921,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
           // the created container goes (its init never ran the user's process); the failed setup undid itself
           await rtOf(rec).try(['delete', '--force', id]);
           await waitExitLine(shimSock(p, started.shimPid, 'shim.sock')).catch(() => undefined);
-          await waitPidGone(started.shimPid, 3000);
-          await removeShimDir(p);
+          await removeShimDir(p); // waits for the shim to be gone first
           throw e;
         }
         trace('start: network set up');
