@@ -335,10 +335,15 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     const { state, exit } = await observe(rec);
     if (!exit) return rec;
     const p = L.container(rec.id);
-    await waitShimGone(rec);
-    trace('collect: shim gone');
-    if (await hasRuntimeState(rec.id)) await rtOf(rec).try(['delete', '--force', rec.id]); // normally done by the shim (--rm)
-    if (o.networking && needsNetworking(rec.spec)) await o.networking.teardown(rec.id);
+    // the shim reports the exit before it deletes the runtime state: the network goes meanwhile
+    const network = o.networking && needsNetworking(rec.spec) ? o.networking.teardown(rec.id) : Promise.resolve();
+    const runtime = (async () => {
+      await waitShimGone(rec);
+      trace('collect: shim gone');
+      if (await hasRuntimeState(rec.id)) await rtOf(rec).try(['delete', '--force', rec.id]); // normally done by the shim (--rm)
+    })();
+    const failed = (await Promise.allSettled([runtime, network])).find((r) => r.status === 'rejected');
+    if (failed) throw (failed as PromiseRejectedResult).reason;
     trace('collect: network released');
     await unmountIfMounted(p.rootfs);
     const next: CRecord = {

@@ -346,16 +346,25 @@ static __attribute__((noinline)) int finish(berth_error *e) {
   /* The cgroup goes with `runtime delete`: read its OOM count first. */
   int oom_killed = oom_watch_killed(&m.oom);
   oom_watch_stop(&m.oom);
-  berth_error cleanup;
-  berth_error_clear(&cleanup);
-  if (o->remove) (void)runtime_delete(o, &cleanup);
-  struct exit_record r = {.pid = m.pid, .wstatus = m.wstatus, .at = m.exited_at, .oom_killed = oom_killed,
-                          .cleanup_error = cleanup.msg[0] ? cleanup.msg : NULL};
+  struct exit_record r = {.pid = m.pid, .wstatus = m.wstatus, .at = m.exited_at, .oom_killed = oom_killed};
   cleanup_free char *json = exit_record_json(&r);
   if (!json) return berth_fail(e, ENOMEM, "format exit record of container '%s'", o->id);
   int rc = exit_record_write(json, e);
   notify_send_all(&m.notify, json, strlen(json));
   attach_close_all(&m.attach);
+  /* The exit is known before the runtime state goes: the engine's collect
+   * releases the network and the files meanwhile, and waits for this
+   * process to be gone before it looks at the runtime state (shim.pid
+   * stays until then). A failed delete is added to the record. */
+  if (o->remove) {
+    berth_error cleanup;
+    berth_error_clear(&cleanup);
+    if (runtime_delete(o, &cleanup) < 0 && cleanup.msg[0]) {
+      r.cleanup_error = cleanup.msg;
+      cleanup_free char *again = exit_record_json(&r);
+      if (again && exit_record_write(again, e) < 0) rc = -1;
+    }
+  }
   unlink(SHIM_PID_FILE);
   return rc;
 }

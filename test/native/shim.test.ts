@@ -122,6 +122,36 @@ describe('berth-shim with the fake runtime', () => {
     expect(rec).toMatchObject({ exitCode: code, signal: name });
   });
 
+  it.each([
+    ['succeeds', false],
+    ['fails', true],
+  ])('with --rm, reports the exit before the runtime deletes the container; a delete that %s is in exit.json after', async (_what, fails) => {
+    const box = fakeBox('exit 5');
+    // the fake runtime, with a delete that takes 0.4 s (and then fails, when asked to)
+    box.runtime = path.join(box.dir, 'slow-delete.sh');
+    fs.writeFileSync(box.runtime, [
+      '#!/bin/sh',
+      'for a in "$@"; do',
+      `  if [ "$a" = delete ]; then sleep 0.4; ${fails ? 'echo "cannot delete: busy" >&2; exit 1; ' : ''}fi`,
+      'done',
+      `exec ${fakeRuntime} "$@"`,
+    ].join('\n'), { mode: 0o755 });
+    const { shimPid } = await startShim(box, ['--rm']);
+    const exit = await notifyClient(box);
+    runtime(box, 'start', box.id);
+    expect(JSON.parse(await exit.line)).toMatchObject({ exitCode: 5 });
+    // told while the delete is under way: the shim and the runtime's state are still there
+    expect(alive(shimPid)).toBe(true);
+    expect(fs.existsSync(path.join(box.runtimeRoot, box.id))).toBe(true);
+    expect(fs.existsSync(path.join(box.state, 'shim.pid'))).toBe(true);
+    await waitShimGone(box);
+    const rec = readExit(box)!; // as the shim left it
+    expect(rec.exitCode).toBe(5);
+    expect(fs.existsSync(path.join(box.runtimeRoot, box.id))).toBe(fails);
+    if (fails) expect(rec.cleanupError).toMatch(/failed to delete container .*cannot delete: busy/);
+    else expect(rec.cleanupError).toBeUndefined();
+  });
+
   it('tells exit-socket clients of the exit without polling, and late comers find exit.json', async () => {
     const box = fakeBox('sleep 0.3; exit 4');
     await startShim(box);
