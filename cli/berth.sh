@@ -22,6 +22,14 @@
 # 4 KiB ones (fresh pages are dear on a VM: ~17 ms of a `berth run` here).
 # The CLI drops it again (BERTH_LAUNCHER_TUNABLES, cli/startup.ts), so what
 # berth starts gets the user's environment.
+#
+# For the commands that start containers (run, start, restart), the engine's
+# process helper is started here, before Node: `berth-shim launch` forks it
+# and then executes Node, which takes its pipes over (BERTH_HELPER_FDS; see
+# native/shim/launch.h). Spawned by the engine, it is a fork of the Node
+# process, which costs the main thread the fork and then a fault on each page
+# of its heap that it writes again. BERTH_HELPER=0 (no helper at all) or a
+# missing berth-shim leaves this out.
 self=$0
 if [ -L "$self" ]; then self=$(readlink -f -- "$self"); fi
 case $self in */*) dir=${self%/*} ;; *) dir=. ;; esac
@@ -32,13 +40,41 @@ if [ -z "${GLIBC_TUNABLES+x}" ]; then
   GLIBC_TUNABLES=glibc.malloc.hugetlb=1 BERTH_LAUNCHER_TUNABLES=1
   export GLIBC_TUNABLES BERTH_LAUNCHER_TUNABLES
 fi
-node=$(command -v node) || { echo 'berth: node not found on PATH (Node >= 22 is needed)' >&2; exit 127; }
+# command -v without $(...): a command substitution is a fork of this shell
+node=
+IFS_was=$IFS IFS=:
+for d in $PATH; do
+  if [ -f "${d:-.}/node" ] && [ -x "${d:-.}/node" ]; then node=${d:-.}/node; break; fi
+done
+IFS=$IFS_was
+[ -n "$node" ] || { echo 'berth: node not found on PATH (Node >= 22 is needed)' >&2; exit 127; }
+# the command word: the first argument after the global options (--root, --run-root and --runtime take a value)
+word= skip=
+for a in "$@"; do
+  if [ -n "$skip" ]; then skip=; continue; fi
+  case $a in
+    --root|--run-root|--runtime) skip=1 ;;
+    -*) ;;
+    *) word=$a; break ;;
+  esac
+done
+launch=
+case $word in
+  run|start|restart)
+    shim=${BERTH_NATIVE_DIR:-$dir/../../native/build}/berth-shim
+    if [ "${BERTH_HELPER:-}" != 0 ] && [ -x "$shim" ]; then launch=$shim; fi ;;
+esac
+# exec, through `berth-shim launch` when it starts the helper
+run() {
+  if [ -n "$launch" ]; then exec "$launch" launch "$@"; fi
+  exec "$@"
+}
 fits() {
   [ -f "$1" ] && [ "$node" -ef "$1.node" ] && ! [ "$node" -nt "$1" ] \
     && [ "$1" -nt "$main" ] && { ! [ -e "$lock" ] || [ "$1" -nt "$lock" ]; }
 }
 if [ -z "${BERTH_NO_SNAPSHOT:-}" ] && [ -z "${NODE_OPTIONS:-}" ]; then
-  if fits "$dir/berth-node"; then exec "$dir/berth-node" "$@"; fi
-  if fits "$blob"; then exec "$node" --snapshot-blob "$blob" "$main" "$@"; fi
+  if fits "$dir/berth-node"; then run "$dir/berth-node" "$@"; fi
+  if fits "$blob"; then run "$node" --snapshot-blob "$blob" "$main" "$@"; fi
 fi
-exec "$node" "$main" "$@"
+run "$node" "$main" "$@"

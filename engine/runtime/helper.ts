@@ -1,6 +1,8 @@
 /**
  * The engine's process helper: `berth-shim helper` (native/shim/helper.h),
- * one per engine process, started on first use.
+ * one per engine process, started on first use, or taken over from the
+ * launcher, which starts it before Node for `run`, `start` and `restart`
+ * (`berth-shim launch`: inheritedChannel below).
  *
  * Why: every program the engine runs (the OCI runtime, the shim, ip, nft,
  * unshare...) used to be a fork of this Node process, and fork copies the
@@ -18,14 +20,15 @@
  * started. BERTH_HELPER=0, or a berth-shim that is missing, makes every
  * call here fall back to this process's own spawn.
  */
-import { spawn, type ChildProcessByStdio } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import * as net from 'node:net';
 import { constants as osConstants } from 'node:os';
 import * as path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { getSystemErrorName } from 'node:util';
 import { nativeDir } from './layout.js';
-import { tracing } from './trace.js';
+import { trace, tracing } from './trace.js';
 
 const OP_NAMES = ['', 'exec', 'mount', 'umount', 'lock', 'unlock', 'net-plug', 'link-del', 'bridge', 'seal'];
 
@@ -82,8 +85,80 @@ const u32 = (parts: Buffer[], v: number): void => {
   parts.push(b);
 };
 
+/** The helper's pipes (our ends) and how we learn that it is gone. */
+interface HelperChannel {
+  readonly pid: number | undefined;
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /** Calls `gone` once the helper has exited, or for an error starting it; keeps nothing alive. */
+  watch(gone: (e: Error) => void, stderrText: () => string): void;
+}
+
+/** A helper this process spawns. */
+const spawnedChannel = (file: string): HelperChannel => {
+  const child = spawn(file, ['helper'], { argv0: 'berth-helper', stdio: ['pipe', 'pipe', 'pipe'] });
+  return {
+    pid: child.pid, stdin: child.stdin, stdout: child.stdout, stderr: child.stderr,
+    watch(gone, stderrText) {
+      child.on('error', gone);
+      child.on('exit', (code, sig) => gone(new Error(`berth-shim helper exited (${sig ?? `status ${code}`})${stderrText() ? `: ${stderrText().trim()}` : ''}`)));
+      child.unref();
+    },
+  };
+};
+
+/**
+ * The helper that the launcher started before this process (`berth-shim
+ * launch`, native/shim/launch.h): BERTH_HELPER_FDS="pid,stdin,stdout,stderr"
+ * names it and our ends of its pipes. Taken once, and the variable dropped,
+ * so that nothing this process starts sees it. The descriptors reach no
+ * program this process spawns: Node marks what it inherited close-on-exec
+ * when it starts (libuv's uv_disable_stdio_inheritance). Undefined when
+ * there is none or they are not pipes (the engine spawns its own then).
+ */
+/** The parent pid of `pid` (/proc/PID/stat), or undefined. */
+const parentOf = (pid: number): number | undefined => {
+  try {
+    // the command name (in parentheses) may hold spaces: the fields after it are the ones counted
+    return Number(readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)!.split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+};
+
+const inheritedChannel = (): HelperChannel | undefined => {
+  const v = process.env['BERTH_HELPER_FDS'];
+  if (v === undefined) return undefined;
+  delete process.env['BERTH_HELPER_FDS'];
+  const [pid, inFd, outFd, errFd, ...extra] = v.split(',').map(Number);
+  const all = [pid, inFd, outFd, errFd];
+  if (extra.length > 0 || !all.every((n) => n !== undefined && Number.isInteger(n) && n > 2)) return undefined;
+  // the launcher's helper is our child (the launcher became this process): anything else is not ours to talk to
+  if (parentOf(pid!) !== process.pid) return undefined;
+  const made: net.Socket[] = [];
+  try {
+    // each a pipe (net.Socket refuses a descriptor that is none, or not open)
+    const stdin = new net.Socket({ fd: inFd!, readable: false, writable: true });
+    made.push(stdin);
+    const stdout = new net.Socket({ fd: outFd!, readable: true, writable: false });
+    made.push(stdout);
+    const stderr = new net.Socket({ fd: errFd!, readable: true, writable: false });
+    return {
+      pid, stdin, stdout, stderr,
+      watch(gone, stderrText) {
+        // not our child: the end of its stdout is its exit
+        stdout.on('close', () => gone(new Error(`berth-shim helper exited${stderrText() ? `: ${stderrText().trim()}` : ''}`)));
+        stdout.on('error', gone);
+      },
+    };
+  } catch {
+    for (const s of made) s.destroy();
+    return undefined;
+  }
+};
+
 class Helper {
-  private readonly child: ChildProcessByStdio<Writable, Readable, Readable>;
   private readonly pending = new Map<number, { resolve: (r: HelperReply) => void; reject: (e: Error) => void }>();
   private nextId = 1;
   private buf: Buffer = Buffer.alloc(0);
@@ -96,17 +171,14 @@ class Helper {
   readonly ready: Promise<boolean>;
   private sayReady: (ok: boolean) => void = () => undefined;
 
-  constructor(file: string, private readonly onDead: (neverReady: boolean) => void) {
+  constructor(private readonly child: HelperChannel, private readonly onDead: (neverReady: boolean) => void) {
     this.ready = new Promise((r) => (this.sayReady = r));
-    this.child = spawn(file, ['helper'], { argv0: 'berth-helper', stdio: ['pipe', 'pipe', 'pipe'] });
-    this.child.on('error', (e) => this.fail(e));
-    this.child.on('exit', (code, sig) => this.fail(new Error(`berth-shim helper exited (${sig ?? `status ${code}`})${this.stderr ? `: ${this.stderr.trim()}` : ''}`)));
+    child.watch((e) => this.fail(e), () => this.stderr);
     this.child.stdout.on('data', (b: Buffer) => this.onData(b));
     this.child.stderr.on('data', (b: Buffer) => {
       if (this.stderr.length < 4096) this.stderr += b.toString('utf8');
     });
     this.child.stdin.on('error', (e) => this.fail(e));
-    this.child.unref();
     for (const s of [this.child.stdin, this.child.stderr]) (s as unknown as { unref?: () => void }).unref?.();
     this.idle(false); // until it says hello
   }
@@ -197,12 +269,14 @@ let unavailable = false;
 const helper = async (): Promise<Helper | undefined> => {
   if (!current || current.dead) {
     if (unavailable) return undefined;
+    const launched = current === undefined ? inheritedChannel() : undefined;
     const file = path.join(nativeDir(), 'berth-shim');
-    if (process.env['BERTH_HELPER'] === '0' || !existsSync(file)) {
+    if (!launched && (process.env['BERTH_HELPER'] === '0' || !existsSync(file))) {
       unavailable = true;
       return undefined;
     }
-    const h: Helper = new Helper(file, (neverReady) => {
+    if (launched) trace(`helper: started by the launcher (pid ${launched.pid})`);
+    const h: Helper = new Helper(launched ?? spawnedChannel(file), (neverReady) => {
       if (current === h) current = undefined;
       if (neverReady) unavailable = true;
     });

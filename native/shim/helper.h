@@ -1,5 +1,6 @@
 /* `berth-shim helper`: the engine's process helper. One per engine process,
- * started on the first native call and talking over its stdin/stdout: it
+ * started on the first native call (or before the engine, by `berth-shim
+ * launch`: launch.h) and talking over its stdin/stdout: it
  * runs programs (fork + exec from a small static process, where a fork of
  * the engine's Node process costs milliseconds of page-table copying),
  * mounts and unmounts with mount(2)/umount2(2), holds flock(2) locks on

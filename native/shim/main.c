@@ -12,6 +12,7 @@
 
 #include "daemonize.h"
 #include "helper.h"
+#include "launch.h"
 #include "monitor.h"
 #include "options.h"
 #include "util.h"
@@ -154,6 +155,8 @@ static void hold_runtime_exec(struct shim_options *o) {
 int main(int argc, char **argv) {
   /* `berth-shim helper`: the engine's process helper (helper.h), not a shim */
   if (argc == 2 && strcmp(argv[1], "helper") == 0) return helper_main();
+  /* `berth-shim launch PROGRAM...`: the helper first, then PROGRAM with its pipes (launch.h) */
+  if (argc >= 2 && strcmp(argv[1], "launch") == 0) return launch_main(argc, argv);
   static struct shim_options o = {.log_max_files = 1, .runtime_exec_fd = -1};
   int status = parse_args(argc, argv, &o);
   if (status >= 0) return status;

@@ -244,6 +244,61 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
     expect(sb).toEqual(plain(root, bad));
   }, 60_000);
 
+  it.skipIf(!nativeBuilt || !isRoot)('starts the process helper before Node for run (berth-shim launch): the engine takes it over, and it goes with the run; BERTH_HELPER=0 starts none (skipped unless root with native/ built)', async () => {
+    const s = launched(root, ['run', '--rm', '--network', 'none', 'busybox', 'true'], { BERTH_TRACE: '1' });
+    expect(s.code, s.stderr).toBe(0);
+    const pid = /\ntrace helper: started by the launcher \(pid (\d+)\) /.exec(s.stderr)?.[1];
+    expect(pid).toBeDefined();
+    // gone with the run (its parent, now exited), at most a moment after: no such process, or one that
+    // exited and waits for whoever adopted it to reap it
+    const running = (): boolean => {
+      try {
+        return !['Z', 'X'].includes(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ').at(-1)!.split(' ')[0]!);
+      } catch {
+        return false;
+      }
+    };
+    for (let i = 0; i < 100 && running(); i++) await new Promise((r) => setTimeout(r, 10));
+    expect(running()).toBe(false);
+    const off = launched(root, ['run', '--rm', '--network', 'none', 'busybox', 'true'], { BERTH_TRACE: '1', BERTH_HELPER: '0' });
+    expect(off.code, off.stderr).toBe(0);
+    expect(off.stderr).not.toMatch(/helper: started by the launcher/);
+  }, 60_000);
+
+  it.skipIf(!nativeBuilt || !isRoot)('exits at once when its work is done, also with stdout and stderr on pipes (no heap teardown first) (skipped unless root with native/ built)', () => {
+    // --trace-exit: Node says so when the process leaves through process.exit (cli/lazy.ts exitWhenIdle), not by
+    // running out of work and tearing its environment down; spawnSync gives it pipes
+    const r = spawnSync(process.execPath, ['--trace-exit', path.join(dist(), 'cli/main.js'), '--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'sh', '-c', 'echo out; exit 3'], {
+      encoding: 'utf8', timeout: 25_000, env: runEnv(),
+    });
+    expect(r.stdout).toBe('out\n');
+    expect(r.status).toBe(3);
+    expect(r.stderr).toMatch(/Exited the environment with code 3/);
+  }, 60_000);
+
+  it('starts the helper only for the commands that start containers, found after the global options', () => {
+    // a berth-shim that notes how the launcher called it, then runs the program it was given
+    const native = path.join(work, 'noting-native');
+    const note = path.join(work, 'launches');
+    fs.mkdirSync(native, { recursive: true });
+    fs.writeFileSync(path.join(native, 'berth-shim'), `#!/bin/sh\necho "$1" >> ${note}\nshift\nexec "$@"\n`, { mode: 0o755 });
+    const r = freshRoot();
+    const launches = (args: string[], extra: NodeJS.ProcessEnv = {}): number => {
+      fs.rmSync(note, { force: true });
+      const o = launched(r, args, { BERTH_NATIVE_DIR: native, ...extra });
+      expect(o.code, o.stderr).toBe(0);
+      return fs.existsSync(note) ? fs.readFileSync(note, 'utf8').split('\n').filter((l) => l === 'launch').length : 0;
+    };
+    expect(launches(['run', '--help'])).toBe(1);
+    expect(launches(['--run-root', path.join(r, 'run'), '--json', 'start', '--help'])).toBe(1);
+    expect(launches(['--runtime', 'run', 'restart', '--help'])).toBe(1); // "run" is --runtime's value here
+    expect(launches(['--runtime', 'run', 'ps', '-a'])).toBe(0);
+    expect(launches(['ps', '-a'])).toBe(0);
+    expect(launches(['--version'])).toBe(0);
+    expect(launches(['image', 'ls'])).toBe(0);
+    expect(launches(['run', '--help'], { BERTH_HELPER: '0' })).toBe(0);
+  });
+
   describe('falls back to the plain entry', () => {
     const cli = (): string => path.join(dist(), 'cli');
     /**

@@ -204,3 +204,100 @@ describe.skipIf(skipReason !== '')(`engine process helper${skipReason ? ` (skipp
     }
   }, 30_000);
 });
+
+describe.skipIf(skipReason !== '')(`the helper started by the launcher (berth-shim launch)${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
+  const helperJs = JSON.stringify(path.resolve('dist/engine/runtime/helper.js'));
+  /** Runs `script` (an ES module) in node under `berth-shim launch`; its stdout as JSON. */
+  const launched = (script: string, env: NodeJS.ProcessEnv = {}): unknown =>
+    JSON.parse(execFileSync(shim, ['launch', process.execPath, '--input-type=module', '-e', script], { env: { ...process.env, ...env }, encoding: 'utf8' }));
+
+  it('is taken over: programs run through it, no helper of the engine\'s own, and nothing it runs sees its pipes or the variable', async () => {
+    const script = `
+      import * as fs from 'node:fs';
+      const given = process.env.BERTH_HELPER_FDS;
+      const h = await import(${helperJs});
+      const ppid = (await h.execProgram(['sh', '-c', 'echo $PPID'])).stdout.trim();
+      const env = (await h.execProgram(['sh', '-c', 'echo "\${BERTH_HELPER_FDS-unset} \${GLIBC_TUNABLES-unset} \${BERTH_LAUNCHER_TUNABLES-unset}"'])).stdout.trim();
+      // a program this process spawns itself gets none of the helper's pipes (they were opened again close-on-exec)
+      const seen = (await h.spawnProgram(['sh', '-c', 'for f in /proc/self/fd/*; do readlink $f; done'])).stdout.trim().split('\\n');
+      const helperPipes = [0, 1, 2].map((n) => fs.readlinkSync('/proc/' + given.split(',')[0] + '/fd/' + n));
+      const own = seen.filter((l) => helperPipes.includes(l));
+      const children = fs.readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).filter((p) => {
+        try { return fs.readFileSync('/proc/' + p + '/stat', 'utf8').split(') ')[1].split(' ')[1] === String(process.pid); } catch { return false; }
+      });
+      process.stdout.write(JSON.stringify({ given, left: process.env.BERTH_HELPER_FDS ?? null, ppid, env, own, children }));`;
+    const r = launched(script, { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1', BERTH_LAUNCHER_TUNABLES: '1' }) as {
+      given: string; left: string | null; ppid: string; env: string; own: string[]; children: string[];
+    };
+    const [pid, ...fds] = r.given.split(',');
+    expect(fds).toHaveLength(3);
+    expect(r.left).toBeNull();
+    expect(r.ppid).toBe(pid); // the launcher's helper ran it
+    expect(r.children).toEqual([pid]); // and is the only child: the engine started none
+    expect(r.env).toBe('unset unset unset');
+    expect(r.own).toEqual([]);
+  }, 30_000);
+
+  it('goes away with the process it was started for, and the locks it held with it', async () => {
+    const file = path.join(os.tmpdir(), `berth-test-helper-launch-${process.pid}`);
+    const script = `
+      const h = await import(${helperJs});
+      await h.helperLock(${JSON.stringify(file)}, 5);
+      process.stdout.write(process.env.BERTH_HELPER_FDS === undefined ? 'locked\\n' : 'not taken\\n');
+      setInterval(() => undefined, 1000);`;
+    const child = spawn(shim, ['launch', process.execPath, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const first = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (b: Buffer) => resolve(b.toString()));
+        child.on('exit', (c) => reject(new Error(`child exited ${c}`)));
+      });
+      expect(first).toBe('locked\n');
+      const helperPid = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
+        try {
+          return fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(child.pid);
+        } catch {
+          return false;
+        }
+      });
+      expect(helperPid).toBeDefined();
+      expect(fs.readFileSync(`/proc/${helperPid}/comm`, 'utf8').trim()).toBe('berth-helper');
+      expect(lockFree(file)).toBe(false);
+      child.kill('SIGKILL');
+      for (let i = 0; i < 300 && fs.existsSync(`/proc/${helperPid}`); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(fs.existsSync(`/proc/${helperPid}`)).toBe(false);
+      expect(lockFree(file)).toBe(true);
+    } finally {
+      child.kill('SIGKILL');
+      fs.rmSync(file, { force: true });
+    }
+  }, 30_000);
+
+  it('a BERTH_HELPER_FDS that names no child of ours with usable pipes is dropped, and the engine spawns its own helper', async () => {
+    const script = `
+      const h = await import(${helperJs});
+      const r = await h.execProgram(['sh', '-c', 'echo $PPID']);
+      process.stdout.write(JSON.stringify({ ppid: Number(r.stdout.trim()), left: process.env.BERTH_HELPER_FDS ?? null, available: await h.helperAvailable() }));`;
+    // no such descriptors; not numbers; too few; stdio; a process that is not our child (pid 1)
+    for (const bad of ['1,900,901,902', 'garbage', '1,2', `${process.pid},0,1,2`, '1,3,4,5']) {
+      const out = execFileSync(process.execPath, ['--input-type=module', '-e', script], { env: { ...process.env, BERTH_HELPER_FDS: bad }, encoding: 'utf8' });
+      const r = JSON.parse(out) as { ppid: number; left: string | null; available: boolean };
+      expect(r.left).toBeNull();
+      expect(r.available).toBe(true);
+      expect(r.ppid).toBeGreaterThan(1);
+    }
+  }, 30_000);
+
+  it('when the program cannot be executed, says so and exits 127, and leaves no helper behind', () => {
+    const r = spawnSync(shim, ['launch', '/nonexistent/node'], { encoding: 'utf8' });
+    expect(r.status).toBe(127);
+    expect(r.stderr).toMatch(/berth-shim launch: execute \/nonexistent\/node: No such file or directory/);
+    const helpers = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+      try {
+        return fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(r.pid);
+      } catch {
+        return false;
+      }
+    });
+    expect(helpers).toEqual([]);
+  });
+});
