@@ -184,15 +184,16 @@ export const programFor = async (argv: readonly string[]): Promise<Command> => {
  * environment and heap down first, ~5-7 ms of a `berth run` (measured
  * with BERTH_TRACE=1 against the process's exit). Nothing is cut short:
  * the loop has nothing left, and the process helper, which never keeps
- * it alive when idle, sees its pipe close either way. Stdout and stderr
+ * it alive when idle, sees its pipe close either way. The stdio streams
  * on a pipe or terminal do not count (see below): with them counted,
- * `berth run ... | cat` tore its heap down first (~3 ms in perf).
+ * `echo | berth run ... | cat` tore its heap down first (~3 ms in perf).
  */
 const exitWhenIdle = (code: number): void => {
   if (process.getActiveResourcesInfo().length > 0) {
-    // stdout and stderr on a pipe or a terminal stay active handles, but Node writes to those synchronously on
-    // Linux: nothing is pending in them, and they must not keep `berth run ... | cat` from exiting at once
-    for (const s of [process.stdout, process.stderr]) (s as unknown as { _handle?: { unref?: () => void } })._handle?.unref?.();
+    // the stdio streams on a pipe or a terminal stay listed as active handles with nothing to do: Node writes to
+    // those synchronously on Linux (nothing is pending), and a stdin that nobody reads is not reading; they must
+    // not keep `echo | berth run ... | cat` from exiting at once
+    for (const s of [process.stdout, process.stderr, process.stdin]) (s as unknown as { _handle?: { unref?: () => void } })._handle?.unref?.();
   }
   if (process.getActiveResourcesInfo().length === 0) process.exit(code);
 };

@@ -267,9 +267,9 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
 
   it.skipIf(!nativeBuilt || !isRoot)('exits at once when its work is done, also with stdout and stderr on pipes (no heap teardown first) (skipped unless root with native/ built)', () => {
     // --trace-exit: Node says so when the process leaves through process.exit (cli/lazy.ts exitWhenIdle), not by
-    // running out of work and tearing its environment down; spawnSync gives it pipes
+    // running out of work and tearing its environment down; spawnSync gives it pipes, stdin one with input
     const r = spawnSync(process.execPath, ['--trace-exit', path.join(dist(), 'cli/main.js'), '--root', root, 'run', '--rm', '--network', 'none', 'busybox', 'sh', '-c', 'echo out; exit 3'], {
-      encoding: 'utf8', timeout: 25_000, env: runEnv(),
+      encoding: 'utf8', timeout: 25_000, env: runEnv(), input: 'unread\n',
     });
     expect(r.stdout).toBe('out\n');
     expect(r.status).toBe(3);
