@@ -19,6 +19,14 @@ let dir = '';
 
 const mounted = (p: string): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === p);
 const lockFree = (file: string): boolean => spawnSync('flock', ['-n', '-x', file, 'true']).status === 0;
+/** The pids whose parent is `ppid` (/proc/PID/stat). */
+const childrenOf = (ppid: number): string[] => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
+  try {
+    return fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ').at(-1)!.split(' ')[1] === String(ppid);
+  } catch {
+    return false;
+  }
+});
 
 describe.skipIf(skipReason !== '')(`engine process helper${skipReason ? ` (skipped: ${skipReason})` : ''}`, () => {
   beforeAll(async () => {
@@ -186,13 +194,7 @@ describe.skipIf(skipReason !== '')(`engine process helper${skipReason ? ` (skipp
         child.stdout.on('data', (b: Buffer) => b.toString().includes('locked') && resolve());
         child.on('exit', (c) => reject(new Error(`child exited ${c}`)));
       });
-      const helperPid = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
-        try {
-          return fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(child.pid);
-        } catch {
-          return false;
-        }
-      });
+      const helperPid = childrenOf(child.pid!)[0];
       expect(helperPid).toBeDefined();
       expect(lockFree(file)).toBe(false);
       child.kill('SIGKILL');
@@ -252,13 +254,7 @@ describe.skipIf(skipReason !== '')(`the helper started by the launcher (berth-sh
         child.on('exit', (c) => reject(new Error(`child exited ${c}`)));
       });
       expect(first).toBe('locked\n');
-      const helperPid = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).find((p) => {
-        try {
-          return fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(child.pid);
-        } catch {
-          return false;
-        }
-      });
+      const helperPid = childrenOf(child.pid!)[0];
       expect(helperPid).toBeDefined();
       expect(fs.readFileSync(`/proc/${helperPid}/comm`, 'utf8').trim()).toBe('berth-helper');
       expect(lockFree(file)).toBe(false);
@@ -291,13 +287,7 @@ describe.skipIf(skipReason !== '')(`the helper started by the launcher (berth-sh
     const r = spawnSync(shim, ['launch', '/nonexistent/node'], { encoding: 'utf8' });
     expect(r.status).toBe(127);
     expect(r.stderr).toMatch(/berth-shim launch: execute \/nonexistent\/node: No such file or directory/);
-    const helpers = fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
-      try {
-        return fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[1] === String(r.pid);
-      } catch {
-        return false;
-      }
-    });
+    const helpers = childrenOf(r.pid!);
     expect(helpers).toEqual([]);
   });
 });
