@@ -108,15 +108,6 @@ const spawnedChannel = (file: string): HelperChannel => {
   };
 };
 
-/**
- * The helper that the launcher started before this process (`berth-shim
- * launch`, native/shim/launch.h): BERTH_HELPER_FDS="pid,stdin,stdout,stderr"
- * names it and our ends of its pipes. Taken once, and the variable dropped,
- * so that nothing this process starts sees it. The descriptors reach no
- * program this process spawns: Node marks what it inherited close-on-exec
- * when it starts (libuv's uv_disable_stdio_inheritance). Undefined when
- * there is none or they are not pipes (the engine spawns its own then).
- */
 /** The parent pid of `pid` (/proc/PID/stat), or undefined. */
 const parentOf = (pid: number): number | undefined => {
   try {
@@ -127,6 +118,15 @@ const parentOf = (pid: number): number | undefined => {
   }
 };
 
+/**
+ * The helper that the launcher started before this process (`berth-shim
+ * launch`, native/shim/launch.h): BERTH_HELPER_FDS="pid,stdin,stdout,stderr"
+ * names it and our ends of its pipes. Taken once, and the variable dropped,
+ * so that nothing this process starts sees it. The descriptors reach no
+ * program this process spawns: Node marks what it inherited close-on-exec
+ * when it starts (libuv's uv_disable_stdio_inheritance). Undefined when
+ * there is none or they are not pipes (the engine spawns its own then).
+ */
 const inheritedChannel = (): HelperChannel | undefined => {
   const v = process.env['BERTH_HELPER_FDS'];
   if (v === undefined) return undefined;

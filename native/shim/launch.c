@@ -12,7 +12,7 @@
 
 #include "helper.h"
 
-/* Our ends of the helper's stdin, stdout and stderr, or -1 each. */
+/* The helper's pid and our ends of its stdin, stdout and stderr. */
 struct helper_ends {
   pid_t pid;
   int in, out, err;
@@ -33,7 +33,6 @@ static _Noreturn void become_helper(pid_t launcher, int in[2], int out[2], int e
   close_pair(in), close_pair(out), close_pair(err);
   if (getenv("BERTH_LAUNCHER_TUNABLES") && strcmp(getenv("BERTH_LAUNCHER_TUNABLES"), "1") == 0) unsetenv("GLIBC_TUNABLES");
   unsetenv("BERTH_LAUNCHER_TUNABLES");
-  unsetenv("BERTH_HELPER_FDS");
   prctl(PR_SET_NAME, "berth-helper");
   _exit(helper_main());
 }
@@ -76,7 +75,7 @@ int launch_main(int argc, char **argv) {
     return 2;
   }
   struct helper_ends h;
-  unsetenv("BERTH_HELPER_FDS");
+  unsetenv("BERTH_HELPER_FDS"); /* one from our own caller names nothing of ours, and must not reach the helper */
   if (start_helper(&h)) {
     char fds[64];
     snprintf(fds, sizeof fds, "%d,%d,%d,%d", (int)h.pid, h.in, h.out, h.err);

@@ -5,7 +5,7 @@
 // on a real tmpfs, flock(2) locks that exclude other processes and go
 // when the helper's engine process dies, and sealed copies of executables
 // (what shims run the runtime from).
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -19,6 +19,20 @@ let dir = '';
 
 const mounted = (p: string): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === p);
 const lockFree = (file: string): boolean => spawnSync('flock', ['-n', '-x', file, 'true']).status === 0;
+/**
+ * The engine process `child` has its helper (its only child, named `comm` when given) holding the lock
+ * on `file`; killed, the helper goes too (PR_SET_PDEATHSIG), and the lock with it.
+ */
+const expectGoneWithEngine = async (child: ChildProcess, file: string, comm?: string): Promise<void> => {
+  const helperPid = childrenOf(child.pid!)[0];
+  expect(helperPid).toBeDefined();
+  if (comm !== undefined) expect(fs.readFileSync(`/proc/${helperPid}/comm`, 'utf8').trim()).toBe(comm);
+  expect(lockFree(file)).toBe(false);
+  child.kill('SIGKILL');
+  for (let i = 0; i < 300 && fs.existsSync(`/proc/${helperPid}`); i++) await new Promise((r) => setTimeout(r, 10));
+  expect(fs.existsSync(`/proc/${helperPid}`)).toBe(false);
+  expect(lockFree(file)).toBe(true);
+};
 /** The pids whose parent is `ppid` (/proc/PID/stat). */
 const childrenOf = (ppid: number): string[] => fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p)).filter((p) => {
   try {
@@ -194,13 +208,7 @@ describe.skipIf(skipReason !== '')(`engine process helper${skipReason ? ` (skipp
         child.stdout.on('data', (b: Buffer) => b.toString().includes('locked') && resolve());
         child.on('exit', (c) => reject(new Error(`child exited ${c}`)));
       });
-      const helperPid = childrenOf(child.pid!)[0];
-      expect(helperPid).toBeDefined();
-      expect(lockFree(file)).toBe(false);
-      child.kill('SIGKILL');
-      for (let i = 0; i < 300 && fs.existsSync(`/proc/${helperPid}`); i++) await new Promise((r) => setTimeout(r, 10));
-      expect(fs.existsSync(`/proc/${helperPid}`)).toBe(false);
-      expect(lockFree(file)).toBe(true);
+      await expectGoneWithEngine(child, file);
     } finally {
       child.kill('SIGKILL');
     }
@@ -220,7 +228,7 @@ describe.skipIf(skipReason !== '')(`the helper started by the launcher (berth-sh
       const h = await import(${helperJs});
       const ppid = (await h.execProgram(['sh', '-c', 'echo $PPID'])).stdout.trim();
       const env = (await h.execProgram(['sh', '-c', 'echo "\${BERTH_HELPER_FDS-unset} \${GLIBC_TUNABLES-unset} \${BERTH_LAUNCHER_TUNABLES-unset}"'])).stdout.trim();
-      // a program this process spawns itself gets none of the helper's pipes (they were opened again close-on-exec)
+      // a program this process spawns itself gets none of the helper's pipes (Node marks inherited fds close-on-exec)
       const seen = (await h.spawnProgram(['sh', '-c', 'for f in /proc/self/fd/*; do readlink $f; done'])).stdout.trim().split('\\n');
       const helperPipes = [0, 1, 2].map((n) => fs.readlinkSync('/proc/' + given.split(',')[0] + '/fd/' + n));
       const own = seen.filter((l) => helperPipes.includes(l));
@@ -254,14 +262,7 @@ describe.skipIf(skipReason !== '')(`the helper started by the launcher (berth-sh
         child.on('exit', (c) => reject(new Error(`child exited ${c}`)));
       });
       expect(first).toBe('locked\n');
-      const helperPid = childrenOf(child.pid!)[0];
-      expect(helperPid).toBeDefined();
-      expect(fs.readFileSync(`/proc/${helperPid}/comm`, 'utf8').trim()).toBe('berth-helper');
-      expect(lockFree(file)).toBe(false);
-      child.kill('SIGKILL');
-      for (let i = 0; i < 300 && fs.existsSync(`/proc/${helperPid}`); i++) await new Promise((r) => setTimeout(r, 10));
-      expect(fs.existsSync(`/proc/${helperPid}`)).toBe(false);
-      expect(lockFree(file)).toBe(true);
+      await expectGoneWithEngine(child, file, 'berth-helper');
     } finally {
       child.kill('SIGKILL');
       fs.rmSync(file, { force: true });
