@@ -24,9 +24,10 @@
 # berth starts gets the user's environment.
 #
 # For the commands that start containers (run, start, restart), the engine's
-# process helper is started here, before Node: `berth-shim launch` forks it
-# and then executes Node, which takes its pipes over (BERTH_HELPER_FDS; see
-# native/shim/launch.h). Spawned by the engine, it is a fork of the Node
+# process helper is started here, before Node: `berth-shim launch` runs Node
+# in a child that forks the helper first; Node takes its pipes over
+# (BERTH_HELPER_FDS) and reports its exit status to the waiting launcher as
+# soon as its work is done (BERTH_LAUNCHER_REPORT_FD; see native/shim/launch.h). Spawned by the engine, it is a fork of the Node
 # process, which costs the main thread the fork and then a fault on each page
 # of its heap that it writes again. BERTH_HELPER=0 (no helper at all) or a
 # missing berth-shim leaves this out.

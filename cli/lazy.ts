@@ -18,7 +18,7 @@
  * word, as `group()` in cli/context.ts allows) must be named here.
  */
 import { Command } from 'commander';
-import { DEFAULT_ROOT, scanArgv } from './startup.js';
+import { DEFAULT_ROOT, reportExitToLauncher, scanArgv, stdinOpened } from './startup.js';
 
 /** A file of cli/commands/ that registers verbs. */
 export type GroupKey = 'images' | 'build' | 'auth' | 'system' | 'containers' | 'volumes' | 'networks' | 'stack';
@@ -187,15 +187,22 @@ export const programFor = async (argv: readonly string[]): Promise<Command> => {
  * it alive when idle, sees its pipe close either way. The stdio streams
  * on a pipe or terminal do not count (see below): with them counted,
  * `echo | berth run ... | cat` tore its heap down first (~3 ms in perf).
+ * The last 'exit' listener tells the launcher the status (cli/startup.ts
+ * reportExitToLauncher), so that the user's shell has it before this
+ * process has unmapped its memory.
  */
 const exitWhenIdle = (code: number): void => {
   if (process.getActiveResourcesInfo().length > 0) {
     // the stdio streams on a pipe or a terminal stay listed as active handles with nothing to do: Node writes to
     // those synchronously on Linux (nothing is pending), and a stdin that nobody reads is not reading; they must
-    // not keep `echo | berth run ... | cat` from exiting at once
-    for (const s of [process.stdout, process.stderr, process.stdin]) (s as unknown as { _handle?: { unref?: () => void } })._handle?.unref?.();
+    // not keep `echo | berth run ... | cat` from exiting at once (stdin only when it was made: making it is a change)
+    const streams = stdinOpened() ? [process.stdout, process.stderr, process.stdin] : [process.stdout, process.stderr];
+    for (const s of streams) (s as unknown as { _handle?: { unref?: () => void } })._handle?.unref?.();
   }
-  if (process.getActiveResourcesInfo().length === 0) process.exit(code);
+  if (process.getActiveResourcesInfo().length === 0) {
+    process.once('exit', () => reportExitToLauncher(Number(process.exitCode ?? 0)));
+    process.exit(code);
+  }
 };
 
 /** Builds the program for `argv` and runs it. */

@@ -12,6 +12,7 @@ import * as fs from 'node:fs';
 import * as nodeModule from 'node:module';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as tty from 'node:tty';
 
 /** The default persistent state (cli/context.ts's DEFAULT_ROOT; a test keeps the two equal). */
 export const DEFAULT_ROOT = '/var/lib/berth';
@@ -118,10 +119,85 @@ export const enableCompileCache = (args: readonly string[]): void => {
 /**
  * Takes back what the launcher (cli/berth.sh) put into the environment for
  * Node alone: GLIBC_TUNABLES, when it set it (BERTH_LAUNCHER_TUNABLES=1),
- * so that the helpers and tools berth starts get the user's environment.
+ * so that the helpers and tools berth starts get the user's environment;
+ * and BERTH_LAUNCHER_REPORT_FD, the pipe on which `berth-shim launch`
+ * waits for this process's exit status (kept for reportExitToLauncher).
+ * Also starts watching whether process.stdin is ever opened (see there).
  */
 export const dropLauncherEnv = (env: NodeJS.ProcessEnv = process.env): void => {
+  watchStdinOpen();
+  const report = env['BERTH_LAUNCHER_REPORT_FD'];
+  if (report !== undefined) {
+    delete env['BERTH_LAUNCHER_REPORT_FD'];
+    const fd = Number(report);
+    if (Number.isInteger(fd) && fd > 2) shared()[REPORT_FD] = fd;
+  }
   if (env['BERTH_LAUNCHER_TUNABLES'] === undefined) return;
   if (env['BERTH_LAUNCHER_TUNABLES'] === '1') delete env['GLIBC_TUNABLES'];
   delete env['BERTH_LAUNCHER_TUNABLES'];
 };
+
+// on globalThis: the snapshot's copy of this module and the plain entry's (cli/snapshot.ts runPlain) share them
+const REPORT_FD = Symbol.for('berth.launcherReportFd');
+const STDIN_OPENED = Symbol.for('berth.stdinOpened');
+const shared = (): Record<symbol, unknown> => globalThis as unknown as Record<symbol, unknown>;
+
+/** Records the first use of process.stdin (Node makes the stream on first use: a pipe's becomes non-blocking then). */
+const watchStdinOpen = (): void => {
+  const g = shared();
+  if (g[STDIN_OPENED] !== undefined) return;
+  g[STDIN_OPENED] = false;
+  const d = Object.getOwnPropertyDescriptor(process, 'stdin');
+  const get = d?.get;
+  if (d === undefined || get === undefined || d.configurable !== true) {
+    g[STDIN_OPENED] = true; // not Node's lazy getter: count it as opened
+    return;
+  }
+  Object.defineProperty(process, 'stdin', {
+    ...d,
+    get(this: NodeJS.Process) {
+      g[STDIN_OPENED] = true;
+      return get.call(this) as unknown;
+    },
+  });
+};
+
+/** Whether process.stdin has been used (made) in this process; true when that is not known. */
+export const stdinOpened = (): boolean => shared()[STDIN_OPENED] !== false;
+
+/**
+ * Tells `berth-shim launch`, which the user's shell waits on, this process's
+ * exit status now, at the end of the exit listeners, so that it ends
+ * while this process is still tearing itself down (unmapping Node's heap
+ * and binary: ~4-6 ms of a `berth run` here). Called when all work is done
+ * and all output written (Node writes stdout and stderr synchronously on
+ * Linux). Left out, so that the launcher waits for the real end, when a
+ * stdio fd is a terminal or stdin was opened on a pipe or socket: at its
+ * very end Node puts back the terminal modes and the fd flags it changed
+ * (a piped stdin it made non-blocking), which must happen before the shell
+ * or the next command uses them. Returns whether it reported.
+ */
+export const reportExitToLauncher = (code: number): boolean => {
+  const fd = shared()[REPORT_FD];
+  if (typeof fd !== 'number') return false;
+  delete shared()[REPORT_FD];
+  try {
+    if (!fs.fstatSync(fd).isFIFO()) return false;
+    for (const std of [0, 1, 2]) if (tty.isatty(std)) return false;
+    if (stdinOpened()) {
+      const st = fs.fstatSync(0);
+      if (st.isFIFO() || st.isSocket()) return false;
+    }
+    fs.writeSync(fd, `${code & 0xff}\n`);
+    return true;
+  } catch {
+    return false; // the launcher then waits for the real end
+  } finally {
+    try {
+      fs.closeSync(fd);
+    } catch {
+      // already closed
+    }
+  }
+};
+

@@ -23,8 +23,8 @@ const lockFree = (file: string): boolean => spawnSync('flock', ['-n', '-x', file
  * The engine process `child` has its helper (its only child, named `comm` when given) holding the lock
  * on `file`; killed, the helper goes too (PR_SET_PDEATHSIG), and the lock with it.
  */
-const expectGoneWithEngine = async (child: ChildProcess, file: string, comm?: string): Promise<void> => {
-  const helperPid = childrenOf(child.pid!)[0];
+const expectGoneWithEngine = async (child: ChildProcess, file: string, comm?: string, engine = child.pid!): Promise<void> => {
+  const helperPid = childrenOf(engine)[0];
   expect(helperPid).toBeDefined();
   if (comm !== undefined) expect(fs.readFileSync(`/proc/${helperPid}/comm`, 'utf8').trim()).toBe(comm);
   expect(lockFree(file)).toBe(false);
@@ -262,7 +262,12 @@ describe.skipIf(skipReason !== '')(`the helper started by the launcher (berth-sh
         child.on('exit', (c) => reject(new Error(`child exited ${c}`)));
       });
       expect(first).toBe('locked\n');
-      await expectGoneWithEngine(child, file, 'berth-helper');
+      // the launcher waits in front of the program, which is its child; killed, it takes the program with it
+      const program = childrenOf(child.pid!);
+      expect(program).toHaveLength(1);
+      await expectGoneWithEngine(child, file, 'berth-helper', Number(program[0]));
+      for (let i = 0; i < 300 && fs.existsSync(`/proc/${program[0]}`); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(fs.existsSync(`/proc/${program[0]}`)).toBe(false);
     } finally {
       child.kill('SIGKILL');
       fs.rmSync(file, { force: true });
@@ -282,6 +287,72 @@ describe.skipIf(skipReason !== '')(`the helper started by the launcher (berth-sh
       expect(r.available).toBe(true);
       expect(r.ppid).toBeGreaterThan(1);
     }
+  }, 30_000);
+
+  /** Runs `script` in node under `berth-shim launch`, and what became of the launcher, with when it ended. */
+  const launchAndWait = async (script: string, onStart?: (launcher: ChildProcess) => void): Promise<{ code: number | null; signal: NodeJS.Signals | null; stdout: string; ms: number }> => {
+    const t = Date.now();
+    const child = spawn(shim, ['launch', process.execPath, '--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let stdout = '';
+    child.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString();
+    });
+    onStart?.(child);
+    try {
+      const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve) => child.on('exit', (c, sg) => resolve([c, sg])));
+      return { code, signal, stdout, ms: Date.now() - t };
+    } finally {
+      child.kill('SIGKILL');
+    }
+  };
+
+  it('ends with the exit status the program reports, at once, while the program still runs; the helper holds no end of the report pipe', async () => {
+    const marker = path.join(os.tmpdir(), `berth-test-launch-report-${process.pid}`);
+    fs.rmSync(marker, { force: true });
+    const script = `
+      import * as fs from 'node:fs';
+      const fd = Number(process.env.BERTH_LAUNCHER_REPORT_FD);
+      const pipe = fs.readlinkSync('/proc/self/fd/' + fd);
+      const helper = process.env.BERTH_HELPER_FDS.split(',')[0];
+      const helperHolds = fs.readdirSync('/proc/' + helper + '/fd').some((f) => { try { return fs.readlinkSync('/proc/' + helper + '/fd/' + f) === pipe; } catch { return false; } });
+      process.stdout.write(JSON.stringify({ pipe, helperHolds }) + '\\n');
+      fs.writeSync(fd, '7\\n');
+      // still here after the report: the launcher does not wait for this (it kills us when it goes)
+      setTimeout(() => fs.writeFileSync(${JSON.stringify(marker)}, 'late'), 4000);`;
+    const r = await launchAndWait(script);
+    expect(r.code).toBe(7);
+    expect(r.ms).toBeLessThan(3500);
+    const seen = JSON.parse(r.stdout) as { pipe: string; helperHolds: boolean };
+    expect(seen.pipe).toMatch(/^pipe:/);
+    expect(seen.helperHolds).toBe(false);
+    await new Promise((res) => setTimeout(res, 4500));
+    expect(fs.existsSync(marker)).toBe(false); // the program went with the launcher
+  }, 30_000);
+
+  it('without a report, or with a malformed one, ends as the program ends: its exit status, or its signal', async () => {
+    expect((await launchAndWait('process.exitCode = 5')).code).toBe(5);
+    expect((await launchAndWait(`import * as fs from 'node:fs'; fs.writeSync(Number(process.env.BERTH_LAUNCHER_REPORT_FD), 'x\\n'); setTimeout(() => process.exit(4), 300)`)).code).toBe(4);
+    expect((await launchAndWait(`import * as fs from 'node:fs'; fs.writeSync(Number(process.env.BERTH_LAUNCHER_REPORT_FD), '300\\n'); process.exitCode = 6`)).code).toBe(6);
+    const killed = await launchAndWait(`process.kill(process.pid, 'SIGTERM'); setTimeout(() => undefined, 5000)`);
+    expect(killed.signal).toBe('SIGTERM');
+  }, 30_000);
+
+  it('passes on a signal sent to it to the program', async () => {
+    const script = `
+      process.on('SIGTERM', () => { process.stdout.write('TERM\\n'); process.exit(9); });
+      process.on('SIGUSR1', () => process.stdout.write('USR1\\n'));
+      process.stdout.write('ready\\n');
+      setTimeout(() => undefined, 10_000);`;
+    const r = await launchAndWait(script, (launcher) => {
+      launcher.stdout!.on('data', (b: Buffer) => {
+        if (b.toString().includes('ready')) {
+          launcher.kill('SIGUSR1');
+          setTimeout(() => launcher.kill('SIGTERM'), 200);
+        }
+      });
+    });
+    expect(r.stdout).toBe('ready\nUSR1\nTERM\n');
+    expect(r.code).toBe(9);
   }, 30_000);
 
   it('when the program cannot be executed, says so and exits 127, and leaves no helper behind', () => {
