@@ -219,8 +219,9 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
   let dirsReady = false;
   const ensureDirs = async (): Promise<void> => {
     if (dirsReady) return;
-    if ((await fsp.mkdir(L.containersDir, { recursive: true, mode: 0o711 })) !== undefined) await spreadSubdirectories(L.containersDir);
-    await Promise.all([L.namesDir, L.shimsDir, L.runtimeRoot, L.locksDir, L.bundlesDir].map((d) => fsp.mkdir(d, { recursive: true, mode: 0o711 })));
+    // sync: they exist but for a root's first container (a failed mkdir each; the thread pool's first use: ~0.5 ms)
+    if (mkdirSync(L.containersDir, { recursive: true, mode: 0o711 }) !== undefined) await spreadSubdirectories(L.containersDir);
+    for (const d of [L.namesDir, L.shimsDir, L.runtimeRoot, L.locksDir, L.bundlesDir]) mkdirSync(d, { recursive: true, mode: 0o711 });
     dirsReady = true;
   };
   const locked = async <A>(id: string, fn: () => Promise<A>): Promise<A> => {
