@@ -27,9 +27,10 @@
 # process helper is started here, before Node: `berth-shim launch` runs Node
 # in a child that forks the helper first; Node takes its pipes over
 # (BERTH_HELPER_FDS) and reports its exit status to the waiting launcher as
-# soon as its work is done (BERTH_LAUNCHER_REPORT_FD; see native/shim/launch.h). Spawned by the engine, it is a fork of the Node
-# process, which costs the main thread the fork and then a fault on each page
-# of its heap that it writes again. BERTH_HELPER=0 (no helper at all) or a
+# soon as its work is done (BERTH_LAUNCHER_REPORT_FD; native/shim/launch.h).
+# Spawned by the engine, the helper is a fork of the Node process, which
+# costs the main thread the fork and then a fault on each page of its heap
+# that it writes again. BERTH_HELPER=0 (no helper at all) or a
 # missing berth-shim leaves this out.
 self=$0
 if [ -L "$self" ]; then self=$(readlink -f -- "$self"); fi

@@ -18,7 +18,7 @@
  * word, as `group()` in cli/context.ts allows) must be named here.
  */
 import { Command } from 'commander';
-import { DEFAULT_ROOT, reportExitToLauncher, scanArgv, stdinOpened } from './startup.js';
+import { DEFAULT_ROOT, reportExitToLauncher, scanArgv, stdioMade } from './startup.js';
 
 /** A file of cli/commands/ that registers verbs. */
 export type GroupKey = 'images' | 'build' | 'auth' | 'system' | 'containers' | 'volumes' | 'networks' | 'stack';
@@ -195,8 +195,8 @@ const exitWhenIdle = (code: number): void => {
   if (process.getActiveResourcesInfo().length > 0) {
     // the stdio streams on a pipe or a terminal stay listed as active handles with nothing to do: Node writes to
     // those synchronously on Linux (nothing is pending), and a stdin that nobody reads is not reading; they must
-    // not keep `echo | berth run ... | cat` from exiting at once (stdin only when it was made: making it is a change)
-    const streams = stdinOpened() ? [process.stdout, process.stderr, process.stdin] : [process.stdout, process.stderr];
+    // not keep `echo | berth run ... | cat` from exiting at once (only those made: making one is a change)
+    const streams = ([0, 1, 2] as const).filter(stdioMade).map((fd) => [process.stdin, process.stdout, process.stderr][fd]);
     for (const s of streams) (s as unknown as { _handle?: { unref?: () => void } })._handle?.unref?.();
   }
   if (process.getActiveResourcesInfo().length === 0) {

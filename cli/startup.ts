@@ -122,10 +122,11 @@ export const enableCompileCache = (args: readonly string[]): void => {
  * so that the helpers and tools berth starts get the user's environment;
  * and BERTH_LAUNCHER_REPORT_FD, the pipe on which `berth-shim launch`
  * waits for this process's exit status (kept for reportExitToLauncher).
- * Also starts watching whether process.stdin is ever opened (see there).
+ * Also starts watching whether process.stdin, stdout and stderr are made
+ * (see reportExitToLauncher).
  */
 export const dropLauncherEnv = (env: NodeJS.ProcessEnv = process.env): void => {
-  watchStdinOpen();
+  watchStdio();
   const report = env['BERTH_LAUNCHER_REPORT_FD'];
   if (report !== undefined) {
     delete env['BERTH_LAUNCHER_REPORT_FD'];
@@ -139,43 +140,53 @@ export const dropLauncherEnv = (env: NodeJS.ProcessEnv = process.env): void => {
 
 // on globalThis: the snapshot's copy of this module and the plain entry's (cli/snapshot.ts runPlain) share them
 const REPORT_FD = Symbol.for('berth.launcherReportFd');
-const STDIN_OPENED = Symbol.for('berth.stdinOpened');
+const STDIO_MADE = Symbol.for('berth.stdioMade');
 const shared = (): Record<symbol, unknown> => globalThis as unknown as Record<symbol, unknown>;
+const STDIO = ['stdin', 'stdout', 'stderr'] as const;
 
-/** Records the first use of process.stdin (Node makes the stream on first use: a pipe's becomes non-blocking then). */
-const watchStdinOpen = (): void => {
+/**
+ * Records the first use of process.stdin, stdout and stderr: Node makes each
+ * stream on first use, and a pipe's or socket's fd becomes non-blocking then
+ * (shared with the other processes that hold it, until Node puts the flags
+ * back at its very end).
+ */
+const watchStdio = (): void => {
   const g = shared();
-  if (g[STDIN_OPENED] !== undefined) return;
-  g[STDIN_OPENED] = false;
-  const d = Object.getOwnPropertyDescriptor(process, 'stdin');
-  const get = d?.get;
-  if (d === undefined || get === undefined || d.configurable !== true) {
-    g[STDIN_OPENED] = true; // not Node's lazy getter: count it as opened
-    return;
-  }
-  Object.defineProperty(process, 'stdin', {
-    ...d,
-    get(this: NodeJS.Process) {
-      g[STDIN_OPENED] = true;
-      return get.call(this) as unknown;
-    },
+  if (g[STDIO_MADE] !== undefined) return;
+  const made = [false, false, false];
+  g[STDIO_MADE] = made;
+  STDIO.forEach((name, fd) => {
+    const d = Object.getOwnPropertyDescriptor(process, name);
+    const get = d?.get;
+    if (d === undefined || get === undefined || d.configurable !== true) {
+      made[fd] = true; // not Node's lazy getter: count it as made
+      return;
+    }
+    Object.defineProperty(process, name, {
+      ...d,
+      get(this: NodeJS.Process) {
+        made[fd] = true;
+        return get.call(this) as unknown;
+      },
+    });
   });
 };
 
-/** Whether process.stdin has been used (made) in this process; true when that is not known. */
-export const stdinOpened = (): boolean => shared()[STDIN_OPENED] !== false;
+/** Whether process.stdin (0), stdout (1) or stderr (2) has been used, so made, in this process; true when that is not known. */
+export const stdioMade = (fd: 0 | 1 | 2): boolean => (shared()[STDIO_MADE] as boolean[] | undefined)?.[fd] !== false;
 
 /**
  * Tells `berth-shim launch`, which the user's shell waits on, this process's
  * exit status now, at the end of the exit listeners, so that it ends
  * while this process is still tearing itself down (unmapping Node's heap
  * and binary: ~4-6 ms of a `berth run` here). Called when all work is done
- * and all output written (Node writes stdout and stderr synchronously on
- * Linux). Left out, so that the launcher waits for the real end, when a
- * stdio fd is a terminal or stdin was opened on a pipe or socket: at its
- * very end Node puts back the terminal modes and the fd flags it changed
- * (a piped stdin it made non-blocking), which must happen before the shell
- * or the next command uses them. Returns whether it reported.
+ * and all output written (Node writes to files and pipes synchronously on
+ * Linux, trying each write at once). Left out, so that the launcher waits
+ * for the real end, when a stdio fd is a terminal, or a pipe or socket
+ * whose stream was made: at its very end Node puts back the terminal modes
+ * and the fd flags it changed (such an fd it made non-blocking), which must
+ * happen before the shell's next command uses them. Returns whether it
+ * reported.
  */
 export const reportExitToLauncher = (code: number): boolean => {
   const fd = shared()[REPORT_FD];
@@ -183,10 +194,12 @@ export const reportExitToLauncher = (code: number): boolean => {
   delete shared()[REPORT_FD];
   try {
     if (!fs.fstatSync(fd).isFIFO()) return false;
-    for (const std of [0, 1, 2]) if (tty.isatty(std)) return false;
-    if (stdinOpened()) {
-      const st = fs.fstatSync(0);
-      if (st.isFIFO() || st.isSocket()) return false;
+    for (const std of [0, 1, 2] as const) {
+      if (tty.isatty(std)) return false;
+      if (stdioMade(std)) {
+        const st = fs.fstatSync(std);
+        if (st.isFIFO() || st.isSocket()) return false;
+      }
     }
     fs.writeSync(fd, `${code & 0xff}\n`);
     return true;
@@ -200,4 +213,3 @@ export const reportExitToLauncher = (code: number): boolean => {
     }
   }
 };
-

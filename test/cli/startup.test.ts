@@ -130,13 +130,14 @@ describe("the launcher's environment", () => {
     expect(user).toEqual({ GLIBC_TUNABLES: 'glibc.malloc.check=0' });
   });
 
-  it("reports the exit status on the launcher's pipe, unless stdin was made on a pipe or the fd is no pipe", () => {
+  it("reports the exit status on the launcher's pipe, unless a stdio stream was made on a pipe or the fd is no pipe", () => {
     const startup = JSON.stringify(path.join(repoRoot, 'dist/cli/startup.js'));
     // fd 3 is a real pipe (the shell's) to cat; what the program says goes to stderr
     const report = (setup: string, shell: string): { said: string; reported: string } => {
       const script = `const s = await import(${startup}); process.env.BERTH_LAUNCHER_REPORT_FD = '3'; s.dropLauncherEnv();
         const left = process.env.BERTH_LAUNCHER_REPORT_FD ?? null; ${setup}
-        process.stderr.write(JSON.stringify({ left, reported: s.reportExitToLauncher(5), again: s.reportExitToLauncher(6) }));`;
+        const reported = s.reportExitToLauncher(5);
+        (await import('node:fs')).writeSync(2, JSON.stringify({ left, reported, again: s.reportExitToLauncher(6) }));`;
       const r = spawnSync('sh', ['-c', shell.replace('NODE', `${JSON.stringify(process.execPath)} --input-type=module -e "$SCRIPT"`)], {
         encoding: 'utf8', env: { ...process.env, SCRIPT: script }, timeout: 20_000,
       });
@@ -147,6 +148,9 @@ describe("the launcher's environment", () => {
     expect(report('', 'echo in | NODE 3>&1 >/dev/null | cat').reported).toBe('5\n');
     // made into a stream (Node makes a piped stdin non-blocking, and puts that back only at its very end): none
     expect(report('void process.stdin;', 'echo in | NODE 3>&1 >/dev/null | cat')).toEqual({ said: '{"left":null,"reported":false,"again":false}', reported: '' });
+    // the same for stdout on a pipe, made; /dev/null made is no pipe: the report goes
+    expect(report('process.stdout.write("");', 'NODE 3>&1 </dev/null | cat')).toEqual({ said: '{"left":null,"reported":false,"again":false}', reported: '' });
+    expect(report('process.stdout.write("");', 'NODE 3>&1 >/dev/null </dev/null | cat').reported).toBe('5\n');
     // fd 3 a file, not the launcher's pipe: none, and nothing written to it
     const file = path.join(os.tmpdir(), `berth-test-report-${process.pid}`);
     try {
