@@ -154,7 +154,7 @@ const peers = async (log: (s: string) => void): Promise<void> => {
   } finally {
     await e.cleanup();
     fs.rmSync(dir, { recursive: true, force: true });
-    const left = peerLeftovers([...e.dirs, dir], e.links);
+    const left = peerLeftovers({ ...e.traces, dirs: [...e.traces.dirs, dir] });
     log(left.length ? `left on the host after cleanup:\n  ${left.join('\n  ')}` : 'after cleanup: nothing left (no peer netns, with the bridges, veths and iptables rules that were in them; no cgroups, mounts or processes of the peers; no Berth bridge)');
   }
 };

@@ -79,7 +79,7 @@ const cliComparison = async (): Promise<void> => {
     }
   } finally {
     await e.cleanup();
-    const left = peerLeftovers([...e.dirs, dir], e.links);
+    const left = peerLeftovers({ ...e.traces, dirs: [...e.traces.dirs, dir] });
     log(left.length ? `left on the host after cleanup:\n  ${left.join('\n  ')}` : 'after cleanup: nothing left (no peer netns, with the bridges, veths and iptables rules that were in them; no cgroups, mounts or processes of the peers; no Berth bridge)');
   }
 };

@@ -27,12 +27,18 @@ function cgroupLeaks(): string[] {
   return found;
 }
 
-/** Runtime and shim processes (by the name they run as), and any process whose root is a
- *  test bundle's rootfs (a container of a test that was never deleted). */
+/** Runtime and shim processes (by the name they run as), any process whose root is a
+ *  test bundle's rootfs (a container of a test that was never deleted), and zombies
+ *  of Berth's programs (berth-shim, berth-helper, berth-runtime) that nobody reaped. */
 function processLeaks(): string[] {
   const found: string[] = [];
   for (const pid of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const zombie = berthZombie(pid);
+    if (zombie !== undefined) {
+      found.push(zombie);
+      continue;
+    }
     let cmdline: string;
     let root = '';
     try {
@@ -46,6 +52,23 @@ function processLeaks(): string[] {
     else if (root.includes('/berth-test-')) found.push(`${pid} ${cmdline} (root ${root})`);
   }
   return found;
+}
+
+/** "<pid> <comm> (zombie, parent <ppid>)" when pid is a Berth program that exited and
+ *  was not reaped. A shim, or a helper whose Node has ended, is reparented to pid 1, which
+ *  reaps it; one that stays names a parent that does not wait for its children. */
+function berthZombie(pid: string): string | undefined {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  // pid (comm) state ppid ...: comm may hold spaces and parentheses, so split at the last ')'
+  const close = stat.lastIndexOf(')');
+  const comm = stat.slice(stat.indexOf('(') + 1, close);
+  const [state, ppid] = stat.slice(close + 2).split(' ');
+  return state === 'Z' && /^berth-/.test(comm) ? `${pid} ${comm} (zombie, parent ${ppid})` : undefined;
 }
 
 /** Everything named berth that is still on the host, one line each. */

@@ -25,7 +25,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { dockerdMissing, startDockerd, type Dockerd, type DockerdNetwork } from './dockerd.js';
+import { cgroupDirs, dockerdMissing, startDockerd, type Dockerd, type DockerdNetwork } from './dockerd.js';
 import { makePodman, podmanMissing, type Podman } from './podman.js';
 
 const run = promisify(execFile);
@@ -49,10 +49,9 @@ export interface Engines {
   readonly imageId: string;
   /** what was not run, and why */
   readonly skipped: string[];
-  /** the peers' private dirs (for peerLeftovers after cleanup) */
-  readonly dirs: string[];
-  /** Berth's bridges on the host (known once cleanup has run; for peerLeftovers) */
-  readonly links: string[];
+  /** what peerLeftovers checks after cleanup: the peers' private dirs, their netns and
+   *  cgroup names, and Berth's bridges on the host (known once cleanup has run) */
+  readonly traces: PeerTraces;
   cleanup(): Promise<void>;
 }
 
@@ -158,28 +157,37 @@ export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
           cli: (...args) => d.docker(...args),
         });
       }
-    return { engines, env, imageId, skipped, cleanup, links, dirs: [...dockerds.map((d) => d.dir), ...(podman ? [podman.dir] : []), berthRoot] };
+    const traces: PeerTraces = {
+      dirs: [...dockerds.map((d) => d.dir), ...(podman ? [podman.dir] : []), berthRoot],
+      names: [...dockerds.flatMap((d) => [d.netns, d.cgroupParent]), ...(podman ? [podman.cgroupParent, ...(podman.netns ? [podman.netns] : [])] : [])],
+      links,
+    };
+    return { engines, env, imageId, skipped, cleanup, traces };
   } catch (e) {
     await cleanup();
     throw e;
   }
 }
 
-/** Peer objects still on the host (netns, cgroups, mounts and processes under the given dirs, the given links), one line each. */
-export function peerLeftovers(dirs: string[], links: string[] = []): string[] {
+/** What one run of peers made, to be checked for after its cleanup. Only these
+ *  names count: a netns or cgroup of another run (a run killed earlier, or one
+ *  beside this) is not this run's leftover. */
+export interface PeerTraces {
+  /** private dirs: mounts at or under them, processes naming them */
+  dirs: string[];
+  /** netns and cgroup names (berth-test-docker-<id>, berth-test-podman-<id>) */
+  names: string[];
+  /** network links (Berth's bridges) */
+  links: string[];
+}
+
+/** The traces still on the host (netns, cgroups, mounts, processes, links), one line each. */
+export function peerLeftovers({ dirs, names, links }: PeerTraces): string[] {
   const left: string[] = [];
   for (const l of links) if (fs.existsSync(`/sys/class/net/${l}`)) left.push(`link ${l}`);
-  try {
-    for (const ns of fs.readdirSync('/run/netns')) if (/^berth-(test|bench)-(docker|podman)/.test(ns)) left.push(`netns ${ns}`);
-  } catch {
-    // no /run/netns
-  }
-  for (const h of fs.readdirSync('/sys/fs/cgroup')) {
-    try {
-      for (const g of fs.readdirSync(path.join('/sys/fs/cgroup', h))) if (/^berth-test-(docker|podman)-/.test(g)) left.push(`cgroup ${h}/${g}`);
-    } catch {
-      // a file, or a symlinked hierarchy
-    }
+  for (const n of new Set(names)) {
+    if (fs.existsSync(`/run/netns/${n}`)) left.push(`netns ${n}`);
+    for (const cg of cgroupDirs(n)) left.push(`cgroup ${path.relative('/sys/fs/cgroup', cg)}`);
   }
   const mounts = fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '');
   for (const d of dirs) {

@@ -58,6 +58,8 @@ export interface Podman {
   readonly dir: string;
   readonly netns?: string;
   readonly netnsPath?: string;
+  /** the instance's cgroup parent (a group of that name in every hierarchy) */
+  readonly cgroupParent: string;
   /** argv prefix: [nsenter --net=..., ] podman --root ... (the global flags) */
   readonly argv: string[];
   /** flags for `podman run`/`create`: the instance's cgroup parent */
@@ -124,6 +126,7 @@ export function makePodman(opts: PodmanOptions = {}): Podman {
   return {
     dir,
     ...(state.netns !== undefined ? { netns: state.netns, netnsPath: `/run/netns/${state.netns}` } : {}),
+    cgroupParent: state.cgroupParent,
     argv,
     runFlags: [`--cgroup-parent=/${state.cgroupParent}`],
     env,

@@ -71,7 +71,7 @@ describe.skipIf(skipReason !== undefined)(`docker interop (${skipReason ?? 'dock
     try {
       await dockerd?.stop();
       // the helper's own promise: nothing of that dockerd is left (netns, cgroups, mounts, its containerd and shims)
-      if (dockerd) expect(peerLeftovers([dockerd.dir])).toEqual([]);
+      if (dockerd) expect(peerLeftovers({ dirs: [dockerd.dir], names: [dockerd.netns, dockerd.cgroupParent], links: [] })).toEqual([]);
     } finally {
       if (work) {
         // containers berth ran with --rm are gone; remove the rest of the root by the CLI first
