@@ -121,7 +121,9 @@ export const enableCompileCache = (args: readonly string[]): void => {
  * Node alone: GLIBC_TUNABLES, when it set it (BERTH_LAUNCHER_TUNABLES=1),
  * so that the helpers and tools berth starts get the user's environment;
  * and BERTH_LAUNCHER_REPORT_FD, the pipe on which `berth-shim launch`
- * waits for this process's exit status (kept for reportExitToLauncher).
+ * waits for this process's exit status (kept for reportExitToLauncher;
+ * it is not close-on-exec, but Node's spawn passes a child no fd beyond
+ * its stdio, and the helper closes the rest itself).
  * Also starts watching whether process.stdin, stdout and stderr are made
  * (see reportExitToLauncher).
  */

@@ -20,7 +20,10 @@
  * QUIT, TERM, USR1, USR2, ALRM) is passed on to PROGRAM; one from the
  * terminal is not (it reached PROGRAM too, in the same process group).
  * PROGRAM dies with the launcher (PR_SET_PDEATHSIG SIGKILL), as it did
- * when it was the launcher's own process.
+ * when it was the launcher's own process. After a report the launcher has
+ * gone first, so PROGRAM and its helper end as orphans, reaped by pid 1
+ * (or the nearest subreaper), as a container's daemonized shim is; an init
+ * that reaps late shows them as zombies meanwhile (~1-2 s on these VMs).
  *
  * The helper's parent is PROGRAM's process, so it still dies with PROGRAM
  * (PR_SET_PDEATHSIG), and it still exits at EOF on its stdin; it keeps no
