@@ -1,8 +1,9 @@
 /* The container's exit record, state dir exit.json, written atomically once
- * and never changed:
+ * (again only to add cleanupError):
  *   {"pid":N,"exitCode":N,"signal":"SIGKILL"|null,"exitedAt":"RFC3339Nano",
  *    "oomKilled":bool (only when the shim can tell),
- *    "cleanupError":"..." (only when `runtime delete` failed)}
+ *    "cleanupError":"..." (only when `runtime delete` failed, or the exit
+ *    command could not be started: exit_command.h)}
  * exitCode follows the shell and Docker: the code, or 128+signal. */
 #ifndef BERTH_SHIM_EXIT_H
 #define BERTH_SHIM_EXIT_H

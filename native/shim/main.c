@@ -21,14 +21,18 @@ static const char usage[] =
     "usage: berth-shim --id ID --state-dir DIR --runtime PATH [--runtime-exec PATH] [--runtime-root DIR] --bundle DIR\n"
     "                  [--log-path FILE [--log-max-size BYTES[k|m|g]] [--log-max-files N]]\n"
     "                  [--terminal] [--stdin [--stdin-once]] [--rm]\n"
+    "                  [--exit-command PATH [--exit-command-arg ARG]...]\n"
     "Creates the container through the runtime and stays with it, detached.\n"
     "--runtime-exec: the file `create` executes instead (a sealed copy of the\n"
     "runtime, /proc/<pid>/fd/<n>); --runtime when it cannot be executed.\n"
     "Prints {\"shimPid\":N,\"pid\":N} once it is created; exit status 1 and the\n"
-    "reason on stderr if it could not be.\n";
+    "reason on stderr if it could not be.\n"
+    "--exit-command: started once the exit is recorded, with the --exit-command-arg's\n"
+    "as its arguments (unless the state dir holds 'collecting'; see exit_command.h).\n";
 
 enum { OPT_ID = 1, OPT_STATE_DIR, OPT_RUNTIME, OPT_RUNTIME_EXEC, OPT_RUNTIME_ROOT, OPT_BUNDLE, OPT_LOG_PATH, OPT_LOG_MAX_SIZE,
-       OPT_LOG_MAX_FILES, OPT_TERMINAL, OPT_STDIN, OPT_STDIN_ONCE, OPT_RM, OPT_HELP };
+       OPT_LOG_MAX_FILES, OPT_TERMINAL, OPT_STDIN, OPT_STDIN_ONCE, OPT_RM, OPT_EXIT_COMMAND,
+       OPT_EXIT_COMMAND_ARG, OPT_HELP };
 
 static int bad_usage(const char *fmt, const char *arg) {
   fprintf(stderr, "berth-shim: ");
@@ -87,10 +91,12 @@ static __attribute__((noinline)) int parse_args(int argc, char **argv, struct sh
       {"stdin", no_argument, NULL, OPT_STDIN},
       {"stdin-once", no_argument, NULL, OPT_STDIN_ONCE},
       {"rm", no_argument, NULL, OPT_RM},
+      {"exit-command", required_argument, NULL, OPT_EXIT_COMMAND},
+      {"exit-command-arg", required_argument, NULL, OPT_EXIT_COMMAND_ARG},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0},
   };
-  int c;
+  int c, nexit = 0;
   while ((c = getopt_long(argc, argv, "", long_opts, NULL)) != -1) {
     switch (c) {
       case OPT_ID: o->id = optarg; break;
@@ -116,6 +122,13 @@ static __attribute__((noinline)) int parse_args(int argc, char **argv, struct sh
       case OPT_STDIN: o->stdin_open = true; break;
       case OPT_STDIN_ONCE: o->stdin_once = true; break;
       case OPT_RM: o->remove = true; break;
+      case OPT_EXIT_COMMAND:
+      case OPT_EXIT_COMMAND_ARG:
+        if (c == OPT_EXIT_COMMAND && optarg[0] != '/') return bad_usage("--exit-command: expected an absolute path, got '%s'", optarg);
+        if ((c == OPT_EXIT_COMMAND) != (nexit == 0)) return bad_usage("%s", "--exit-command must come once, before its --exit-command-arg's");
+        if (!o->exit_argv && !(o->exit_argv = calloc((size_t)argc + 1, sizeof *o->exit_argv))) return bad_usage("%s", "out of memory");
+        o->exit_argv[nexit++] = optarg; /* argv outlives the shim's use of it */
+        break;
       case OPT_HELP: fputs(usage, stdout); return 0;
       default: return bad_usage("%s", "unknown option");
     }

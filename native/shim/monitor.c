@@ -15,6 +15,7 @@
 #include "attach.h"
 #include "daemonize.h"
 #include "exit.h"
+#include "exit_command.h"
 #include "log.h"
 #include "notify.h"
 #include "oom.h"
@@ -366,6 +367,14 @@ static __attribute__((noinline)) int finish(berth_error *e) {
     }
   }
   unlink(SHIM_PID_FILE);
+  /* last: the command (berth's cleanup) waits for this process to be gone, which is a moment after */
+  berth_error started;
+  berth_error_clear(&started);
+  if (exit_command_start(o, &started) < 0) {
+    r.cleanup_error = started.msg;
+    cleanup_free char *again = exit_record_json(&r);
+    if (again && exit_record_write(again, e) < 0) rc = -1;
+  }
   return rc;
 }
 

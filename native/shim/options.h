@@ -20,6 +20,7 @@ struct shim_options {
   bool stdin_open;          /* container stdin is fed from attach clients */
   bool stdin_once;          /* close container stdin when an attach client ends its input */
   bool remove;              /* run `runtime delete` once the container has exited */
+  const char **exit_argv;   /* --exit-command and its --exit-command-arg's, NULL-terminated; NULL for none */
 };
 
 #endif

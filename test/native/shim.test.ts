@@ -152,6 +152,51 @@ describe('berth-shim with the fake runtime', () => {
     else expect(rec.cleanupError).toBeUndefined();
   });
 
+  it('starts the exit command once the exit is recorded, detached, with its arguments, in /, with only its stdio', async () => {
+    const box = fakeBox('exit 6');
+    const seen = path.join(box.dir, 'exit-command.out');
+    const command = path.join(box.dir, 'exit-command.sh');
+    // what it sees: its arguments, cwd, the exit record by then, its fds and blocked signals, and its parent
+    fs.writeFileSync(command, [
+      '#!/bin/sh',
+      `exec > ${seen}.tmp`,
+      'echo "args $*"; echo "cwd $(pwd)"',
+      `echo "exit $(cat ${path.join(box.state, 'exit.json')})"`,
+      'for f in /proc/$$/fd/*; do echo "fd ${f##*/} $(readlink $f)"; done',
+      'grep SigBlk /proc/$$/status',
+      `mv ${seen}.tmp ${seen}`,
+    ].join('\n'), { mode: 0o755 });
+    const { shimPid } = await startShim(box, ['--rm', '--exit-command', command, '--exit-command-arg', 'container', '--exit-command-arg', 'a b']);
+    runtime(box, 'start', box.id);
+    await waitShimGone(box);
+    await waitFor('the exit command to have run', () => fs.existsSync(seen));
+    const lines = fs.readFileSync(seen, 'utf8').split('\n');
+    expect(lines[0]).toBe('args container a b');
+    expect(lines[1]).toBe('cwd /');
+    expect(JSON.parse(lines[2]!.slice('exit '.length))).toMatchObject({ exitCode: 6 });
+    // its stdio (the shim's /dev/null; stdout sent to the file above), the shell's own (the script, a
+    // command substitution's pipe), and no fd of the shim's: no socket, signalfd, epoll or log
+    const fds = lines.filter((l) => l.startsWith('fd '));
+    expect(fds).toContain('fd 0 /dev/null');
+    expect(fds).toContain('fd 2 /dev/null');
+    expect(fds.filter((l) => /socket:|anon_inode:|\.log|exit\.json/.test(l))).toEqual([]);
+    expect(lines.find((l) => l.startsWith('SigBlk:'))).toMatch(/^SigBlk:\s+0+$/);
+    expect(alive(shimPid)).toBe(false);
+  });
+
+  it("skips the exit command when the state dir says a command collects the exit ('collecting')", async () => {
+    const box = fakeBox('sleep 0.5; exit 0');
+    const ran = path.join(box.dir, 'ran');
+    const command = path.join(box.dir, 'exit-command.sh');
+    fs.writeFileSync(command, `#!/bin/sh\ntouch ${ran}\n`, { mode: 0o755 });
+    await startShim(box, ['--exit-command', command]);
+    fs.writeFileSync(path.join(box.state, 'collecting'), '');
+    runtime(box, 'start', box.id);
+    await waitShimGone(box);
+    await sleep(300);
+    expect(fs.existsSync(ran)).toBe(false);
+  });
+
   it('tells exit-socket clients of the exit without polling, and late comers find exit.json', async () => {
     const box = fakeBox('sleep 0.3; exit 4');
     await startShim(box);
@@ -277,6 +322,12 @@ describe('berth-shim with the fake runtime', () => {
     const relative = spawnSync(shimBinary, [...shimArgs(box), '--runtime-exec', 'fd/3'], { encoding: 'utf8' });
     expect(relative.status).toBe(2);
     expect(relative.stderr).toContain("--runtime-exec: expected an absolute path, got 'fd/3'");
+    const relativeExit = spawnSync(shimBinary, [...shimArgs(box), '--exit-command', 'berth'], { encoding: 'utf8' });
+    expect(relativeExit.status).toBe(2);
+    expect(relativeExit.stderr).toMatch(/--exit-command: expected an absolute path, got 'berth'/);
+    const argFirst = spawnSync(shimBinary, [...shimArgs(box), '--exit-command-arg', 'x', '--exit-command', '/bin/true'], { encoding: 'utf8' });
+    expect(argFirst.status).toBe(2);
+    expect(argFirst.stderr).toMatch(/--exit-command must come once, before its --exit-command-arg's/);
     const missing = spawnSync(shimBinary, ['--id', 'x'], { encoding: 'utf8' });
     expect(missing.status).toBe(2);
     expect(missing.stderr).toContain('--state-dir is required');

@@ -1,0 +1,24 @@
+#include "exit_command.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <unistd.h>
+
+int exit_command_start(const struct shim_options *o, berth_error *e) {
+  if (!o->exit_argv) return 0;
+  if (access(EXIT_COMMAND_SKIP_FILE, F_OK) == 0) return 0;
+  pid_t pid = fork();
+  if (pid < 0) return berth_fail_errno(e, "fork exit command '%s' of container '%s'", o->exit_argv[0], o->id);
+  if (pid > 0) return 0;
+  /* the shim's stdio is /dev/null already (daemonize); its sockets, log and signalfd are not the program's */
+  close_range(3, ~0U, 0);
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGPIPE, SIG_DFL);
+  if (chdir("/") < 0) _exit(127);
+  execv(o->exit_argv[0], (char *const *)o->exit_argv);
+  _exit(127);
+}
