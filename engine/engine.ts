@@ -315,6 +315,12 @@ export interface ContainerApi {
   restartContainer(ref: string, opts?: { timeoutSeconds?: number }): Promise<void>;
   killContainer(ref: string, signal?: string): Promise<void>;
   removeContainer(ref: string, opts?: { force?: boolean; volumes?: boolean }): Promise<void>;
+  /**
+   * What a container's shim runs when a container that nobody waits for has exited (podman's
+   * `container cleanup`): the exit folded into its record, its network and mounts released, an --rm
+   * container removed. Nothing for a running container, or one already gone.
+   */
+  cleanupContainer(id: string): Promise<void>;
   listContainers(filter?: ContainerFilter): Promise<ContainerInfo[]>;
   inspectContainer(ref: string): Promise<ContainerInfo>;
   logs(ref: string, opts?: { follow?: boolean; tail?: number; since?: Date; signal?: AbortSignal }): AsyncIterable<LogLine>;

@@ -5,8 +5,9 @@
  * <runRoot>/events.jsonl, so that every process using the same roots (CLI,
  * agent) sees the others' events.
  */
-import { appendFileSync, mkdirSync, promises as fsp } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { Engine, EngineEvent, EngineRoots, ImageApi, NetworkApi } from './engine.js';
 import { fail, unsupported } from './errors.js';
 import { openContainerRuntime, type ContainerRuntime } from './runtime/containers.js';
@@ -25,7 +26,18 @@ export interface LocalEngineOptions {
   readonly networking?: { readonly api: NetworkApi; readonly containers: ContainerNetworking } | null;
   /** An ImageApi to use instead of engine/image's (loaded on first use). */
   readonly images?: (store: Store) => ImageApi;
+  /** The berth command a container's shim runs (with `container cleanup <id>`) when a container that
+   *  nobody waits for exits. Default: the built CLI's launcher (dist/cli/berth) with these roots, when
+   *  there is one; null: none (the exit is then collected by the next command that looks at it). */
+  readonly exitCommand?: readonly string[] | null;
 }
+
+/** dist/cli/berth, the launcher of the CLI this engine was built with, with these roots; undefined
+ *  where there is none (the engine run from its sources). */
+const berthCommand = (roots: EngineRoots): string[] | undefined => {
+  const launcher = fileURLToPath(new URL('../cli/berth', import.meta.url));
+  return existsSync(launcher) ? [launcher, '--root', roots.root, '--run-root', roots.runRoot] : undefined;
+};
 
 export interface LocalEngine extends Engine {
   readonly roots: EngineRoots;
@@ -108,8 +120,10 @@ export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {
     }
   };
   const volumes = openVolumeStore(roots, () => (containers as ContainerRuntime).volumeUsers());
+  const exitCommand = opts.exitCommand === undefined ? berthCommand(roots) : (opts.exitCommand ?? undefined);
   containers = openContainerRuntime({
     roots, images: store, volumes, emit,
+    ...(exitCommand ? { exitCommand } : {}),
     ...(opts.runtime ? { runtime: opts.runtime } : {}),
     ...(networking ? { networking: networking.containers } : {}),
     ...(lazy ? { networkInfo: lazy.info } : {}),
@@ -126,7 +140,7 @@ export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {
     // engine/build, imported on the first build
     buildImage: async (spec) => (await import('./build/builder.js')).buildImage({ roots, store, containers: c, pullImage: (ref) => images.pullImage(ref) }, spec),
     createContainer: c.createContainer, startContainer: c.startContainer, stopContainer: c.stopContainer,
-    restartContainer: c.restartContainer, killContainer: c.killContainer, removeContainer: c.removeContainer,
+    restartContainer: c.restartContainer, killContainer: c.killContainer, removeContainer: c.removeContainer, cleanupContainer: c.cleanupContainer,
     listContainers: c.listContainers, inspectContainer: c.inspectContainer, logs: c.logs, exec: c.exec,
     waitContainer: c.waitContainer, pauseContainer: c.pauseContainer, resumeContainer: c.resumeContainer,
     updateContainer: c.updateContainer, renameContainer: c.renameContainer, statsContainer: c.statsContainer,

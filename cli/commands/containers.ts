@@ -372,6 +372,9 @@ export const registerContainerCommands = (program: Command): void => {
     .action(eachRef('unpause', (e, r) => e.resumeContainer(r)));
 
   const group = program.commands.find((c) => c.name() === 'container') ?? program.command('container').description('manage containers');
+  group.command('cleanup').description('release the network and mounts of exited containers, and remove --rm ones (what the shim of a detached container runs when it exits)')
+    .argument('<ids...>', 'full container IDs')
+    .action(eachRef('cleanup', (e, id) => e.cleanupContainer(id)));
   group.command('prune').description('remove every stopped container')
     .option('-f, --force', 'do not prompt (Berth never prompts)')
     .option('--filter <k=v>', 'label=<k>[=<v>]', collect)

@@ -60,6 +60,12 @@ export interface ContainerRuntimeOptions {
   readonly shim?: string;
   readonly init?: string;
   readonly emit?: (ev: EngineEvent) => void;
+  /**
+   * The berth command for these roots (argv before the verb). The shim of a container that nobody
+   * waits for (a start without attach) runs it with `container cleanup <id>` when the container
+   * exits, so that its network and mounts go then, not at the next command. Absent: they go then.
+   */
+  readonly exitCommand?: readonly string[];
 }
 
 export interface ExitInfo {
@@ -898,6 +904,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       const started = await startShim({
         shim: shimPath, id, stateDir: p.shimDir, runtime: rec.runtime, ...(runtimeExec ? { runtimeExec } : {}), runtimeRoot: L.runtimeRoot, bundle: p.bundle, logPath: p.log,
         terminal: spec.tty === true, stdin: spec.openStdin === true, stdinOnce: spec.openStdin === true,
+        // an attached start's caller collects the exit itself
+        ...(beforeStart === undefined && o.exitCommand ? { exitCommand: [...o.exitCommand, 'container', 'cleanup', id] } : {}),
       }).catch(async (e: unknown): Promise<never> => {
         // a network setup that failed meanwhile undid itself, namespace included, maybe under the runtime's feet
         // (it then fails to join it): the network's failure is the cause to report
@@ -1001,9 +1009,19 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     return true;
   };
 
+  /** Tells the shim that this command collects the exit it is about to cause: no exit command then. */
+  const claimExit = (rec: CRecord): void => {
+    try {
+      writeFileSync(path.join(L.container(rec.id).shimDir, 'collecting'), '');
+    } catch {
+      // no shim dir: no shim to tell
+    }
+  };
+
   const stopLocked = async (rec: CRecord, timeoutSeconds?: number): Promise<CRecord> => {
     rec = await collect(rec);
     if (!rec.state.running) return rec;
+    claimExit(rec);
     const sigName = rec.spec.stopSignal ?? rec.imageDefaults.stopSignal ?? 'SIGTERM';
     const sig = signalNumber(sigName) ?? 15;
     const timeout = timeoutSeconds ?? rec.spec.stopTimeoutSeconds ?? 10;
@@ -1094,6 +1112,12 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     return locked(id, async () => fn(await readRecord(L.container(id).record, id)));
   };
 
+  /** Under the lock: an exit that nobody collected folded in (network and mounts released), and an --rm container removed. */
+  const finishExited = async (id: string): Promise<void> => {
+    const cur = await collect(await readRecord(L.container(id).record, id));
+    if (!cur.state.running && cur.spec.autoRemove) await destroy(cur, true);
+  };
+
   const listContainers = async (filter: ContainerFilter = {}): Promise<ContainerInfo[]> => {
     const out: ContainerInfo[] = [];
     const f = filter.filters ?? {};
@@ -1106,12 +1130,9 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       }
       const { state } = await observe(rec);
       if (rec.state.running && state.status !== 'running' && state.status !== 'paused' && rec.spec.autoRemove) {
-        // an --rm container that exited while nobody watched: finish its removal now
+        // an --rm container that exited while nobody watched (and its exit command did not run): finish its removal now
         try {
-          await locked(id, async () => {
-            const cur = await collect(await readRecord(L.container(id).record, id));
-            if (!cur.state.running) await destroy(cur, true);
-          });
+          await locked(id, () => finishExited(id));
           continue;
         } catch {
           // leave it for the next command
@@ -1210,6 +1231,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         }
         if (rec.state.running) {
           if (!opts?.force) fail(conflict('container', rec.name, 'is running: stop it first, or remove it with -f'));
+          claimExit(rec);
           if (rec.state.paused) await rtOf(rec).try(['resume', id]);
           await rtOf(rec).try(['kill', '--all', id, '9']);
           await rtOf(rec).try(['kill', id, '9']);
@@ -1217,6 +1239,15 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
           rec = await collect(rec, false);
         }
         await destroy(rec, opts?.volumes === true || rec.spec.autoRemove === true);
+      });
+    },
+    async cleanupContainer(id) {
+      const p = L.container(id);
+      // by full ID, and without creating anything: the container (or its whole root) may be gone already
+      if (!/^[0-9a-f]{64}$/.test(id)) fail(invalidSpec('container cleanup', [`${JSON.stringify(id)}: expected a full container ID (64 hex digits)`]));
+      if (!existsSync(p.record)) return;
+      await withLock(p.lock, `container ${id.slice(0, 12)}`, async () => {
+        if (existsSync(p.record)) await finishExited(id);
       });
     },
     listContainers,

@@ -114,6 +114,8 @@ export interface ShimOptions {
   readonly terminal: boolean;
   readonly stdin: boolean;
   readonly stdinOnce: boolean;
+  /** Run when the container has exited (berth-shim --exit-command; native/shim/exit_command.h). */
+  readonly exitCommand?: readonly string[];
 }
 
 /** Start the shim; resolves once the container is created (its init waits for `start`). */
@@ -124,6 +126,8 @@ export const startShim = async (o: ShimOptions): Promise<{ shimPid: number; pid:
   if (o.terminal) args.push('--terminal');
   if (o.stdin) args.push('--stdin');
   if (o.stdin && o.stdinOnce) args.push('--stdin-once');
+  const [exitProgram, ...exitArgs] = o.exitCommand ?? [];
+  if (exitProgram !== undefined) args.push('--exit-command', exitProgram, ...exitArgs.flatMap((a) => ['--exit-command-arg', a]));
   const r = await execProgram([o.shim, ...args]);
   if (r.code === 0) {
     try {

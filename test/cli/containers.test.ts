@@ -228,6 +228,20 @@ describe.skipIf(!built)('berth containers (skipped without node_modules/typescri
     ok(['rm', '-f', 'running1']);
   });
 
+  it('container cleanup (what a shim runs when its container exits) takes full IDs only, and is quiet for one already gone', () => {
+    const short = berth(['container', 'cleanup', 'abc']);
+    expect(short.code).not.toBe(0);
+    expect(short.stderr).toMatch(/container cleanup.*"abc": expected a full container ID \(64 hex digits\)/);
+    const entries = fs.readdirSync(root).sort();
+    expect(ok(['container', 'cleanup', 'f'.repeat(64)])).toBe(`${'f'.repeat(64)}\n`);
+    expect(fs.readdirSync(root).sort()).toEqual(entries); // nothing made for it
+    // a running container: nothing to do
+    const id = ok(['run', '-d', ...N, 'busybox', 'sleep', '300']).trim();
+    expect(ok(['container', 'cleanup', id])).toBe(`${id}\n`);
+    expect(ok(['inspect', '-f', '{{.State.Status}}', id])).toBe('running\n');
+    ok(['rm', '-f', id]);
+  });
+
   it('feeds piped stdin with -i', () => {
     expect(berth(['run', '-i', '--rm', ...N, 'busybox', 'sh', '-c', 'tr a-z A-Z'], 'piped words\n')).toMatchObject({ code: 0, stdout: 'PIPED WORDS\n' });
   });

@@ -5,12 +5,25 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import * as path from 'node:path';
+import { openLocalEngine } from '../../../engine/local.js';
 import { openNetworking } from '../../../engine/network/networking.js';
-import { berthRuntimeBinary } from '../../helpers/paths.js';
+import { berthRuntimeBinary, repoRoot } from '../../helpers/paths.js';
 import { makeTestEngine, type TestEngine } from '../runtime/helpers.js';
 
 const skip =
   process.getuid?.() !== 0 ? 'needs root' : !fs.existsSync(berthRuntimeBinary) ? 'needs native/build (make -C native)' : '';
+
+// the CLI the shims' exit command runs (`container cleanup`): the checkout's build (scripts/setup.sh makes it)
+const launcher = path.join(repoRoot, 'dist/cli/berth');
+
+const hostVeths = (): Set<string> => new Set(fs.readdirSync('/sys/class/net').filter((n) => n.startsWith('bth')));
+
+const waitUntil = async (what: string, ok: () => boolean, ms = 15_000): Promise<void> => {
+  for (const deadline = Date.now() + ms; !ok(); await new Promise((r) => setTimeout(r, 50))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+  }
+};
 
 const freePort = (): Promise<number> =>
   new Promise((resolve) => {
@@ -78,4 +91,38 @@ describe.skipIf(skip !== '')(`containers on Berth networks${skip ? ` (skipped: $
     await e.removeContainer('web', { force: true });
     expect(httpGet('127.0.0.1', port)).toBe('');
   });
+
+  it.skipIf(!fs.existsSync(launcher))(
+    'releases the network and mounts of a detached container when it exits, and removes a detached --rm one, with no command run after',
+    async () => {
+      const roots = t.engine.roots;
+      const e = openLocalEngine(roots, { exitCommand: [launcher, '--root', roots.root, '--run-root', roots.runRoot] });
+      const before = hostVeths();
+      const c = await e.createContainer({ image: 'busybox', command: ['sleep', '0.5'] });
+      await e.startContainer(c.id);
+      const netns = path.join(roots.runRoot, 'netns', c.id);
+      const veths = [...hostVeths()].filter((v) => !before.has(v));
+      expect(veths).toHaveLength(1);
+      expect(fs.existsSync(netns)).toBe(true);
+      const mounted = (): boolean => fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(c.id);
+      // only the file system is watched: every engine call below would collect the exit itself
+      await waitUntil('the exit command to release the network', () => !fs.existsSync(netns) && !fs.existsSync(`/sys/class/net/${veths[0]}`) && !mounted());
+      const after = await e.inspectContainer(c.id);
+      expect(after.state).toMatchObject({ status: 'exited', exitCode: 0 });
+
+      const rm = await e.createContainer({ image: 'busybox', command: ['true'], autoRemove: true });
+      await e.startContainer(rm.id);
+      await waitUntil('the exit command to remove the --rm container', () => !fs.existsSync(path.join(roots.root, 'containers', rm.id)));
+      expect([...hostVeths()].filter((v) => !before.has(v))).toEqual([]);
+      await expect(e.inspectContainer(rm.id)).rejects.toThrow(/no such container|not found/i);
+
+      // a stop collects the exit it causes: it tells the shim so (no exit command), and the network goes with it
+      const s = await e.createContainer({ image: 'busybox', command: ['sleep', '30'] });
+      await e.startContainer(s.id);
+      await e.stopContainer(s.id, { timeoutSeconds: 0 });
+      expect([...hostVeths()].filter((v) => !before.has(v))).toEqual([]);
+      expect(fs.existsSync(path.join(roots.runRoot, 'netns', s.id))).toBe(false);
+    },
+    60_000,
+  );
 });
