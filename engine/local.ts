@@ -120,10 +120,10 @@ export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {
     }
   };
   const volumes = openVolumeStore(roots, () => (containers as ContainerRuntime).volumeUsers());
-  const exitCommand = opts.exitCommand === undefined ? berthCommand(roots) : (opts.exitCommand ?? undefined);
+  // looked for at a detached start only: most commands start nothing
+  const exitCommand = opts.exitCommand === undefined ? () => berthCommand(roots) : () => opts.exitCommand ?? undefined;
   containers = openContainerRuntime({
-    roots, images: store, volumes, emit,
-    ...(exitCommand ? { exitCommand } : {}),
+    roots, images: store, volumes, emit, exitCommand,
     ...(opts.runtime ? { runtime: opts.runtime } : {}),
     ...(networking ? { networking: networking.containers } : {}),
     ...(lazy ? { networkInfo: lazy.info } : {}),

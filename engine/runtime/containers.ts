@@ -61,11 +61,11 @@ export interface ContainerRuntimeOptions {
   readonly init?: string;
   readonly emit?: (ev: EngineEvent) => void;
   /**
-   * The berth command for these roots (argv before the verb). The shim of a container that nobody
-   * waits for (a start without attach) runs it with `container cleanup <id>` when the container
-   * exits, so that its network and mounts go then, not at the next command. Absent: they go then.
+   * The berth command for these roots (argv before the verb), asked for at a start without attach:
+   * that container's shim runs it with `container cleanup <id>` when the container exits, so that
+   * its network and mounts go then, not at the next command. Absent or undefined: they go then.
    */
-  readonly exitCommand?: readonly string[];
+  readonly exitCommand?: () => readonly string[] | undefined;
 }
 
 export interface ExitInfo {
@@ -904,8 +904,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       const started = await startShim({
         shim: shimPath, id, stateDir: p.shimDir, runtime: rec.runtime, ...(runtimeExec ? { runtimeExec } : {}), runtimeRoot: L.runtimeRoot, bundle: p.bundle, logPath: p.log,
         terminal: spec.tty === true, stdin: spec.openStdin === true, stdinOnce: spec.openStdin === true,
-        // an attached start's caller collects the exit itself
-        ...(beforeStart === undefined && o.exitCommand ? { exitCommand: [...o.exitCommand, 'container', 'cleanup', id] } : {}),
+        ...exitCommandFor(id, beforeStart === undefined),
       }).catch(async (e: unknown): Promise<never> => {
         // a network setup that failed meanwhile undid itself, namespace included, maybe under the runtime's feet
         // (it then fails to join it): the network's failure is the cause to report
@@ -1009,7 +1008,14 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     return true;
   };
 
-  /** Tells the shim that this command collects the exit it is about to cause: no exit command then. */
+  /** The shim's exit command for a start; none for an attached one, whose caller collects the exit itself. */
+  const exitCommandFor = (id: string, detached: boolean): { exitCommand?: readonly string[] } => {
+    const berth = detached ? o.exitCommand?.() : undefined;
+    return berth ? { exitCommand: [...berth, 'container', 'cleanup', id] } : {};
+  };
+
+  /** Tells the shim that this command collects the exit it is about to cause: no exit command then
+   *  (the file the shim looks for, EXIT_COMMAND_SKIP_FILE in native/shim/exit_command.h). */
   const claimExit = (rec: CRecord): void => {
     try {
       writeFileSync(path.join(L.container(rec.id).shimDir, 'collecting'), '');
