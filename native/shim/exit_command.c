@@ -1,7 +1,6 @@
 #include "exit_command.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/close_range.h>
 #include <signal.h>
 #include <unistd.h>
@@ -17,7 +16,9 @@ int exit_command_start(const struct shim_options *o, berth_error *e) {
   sigset_t none;
   sigemptyset(&none);
   sigprocmask(SIG_SETMASK, &none, NULL);
+  /* the two the shim ignores (daemonize.c); exec resets the rest */
   signal(SIGPIPE, SIG_DFL);
+  signal(SIGHUP, SIG_DFL);
   if (chdir("/") < 0) _exit(127);
   execv(o->exit_argv[0], (char *const *)o->exit_argv);
   _exit(127);

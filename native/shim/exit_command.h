@@ -9,7 +9,8 @@
  * stops or removes the container writes it first, as it collects the exit
  * itself. The program runs detached from the shim (its child, reparented
  * to pid 1 or the nearest subreaper when the shim exits a moment later),
- * in /, with stdio on /dev/null, no other fd and no signal blocked. */
+ * in /, with stdio on /dev/null, no other fd, and no signal blocked or
+ * ignored. */
 #ifndef BERTH_SHIM_EXIT_COMMAND_H
 #define BERTH_SHIM_EXIT_COMMAND_H
 
