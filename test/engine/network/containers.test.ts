@@ -98,7 +98,7 @@ describe.skipIf(skip !== '')(`containers on Berth networks${skip ? ` (skipped: $
       const roots = t.engine.roots;
       const e = openLocalEngine(roots, { exitCommand: [launcher, '--root', roots.root, '--run-root', roots.runRoot] });
       const before = hostVeths();
-      const c = await e.createContainer({ image: 'busybox', command: ['sleep', '0.5'] });
+      const c = await e.createContainer({ image: 'busybox', command: ['sleep', '2'] }); // long enough to be seen running on a busy host
       await e.startContainer(c.id);
       const netns = path.join(roots.runRoot, 'netns', c.id);
       const veths = [...hostVeths()].filter((v) => !before.has(v));
