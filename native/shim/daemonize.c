@@ -63,6 +63,14 @@ int daemonize(bool *is_shim, int *sync_fd, berth_error *e) {
   return stdio_to_null(e);
 }
 
+void daemonize_undo_signals(void) {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, NULL);
+  signal(SIGPIPE, SIG_DFL);
+  signal(SIGHUP, SIG_DFL);
+}
+
 int daemonize_wait_ready(int sync_fd, pid_t *shim_pid, pid_t *container_pid, berth_error *e) {
   char buf[sizeof e->msg + 8];
   size_t used = 0;

@@ -28,4 +28,9 @@ int daemonize_wait_ready(int sync_fd, pid_t *shim_pid, pid_t *container_pid, ber
 void daemonize_report_ready(int *sync_fd, pid_t container_pid);
 void daemonize_report_failure(int *sync_fd, const berth_error *err);
 
+/* In a child the shim is about to exec (the runtime, the exit command): what
+ * daemonize set for the shim undone, the signal mask empty and the signals
+ * it ignores (SIGPIPE, SIGHUP) back to default; exec resets the rest. */
+void daemonize_undo_signals(void);
+
 #endif

@@ -2,8 +2,9 @@
 
 #include <errno.h>
 #include <linux/close_range.h>
-#include <signal.h>
 #include <unistd.h>
+
+#include "daemonize.h"
 
 int exit_command_start(const struct shim_options *o, berth_error *e) {
   if (!o->exit_argv) return 0;
@@ -13,12 +14,7 @@ int exit_command_start(const struct shim_options *o, berth_error *e) {
   if (pid > 0) return 0;
   /* the shim's stdio is /dev/null already (daemonize); its sockets, log and signalfd are not the program's */
   close_range(3, ~0U, 0);
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, NULL);
-  /* the two the shim ignores (daemonize.c); exec resets the rest */
-  signal(SIGPIPE, SIG_DFL);
-  signal(SIGHUP, SIG_DFL);
+  daemonize_undo_signals();
   if (chdir("/") < 0) _exit(127);
   execv(o->exit_argv[0], (char *const *)o->exit_argv);
   _exit(127);

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "daemonize.h"
 #include "smallfile.h"
 #include "terminal.h"
 #include "util.h"
@@ -24,11 +25,7 @@
  * it close-on-exec for the container). argv[0] runs when it cannot. */
 static void exec_runtime(int exec_fd, char *const argv[], int in, int out, int err) {
   if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) _exit(127);
-  sigset_t all;
-  sigemptyset(&all);
-  sigprocmask(SIG_SETMASK, &all, NULL);
-  signal(SIGPIPE, SIG_DFL);
-  signal(SIGHUP, SIG_DFL);
+  daemonize_undo_signals();
   if (exec_fd >= 0 && (exec_fd == 3 ? fcntl(3, F_SETFD, 0) : dup2(exec_fd, 3)) >= 0) {
     close_range(4, ~0U, 0);
     syscall(SYS_execveat, 3, "", argv, environ, AT_EMPTY_PATH);

@@ -25,6 +25,20 @@ const waitUntil = async (what: string, ok: () => boolean, ms = 15_000): Promise<
   }
 };
 
+/** Whether a `container cleanup <id>` process shows up within ms (it lives ~0.1-0.2 s; polled every 5 ms). */
+const cleanupRuns = async (id: string, ms: number): Promise<boolean> => {
+  for (const deadline = Date.now() + ms; Date.now() < deadline; await new Promise((r) => setTimeout(r, 5))) {
+    for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+      try {
+        if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`container\0cleanup\0${id}`)) return true;
+      } catch {
+        // gone
+      }
+    }
+  }
+  return false;
+};
+
 const freePort = (): Promise<number> =>
   new Promise((resolve) => {
     const s = net.createServer();
@@ -116,12 +130,17 @@ describe.skipIf(skip !== '')(`containers on Berth networks${skip ? ` (skipped: $
       expect([...hostVeths()].filter((v) => !before.has(v))).toEqual([]);
       await expect(e.inspectContainer(rm.id)).rejects.toThrow(/no such container|not found/i);
 
-      // a stop collects the exit it causes: it tells the shim so (no exit command), and the network goes with it
+      // a stop or rm -f collects the exit it causes: it tells the shim so (no exit command), and the network goes with it
       const s = await e.createContainer({ image: 'busybox', command: ['sleep', '30'] });
       await e.startContainer(s.id);
       await e.stopContainer(s.id, { timeoutSeconds: 0 });
+      expect(await cleanupRuns(s.id, 1000)).toBe(false);
       expect([...hostVeths()].filter((v) => !before.has(v))).toEqual([]);
       expect(fs.existsSync(path.join(roots.runRoot, 'netns', s.id))).toBe(false);
+      await e.startContainer(s.id); // detached again: a new shim, with the exit command
+      await e.removeContainer(s.id, { force: true });
+      expect(await cleanupRuns(s.id, 1000)).toBe(false);
+      expect([...hostVeths()].filter((v) => !before.has(v))).toEqual([]);
     },
     60_000,
   );
