@@ -22,7 +22,7 @@
  * maybe a container labelled berth.build.pid) that the next build removes.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, type Stats } from 'node:fs';
+import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
 import type { BuildEvent, BuildResult, BuildSpec, EngineRoots, ImageInfo } from '../engine.js';
@@ -42,7 +42,7 @@ import { openCache } from './cache.js';
 import { digestItems, openContext } from './context.js';
 import { addArchive, archiveFormat, copyEntry, copyTree, isDirIn, mkdirIn, resolveOwner, resolveSources, type ArchiveFormat } from './copy.js';
 import { expandWord, expandWords, parseDockerfile, parsePairs, type Dockerfile, type Instruction, type Lookup } from './dockerfile.js';
-import { storeImage, writeLayerTar } from './layer.js';
+import { isRuntimeMountPoint, storeImage, writeLayerTar } from './layer.js';
 import { storeLayer } from '../local-images.js';
 
 /** What the builder needs of the local engine. */
@@ -81,10 +81,6 @@ const DEFAULT_PATH = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sb
 const bytesOf = (c: ConfigJson): Buffer => Buffer.from(JSON.stringify(c));
 const stateOf = (config: ConfigJson, layers: Descriptor[]): State => ({ config, layers, id: sha256(bytesOf(config)) });
 const clone = <A>(a: A): A => JSON.parse(JSON.stringify(a)) as A;
-
-/** Paths the runtime creates as mount points in a RUN container's rootfs: not part of the layer when they are empty. */
-const MOUNT_POINTS = new Set(['proc', 'sys', 'dev', 'etc/hosts', 'etc/hostname', 'etc/resolv.conf']);
-const runtimeArtifact = (rel: string, st: Stats): boolean => MOUNT_POINTS.has(rel) && ((st.isFile() && st.size === 0) || st.isDirectory());
 
 /** Go duration ("30s", "1m30s", "500ms") in nanoseconds. */
 const durationNs = (s: string, where: string): number => {
@@ -712,7 +708,7 @@ const runStep = async (
     const p = await c.pathsOf(info.id);
     const tar = path.join(tmp, `layer-${randomSuffix()}.tar`);
     try {
-      await writeLayerTar(p.paths.upper, tar, runtimeArtifact);
+      await writeLayerTar(p.paths.upper, tar, isRuntimeMountPoint);
       return await storeLayer(deps.store, tar, `build layer (${where})`);
     } finally {
       await fsp.rm(tar, { force: true });

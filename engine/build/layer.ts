@@ -19,8 +19,8 @@ import type { Store } from '../store/store.js';
 const unescapeOctal = (s: string): string =>
   Buffer.from(s.replace(/\\([0-7]{3})/g, (_m, o: string) => String.fromCharCode(parseInt(o, 8))), 'latin1').toString('utf8');
 
-/** Directories under `dir` marked opaque by overlayfs (one getfattr run for the whole tree). */
-const opaqueDirs = (dir: string): Promise<Set<string>> =>
+/** Directories under `dir` (and itself) marked opaque by overlayfs (one getfattr run for the whole tree). */
+export const opaqueDirs = (dir: string): Promise<Set<string>> =>
   new Promise((resolve) => {
     execFile('getfattr', ['-R', '-P', '--absolute-names', '-d', '-m', '^trusted\\.overlay\\.opaque$', dir], { maxBuffer: 64 << 20 }, (_err, out) => {
       const set = new Set<string>();
@@ -34,8 +34,39 @@ const opaqueDirs = (dir: string): Promise<Set<string>> =>
   });
 
 /**
+ * The mount points the runtime makes in a container's rootfs when the image
+ * lacks them (`/proc`, `/sys`, `/dev`, and the targets of the /etc/hosts,
+ * /etc/hostname and /etc/resolv.conf binds), as they stay in its upper
+ * dir: empty. They are no change the container made, as Docker's init
+ * layer keeps them out of its `diff` and `commit`: a RUN step's layer,
+ * `berth commit`'s and `berth diff` leave them out.
+ */
+const RUNTIME_MOUNT_POINTS = new Set(['proc', 'sys', 'dev', 'etc/hosts', 'etc/hostname', 'etc/resolv.conf']);
+
+/** Whether `rel` (relative to an upper dir, no leading slash) is an empty mount point the runtime made. */
+export const isRuntimeMountPoint = (rel: string, st: Stats): boolean =>
+  RUNTIME_MOUNT_POINTS.has(rel) && ((st.isFile() && st.size === 0) || st.isDirectory());
+
+/**
+ * Whether the directory `rel` of `upper` holds nothing but entries `skip`
+ * leaves out (at least one): a directory overlayfs copied up only because
+ * the runtime made a mount point in it (etc/ for etc/hosts). An opaque
+ * directory is a change of its own: the caller checks that first.
+ */
+export const onlySkipped = async (upper: string, rel: string, skip: (rel: string, st: Stats) => boolean): Promise<boolean> => {
+  let kept = 0;
+  let skipped = 0;
+  for (const k of await fsp.readdir(path.join(upper, rel))) {
+    if (skip(`${rel}/${k}`, await fsp.lstat(path.join(upper, rel, k)))) skipped++;
+    else kept++;
+  }
+  return skipped > 0 && kept === 0;
+};
+
+/**
  * Write the upper dir `upper` as a layer tar at `out`; entries `skip` says
- * no to are left out (with everything under them).
+ * no to are left out (with everything under them), and so is a directory
+ * that holds only such entries (onlySkipped).
  */
 export const writeLayerTar = async (upper: string, out: string, skip: (rel: string, st: Stats) => boolean = () => false): Promise<void> => {
   const opaque = await opaqueDirs(upper);
@@ -56,16 +87,7 @@ export const writeLayerTar = async (upper: string, out: string, skip: (rel: stri
       if (st.isCharacterDevice() && st.rdev === 0) {
         await entry({ ...base, name: rel === '' ? `.wh.${n}` : `${rel}/.wh.${n}`, type: 'file', size: 0 });
       } else if (st.isDirectory()) {
-        // a directory copied up only because the runtime made a mount point in it (etc/ for etc/hosts) is no change
-        if (!opaque.has(p)) {
-          let kept = 0;
-          let skipped = 0;
-          for (const k of await fsp.readdir(p)) {
-            if (skip(`${r}/${k}`, await fsp.lstat(path.join(p, k)))) skipped++;
-            else kept++;
-          }
-          if (skipped > 0 && kept === 0) continue;
-        }
+        if (!opaque.has(p) && (await onlySkipped(upper, r, skip))) continue;
         await entry({ ...base, name: `${r}/`, type: 'directory' });
         if (opaque.has(p)) await entry({ ...base, mode: 0o644, name: `${r}/.wh..wh..opq`, type: 'file', size: 0 });
         await visit(r);

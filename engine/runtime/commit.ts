@@ -1,13 +1,15 @@
 /**
  * `berth commit`: a container's upper dir becomes one more layer on top of
  * its image. Overlay whiteouts (0/0 character devices, opaque directories)
- * become OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`). The layer is written
+ * become OCI whiteouts (`.wh.<name>`, `.wh..wh..opq`); the empty mount
+ * points the runtime made (/etc/hosts, ...) are left out, as the builder
+ * leaves them out of a RUN step's layer. The layer is written
  * uncompressed (its digest is its diff ID) through the blob store, which
  * verifies it; the new config carries the container's command and env.
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { storeImage, writeLayerTar } from '../build/layer.js';
+import { isRuntimeMountPoint, storeImage, writeLayerTar } from '../build/layer.js';
 import type { ImageInfo } from '../engine.js';
 import { conflict, fail } from '../errors.js';
 import type { LocalEngine } from '../local.js';
@@ -31,7 +33,7 @@ export const commitContainer = async (engine: LocalEngine, ref: string, target: 
     return await store.withLease(async () => {
       const tmp = path.join(c.paths.dir, `commit-${process.pid}.tar`);
       try {
-        await writeLayerTar(c.paths.upper, tmp);
+        await writeLayerTar(c.paths.upper, tmp, isRuntimeMountPoint);
         const layer = await storeLayer(store, tmp, `commit of ${info.name}`);
         const pc = parent.config;
         const spec = info.spec;

@@ -7,6 +7,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
+import { isRuntimeMountPoint, onlySkipped, opaqueDirs } from '../build/layer.js';
 import type { LocalEngine } from '../local.js';
 import { fail, invalidSpec, notFound } from '../errors.js';
 import { resolveInRoot } from './inroot.js';
@@ -35,6 +36,11 @@ const existsIn = async (dirs: readonly string[], rel: string): Promise<boolean> 
   return false;
 };
 
+/**
+ * The upper dir against the image's layers, as `docker diff` lists it: the
+ * empty mount points the runtime made (/etc/hosts, ...) and a directory
+ * copied up only for them are no change (Docker keeps them in its init layer).
+ */
 export const containerDiff = async (engine: LocalEngine, ref: string): Promise<Change[]> => {
   const c = await engine.containers.pathsOf(ref);
   const lowers = await lowerDirs(engine, c.chain);
@@ -43,11 +49,14 @@ export const containerDiff = async (engine: LocalEngine, ref: string): Promise<C
     const entries = await fsp.readdir(path.join(c.paths.upper, rel), { withFileTypes: true });
     for (const e of entries.sort((a, b) => a.name.localeCompare(b.name))) {
       const r = path.join(rel, e.name);
-      const st = await fsp.lstat(path.join(c.paths.upper, r));
+      const p = path.join(c.paths.upper, r);
+      const st = await fsp.lstat(p);
       if (st.isCharacterDevice() && st.rdev === 0) {
         out.push({ kind: 'D', path: `/${r}` });
         continue;
       }
+      if (isRuntimeMountPoint(r, st)) continue;
+      if (st.isDirectory() && (await onlySkipped(c.paths.upper, r, isRuntimeMountPoint)) && !(await opaqueDirs(p)).has(p)) continue;
       out.push({ kind: (await existsIn(lowers, r)) ? 'C' : 'A', path: `/${r}` });
       if (e.isDirectory()) await walk(r);
     }

@@ -37,6 +37,19 @@ const ok = (args: string[], input?: string): string => {
   return r.stdout;
 };
 
+/** The entry names of an image's top layer, through `berth save` (a docker-archive: manifest.json names each layer's tar). */
+const lastLayerNames = (ref: string): string[] => {
+  const tar = path.join(dir, `save-${ref.replace(/\W/g, '_')}.tar`);
+  ok(['save', '-o', tar, ref]);
+  try {
+    const manifest = JSON.parse(execFileSync('tar', ['-xOf', tar, 'manifest.json'], { encoding: 'utf8' })) as { Layers: string[] }[];
+    const layer = execFileSync('tar', ['-xOf', tar, manifest[0]!.Layers.at(-1)!], { maxBuffer: 64 << 20 });
+    return execFileSync('tar', ['-t'], { input: layer, encoding: 'utf8' }).split('\n').filter(Boolean).map((n) => n.replace(/^\.\//, ''));
+  } finally {
+    fs.rmSync(tar, { force: true });
+  }
+};
+
 beforeAll(async () => {
   if (!built) return;
   try {
@@ -290,7 +303,12 @@ describe.skipIf(!built)('berth containers (skipped without node_modules/typescri
     ok(['create', '--name', 'files', ...N, 'busybox', 'sh', '-c', 'echo made > /made.txt; rm /etc/hostname_gone 2>/dev/null; rm /bin/ash']);
     ok(['start', 'files']);
     ok(['wait', 'files']);
-    expect(ok(['diff', 'files']).split('\n')).toEqual(expect.arrayContaining(['A /made.txt', 'C /bin', 'D /bin/ash']));
+    const diff = ok(['diff', 'files']).split('\n').filter(Boolean);
+    expect(diff).toEqual(expect.arrayContaining(['A /made.txt', 'C /bin', 'D /bin/ash']));
+    // the image has no /etc/hosts or /etc/resolv.conf: the runtime made them, empty, as bind targets (the
+    // upper dir holds them and a copy of /etc), which is no change of the container's (docker diff: its init layer)
+    expect(diff.filter((l) => l.includes('/etc'))).toEqual([]);
+    expect(fs.readdirSync(path.join(root, 'containers', ok(['inspect', '-f', '{{.Id}}', 'files']).trim(), 'upper', 'etc')).sort()).toEqual(['hosts', 'resolv.conf']);
     const hostFile = path.join(dir, 'in.txt');
     fs.writeFileSync(hostFile, 'from host\n');
     ok(['cp', hostFile, 'files:/tmp/']);
@@ -304,9 +322,17 @@ describe.skipIf(!built)('berth containers (skipped without node_modules/typescri
     expect(names).toEqual(expect.arrayContaining(['./made.txt', './tmp/in.txt', './bin/busybox']));
     expect(names).not.toContain('./bin/ash');
     expect(berth(['cp', 'files:/nope', dir]).code).toBe(125);
-    // commit: the changes (a new file, a deleted one) become a layer of a new image
+    // commit: the changes (a new file, a deleted one) become a layer of a new image, without the bind targets
     expect(ok(['commit', '-m', 'snapshot', 'files', 'snap:1']).trim()).toMatch(/^sha256:[0-9a-f]{64}$/);
     expect(ok(['run', '--rm', ...N, 'snap:1', 'sh', '-c', 'cat /made.txt /tmp/in.txt; test -e /bin/ash || echo ash-gone'])).toBe('made\nfrom host\nash-gone\n');
+    expect(lastLayerNames('snap:1')).toEqual(expect.arrayContaining(['made.txt', 'bin/', 'bin/.wh.ash', 'tmp/in.txt']));
+    expect(lastLayerNames('snap:1').filter((n) => n.startsWith('etc'))).toEqual([]);
+    // a container that does write in /etc keeps that change, and still not the bind targets
+    ok(['run', '--name', 'etcw', ...N, 'busybox', 'sh', '-c', 'echo m > /etc/motd']);
+    expect(ok(['diff', 'etcw']).split('\n').filter((l) => l.includes('/etc'))).toEqual(['C /etc', 'A /etc/motd']);
+    ok(['commit', 'etcw', 'snap:2']);
+    expect(lastLayerNames('snap:2').filter((n) => n.startsWith('etc'))).toEqual(['etc/', 'etc/motd']);
+    ok(['rm', 'etcw']);
     ok(['rm', 'files']);
     // no temporary mount left behind
     expect(fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').filter((l) => l.includes(dir))).toEqual([]);
