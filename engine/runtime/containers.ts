@@ -30,7 +30,6 @@ import type {
 import { conflict, EngineFailure, fail, invalidSpec, notFound, toEngineError, unsupported } from '../errors.js';
 import type { ContainerNetworking, NetworkNamespaceReady, NetworkSetupResult } from '../services.js';
 import type { Digest } from '../store/digest.js';
-import { encodedOf } from '../store/digest.js';
 import { withLock } from '../store/fsutil.js';
 import type { Store } from '../store/store.js';
 import type { VolumeStore } from '../volume/volumes.js';
@@ -627,7 +626,12 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
    * above the image's layers holding /etc (owner, mode and times of the
    * image's) and the missing targets, empty.
    *
-   * <root>/containers/.init/<top chain ID hex>/etc/{hosts,hostname,resolv.conf}
+   * <root>/layers/<top chain ID hex>/init/etc/{hosts,hostname,resolv.conf}
+   *
+   * beside the chain's unpacked layer (`diff/`), so that it goes when the
+   * layer store removes the chain (image removal, prune): nothing to
+   * collect of its own. (Berth before 2026-11-23 kept it in
+   * <root>/containers/.init/, which nothing removes: `system reset` does.)
    *
    * Built the second time this process starts a container of a chain (a
    * chain started once, such as a build step's, gets none), from the layer
@@ -638,7 +642,6 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
    * bind mount covers anyway.
    */
   const INIT_TARGETS = ['hosts', 'hostname', 'resolv.conf'] as const;
-  const initRoot = path.join(L.containersDir, '.init');
   const chainsStarted = new Set<string>();
   /** Chains whose image needs no init layer (has every target, or no /etc directory). */
   const noInitLayer = new Set<string>();
@@ -682,7 +685,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
   const initLayer = (chain: readonly Digest[]): string | undefined => {
     const top = chain[chain.length - 1];
     if (top === undefined || noInitLayer.has(top)) return undefined;
-    const dir = path.join(initRoot, encodedOf(top));
+    const chainDir = path.dirname(o.images.layers.diffPath(top));
+    const dir = path.join(chainDir, 'init');
     if (existsSync(dir)) return dir;
     if (!chainsStarted.has(top)) {
       chainsStarted.add(top);
@@ -693,8 +697,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       noInitLayer.add(top);
       return undefined;
     }
-    mkdirSync(initRoot, { recursive: true, mode: 0o711 });
-    const tmp = path.join(initRoot, `.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+    const tmp = path.join(chainDir, `.init-tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
     try {
       const etc = path.join(tmp, 'etc');
       mkdirSync(etc, { recursive: true, mode: 0o755 });
@@ -711,7 +714,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       syncPath(tmp);
       // a lower dir must not come back half written after a power loss: on disk before it is named
       renameSync(tmp, dir);
-      syncPath(initRoot);
+      syncPath(chainDir);
       return dir;
     } catch {
       return existsSync(dir) ? dir : undefined; // another process made it first, or we cannot: the runtime makes the targets

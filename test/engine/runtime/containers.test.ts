@@ -461,7 +461,8 @@ describe('init layer', () => {
     await importLayers(t.engine.store, [busyboxLayer(t.dir), tar], ref, { cmd: ['sh'] });
     return [...(await t.engine.store.resolve(ref)).chain];
   };
-  const initDirOf = (chain: string[]): string => path.join(t.engine.roots.root, 'containers/.init', chain[chain.length - 1]!.slice('sha256:'.length));
+  // beside the top chain's unpacked layer in the layer store, so that it goes with it
+  const initDirOf = (chain: string[]): string => path.join(t.engine.roots.root, 'layers', chain[chain.length - 1]!.slice('sha256:'.length), 'init');
   const upperOf = (id: string): string[] => fs.readdirSync(path.join(t.engine.roots.root, 'containers', id, 'upper'));
 
   it('gives the second and later containers of an image the /etc mount targets it lacks, in a shared lower: nothing in their upper dirs', async () => {
@@ -492,6 +493,10 @@ describe('init layer', () => {
     expect((await fresh.waitContainer(c.id)).exitCode).toBe(0);
     expect(upperOf(c.id)).toEqual([]);
     for (const id of [first.id, second.id, c.id]) await t.engine.removeContainer(id);
+    // the image's removal takes the init layer with the chain's unpacked layer: nothing left of either
+    expect((await t.engine.removeImage('etcmode:1')).deleted).toHaveLength(1);
+    expect(fs.existsSync(path.dirname(initDirOf(chain)))).toBe(false);
+    expect(fs.readdirSync(path.join(t.engine.roots.root, 'layers')).filter((n) => !/^[0-9a-f]{64}$/.test(n))).toEqual([]);
   });
 
   it('makes none for an image whose /etc is not a directory', async () => {
