@@ -9,7 +9,7 @@
  * function with its bytecode (V8's --no-lazy for that one compile), and
  * runs it once at build time. Here, at build time, the modules that
  * `berth run` needs (commander, the container verbs, the engine with its
- * store, runtime and networking, pino, io-ts, tar-stream) are evaluated,
+ * store, runtime and networking, io-ts, tar-stream) are evaluated,
  * and the parts of a run that touch nothing outside this process are run
  * once (warmUp); the heap they leave is what the blob holds. A run then
  * starts from that heap (`cli/berth`, the launcher, runs berth-node or
@@ -22,8 +22,10 @@
  * module that touches process.stdin, stdout or stderr while it is
  * evaluated fails the build. Module code that reads an environment
  * variable while it is evaluated (a top-level `process.env['X']`, as
- * thread-stream does with NODE_V8_COVERAGE) would keep the build's value: the keys so read are recorded with their
- * values (and so are `tty.isatty` answers), and a run whose environment
+ * thread-stream under pino does with NODE_V8_COVERAGE; pino is no longer
+ * in the snapshot, engine/log.ts) would keep the build's value: the keys
+ * so read are recorded with their values (and so are `tty.isatty`
+ * answers), and a run whose environment
  * has a different value for any of them runs the plain ESM entry instead
  * (`cli/main.js`, through require(esm): it must stay free of top-level
  * await). Imported outside a snapshot build, this file does nothing.
@@ -199,21 +201,15 @@ const preload = async (): Promise<void> => {
     await import('./commands/container-flags.js');
     await import('../engine/local.js');
     await import('../engine/errors.js');
-    // engine/network/networking.js (a container on a bridge) with engine/log.js and pino (log.js
-    // loads pino-pretty only when it renders for a terminal). pino's sonic-boom requires
-    // node:assert, whose message colors Node sets from FORCE_COLOR and process.stderr.isTTY
-    // when it is loaded: loaded here with a stderr that is no terminal and the environment as
-    // it is (not recorded: only the colors of assert's own messages follow), so they are off
-    const guarded = Object.getOwnPropertyDescriptor(process, 'stderr');
-    Object.defineProperty(process, 'stderr', { configurable: true, get: () => ({ isTTY: false }) });
-    process.env = env;
-    try {
-      await import('node:assert');
-    } finally {
-      process.env = proxied;
-      if (guarded !== undefined) Object.defineProperty(process, 'stderr', guarded);
-    }
+    // engine/network/networking.js (a container on a bridge) with engine/log.js, which loads pino
+    // (and its node:assert and node:worker_threads) only when a logger needs it, and pino-pretty
+    // only when it renders for a terminal: neither is in the snapshot
     await import('../engine/network/networking.js');
+    // BERTH_SNAPSHOT_PROBE_ENV=NAME (a build's environment, for test/cli/snapshot.test.ts): NAME read here as
+    // a module's top level would read it, so that a run with another value for it shows the hand-over to the
+    // plain entry (since pino is loaded on first use, no module of the snapshot reads a variable)
+    const probe = env['BERTH_SNAPSHOT_PROBE_ENV'];
+    if (probe) void process.env[probe];
     await warmUp(env);
   } finally {
     process.env = env;

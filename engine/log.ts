@@ -9,9 +9,16 @@
  * this module (and engine/network/networking.js with it) out of berth's
  * start-up snapshot (cli/snapshot.ts), and every `berth run` on a bridge
  * would evaluate pino and pino-pretty, ~25 ms.
+ *
+ * pino itself is loaded on first use too (a level method at or above the
+ * logger's level, child(), ...): with its sonic-boom and thread-stream it
+ * brings node:assert and node:worker_threads, and in berth's start-up
+ * snapshot that heap costs every command ~3 ms to deserialize, where a
+ * `berth run` mostly writes no log line at all. The levels below are
+ * pino's own (test/engine/log.test.ts checks them against it).
  */
 import { createRequire } from 'node:module';
-import { pino, type Logger } from 'pino';
+import type { Logger, pino as PinoFactory } from 'pino';
 import type { PrettyOptions } from 'pino-pretty';
 
 export type { Logger };
@@ -26,6 +33,19 @@ export interface LoggerOptions {
 }
 
 type Pretty = (opts: PrettyOptions) => NodeJS.WritableStream;
+
+/** pino's levels (pino.levels.values), known without loading pino. */
+export const LEVELS: Readonly<Record<string, number>> = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60 };
+
+let loadedPino: typeof PinoFactory | undefined;
+/** pino, loaded on first use (the module doc says why). */
+const loadPino = (): typeof PinoFactory => {
+  if (loadedPino === undefined) {
+    const m = createRequire(import.meta.url)('pino') as typeof PinoFactory | { pino: typeof PinoFactory };
+    loadedPino = typeof m === 'function' ? m : m.pino;
+  }
+  return loadedPino;
+};
 
 /** pino-pretty, loaded on first use (the module doc says why). */
 const loadPretty = (): Pretty => {
@@ -43,7 +63,7 @@ const loadPretty = (): Pretty => {
  * mostly writes no log line at all.
  */
 const deferred = (level: string, make: () => Logger): Logger => {
-  const values: Record<string, number> = pino.levels.values;
+  const values = LEVELS;
   // a level pino does not know: made now, so that pino answers it as it always did
   if (level !== 'silent' && values[level] === undefined) return make();
   const threshold = level === 'silent' ? Infinity : values[level]!;
@@ -73,10 +93,13 @@ export const createLogger = (opts: LoggerOptions = {}): Logger => {
   const human = opts.pretty ?? process.stderr.isTTY === true;
   const base = { name: opts.name ?? 'berth', level };
   if (human) {
-    return deferred(level, () => pino(base, loadPretty()({ destination: 2, sync: true, colorize: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' })));
+    return deferred(level, () => loadPino()(base, loadPretty()({ destination: 2, sync: true, colorize: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' })));
   }
-  return deferred(level, () => pino(base, pino.destination({ dest: 2, sync: true })));
+  return deferred(level, () => {
+    const pino = loadPino();
+    return pino(base, pino.destination({ dest: 2, sync: true }));
+  });
 };
 
 /** A logger that drops everything (tests, library callers that pass none). */
-export const silentLogger = (): Logger => deferred('silent', () => pino({ level: 'silent' }));
+export const silentLogger = (): Logger => deferred('silent', () => loadPino()({ level: 'silent' }));

@@ -4,7 +4,6 @@
  * that sees every kind of owner: any process, any address).
  */
 import * as net from 'node:net';
-import * as dgram from 'node:dgram';
 import { promises as fsp } from 'node:fs';
 import type { PortSpec } from '../engine.js';
 import { fail, invalidSpec, conflict } from '../errors.js';
@@ -87,7 +86,8 @@ export const portFree = (ip: string, port: number, protocol: 'tcp' | 'udp'): Pro
       srv.once('error', () => resolve(false));
       srv.listen({ host: ip, port, exclusive: true }, () => srv.close(() => resolve(true)));
     } else {
-      const sock = dgram.createSocket({ type: 'udp4' });
+      // node:dgram on first use: left out of berth's start-up snapshot, which every command deserializes
+      const sock = process.getBuiltinModule('node:dgram').createSocket({ type: 'udp4' });
       sock.once('error', () => {
         sock.close();
         resolve(false);

@@ -4,7 +4,6 @@
  * until the container is no longer running (a rotation starts over).
  */
 import { promises as fsp } from 'node:fs';
-import * as readline from 'node:readline';
 import type { LogLine } from '../engine.js';
 
 export interface LogOptions {
@@ -25,7 +24,8 @@ const readLogFile = async function* (file: string, fromByte = 0): AsyncGenerator
     return;
   }
   try {
-    const rl = readline.createInterface({ input: fd.createReadStream({ start: fromByte, autoClose: false }), crlfDelay: Infinity });
+    // node:readline on first use: left out of berth's start-up snapshot, which every command deserializes
+    const rl = process.getBuiltinModule('node:readline').createInterface({ input: fd.createReadStream({ start: fromByte, autoClose: false }), crlfDelay: Infinity });
     let pos = fromByte;
     for await (const l of rl) {
       pos += Buffer.byteLength(l) + 1;

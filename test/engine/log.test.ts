@@ -1,19 +1,29 @@
-// engine/log.ts: a logger makes its pino instance only when something needs
-// one (pino looks up its callers' files then, which costs a start-up from
-// berth's snapshot ~1.7 ms), once, and an unknown level still fails at once.
-import { afterEach, describe, expect, it, vi } from 'vitest';
+// engine/log.ts: a logger loads pino and makes its instance only when
+// something needs one (pino with its sonic-boom and thread-stream brings
+// node:assert and node:worker_threads into berth's start-up snapshot, ~3 ms
+// of every start; making an instance looks up its callers' files, ~1.7 ms),
+// once, and an unknown level still fails at once.
+import { createRequire } from 'node:module';
+import { afterEach, describe, expect, it } from 'vitest';
 
-const made = vi.hoisted(() => ({ count: 0 }));
-vi.mock('pino', async (importOriginal) => {
-  const real = await importOriginal<typeof import('pino')>();
-  const counted = Object.assign((...a: Parameters<typeof real.pino>) => {
-    made.count++;
-    return real.pino(...a);
-  }, real.pino);
-  return { ...real, pino: counted, default: counted };
-});
+const { createLogger, silentLogger, LEVELS } = await import('../../engine/log.js');
 
-const { createLogger, silentLogger } = await import('../../engine/log.js');
+const require = createRequire(import.meta.url);
+const pinoPath = require.resolve('pino');
+/** Whether pino's module has been loaded in this process (through any require). */
+const pinoLoaded = (): boolean => require.cache[pinoPath] !== undefined;
+// checked before anything below loads it: importing the logger's module does not
+const loadedByImport = pinoLoaded();
+
+// the pino that engine/log.ts will load (same resolved file, one module cache): counted
+const made = { count: 0 };
+type PinoFn = typeof import('pino').pino;
+const real = require('pino') as PinoFn;
+const counted = Object.assign((...a: Parameters<PinoFn>) => {
+  made.count++;
+  return real(...a);
+}, real);
+require.cache[pinoPath]!.exports = counted;
 
 afterEach(() => {
   made.count = 0;
@@ -21,6 +31,14 @@ afterEach(() => {
 });
 
 describe('engine logger', () => {
+  it('loads pino only when a logger needs it', () => {
+    expect(loadedByImport).toBe(false);
+  });
+
+  it("knows pino's levels without it", () => {
+    expect(LEVELS).toEqual(real.levels.values);
+  });
+
   it('answers level, isLevelEnabled and the methods below its level without making pino', () => {
     const log = createLogger({ pretty: false, level: 'warn' });
     log.debug('not written');
