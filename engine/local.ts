@@ -9,6 +9,7 @@ import { appendFileSync, existsSync, mkdirSync, promises as fsp } from 'node:fs'
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Engine, EngineEvent, EngineRoots, ImageApi, NetworkApi } from './engine.js';
+import type { Logger } from './log.js';
 import { fail, unsupported } from './errors.js';
 import { openContainerRuntime, type ContainerRuntime } from './runtime/containers.js';
 import type { ContainerNetworking, NetworkSetupResult } from './services.js';
@@ -30,6 +31,9 @@ export interface LocalEngineOptions {
    *  nobody waits for exits. Default: the built CLI's launcher (dist/cli/berth) with these roots, when
    *  there is one; null: none (the exit is then collected by the next command that looks at it). */
   readonly exitCommand?: readonly string[] | null;
+  /** Where the engine's networking logs (recovery of a half-done setup, ip_forward changes, failed
+   *  undos): the CLI passes its stderr logger; default: dropped. */
+  readonly log?: Logger;
 }
 
 /** dist/cli/berth, the launcher of the CLI this engine was built with, with these roots; undefined
@@ -60,10 +64,11 @@ type Networking = NetworkApi & ContainerNetworking & { endpointInfo(containerId:
 
 /** engine/network, imported on the first call: `run --network none` never loads it. */
 const lazyNetworking = (
-  roots: EngineRoots, resolveContainer: (ref: string) => Promise<string>,
+  roots: EngineRoots, resolveContainer: (ref: string) => Promise<string>, logger: Logger | undefined,
 ): { api: NetworkApi; containers: ContainerNetworking; info: (containerId: string) => Promise<NetworkSetupResult | undefined> } => {
   let loaded: Promise<Networking> | undefined;
-  const get = (): Promise<Networking> => (loaded ??= import('./network/networking.js').then((m) => m.openNetworking(roots, { resolveContainer })));
+  const get = (): Promise<Networking> =>
+    (loaded ??= import('./network/networking.js').then((m) => m.openNetworking(roots, { resolveContainer, ...(logger ? { logger } : {}) })));
   const n: Networking = {
     createNetwork: async (...a) => (await get()).createNetwork(...a),
     removeNetwork: async (...a) => (await get()).removeNetwork(...a),
@@ -102,7 +107,7 @@ const lazyImages = (store: Store, inUse: () => Promise<readonly string[]>): Imag
 export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {}): LocalEngine => {
   const store = openStore(roots.root);
   let containers: ContainerRuntime | undefined;
-  const lazy = opts.networking === undefined ? lazyNetworking(roots, async (ref) => (await (containers as ContainerRuntime).inspectContainer(ref)).id) : undefined;
+  const lazy = opts.networking === undefined ? lazyNetworking(roots, async (ref) => (await (containers as ContainerRuntime).inspectContainer(ref)).id, opts.log) : undefined;
   const networking = opts.networking === null ? undefined : (opts.networking ?? lazy);
   const eventsFile = path.join(roots.runRoot, 'events.jsonl');
   const emit = (ev: EngineEvent): void => {

@@ -38,7 +38,11 @@ export const engineFor = async (cmd: Command, runtime?: string): Promise<LocalEn
   const runRoot = g.runRoot ?? process.env['BERTH_RUN_ROOT'] ?? (root === '/var/lib/berth' ? '/run/berth' : `${root}/run`);
   const roots = { root, runRoot };
   const rt = runtime ?? g.runtime ?? process.env['BERTH_OCI_RUNTIME'];
-  engineCache = openLocalEngine(roots, rt ? { runtime: resolveRuntime(rt) } : {});
+  // the engine's own log lines on stderr: warnings and errors (a half-done setup undone, an undo that
+  // failed), as podman shows them by default; everything with --debug (BERTH_LOG_LEVEL overrides)
+  const { createLogger } = await import('../../engine/log.js');
+  const log = createLogger({ level: g.debug ? 'debug' : 'warn' });
+  engineCache = openLocalEngine(roots, { log, ...(rt ? { runtime: resolveRuntime(rt) } : {}) });
   return engineCache;
 };
 

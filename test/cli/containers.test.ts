@@ -299,6 +299,15 @@ describe.skipIf(!built)('berth containers (skipped without node_modules/typescri
     }
   });
 
+  it("shows the engine's log lines on stderr: warnings and errors by default, everything with --debug", () => {
+    // a run on the default bridge logs its network's setup at debug level (engine/network)
+    expect(berth(['run', '--rm', 'busybox', 'true'])).toMatchObject({ code: 0, stderr: '' });
+    const d = berth(['--debug', 'run', '--rm', 'busybox', 'true']);
+    expect(d.code, d.stderr).toBe(0);
+    const lines = d.stderr.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { level: number; msg: string; networks?: string[] });
+    expect(lines).toContainEqual(expect.objectContaining({ level: 20, msg: 'network set up', networks: ['bridge'] }));
+  });
+
   it('cp both ways, diff and export', () => {
     ok(['create', '--name', 'files', ...N, 'busybox', 'sh', '-c', 'echo made > /made.txt; rm /etc/hostname_gone 2>/dev/null; rm /bin/ash']);
     ok(['start', 'files']);
