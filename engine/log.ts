@@ -18,6 +18,7 @@
  * pino's own (test/engine/log.test.ts checks them against it).
  */
 import { createRequire } from 'node:module';
+import { isatty } from 'node:tty';
 import type { Logger, pino as PinoFactory } from 'pino';
 import type { PrettyOptions } from 'pino-pretty';
 
@@ -90,7 +91,9 @@ const deferred = (level: string, make: () => Logger): Logger => {
 
 export const createLogger = (opts: LoggerOptions = {}): Logger => {
   const level = process.env['BERTH_LOG_LEVEL'] ?? opts.level ?? (opts.debug ? 'debug' : 'info');
-  const human = opts.pretty ?? process.stderr.isTTY === true;
+  // isatty(2), not process.stderr.isTTY: the stream would be made only to ask (for a pipe, Node makes the fd
+  // non-blocking then, and a `run` that made no stdio stream can report its exit early, cli/startup.ts)
+  const human = opts.pretty ?? isatty(2);
   const base = { name: opts.name ?? 'berth', level };
   if (human) {
     return deferred(level, () => loadPino()(base, loadPretty()({ destination: 2, sync: true, colorize: true, ignore: 'pid,hostname', translateTime: 'HH:MM:ss.l' })));

@@ -47,6 +47,12 @@ const RUNTIME_MOUNT_POINTS = new Set(['proc', 'sys', 'dev', 'etc/hosts', 'etc/ho
 export const isRuntimeMountPoint = (rel: string, st: Stats): boolean =>
   RUNTIME_MOUNT_POINTS.has(rel) && ((st.isFile() && st.size === 0) || st.isDirectory());
 
+/** The directories the runtime's mount points are made in (etc): the only ones it may copy up for them. */
+const RUNTIME_MOUNT_POINT_PARENTS = new Set([...RUNTIME_MOUNT_POINTS].filter((m) => m.includes('/')).map((m) => m.slice(0, m.lastIndexOf('/'))));
+
+/** Whether the directory `rel` may have been copied up only for the runtime's mount points (see onlySkipped). */
+export const holdsRuntimeMountPoints = (rel: string): boolean => RUNTIME_MOUNT_POINT_PARENTS.has(rel);
+
 /**
  * Whether the directory `rel` of `upper` holds nothing but entries `skip`
  * leaves out (at least one): a directory overlayfs copied up only because
