@@ -13,7 +13,7 @@
  * pino itself is loaded on first use too (a level method at or above the
  * logger's level, child(), ...): with its sonic-boom and thread-stream it
  * brings node:assert and node:worker_threads, and in berth's start-up
- * snapshot that heap costs every command ~3 ms to deserialize, where a
+ * snapshot that heap costs every command ~1.5 ms to start, where a
  * `berth run` mostly writes no log line at all. The levels below are
  * pino's own (test/engine/log.test.ts checks them against it).
  */

@@ -42,7 +42,7 @@ import { openCache } from './cache.js';
 import { digestItems, openContext } from './context.js';
 import { addArchive, archiveFormat, copyEntry, copyTree, isDirIn, mkdirIn, resolveOwner, resolveSources, type ArchiveFormat } from './copy.js';
 import { expandWord, expandWords, parseDockerfile, parsePairs, type Dockerfile, type Instruction, type Lookup } from './dockerfile.js';
-import { isRuntimeMountPoint, storeImage, writeLayerTar } from './layer.js';
+import { storeImage, writeLayerTar } from './layer.js';
 import { storeLayer } from '../local-images.js';
 
 /** What the builder needs of the local engine. */
@@ -708,7 +708,7 @@ const runStep = async (
     const p = await c.pathsOf(info.id);
     const tar = path.join(tmp, `layer-${randomSuffix()}.tar`);
     try {
-      await writeLayerTar(p.paths.upper, tar, isRuntimeMountPoint);
+      await writeLayerTar(p.paths.upper, tar, true);
       return await storeLayer(deps.store, tar, `build layer (${where})`);
     } finally {
       await fsp.rm(tar, { force: true });

@@ -50,31 +50,25 @@ export const isRuntimeMountPoint = (rel: string, st: Stats): boolean =>
 /** The directories the runtime's mount points are made in (etc): the only ones it may copy up for them. */
 const RUNTIME_MOUNT_POINT_PARENTS = new Set([...RUNTIME_MOUNT_POINTS].filter((m) => m.includes('/')).map((m) => m.slice(0, m.lastIndexOf('/'))));
 
-/** Whether the directory `rel` may have been copied up only for the runtime's mount points (see onlySkipped). */
-export const holdsRuntimeMountPoints = (rel: string): boolean => RUNTIME_MOUNT_POINT_PARENTS.has(rel);
-
 /**
- * Whether the directory `rel` of `upper` holds nothing but entries `skip`
- * leaves out (at least one): a directory overlayfs copied up only because
- * the runtime made a mount point in it (etc/ for etc/hosts). An opaque
- * directory is a change of its own: the caller checks that first.
+ * Whether the directory `rel` of `upper` is there only because overlayfs
+ * copied it up for the runtime's mount points in it (etc/ for etc/hosts):
+ * it holds them and nothing else. An opaque directory is a change of its
+ * own: the caller checks that.
  */
-export const onlySkipped = async (upper: string, rel: string, skip: (rel: string, st: Stats) => boolean): Promise<boolean> => {
-  let kept = 0;
-  let skipped = 0;
-  for (const k of await fsp.readdir(path.join(upper, rel))) {
-    if (skip(`${rel}/${k}`, await fsp.lstat(path.join(upper, rel, k)))) skipped++;
-    else kept++;
-  }
-  return skipped > 0 && kept === 0;
+export const copiedUpForMountPoints = async (upper: string, rel: string): Promise<boolean> => {
+  if (!RUNTIME_MOUNT_POINT_PARENTS.has(rel)) return false;
+  const names = await fsp.readdir(path.join(upper, rel));
+  for (const k of names) if (!isRuntimeMountPoint(`${rel}/${k}`, await fsp.lstat(path.join(upper, rel, k)))) return false;
+  return names.length > 0;
 };
 
 /**
- * Write the upper dir `upper` as a layer tar at `out`; entries `skip` says
- * no to are left out (with everything under them), and so is a directory
- * that holds only such entries (onlySkipped).
+ * Write the upper dir `upper` as a layer tar at `out`; with
+ * `leaveOutMountPoints`, without the runtime's mount points and a
+ * directory copied up only for them (a container's upper dir).
  */
-export const writeLayerTar = async (upper: string, out: string, skip: (rel: string, st: Stats) => boolean = () => false): Promise<void> => {
+export const writeLayerTar = async (upper: string, out: string, leaveOutMountPoints = false): Promise<void> => {
   const opaque = await opaqueDirs(upper);
   const pack = tarStream.pack();
   const done = pipeline(pack, createWriteStream(out));
@@ -88,12 +82,12 @@ export const writeLayerTar = async (upper: string, out: string, skip: (rel: stri
       const r = rel === '' ? n : `${rel}/${n}`;
       const p = path.join(upper, r);
       const st = await fsp.lstat(p);
-      if (skip(r, st)) continue;
+      if (leaveOutMountPoints && isRuntimeMountPoint(r, st)) continue;
       const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtime: st.mtime };
       if (st.isCharacterDevice() && st.rdev === 0) {
         await entry({ ...base, name: rel === '' ? `.wh.${n}` : `${rel}/.wh.${n}`, type: 'file', size: 0 });
       } else if (st.isDirectory()) {
-        if (!opaque.has(p) && (await onlySkipped(upper, r, skip))) continue;
+        if (leaveOutMountPoints && !opaque.has(p) && (await copiedUpForMountPoints(upper, r))) continue;
         await entry({ ...base, name: `${r}/`, type: 'directory' });
         if (opaque.has(p)) await entry({ ...base, mode: 0o644, name: `${r}/.wh..wh..opq`, type: 'file', size: 0 });
         await visit(r);

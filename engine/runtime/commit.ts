@@ -9,7 +9,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { isRuntimeMountPoint, storeImage, writeLayerTar } from '../build/layer.js';
+import { storeImage, writeLayerTar } from '../build/layer.js';
 import type { ImageInfo } from '../engine.js';
 import { conflict, fail } from '../errors.js';
 import type { LocalEngine } from '../local.js';
@@ -33,7 +33,7 @@ export const commitContainer = async (engine: LocalEngine, ref: string, target: 
     return await store.withLease(async () => {
       const tmp = path.join(c.paths.dir, `commit-${process.pid}.tar`);
       try {
-        await writeLayerTar(c.paths.upper, tmp, isRuntimeMountPoint);
+        await writeLayerTar(c.paths.upper, tmp, true);
         const layer = await storeLayer(store, tmp, `commit of ${info.name}`);
         const pc = parent.config;
         const spec = info.spec;

@@ -7,7 +7,7 @@
 import { execFile, spawn } from 'node:child_process';
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { holdsRuntimeMountPoints, isRuntimeMountPoint, onlySkipped, opaqueDirs } from '../build/layer.js';
+import { copiedUpForMountPoints, isRuntimeMountPoint, opaqueDirs } from '../build/layer.js';
 import type { LocalEngine } from '../local.js';
 import { fail, invalidSpec, notFound } from '../errors.js';
 import { resolveInRoot } from './inroot.js';
@@ -56,9 +56,7 @@ export const containerDiff = async (engine: LocalEngine, ref: string): Promise<C
         continue;
       }
       if (isRuntimeMountPoint(r, st)) continue;
-      if (st.isDirectory() && holdsRuntimeMountPoints(r) && (await onlySkipped(c.paths.upper, r, isRuntimeMountPoint)) && !(await opaqueDirs(p)).has(p)) {
-        continue;
-      }
+      if (st.isDirectory() && (await copiedUpForMountPoints(c.paths.upper, r)) && !(await opaqueDirs(p)).has(p)) continue;
       out.push({ kind: (await existsIn(lowers, r)) ? 'C' : 'A', path: `/${r}` });
       if (e.isDirectory()) await walk(r);
     }
