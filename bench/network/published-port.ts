@@ -125,7 +125,7 @@ const freePort = (): Promise<number> =>
 const peers = async (log: (s: string) => void): Promise<void> => {
   const repo = process.env['BERTH_REPO'] ?? process.cwd();
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'berth-bench-ports-'));
-  const e = await prepareEngines({ repo, ...(process.env['BERTH_DIST'] ? { dist: process.env['BERTH_DIST'] } : {}), dir, network: 'bridge', docker: ['bridge', 'bridge-noproxy'] });
+  const e = await prepareEngines({ repo, ...(process.env['BERTH_DIST'] ? { dist: process.env['BERTH_DIST'] } : {}), dir, network: 'bridge', runStateOnTmpfs: process.env['BENCH_RUN_STATE'] !== 'disk', docker: ['bridge', 'bridge-noproxy'] });
   try {
     for (const s of e.skipped) log(`not run: ${s}`);
     const berthPort = await freePort();

@@ -40,7 +40,7 @@ const log = (s: string): void => {
 };
 
 const cliComparison = async (): Promise<void> => {
-  const e = await prepareEngines({ repo, ...(process.env['BERTH_DIST'] ? { dist: process.env['BERTH_DIST'] } : {}), dir: path.join(dir, 'cli'), network: 'bridge', podman: process.env['BENCH_PEERS'] !== '0', ...(process.env['BENCH_PEERS'] === '0' ? { docker: [] } : {}) });
+  const e = await prepareEngines({ repo, ...(process.env['BERTH_DIST'] ? { dist: process.env['BERTH_DIST'] } : {}), dir: path.join(dir, 'cli'), network: 'bridge', runStateOnTmpfs: process.env['BENCH_RUN_STATE'] !== 'disk', podman: process.env['BENCH_PEERS'] !== '0', ...(process.env['BENCH_PEERS'] === '0' ? { docker: [] } : {}) });
   try {
     for (const s of e.skipped) log(`not run: ${s}`);
     log(`image ${e.imageId} in ${e.engines.map((x) => x.name).join(', ')}`);

@@ -63,6 +63,8 @@ export interface DockerdOptions {
   network?: DockerdNetwork;
   /** how long to wait for the API to answer (ms) */
   startTimeoutMs?: number;
+  /** the exec root (containerd's and runc's state, netns files) on a tmpfs, as /run/docker is */
+  execRootOnTmpfs?: boolean;
 }
 
 /** What stop needs, saved in the instance's dir so another process can stop it. */
@@ -151,6 +153,15 @@ export function mountsUnder(dir: string): string[] {
     if (mp !== undefined && (mp === dir || mp.startsWith(dir + '/'))) points.push(mp);
   }
   return points.sort((a, b) => b.length - a.length);
+}
+
+/** Makes dir (under an instance's temp dir) a tmpfs of its own: where an engine keeps its
+ *  runtime state (docker's exec root, podman's run root and tmp dir, Berth's run root), as
+ *  under /run, which is a tmpfs on standard hosts and ext4 on the VM the benchmarks ran on.
+ *  Unmounted with the rest by unmountUnder. */
+export function mountRunStateTmpfs(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'mode=0755,size=1g', 'berth-test-run', dir], { stdio: 'pipe' });
 }
 
 export function unmountUnder(dir: string): void {
@@ -286,6 +297,7 @@ export async function startDockerd(opts: DockerdOptions = {}): Promise<Dockerd> 
     // the CLI's own config dir (DOCKER_CONFIG): some verbs stat config.json there
     fs.mkdirSync(path.join(dir, 'cli'));
     fs.writeFileSync(path.join(dir, 'cli', 'config.json'), '{}\n');
+    if (opts.execRootOnTmpfs) mountRunStateTmpfs(path.join(dir, 'exec'));
     const args = [
       `--net=/run/netns/${state.netns}`,
       dockerdBinary,

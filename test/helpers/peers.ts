@@ -25,7 +25,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { cgroupDirs, dockerdMissing, startDockerd, type Dockerd, type DockerdNetwork } from './dockerd.js';
+import { cgroupDirs, dockerdMissing, mountRunStateTmpfs, startDockerd, unmountUnder, type Dockerd, type DockerdNetwork } from './dockerd.js';
 import { makePodman, podmanMissing, type Podman } from './podman.js';
 
 const run = promisify(execFile);
@@ -66,6 +66,10 @@ export interface EnginesOptions {
   node?: string;
   /** Berth's build (default <repo>/dist); Berth runs as users run it, <dist>/cli/berth (the launcher) */
   dist?: string;
+  /** Each engine's runtime state on a tmpfs of its own, as under /run on a standard host
+   *  (Berth's run root, podman's run root and tmp dir, docker's exec root); the rest of their
+   *  state stays under dir, as under /var/lib. Without it all of it is under dir. */
+  runStateOnTmpfs?: boolean;
 }
 
 /** Sets up the engines; on failure everything made so far is removed. */
@@ -75,6 +79,9 @@ export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
   const main = path.join(dist, 'cli/main.js');
   const launcher = path.join(dist, 'cli/berth');
   const berthRoot = path.join(opts.dir, 'berth-root');
+  // the runtime state: <root>/run by default, a tmpfs of its own when asked
+  const berthRunRoot = path.join(opts.dir, opts.runStateOnTmpfs ? 'berth-run' : 'berth-root/run');
+  const berthGlobals = ['--root', berthRoot, '--run-root', berthRunRoot];
   const bridged = opts.network === 'bridge';
   const dockerds: Dockerd[] = [];
   let podman: Podman | undefined;
@@ -82,14 +89,14 @@ export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
   const links: string[] = [];
   const cleanup = async (): Promise<void> => {
     try {
-      const nets = JSON.parse((await run(node, [main, '--root', berthRoot, '--json', 'network', 'ls'])).stdout) as { bridge?: string }[];
+      const nets = JSON.parse((await run(node, [main, ...berthGlobals, '--json', 'network', 'ls'])).stdout) as { bridge?: string }[];
       for (const n of nets) if (n.bridge) links.push(n.bridge);
     } catch {
       // no Berth state yet
     }
     try {
-      const ids = (await run(node, [main, '--root', berthRoot, 'ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
-      if (ids.length > 0) await run(node, [main, '--root', berthRoot, 'rm', '-f', ...ids]);
+      const ids = (await run(node, [main, ...berthGlobals, 'ps', '-aq', '--no-trunc'])).stdout.split('\n').filter(Boolean);
+      if (ids.length > 0) await run(node, [main, ...berthGlobals, 'rm', '-f', ...ids]);
     } catch {
       // no Berth state yet
     }
@@ -98,22 +105,24 @@ export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
       const { openNetworking } = (await import(pathToFileURL(path.join(dist, 'engine/network/networking.js')).href)) as {
         openNetworking: (r: { root: string; runRoot: string }) => { purge(): Promise<void> };
       };
-      await openNetworking({ root: berthRoot, runRoot: path.join(berthRoot, 'run') }).purge();
+      await openNetworking({ root: berthRoot, runRoot: berthRunRoot }).purge();
     } catch {
       // nothing was set up
     }
+    unmountUnder(berthRunRoot);
     for (const d of dockerds) await d.stop();
     await podman?.cleanup();
   };
   try {
     fs.mkdirSync(opts.dir, { recursive: true });
+    if (opts.runStateOnTmpfs) mountRunStateTmpfs(berthRunRoot);
     const env: NodeJS.ProcessEnv = { ...process.env };
     const rootfsTar = path.join(opts.dir, 'busybox-rootfs.tar');
     const saved = path.join(opts.dir, 'busybox-save.tar');
     execFileSync('tar', ['-C', path.join(opts.repo, 'test/fixtures/build/rootfs'), '--numeric-owner', '-cf', rootfsTar, '.']);
-    const imageId = (await run(node, [main, '--root', berthRoot, 'import', '--cmd', '["sh"]', rootfsTar, 'busybox:latest'])).stdout.trim();
-    await run(node, [main, '--root', berthRoot, 'save', '-o', saved, 'busybox:latest']);
-    const berthArgv = ['nsenter', '--net=/proc/self/ns/net', ...(fs.existsSync(launcher) ? [launcher] : [node, main]), '--root', berthRoot];
+    const imageId = (await run(node, [main, ...berthGlobals, 'import', '--cmd', '["sh"]', rootfsTar, 'busybox:latest'])).stdout.trim();
+    await run(node, [main, ...berthGlobals, 'save', '-o', saved, 'busybox:latest']);
+    const berthArgv = ['nsenter', '--net=/proc/self/ns/net', ...(fs.existsSync(launcher) ? [launcher] : [node, main]), ...berthGlobals];
     const engines: EngineCli[] = [
       {
         name: 'berth',
@@ -128,7 +137,7 @@ export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
     if (opts.podman === false) skipped.push('podman: not asked for');
     else if (pm !== undefined) skipped.push(`podman: ${pm}`);
     else {
-      podman = makePodman({ netns: bridged, storageDriver: 'overlay' });
+      podman = makePodman({ netns: bridged, storageDriver: 'overlay', runStateOnTmpfs: opts.runStateOnTmpfs === true });
       env['CONTAINERS_CONF'] = podman.conf;
       const p = podman;
       await run('skopeo', ['--insecure-policy', 'copy', '-q', `docker-archive:${saved}`, `containers-storage:[overlay@${path.join(p.dir, 'root')}+${path.join(p.dir, 'runroot')}]docker.io/library/busybox:latest`]);
@@ -142,7 +151,7 @@ export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
     if (dm !== undefined) skipped.push(`docker: ${dm}`);
     else
       for (const v of variants) {
-        const d = await startDockerd({ network: v });
+        const d = await startDockerd({ network: v, execRootOnTmpfs: opts.runStateOnTmpfs === true });
         dockerds.push(d);
         env['DOCKER_CONFIG'] ??= d.env['DOCKER_CONFIG']; // the same empty config.json in every instance
         await d.docker('load', '-q', '-i', saved);
@@ -158,7 +167,7 @@ export async function prepareEngines(opts: EnginesOptions): Promise<Engines> {
         });
       }
     const traces: PeerTraces = {
-      dirs: [...dockerds.map((d) => d.dir), ...(podman ? [podman.dir] : []), berthRoot],
+      dirs: [...dockerds.map((d) => d.dir), ...(podman ? [podman.dir] : []), berthRoot, berthRunRoot],
       names: [...dockerds.flatMap((d) => [d.netns, d.cgroupParent]), ...(podman ? [podman.cgroupParent, ...(podman.netns ? [podman.netns] : [])] : [])],
       links,
     };

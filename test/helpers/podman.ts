@@ -23,7 +23,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { cgroupDirs, removeCgroupTree, unmountUnder } from './dockerd.js';
+import { cgroupDirs, mountRunStateTmpfs, removeCgroupTree, unmountUnder } from './dockerd.js';
 
 const run = promisify(execFile);
 
@@ -45,6 +45,8 @@ export interface PodmanOptions {
   netns?: boolean;
   /** overlay (as docker's overlay2 and Berth) or vfs (no mounts: loads and saves only) */
   storageDriver?: 'overlay' | 'vfs';
+  /** the run root and libpod's tmp dir on a tmpfs each, as /run/containers and /run/libpod are */
+  runStateOnTmpfs?: boolean;
 }
 
 interface PodmanState {
@@ -110,6 +112,14 @@ export function makePodman(opts: PodmanOptions = {}): Podman {
   const storageDriver = opts.storageDriver ?? 'overlay';
   fs.writeFileSync(stateFile(dir), JSON.stringify({ ...state, storageDriver }));
   for (const d of ['networks', 'tmp']) fs.mkdirSync(path.join(dir, d));
+  if (opts.runStateOnTmpfs) {
+    try {
+      for (const d of ['runroot', 'tmp']) mountRunStateTmpfs(path.join(dir, d));
+    } catch (e) {
+      void cleanupPodmanAt(dir);
+      throw e;
+    }
+  }
   const conf = path.join(dir, 'containers.conf');
   fs.writeFileSync(conf, confText);
   if (state.netns !== undefined) {
