@@ -32,6 +32,15 @@
 # costs the main thread the fork and then a fault on each page of its heap
 # that it writes again. BERTH_HELPER=0 (no helper at all) or a
 # missing berth-shim leaves this out.
+#
+# NODE_OPTIONS=--jitless for the container commands (when the user has set
+# no NODE_OPTIONS, which the snapshot needs anyway): they run Berth's code
+# for some tens of ms, and V8's tiers above the interpreter, with their
+# executable pages, cost such a run more than they give it (`berth run`
+# ~4 ms sooner, bench/containers/STARTUP.md). Long or heavy work (build,
+# pull, load, save, apply, agent) keeps the JIT. The CLI and the helper drop
+# the variable again (BERTH_LAUNCHER_NODE_OPTIONS), so what berth starts
+# gets the user's environment. BERTH_JIT=1 keeps the JIT.
 self=$0
 if [ -L "$self" ]; then self=$(readlink -f -- "$self"); fi
 case $self in */*) dir=${self%/*} ;; *) dir=. ;; esac
@@ -60,11 +69,13 @@ for a in "$@"; do
     *) word=$a; break ;;
   esac
 done
-launch=
+launch= jitless=
 case $word in
   run|start|restart)
+    jitless=1
     shim=${BERTH_NATIVE_DIR:-$dir/../../native/build}/berth-shim
     if [ "${BERTH_HELPER:-}" != 0 ] && [ -x "$shim" ]; then launch=$shim; fi ;;
+  create|exec|stop|kill|rm|ps|inspect|port|pause|unpause|wait|rename) jitless=1 ;;
 esac
 # exec, through `berth-shim launch` when it starts the helper
 run() {
@@ -76,6 +87,10 @@ fits() {
     && [ "$1" -nt "$main" ] && { ! [ -e "$lock" ] || [ "$1" -nt "$lock" ]; }
 }
 if [ -z "${BERTH_NO_SNAPSHOT:-}" ] && [ -z "${NODE_OPTIONS:-}" ]; then
+  if [ -n "$jitless" ] && [ -z "${NODE_OPTIONS+x}" ] && [ "${BERTH_JIT:-}" != 1 ]; then
+    NODE_OPTIONS=--jitless BERTH_LAUNCHER_NODE_OPTIONS=1
+    export NODE_OPTIONS BERTH_LAUNCHER_NODE_OPTIONS
+  fi
   if fits "$dir/berth-node"; then run "$dir/berth-node" "$@"; fi
   if fits "$blob"; then run "$node" --snapshot-blob "$blob" "$main" "$@"; fi
 fi

@@ -72,7 +72,9 @@ const runPlain = (entry: string): void => {
 
 /** Runs `berth` from the snapshot's heap, or the plain entry when the heap does not fit this run. */
 const main = (): void => {
-  trace(`cli: snapshot deserialized (${process.getBuiltinModule('node:sea').isSea() ? 'berth-node' : 'berth.blob'})`);
+  // V8 leaves WebAssembly out under --jitless (the launcher's NODE_OPTIONS for container commands)
+  const jit = typeof WebAssembly === 'undefined' ? ', jitless' : '';
+  trace(`cli: snapshot deserialized (${process.getBuiltinModule('node:sea').isSea() ? 'berth-node' : 'berth.blob'}${jit})`);
   dropLauncherEnv();
   const entry = entryOf(process.argv);
   (globalThis as { __berthDist?: string }).__berthDist = path.dirname(path.dirname(entry));

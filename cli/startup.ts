@@ -119,6 +119,7 @@ export const enableCompileCache = (args: readonly string[]): void => {
 /**
  * Takes back what the launcher (cli/berth.sh) put into the environment for
  * Node alone: GLIBC_TUNABLES, when it set it (BERTH_LAUNCHER_TUNABLES=1),
+ * and NODE_OPTIONS, when it set it (BERTH_LAUNCHER_NODE_OPTIONS=1: --jitless),
  * so that the helpers and tools berth starts get the user's environment;
  * and BERTH_LAUNCHER_REPORT_FD, the pipe on which `berth-shim launch`
  * waits for this process's exit status (kept for reportExitToLauncher;
@@ -134,6 +135,10 @@ export const dropLauncherEnv = (env: NodeJS.ProcessEnv = process.env): void => {
     delete env['BERTH_LAUNCHER_REPORT_FD'];
     const fd = Number(report);
     if (Number.isInteger(fd) && fd > 2) shared()[REPORT_FD] = fd;
+  }
+  if (env['BERTH_LAUNCHER_NODE_OPTIONS'] !== undefined) {
+    if (env['BERTH_LAUNCHER_NODE_OPTIONS'] === '1') delete env['NODE_OPTIONS'];
+    delete env['BERTH_LAUNCHER_NODE_OPTIONS'];
   }
   if (env['BERTH_LAUNCHER_TUNABLES'] === undefined) return;
   if (env['BERTH_LAUNCHER_TUNABLES'] === '1') delete env['GLIBC_TUNABLES'];

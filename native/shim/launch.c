@@ -38,6 +38,8 @@ static _Noreturn void become_helper(pid_t launcher, int in[2], int out[2], int e
   close_range(3, ~0U, 0);
   if (getenv("BERTH_LAUNCHER_TUNABLES") && strcmp(getenv("BERTH_LAUNCHER_TUNABLES"), "1") == 0) unsetenv("GLIBC_TUNABLES");
   unsetenv("BERTH_LAUNCHER_TUNABLES");
+  if (getenv("BERTH_LAUNCHER_NODE_OPTIONS") && strcmp(getenv("BERTH_LAUNCHER_NODE_OPTIONS"), "1") == 0) unsetenv("NODE_OPTIONS");
+  unsetenv("BERTH_LAUNCHER_NODE_OPTIONS");
   unsetenv("BERTH_LAUNCHER_REPORT_FD");
   prctl(PR_SET_NAME, "berth-helper");
   _exit(helper_main());

@@ -29,7 +29,8 @@
  * (PR_SET_PDEATHSIG), and it still exits at EOF on its stdin; it keeps no
  * other inherited fd (not the report pipe). It gets the environment
  * without the launcher's own GLIBC_TUNABLES (when BERTH_LAUNCHER_TUNABLES=1
- * says the launcher set it) and without BERTH_LAUNCHER_TUNABLES,
+ * says the launcher set it) and NODE_OPTIONS (when BERTH_LAUNCHER_NODE_OPTIONS=1
+ * does), without BERTH_LAUNCHER_TUNABLES, BERTH_LAUNCHER_NODE_OPTIONS,
  * BERTH_HELPER_FDS and BERTH_LAUNCHER_REPORT_FD, as the engine would have
  * given it. When the helper cannot be started, PROGRAM runs without
  * BERTH_HELPER_FDS (the engine starts its own); when the launcher cannot

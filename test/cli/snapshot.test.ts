@@ -66,7 +66,7 @@ const ranPlain = (r: string): boolean => fs.existsSync(path.join(r, '.cache/node
 const startsFrom = (extra: NodeJS.ProcessEnv = {}): string => {
   const o = launched(freshRoot(), ['--version'], { ...extra, BERTH_TRACE: '1' });
   expect(o.stdout).toBe('0.1.0\n');
-  return /^trace cli: snapshot deserialized \((berth-node|berth\.blob)\)/.exec(o.stderr)?.[1] ?? 'plain';
+  return /^trace cli: snapshot deserialized \((berth-node|berth\.blob)(, jitless)?\)/.exec(o.stderr)?.[1] ?? 'plain';
 };
 
 describe('the environment check', () => {
@@ -298,6 +298,28 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
     expect(launches(['--version'])).toBe(0);
     expect(launches(['image', 'ls'])).toBe(0);
     expect(launches(['run', '--help'], { BERTH_HELPER: '0' })).toBe(0);
+  });
+
+  it('runs the container commands without the JIT (NODE_OPTIONS=--jitless from the launcher), the rest with it; BERTH_JIT=1 or a NODE_OPTIONS of the user\'s keeps it', () => {
+    const r = freshRoot();
+    const first = (args: string[], extra: NodeJS.ProcessEnv = {}): string => {
+      const o = launched(r, args, { BERTH_TRACE: '1', ...extra });
+      expect(o.code, o.stderr).toBe(0);
+      return o.stderr.split('\n')[0]!.replace(/ \+.*/, '');
+    };
+    expect(first(['ps', '-a'])).toBe('trace cli: snapshot deserialized (berth-node, jitless)');
+    expect(first(['--run-root', path.join(r, 'run'), 'inspect', '--help'])).toBe('trace cli: snapshot deserialized (berth-node, jitless)');
+    expect(first(['image', 'ls'])).toBe('trace cli: snapshot deserialized (berth-node)');
+    expect(first(['--version'])).toBe('trace cli: snapshot deserialized (berth-node)');
+    expect(first(['ps', '-a'], { BERTH_JIT: '1' })).toBe('trace cli: snapshot deserialized (berth-node)');
+    expect(first(['ps', '-a'], { NODE_OPTIONS: '' })).toBe('trace cli: snapshot deserialized (berth-node)'); // the user's, though empty
+    // what Node gets from the launcher for run (a berth-shim that notes its environment, then runs the program)
+    const native = path.join(work, 'env-noting-native');
+    const note = path.join(work, 'launch-env');
+    fs.mkdirSync(native, { recursive: true });
+    fs.writeFileSync(path.join(native, 'berth-shim'), `#!/bin/sh\necho "\${NODE_OPTIONS-unset} \${BERTH_LAUNCHER_NODE_OPTIONS-unset}" > ${note}\nshift\nexec "$@"\n`, { mode: 0o755 });
+    expect(first(['run', '--help'], { BERTH_NATIVE_DIR: native })).toBe('trace cli: snapshot deserialized (berth-node, jitless)');
+    expect(fs.readFileSync(note, 'utf8')).toBe('--jitless 1\n');
   });
 
   describe('falls back to the plain entry', () => {

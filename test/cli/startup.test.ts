@@ -130,6 +130,15 @@ describe("the launcher's environment", () => {
     expect(user).toEqual({ GLIBC_TUNABLES: 'glibc.malloc.check=0' });
   });
 
+  it('drops NODE_OPTIONS only when the launcher set it', () => {
+    const set: NodeJS.ProcessEnv = { NODE_OPTIONS: '--jitless', BERTH_LAUNCHER_NODE_OPTIONS: '1', X: 'y' };
+    dropLauncherEnv(set);
+    expect(set).toEqual({ X: 'y' });
+    const user: NodeJS.ProcessEnv = { NODE_OPTIONS: '--max-old-space-size=100' };
+    dropLauncherEnv(user);
+    expect(user).toEqual({ NODE_OPTIONS: '--max-old-space-size=100' });
+  });
+
   it("reports the exit status on the launcher's pipe, unless a stdio stream was made on a pipe or the fd is no pipe", () => {
     const startup = JSON.stringify(path.join(repoRoot, 'dist/cli/startup.js'));
     // fd 3 is a real pipe (the shell's) to cat; what the program says goes to stderr

@@ -227,7 +227,7 @@ describe.skipIf(skipReason !== '')(`the helper started by the launcher (berth-sh
       const given = process.env.BERTH_HELPER_FDS;
       const h = await import(${helperJs});
       const ppid = (await h.execProgram(['sh', '-c', 'echo $PPID'])).stdout.trim();
-      const env = (await h.execProgram(['sh', '-c', 'echo "\${BERTH_HELPER_FDS-unset} \${GLIBC_TUNABLES-unset} \${BERTH_LAUNCHER_TUNABLES-unset}"'])).stdout.trim();
+      const env = (await h.execProgram(['sh', '-c', 'echo "\${BERTH_HELPER_FDS-unset} \${GLIBC_TUNABLES-unset} \${BERTH_LAUNCHER_TUNABLES-unset} \${NODE_OPTIONS-unset} \${BERTH_LAUNCHER_NODE_OPTIONS-unset}"'])).stdout.trim();
       // a program this process spawns itself gets none of the helper's pipes (Node marks inherited fds close-on-exec)
       const seen = (await h.spawnProgram(['sh', '-c', 'for f in /proc/self/fd/*; do readlink $f; done'])).stdout.trim().split('\\n');
       const helperPipes = [0, 1, 2].map((n) => fs.readlinkSync('/proc/' + given.split(',')[0] + '/fd/' + n));
@@ -236,7 +236,7 @@ describe.skipIf(skipReason !== '')(`the helper started by the launcher (berth-sh
         try { return fs.readFileSync('/proc/' + p + '/stat', 'utf8').split(') ')[1].split(' ')[1] === String(process.pid); } catch { return false; }
       });
       process.stdout.write(JSON.stringify({ given, left: process.env.BERTH_HELPER_FDS ?? null, ppid, env, own, children }));`;
-    const r = launched(script, { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1', BERTH_LAUNCHER_TUNABLES: '1' }) as {
+    const r = launched(script, { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1', BERTH_LAUNCHER_TUNABLES: '1', NODE_OPTIONS: '--jitless', BERTH_LAUNCHER_NODE_OPTIONS: '1' }) as {
       given: string; left: string | null; ppid: string; env: string; own: string[]; children: string[];
     };
     const [pid, ...fds] = r.given.split(',');
@@ -244,7 +244,7 @@ describe.skipIf(skipReason !== '')(`the helper started by the launcher (berth-sh
     expect(r.left).toBeNull();
     expect(r.ppid).toBe(pid); // the launcher's helper ran it
     expect(r.children).toEqual([pid]); // and is the only child: the engine started none
-    expect(r.env).toBe('unset unset unset');
+    expect(r.env).toBe('unset unset unset unset unset');
     expect(r.own).toEqual([]);
   }, 30_000);
 
