@@ -12,6 +12,7 @@ import { MediaType, type Descriptor } from './store/oci.js';
 import { hostPlatform } from './store/platform.js';
 import { formatReference, parseReference } from './store/reference.js';
 import type { Image, Store } from './store/store.js';
+import { isoTime } from './time.js';
 
 export const imageInfo = (img: Image): ImageInfo => {
   const c = img.config.config ?? {};
@@ -93,7 +94,7 @@ export const importLayers = async (store: Store, tarPaths: readonly string[], re
     }
     const p = hostPlatform();
     const config = {
-      architecture: p.architecture, os: p.os, created: new Date().toISOString(),
+      architecture: p.architecture, os: p.os, created: isoTime(),
       config: toOciConfig(changes),
       rootfs: { type: 'layers', diff_ids: diffIds },
       history: tarPaths.map(() => ({ created_by: 'berth import' })),

@@ -15,6 +15,7 @@ import { openContainerRuntime, type ContainerRuntime } from './runtime/container
 import type { ContainerNetworking, NetworkSetupResult } from './services.js';
 import { openStore, type Store } from './store/store.js';
 import { openVolumeStore, type VolumeStore } from './volume/volumes.js';
+import { isoTime } from './time.js';
 
 /** Starts the engine's process helper ahead of a container start (`berth run`): runtime/helper.ts. */
 export { startHelper } from './runtime/helper.js';
@@ -137,7 +138,7 @@ export const openLocalEngine = (roots: EngineRoots, opts: LocalEngineOptions = {
   const network = networking?.api ?? noNetworks;
   const c = containers;
 
-  const volumeEvent = (action: 'create' | 'destroy', name: string): void => emit({ type: 'volume', action, name, time: new Date().toISOString() });
+  const volumeEvent = (action: 'create' | 'destroy', name: string): void => emit({ type: 'volume', action, name, time: isoTime() });
 
   return {
     roots, store, containers: c, volumes,

@@ -28,7 +28,9 @@ packages=(build-essential pkg-config libjansson-dev libseccomp-dev libcap-dev
   # docker (dockerd 20.10, /usr/bin/docker) for the interop tests and benchmarks; iperf3 for bench/network
   docker.io iperf3
   # setfattr: opaque whiteouts and xattrs when unpacking layers
-  attr)
+  attr
+  # strace: the check that engine/time.ts never reads the host's time zone
+  strace)
 # npm is only needed to fetch Node 24 when the host has no npm at all.
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()

@@ -44,6 +44,7 @@ import { addArchive, archiveFormat, copyEntry, copyTree, isDirIn, mkdirIn, resol
 import { expandWord, expandWords, parseDockerfile, parsePairs, type Dockerfile, type Instruction, type Lookup } from './dockerfile.js';
 import { storeImage, writeLayerTar } from './layer.js';
 import { storeLayer } from '../local-images.js';
+import { isoTime } from '../time.js';
 
 /** What the builder needs of the local engine. */
 export interface BuildDeps {
@@ -229,7 +230,7 @@ export const buildImage = async (deps: BuildDeps, spec: BuildSpec): Promise<Buil
               }
             }
             const layer = make ? await make() : undefined;
-            const created = new Date().toISOString();
+            const created = isoTime();
             const config = clone(state.config);
             change(config);
             config.created = created;

@@ -27,6 +27,7 @@ import { ImageConfig, Index, MediaType, OciLayoutFile, type Descriptor, type Man
 import { hostPlatform } from '../store/platform.js';
 import { familiarName, formatReference, parseReference } from '../store/reference.js';
 import type { Image, Store } from '../store/store.js';
+import { isoTime } from '../time.js';
 
 const DockerArchiveManifest = t.array(
   t.intersection([t.type({ Config: t.string, Layers: t.array(t.string) }), t.partial({ RepoTags: t.union([t.array(t.string), t.null]) })]),
@@ -319,7 +320,7 @@ export const importRootfs = async (
     const layer = await writer.commit();
     const diffId = digestOfHash('sha256', diffHash);
     const plat = hostPlatform();
-    const now = new Date().toISOString();
+    const now = isoTime();
     const config: ImageConfig = {
       created: now,
       architecture: plat.architecture,

@@ -31,9 +31,11 @@ import {
   allocate, checkAddressing, checkFixed, firstFreeSubnet, formatAddress, formatCidr, macFor, overlaps, parseCidr,
 } from './ipam.js';
 import { withFlock } from './lock.js';
+import { pathUnder } from '../store/fsutil.js';
 import { applyElements, applyRuleset, deleteTable, dnatElements, dnatsOf, ruleset, type Dnat } from './nft.js';
 import { exposedToPorts, resolvePorts, type PublishSpec } from './ports.js';
 import { StateDir, type Attachment, type EndpointRecord, type NetworkRecord, type PendingMark, type StateCounters } from './state.js';
+import { isoTime } from '../time.js';
 
 export const DEFAULT_ROOT = '/var/lib/berth';
 /** Host-wide note that Berth turned net.ipv4.ip_forward on (see ensureIpForward). */
@@ -341,7 +343,7 @@ class LocalNetworking implements Networking {
   private async ensureIpForward(): Promise<void> {
     if ((await host.readSysctl('net.ipv4.ip_forward')) === '1') return;
     await fsp.mkdir(path.dirname(IP_FORWARD_MARK), { recursive: true, mode: 0o700 });
-    await fsp.writeFile(IP_FORWARD_MARK, `${new Date().toISOString()}\n`); // intent first
+    await fsp.writeFile(IP_FORWARD_MARK, `${isoTime()}\n`); // intent first
     await host.setSysctl('net.ipv4.ip_forward', '1');
     this.log.info(`net.ipv4.ip_forward was 0: set to 1 for bridge networking (noted in ${IP_FORWARD_MARK}; set back to 0 when no Berth bridge is left)`);
   }
@@ -357,7 +359,7 @@ class LocalNetworking implements Networking {
   }
 
   private netnsPathFor(containerId: string): string {
-    return path.join(this.netnsDir, containerId);
+    return pathUnder(this.netnsDir, containerId);
   }
 
   /** Containers whose files are known to be under the run root. */
@@ -367,13 +369,13 @@ class LocalNetworking implements Networking {
     if (!this.filesUnderRun.has(containerId)) {
       // an endpoint that an older Berth set up keeps its files where it put them until it is torn down
       const old = this.state.legacyEndpointDir(containerId);
-      if (old !== d && !existsSync(path.join(d, 'hosts')) && existsSync(path.join(old, 'hosts'))) d = old;
+      if (old !== d && !existsSync(pathUnder(d, 'hosts')) && existsSync(pathUnder(old, 'hosts'))) d = old;
       else {
         if (this.filesUnderRun.size >= 100_000) this.filesUnderRun.clear();
         this.filesUnderRun.add(containerId);
       }
     }
-    return { hosts: path.join(d, 'hosts'), resolv: path.join(d, 'resolv.conf'), hostname: path.join(d, 'hostname') };
+    return { hosts: pathUnder(d, 'hosts'), resolv: pathUnder(d, 'resolv.conf'), hostname: pathUnder(d, 'hostname') };
   }
 
   /* ------------------------------------------------------------ recovery */
@@ -429,7 +431,7 @@ class LocalNetworking implements Networking {
       for (const [id, m] of marks) if (!(await this.ownerAlive(id, m))) await this.state.clearPending(id);
       for (const f of this.state.leftovers()) await fsp.rm(f, { recursive: true, force: true });
       await fsp.mkdir(path.dirname(this.scannedMark), { recursive: true, mode: 0o700 });
-      await fsp.writeFile(this.scannedMark, `${new Date().toISOString()}\n`);
+      await fsp.writeFile(this.scannedMark, `${isoTime()}\n`);
       nftDirty = true; // the table may be gone with a reboot
     } else {
       ctx = { eps: index };
@@ -574,7 +576,7 @@ class LocalNetworking implements Networking {
 
     const id = randomBytes(32).toString('hex');
     const rec: NetworkRecord = {
-      id, name: spec.name, created: new Date().toISOString(), phase: 'creating',
+      id, name: spec.name, created: isoTime(), phase: 'creating',
       bridge: isDefault && this.defaultRoot ? 'berth0' : `berth-${id.slice(0, 9)}`,
       subnet, gateway, ipRange: spec.ipRange, internal: spec.internal ?? false, labels: { ...(spec.labels ?? {}) }, isDefault,
     };

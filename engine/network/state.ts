@@ -41,7 +41,7 @@ import { existsSync, mkdirSync, promises as fsp, readdirSync, readFileSync, rena
 import * as path from 'node:path';
 import * as t from 'io-ts';
 import { isLeft } from 'fp-ts/lib/Either.js';
-import { writeFileAtomic } from '../store/fsutil.js';
+import { pathUnder, writeFileAtomic } from '../store/fsutil.js';
 import { fail, corrupt } from '../errors.js';
 
 const Phase = t.union([t.literal('creating'), t.literal('ready'), t.literal('removing')]);
@@ -134,45 +134,45 @@ export class StateDir {
     this.runDir = runRoot === undefined ? this.dir : path.join(runRoot, 'networks');
   }
   get indexFile(): string {
-    return path.join(this.runDir, 'index.json');
+    return pathUnder(this.runDir, 'index.json');
   }
   get pendingDir(): string {
-    return path.join(this.runDir, 'pending');
+    return pathUnder(this.runDir, 'pending');
   }
   pendingFile(containerId: string): string {
-    return path.join(this.pendingDir, containerId);
+    return pathUnder(this.pendingDir, containerId);
   }
   /** What an older Berth kept under <root>/networks and now lives under the run root (removed by a full scan). */
   leftovers(): string[] {
-    return this.runDir === this.dir ? [] : [path.join(this.dir, 'index.json'), path.join(this.dir, 'pending')];
+    return this.runDir === this.dir ? [] : [pathUnder(this.dir, 'index.json'), pathUnder(this.dir, 'pending')];
   }
   get lockFile(): string {
-    return path.join(this.dir, 'lock');
+    return pathUnder(this.dir, 'lock');
   }
   netFile(id: string): string {
-    return path.join(this.dir, 'nets', `${id}.json`);
+    return pathUnder(this.dir, 'nets', `${id}.json`);
   }
   /** The endpoint's record and the files bind-mounted into the container (hosts, resolv.conf, hostname). */
   endpointDir(containerId: string): string {
-    return path.join(this.runDir, 'endpoints', containerId);
+    return pathUnder(this.runDir, 'endpoints', containerId);
   }
   filesDir(containerId: string): string {
     return this.endpointDir(containerId);
   }
   /** Where an older Berth kept the record (and, older still, the files); the same as endpointDir without a run root. */
   legacyEndpointDir(containerId: string): string {
-    return path.join(this.dir, 'endpoints', containerId);
+    return pathUnder(this.dir, 'endpoints', containerId);
   }
   endpointFile(containerId: string): string {
-    return path.join(this.endpointDir(containerId), 'endpoint.json');
+    return pathUnder(this.endpointDir(containerId), 'endpoint.json');
   }
 
   /** Once per process (every locked operation calls it); `purge` removes dirs and says so with `forgetInit`. */
   private initDone = false;
   async init(): Promise<void> {
     if (this.initDone) return;
-    await fsp.mkdir(path.join(this.dir, 'nets'), { recursive: true, mode: 0o700 });
-    await fsp.mkdir(path.join(this.runDir, 'endpoints'), { recursive: true, mode: 0o700 });
+    await fsp.mkdir(pathUnder(this.dir, 'nets'), { recursive: true, mode: 0o700 });
+    await fsp.mkdir(pathUnder(this.runDir, 'endpoints'), { recursive: true, mode: 0o700 });
     await fsp.mkdir(this.pendingDir, { recursive: true, mode: 0o700 });
     this.initDone = true;
   }
@@ -186,7 +186,7 @@ export class StateDir {
   private migrated = false;
   migrate(): void {
     if (this.migrated || this.runDir === this.dir) return;
-    const legacy = path.join(this.dir, 'endpoints');
+    const legacy = pathUnder(this.dir, 'endpoints');
     let ids: string[];
     try {
       ids = readdirSync(legacy);
@@ -195,8 +195,8 @@ export class StateDir {
       return;
     }
     for (const id of ids) {
-      const dir = path.join(legacy, id);
-      const old = path.join(dir, 'endpoint.json');
+      const dir = pathUnder(legacy, id);
+      const old = pathUnder(dir, 'endpoint.json');
       if (existsSync(old)) {
         const file = this.endpointFile(id);
         if (!existsSync(file)) {
@@ -254,7 +254,7 @@ export class StateDir {
     }
   }
   private async endpointsMtime(): Promise<string> {
-    return statSync(path.join(this.runDir, 'endpoints'), { bigint: true }).mtimeNs.toString();
+    return statSync(pathUnder(this.runDir, 'endpoints'), { bigint: true }).mtimeNs.toString();
   }
   private json(r: EndpointRecord): string {
     let j = this.recordJson.get(r);
@@ -316,7 +316,7 @@ export class StateDir {
       if (id.startsWith('.')) continue;
       let text = '';
       try {
-        text = readFileSync(path.join(dir, id), 'utf8');
+        text = readFileSync(pathUnder(dir, id), 'utf8');
       } catch {
         // gone meanwhile, or unreadable: an unreadable mark
       }
@@ -355,7 +355,7 @@ export class StateDir {
   private netCache: { readonly mtime: string; readonly recs: readonly NetworkRecord[] } | undefined;
 
   async networks(): Promise<NetworkRecord[]> {
-    const dir = path.join(this.dir, 'nets');
+    const dir = pathUnder(this.dir, 'nets');
     // the mtime before the read: a change during the read leaves a newer mtime, and the next call reads again
     const mtime = statSync(dir, { bigint: true }).mtimeNs.toString();
     if (this.netCache?.mtime === mtime) return [...this.netCache.recs];
@@ -367,7 +367,7 @@ export class StateDir {
     const names = readdirSync(dir).filter((n) => n.endsWith('.json') && !n.startsWith('.'));
     const out: NetworkRecord[] = [];
     for (const n of names) {
-      const r = await this.readJson(path.join(dir, n), NetworkRecord);
+      const r = await this.readJson(pathUnder(dir, n), NetworkRecord);
       if (r) out.push(r);
     }
     return out.sort((a, b) => a.created.localeCompare(b.created) || a.name.localeCompare(b.name));
@@ -381,13 +381,13 @@ export class StateDir {
 
   /** Every endpoint record, read from its own file (the full scan; the verbs read the index). */
   async endpoints(): Promise<EndpointRecord[]> {
-    const dir = path.join(this.runDir, 'endpoints');
+    const dir = pathUnder(this.runDir, 'endpoints');
     const ids = await fsp.readdir(dir);
     const recs = await Promise.all(ids.map((id) => this.endpoint(id)));
     const out: EndpointRecord[] = [];
     for (const [i, r] of recs.entries()) {
       if (r) out.push(r);
-      else await fsp.rm(path.join(dir, ids[i]!), { recursive: true, force: true }); // a dir whose record was never written
+      else await fsp.rm(pathUnder(dir, ids[i]!), { recursive: true, force: true }); // a dir whose record was never written
     }
     return out;
   }

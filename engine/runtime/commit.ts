@@ -14,6 +14,7 @@ import type { ImageInfo } from '../engine.js';
 import { conflict, fail } from '../errors.js';
 import type { LocalEngine } from '../local.js';
 import { imageInfo, storeLayer } from '../local-images.js';
+import { isoTime } from '../time.js';
 
 export interface CommitOptions {
   readonly author?: string;
@@ -47,7 +48,7 @@ export const commitContainer = async (engine: LocalEngine, ref: string, target: 
         }
         if (spec.workingDir) cfg['WorkingDir'] = spec.workingDir;
         if (spec.user) cfg['User'] = spec.user;
-        const created = new Date().toISOString();
+        const created = isoTime();
         const config = {
           ...pc,
           created,

@@ -30,7 +30,7 @@ import type {
 import { conflict, EngineFailure, fail, invalidSpec, notFound, toEngineError, unsupported } from '../errors.js';
 import type { ContainerNetworking, NetworkNamespaceReady, NetworkSetupResult } from '../services.js';
 import type { Digest } from '../store/digest.js';
-import { withLock } from '../store/fsutil.js';
+import { pathUnder, withLock } from '../store/fsutil.js';
 import type { Store } from '../store/store.js';
 import type { VolumeStore } from '../volume/volumes.js';
 import { attach, waitExitLine, type AttachSession, type AttachStreams } from './attach.js';
@@ -46,6 +46,7 @@ import { checkSpec } from './spec-check.js';
 import { trace } from './trace.js';
 import type { RuntimeStats } from './stats.js';
 import { resolveUser } from './user.js';
+import { isoTime } from '../time.js';
 
 export interface ContainerRuntimeOptions {
   readonly roots: EngineRoots;
@@ -88,7 +89,7 @@ export interface ContainerRuntime extends ContainerApi {
   chainsInUse(): Promise<string[]>;
 }
 
-const now = (): string => new Date().toISOString();
+const now = (): string => isoTime();
 
 
 /** A process exists and is not a zombie (an exited shim waits for its reaper, pid 1, which may be slow). */
@@ -118,11 +119,11 @@ const smallTree = (dir: string, limit: number): boolean => {
     }
     for (const e of entries) {
       if (++seen > limit) return false;
-      if (e.isDirectory() && !walk(path.join(d, e.name))) return false;
+      if (e.isDirectory() && !walk(pathUnder(d, e.name))) return false;
     }
     return true;
   };
-  return walk(dir);
+  return walk(path.normalize(dir));
 };
 
 /**
@@ -370,7 +371,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
   };
 
   /** The runtime keeps state for the container (runc and berth-runtime: <root>/<id>). */
-  const hasRuntimeState = async (id: string): Promise<boolean> => existsSync(path.join(L.runtimeRoot, id));
+  const hasRuntimeState = async (id: string): Promise<boolean> => existsSync(pathUnder(L.runtimeRoot, id));
 
   const needsNetworking = (spec: ContainerSpec): boolean => {
     const m = spec.networkMode ?? 'bridge';

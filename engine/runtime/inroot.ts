@@ -7,11 +7,13 @@
 import { lstatSync, readFileSync, readlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { fail, invalidSpec } from '../errors.js';
+import { pathUnder } from '../store/fsutil.js';
 
 const MAX_LINKS = 40;
 
 /** The host path of `p` inside `root`. Components that do not exist are kept as they are. */
 export const resolveInRoot = async (root: string, p: string): Promise<string> => {
+  const base = path.normalize(root);
   let pending = p.split('/').filter((c) => c !== '' && c !== '.');
   const done: string[] = [];
   let links = 0;
@@ -21,7 +23,7 @@ export const resolveInRoot = async (root: string, p: string): Promise<string> =>
       done.pop();
       continue;
     }
-    const host = path.join(root, ...done, c);
+    const host = pathUnder(base, ...done, c);
     let st;
     try {
       st = lstatSync(host);
@@ -39,7 +41,7 @@ export const resolveInRoot = async (root: string, p: string): Promise<string> =>
     }
     done.push(c);
   }
-  return path.join(root, ...done);
+  return pathUnder(base, ...done);
 };
 
 /** Read a small file inside the root; undefined when missing. */

@@ -25,6 +25,7 @@
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { EngineRoots } from '../engine.js';
+import { pathUnder } from '../store/fsutil.js';
 
 export interface ContainerPaths {
   readonly dir: string;
@@ -76,24 +77,24 @@ export const layoutOf = (roots: EngineRoots): Layout => {
     container(id) {
       const hit = memo.get(id);
       if (hit) return hit;
-      const dir = path.join(containersDir, id);
-      const shimDir = path.join(shimsDir, id);
-      const bundle = path.join(bundlesDir, id);
+      const dir = pathUnder(containersDir, id);
+      const shimDir = pathUnder(shimsDir, id);
+      const bundle = pathUnder(bundlesDir, id);
       if (memo.size >= 4096) memo.clear();
       const p: ContainerPaths = {
         dir,
-        record: path.join(dir, 'container.json'),
+        record: pathUnder(dir, 'container.json'),
         bundle,
-        config: path.join(bundle, 'config.json'),
-        rootfs: path.join(bundle, 'rootfs'),
-        legacyConfig: path.join(dir, 'config.json'),
-        legacyRootfs: path.join(dir, 'rootfs'),
-        upper: path.join(dir, 'upper'),
-        work: path.join(dir, 'work'),
-        log: path.join(dir, 'log.json'),
+        config: pathUnder(bundle, 'config.json'),
+        rootfs: pathUnder(bundle, 'rootfs'),
+        legacyConfig: pathUnder(dir, 'config.json'),
+        legacyRootfs: pathUnder(dir, 'rootfs'),
+        upper: pathUnder(dir, 'upper'),
+        work: pathUnder(dir, 'work'),
+        log: pathUnder(dir, 'log.json'),
         shimDir,
-        exitFile: path.join(shimDir, 'exit.json'),
-        lock: path.join(locksDir, `${id}.lock`),
+        exitFile: pathUnder(shimDir, 'exit.json'),
+        lock: pathUnder(locksDir, `${id}.lock`),
       };
       memo.set(id, p);
       return p;

@@ -26,11 +26,12 @@ import * as t from 'io-ts';
 import { corrupt, fail, invalidSpec, notFound, sys, EngineFailure } from '../errors.js';
 import { Digest, encodedOf, sha256, type Digest as DigestT } from './digest.js';
 import { decodeJson } from './decode.js';
-import { fsyncDir, pidAlive, randomSuffix, writeFileAtomic } from './fsutil.js';
+import { fsyncDir, pathUnder, pidAlive, randomSuffix, writeFileAtomic } from './fsutil.js';
 import type { Mount } from './mount.js';
 import type { Compression } from './oci.js';
 import type { NativeInput, NativeResult } from './native-unpack.js';
 import type { Unsettled } from './settle.js';
+import { isoTime } from '../time.js';
 // The unpackers (unpack.ts, compression.ts, native-unpack.ts, tar-stream, zlib) are imported inside
 // the functions that unpack: `berth run` of an unpacked image only reads layer.json files.
 
@@ -135,11 +136,12 @@ export interface LayerStoreOptions {
   readonly unsettled?: Unsettled;
 }
 
-export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): LayerStore => {
+export const openLayerStore = (given: string, options: LayerStoreOptions = {}): LayerStore => {
+  const dir = path.normalize(given); // pathUnder's base
   const durable = options.durable ?? true;
   const unsettled = durable ? options.unsettled : undefined;
-  const layerDir = (c: DigestT): string => path.join(dir, encodedOf(c));
-  const diffPath = (c: DigestT): string => path.join(layerDir(c), 'diff');
+  const layerDir = (c: DigestT): string => pathUnder(dir, encodedOf(c));
+  const diffPath = (c: DigestT): string => pathUnder(layerDir(c), 'diff');
 
   const get = async (chainId: DigestT): Promise<LayerInfo | undefined> => {
     const marker = `layer-${encodedOf(chainId)}`;
@@ -151,7 +153,7 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
     }
     let raw: Buffer;
     try {
-      raw = readFileSync(path.join(layerDir(chainId), 'layer.json')); // small, read by every create: sync (a promise read is ~25x the CPU)
+      raw = readFileSync(pathUnder(layerDir(chainId), 'layer.json')); // small, read by every create: sync (a promise read is ~25x the CPU)
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw e;
@@ -190,7 +192,7 @@ export const openLayerStore = (dir: string, options: LayerStoreOptions = {}): La
       chainId: req.chainId,
       diffId: req.diffId,
       size: bytes,
-      created: new Date().toISOString(),
+      created: isoTime(),
       ...(req.parent !== undefined ? { parent: req.parent } : {}),
     };
     if (marked) writeFileSync(path.join(work, 'layer.json'), JSON.stringify(meta));

@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import type { EngineRoots, VolumeApi, VolumeInfo, VolumeSpec } from '../engine.js';
 import { alreadyExists, conflict, fail, invalidSpec, notFound, unsupported } from '../errors.js';
 import { writeFileAtomic, withLock } from '../store/fsutil.js';
+import { isoTime } from '../time.js';
 
 const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]*$/;
 
@@ -94,7 +95,7 @@ export const openVolumeStore = (roots: EngineRoots, usedBy: () => Promise<Map<st
     const existing = await readMeta(spec.name);
     if (existing) return { meta: existing, created: false };
     await fsp.mkdir(dataDir(spec.name), { recursive: true, mode: 0o755 });
-    const meta: VolumeMeta = { spec: { name: spec.name, driver: 'local', labels: spec.labels ?? {}, options: {} }, created: new Date().toISOString() };
+    const meta: VolumeMeta = { spec: { name: spec.name, driver: 'local', labels: spec.labels ?? {}, options: {} }, created: isoTime() };
     await writeFileAtomic(metaFile(spec.name), JSON.stringify(meta));
     return { meta, created: true };
   };

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { EngineFailure } from '../../../engine/errors.js';
-import { exists, withLock, writeFileAtomic } from '../../../engine/store/fsutil.js';
+import { exists, pathUnder, withLock, writeFileAtomic } from '../../../engine/store/fsutil.js';
 
 let dir: string;
 beforeEach(() => {
@@ -12,6 +12,26 @@ beforeEach(() => {
 });
 afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
+});
+
+describe('pathUnder', () => {
+  it('gives what path.join gives, for every normal dir and any names', () => {
+    const dirs = ['/', '/var/lib/berth', '/var/lib/berth/', '/run/berth/containers', 'rel', 'rel/deeper/', '.', '..', '../up', '../../x/y', 'a b/c'];
+    const names = ['containers', 'a'.repeat(64), 'container.json', '.hidden', '..x', 'x..', 'with space', 'ünï', '', '.', '..', 'a/b', '/abs', 'trail/', 'x//y'];
+    let compared = 0;
+    for (const d of dirs) {
+      expect(path.normalize(d), `${d} is normal`).toBe(d);
+      expect(pathUnder(d)).toBe(path.join(d));
+      for (const a of names) {
+        expect(pathUnder(d, a), `${d} + ${a}`).toBe(path.join(d, a));
+        for (const b of names) {
+          expect(pathUnder(d, a, b), `${d} + ${a} + ${b}`).toBe(path.join(d, a, b));
+          compared++;
+        }
+      }
+    }
+    expect(compared).toBe(dirs.length * names.length * names.length);
+  });
 });
 
 describe('writeFileAtomic', () => {
