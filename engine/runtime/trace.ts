@@ -4,14 +4,18 @@
  * since the process started (performance.now()), e.g.
  * `trace start: rootfs mounted +4.2ms @131.0ms`.
  *
- * The variable is read on every call, never while a module is evaluated:
- * a module-level read would be baked into berth's start-up snapshot, and a
- * run with BERTH_TRACE set would then leave the snapshot for the plain
- * entry (cli/snapshot.ts), which is not what is to be measured.
+ * The variable is read at the first call, never while a module is
+ * evaluated: a module-level read would be baked into berth's start-up
+ * snapshot, and a run with BERTH_TRACE set would then leave the snapshot for
+ * the plain entry (cli/snapshot.ts), which is not what is to be measured.
+ * Once, not at every call: a run asks ~60 times, and each read of
+ * process.env is a lookup in the C environment.
  */
 
-/** Whether BERTH_TRACE=1 is set now. */
-export const tracing = (): boolean => process.env['BERTH_TRACE'] === '1';
+let traceSet: boolean | undefined;
+
+/** Whether BERTH_TRACE=1 was set when this process first asked. */
+export const tracing = (): boolean => (traceSet ??= process.env['BERTH_TRACE'] === '1');
 
 let last = 0;
 

@@ -128,4 +128,11 @@ describe('security defaults', () => {
     for (const s of ['mount', 'unshare', 'setns', 'clone', 'clone3', 'ptrace']) expect(adminAllowed.has(s)).toBe(true);
     expect(plain.defaultAction).toBe('SCMP_ACT_ERRNO');
   });
+  it('the seccomp profile is made once per capability set, in any order, and cannot be changed by its users', () => {
+    const plain = defaultSeccomp(DEFAULT_CAPS);
+    expect(defaultSeccomp([...DEFAULT_CAPS].reverse())).toBe(plain);
+    expect(defaultSeccomp([...DEFAULT_CAPS, 'CAP_SYS_ADMIN'])).not.toBe(plain);
+    expect(Object.isFrozen(plain) && Object.isFrozen(plain.syscalls) && Object.isFrozen(plain.syscalls[0]!.names)).toBe(true);
+    expect(() => (plain.syscalls as unknown[]).push({})).toThrow(TypeError);
+  });
 });
