@@ -37,7 +37,7 @@
 # no NODE_OPTIONS, which the snapshot needs anyway): they run Berth's code
 # for some tens of ms, and V8's tiers above the interpreter, with their
 # executable pages, cost such a run more than they give it (`berth run`
-# ~4 ms sooner, bench/containers/STARTUP.md). Long or heavy work (build,
+# ~6 ms sooner, bench/containers/STARTUP.md). Long or heavy work (build,
 # pull, load, save, apply, agent) keeps the JIT. The CLI and the helper drop
 # the variable again (BERTH_LAUNCHER_NODE_OPTIONS), so what berth starts
 # gets the user's environment. BERTH_JIT=1 keeps the JIT.

@@ -8,6 +8,9 @@
 # Compiles what it needs into a temporary directory and runs it with node.
 # BENCH_SECONDS, BENCH_REPEATS, BENCH_CYCLES, BENCH_ROUNDS, ROUNDS, RUNS tune the runs;
 # BENCH_PEERS=0 leaves podman and docker out (they run privately: test/helpers/peers.ts).
+# Each engine's runtime state (Berth's run root, podman's run root and tmp dir, docker's
+# exec root) is on a tmpfs of its own, as /run is on a standard host; BENCH_RUN_STATE=disk
+# keeps it under /tmp with the rest.
 set -eu
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 script=${1:-published-port}
