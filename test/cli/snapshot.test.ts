@@ -146,7 +146,11 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
     for (const k of ['BERTH_ROOT', 'BERTH_RUN_ROOT', 'HOME', 'PATH', 'NO_COLOR', 'FORCE_COLOR', 'TERM']) expect(read.env).not.toContain(k);
     expect(read.isatty).toEqual([]);
     // no dynamic import() is left in the bundle (a snapshot's script cannot run one)
-    expect(fs.readFileSync(path.join(cli, 'snapshot.cjs'), 'utf8')).not.toMatch(/[^\w$.]import\(/);
+    const bundle = fs.readFileSync(path.join(cli, 'snapshot.cjs'), 'utf8');
+    expect(bundle).not.toMatch(/[^\w$.]import\(/);
+    // the modules no container command uses are text evaluated on first use, every marker replaced
+    expect(bundle).not.toMatch(/__berthCold(Start|End)/);
+    expect(bundle.match(/eval\("void 0/g)?.length ?? 0).toBeGreaterThan(20);
   });
 
   it('holds the bytecode of every function of the bundle: a run compiles none of them', () => {
@@ -205,6 +209,8 @@ describe.skipIf(!fs.existsSync(tsc) || !fs.existsSync(esbuildPkg))('berth from i
     ['volume', 'ls'],
     ['stack'],
     ['network', 'bogus'],
+    // a stack's plan: js-yaml and the provider, evaluated from their text on first use
+    ['plan', '-f', path.join(repoRoot, 'examples/web')],
   ];
   it.each(cases.map((c) => [c.join(' ') || '(no arguments)', c] as const))('prints what the plain entry prints: %s', (_name, args) => {
     const r = freshRoot();
