@@ -62,12 +62,14 @@ install(path.join(cli, 'berth'), (t) => {
 const blob = path.join(cli, 'berth.blob');
 
 /**
- * `import.meta.url` of a compiled file, in the bundle: the URL that file has
- * in the dist the snapshot runs from (cli/snapshot.ts sets __berthDist when
- * it starts; before that, the dist it was built in).
+ * What the bundle makes of each source: `import.meta.url` of a compiled file
+ * becomes the URL that file has in the dist the snapshot runs from
+ * (cli/snapshot.ts sets __berthDist when it starts; before that, the dist it
+ * was built in), and a cold module's code is marked (COLD_DIST and
+ * COLD_PACKAGES below).
  */
-const importMeta = {
-  name: 'berth-import-meta',
+const sources = {
+  name: 'berth-sources',
   setup(build) {
     // esbuild passes real paths: DIST may be reached through a link (node_modules/.cache in a worktree)
     const realDist = fs.realpathSync(dist);
@@ -75,13 +77,13 @@ const importMeta = {
       const rel = path.relative(realDist, args.path);
       if (rel.startsWith('..') || path.isAbsolute(rel)) {
         const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)\//.exec(args.path)?.[1];
-        if (pkg && COLD_PACKAGES.has(pkg)) return { contents: markCold(fs.readFileSync(args.path, 'utf8')), loader: 'js' };
+        if (pkg && COLD_PACKAGES.has(pkg)) return { contents: markCold(fs.readFileSync(args.path, 'utf8'), path.relative(repo, args.path)), loader: 'js' };
         return undefined;
       }
       let src = fs.readFileSync(args.path, 'utf8');
       const cold = COLD_DIST.test(rel);
-      if (!src.includes('import.meta')) return cold ? { contents: markCold(src), loader: 'js' } : undefined;
-      if (cold) src = markCold(src);
+      if (!src.includes('import.meta')) return cold ? { contents: markCold(src, rel), loader: 'js' } : undefined;
+      if (cold) src = markCold(src, rel);
       const contents = src.replace(/\bimport\.meta\.url\b/g, `__berthModuleUrl(${JSON.stringify(rel)})`);
       const left = /\bimport\.meta\b/.exec(contents);
       if (left !== null) {
@@ -106,9 +108,9 @@ const importMeta = {
 const COLD_PACKAGES = new Set(['js-yaml', 'tar-stream', 'streamx', 'fast-fifo', 'b4a', 'text-decoder', 'events-universal', 'cli-progress', 'string-width', 'strip-ansi', 'ansi-regex', 'emoji-regex', 'is-fullwidth-code-point']);
 const COLD_DIST = /^(cli\/commands\/(auth|build|images|networks|stack|system|volumes)\.js|engine\/(build|registry|image)\/|provider\/)/;
 /** Calls that mark a cold module's code: they survive minification as they are (unbound globals, maybe side effects). */
-const COLD_START = '__berthColdStart()';
+const COLD_START = '__berthColdStart(';
 const COLD_END = '__berthColdEnd()';
-const markCold = (src) => `${COLD_START};\n${src}\n;${COLD_END};\n`;
+const markCold = (src, name) => `${COLD_START}${JSON.stringify(name)});\n${src}\n;${COLD_END};\n`;
 
 /**
  * Replaces each marked span of the minified bundle with a direct eval of its
@@ -126,10 +128,19 @@ const evalCold = (text) => {
   for (;;) {
     const start = text.indexOf(COLD_START, at);
     if (start < 0) break;
-    const end = text.indexOf(COLD_END, start);
-    if (end < 0) throw new Error(`a cold module's start marker without its end, at ${start}`);
-    const body = `void 0${text.slice(start + COLD_START.length, end)}void 0`;
-    if (body.includes(COLD_START)) throw new Error(`cold modules nested, at ${start}`);
+    const close = text.indexOf(')', start);
+    const name = JSON.parse(text.slice(start + COLD_START.length, close));
+    const end = text.indexOf(COLD_END, close);
+    if (end < 0) throw new Error(`cold module ${name}: its start marker has no end`);
+    const body = `void 0${text.slice(close + 1, end)}void 0`;
+    if (body.includes(COLD_START)) throw new Error(`cold module ${name}: another cold module inside it`);
+    // inside its initializer (or CommonJS wrapper): after the nearest `=>{`, only its imports and
+    // the inits of what it imports, no end of another module's wrapper. A module esbuild left at
+    // the bundle's top level would have its declarations made local to the eval.
+    const opened = text.lastIndexOf('=>{', start);
+    if (opened < at || text.slice(opened, start).includes('})')) {
+      throw new Error(`cold module ${name} is not initialized lazily in the bundle: take it off the cold list`);
+    }
     new vm.Script(`"use strict";${body}`);
     out += `${text.slice(at, start)}eval(${JSON.stringify(body)})`;
     at = end + COLD_END.length;
@@ -188,7 +199,7 @@ const build = async () => {
     // the snapshot's script has no dynamic import(): require() the node: builtins instead
     supported: { 'dynamic-import': false },
     banner: { js: banner },
-    plugins: [importMeta],
+    plugins: [sources],
     // the script's source stays in the snapshot's heap (V8 compiles the functions not yet run
     // from it): minified, ~0.7 MB less to read and map at every start; keepNames: class and
     // function names (errors, commander) as in the plain entry
