@@ -414,6 +414,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     trace('rm: rootfs, shim dir');
     // the record goes first: a crash after it leaves a dir that listIds finds without a record, and rm cleans
     rmSync(p.record, { force: true });
+    const mode = rec.spec.networkMode ?? 'bridge';
+    if (mode.startsWith('container:')) forgetSharer(mode.slice('container:'.length), rec.id);
     await removeTree(p.dir); // the upper dir: as big as what the container wrote
     trace('rm: container dir');
     if ((await nameOwner(rec.name)) === rec.id) rmSync(path.join(L.namesDir, rec.name), { force: true });
@@ -523,27 +525,53 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
     return { rec: owner, pid: st.pid };
   };
 
-  /** Running containers sharing the network of `id` (--network container:<id>), other than itself. */
-  /**
-   * A container's network mode never changes after create (update and rename
-   * keep it, IDs are never reused): kept per ID once read, so that a destroy of
-   * n containers reads each record once for this question, not n times.
-   */
-  const modeOf = new Map<string, string>();
   /** Top chain IDs whose layers this process saw unpacked, until when it need not look again (createContainer). */
   const unpackedChains = new Map<string, number>();
+
+  /*
+   * Who shares whose network (--network container:<id>) is kept as an empty
+   * file per sharer in the owner's dir, `<owner>/sharers/<sharer>`, made
+   * before the sharer's record and removed after it: every sharer has its
+   * file, and a file whose record is gone is ignored. An rm then reads the
+   * records of its sharers only, instead of every container's record (~0.1
+   * ms each: 97 ms of a `run --rm` among 1,000 containers). A root from
+   * before the files (no `sharers-indexed` in the containers dir) gets them
+   * from one scan of every record, the first time an rm asks.
+   */
+  const sharersDir = (owner: string): string => pathUnder(L.container(owner).dir, 'sharers');
+  const sharersIndexed = (): string => pathUnder(L.containersDir, 'sharers-indexed');
+  const noteSharer = (owner: string, sharer: string): void => {
+    mkdirSync(sharersDir(owner), { recursive: true, mode: 0o700 });
+    writeFileSync(pathUnder(sharersDir(owner), sharer), '');
+  };
+  const forgetSharer = (owner: string, sharer: string): void => rmSync(pathUnder(sharersDir(owner), sharer), { force: true });
+  const indexSharers = async (): Promise<void> => {
+    if (existsSync(sharersIndexed())) return;
+    for (const other of await listIds()) {
+      const mode = (await readRecord(L.container(other).record, other).catch(() => undefined))?.spec.networkMode;
+      if (mode?.startsWith('container:') && existsSync(L.container(mode.slice('container:'.length)).dir)) noteSharer(mode.slice('container:'.length), other);
+    }
+    try {
+      writeFileSync(sharersIndexed(), '');
+    } catch {
+      // not written (no containers dir yet): the next rm scans again
+    }
+  };
+
+  /** Running containers sharing the network of `id` (--network container:<id>), other than itself. */
   const networkSharers = async (id: string): Promise<CRecord[]> => {
+    await indexSharers();
     const out: CRecord[] = [];
     const want = `container:${id}`;
-    for (const other of await listIds()) {
+    let ids: string[] = [];
+    try {
+      ids = readdirSync(sharersDir(id));
+    } catch {
+      // none
+    }
+    for (const other of ids) {
       if (other === id) continue;
-      const known = modeOf.get(other);
-      if (known !== undefined && known !== want) continue;
       const rec = await readRecord(L.container(other).record, other).catch(() => undefined);
-      if (rec) {
-        if (modeOf.size >= 65536) modeOf.clear();
-        modeOf.set(other, rec.spec.networkMode ?? 'bridge');
-      }
       if (rec?.spec.networkMode !== want) continue;
       const st = (await observe(rec)).state.status;
       if (st === 'running' || st === 'paused') out.push(rec);
@@ -593,6 +621,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         // main thread would otherwise wait out while every other container's work waits with it
         await fsp.mkdir(p.dir, { mode: 0o710 });
         await Promise.all([p.upper, p.work].map((d) => fsp.mkdir(d, { mode: 0o755 }))); // the rootfs mount point is the bundle's (start)
+        if (sharedWith) noteSharer(sharedWith.id, id); // before the record: every sharer has its file
         const rec: CRecord = {
           id, name, created: now(), image: spec.image, imageId: img.id, chain: [...img.chain],
           spec: { ...spec, name, ...(healthcheck ? { healthcheck } : {}), ...(sharedWith ? { networkMode: `container:${sharedWith.id}` } : {}) }, imageDefaults: defaults, runtime: runtimePath, args,
@@ -609,6 +638,7 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
       } catch (e) {
         await fsp.rm(p.dir, { recursive: true, force: true });
         if (reserved) await fsp.rm(path.join(L.namesDir, name), { force: true });
+        if (sharedWith) forgetSharer(sharedWith.id, id);
         throw e;
       }
     });

@@ -5,6 +5,8 @@
  *   <root>/containers/<id>/upper, work     the container's overlay dirs
  *   <root>/containers/<id>/log.json        the shim's JSON-lines log
  *   <root>/containers/names/<name>         the name index: holds the ID
+ *   <root>/containers/<id>/sharers/<sharer>  one empty file per container sharing
+ *                                          this one's network (containers.ts networkSharers)
  *   <runRoot>/containers/<id>/             the OCI bundle, written by every start:
  *       config.json                        the bundle's config
  *       rootfs                             overlay mount point (mounted only

@@ -7,6 +7,7 @@ import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ContainerSpec } from '../../../engine/engine.js';
 import { EngineFailure, toEngineError } from '../../../engine/errors.js';
@@ -219,6 +220,29 @@ describe.skipIf(skip !== '')(`containers on networks${skip ? ` (skipped: ${skip}
     expect(probe.out).toBe('reachable\n');
     await t.engine.removeContainer(probe.id);
     await t.engine.removeContainer('pod', { force: true });
+  });
+
+  it('an rm reads the records of its sharers only (a file each in the owner\'s dir); a root from before the files is indexed by one scan', async () => {
+    const containers = path.join(t.engine.roots.root, 'containers');
+    const owner = await t.engine.createContainer({ image: 'busybox', name: 'own', networkMode: 'none', command: ['sleep', '300'] });
+    await t.engine.startContainer(owner.id);
+    const sharer = await t.engine.createContainer({ image: 'busybox', name: 'shr', networkMode: 'container:own', command: ['sleep', '300'] });
+    const files = path.join(containers, owner.id, 'sharers');
+    expect(fs.readdirSync(files)).toEqual([sharer.id]);
+    await t.engine.startContainer(sharer.id);
+    // a root from before the files: neither the file nor the flag; the scan finds the sharer and makes both
+    fs.rmSync(files, { recursive: true });
+    fs.rmSync(path.join(containers, 'sharers-indexed'), { force: true });
+    expect(JSON.stringify(await errorOf(t.engine.removeContainer('own', { force: true })))).toMatch(/shared by running container shr/);
+    expect(fs.readdirSync(files)).toEqual([sharer.id]);
+    expect(fs.existsSync(path.join(containers, 'sharers-indexed'))).toBe(true);
+    // a file whose container is gone is ignored; the sharer's rm takes its own file
+    const gone = 'f'.repeat(64);
+    fs.writeFileSync(path.join(files, gone), '');
+    await t.engine.removeContainer(sharer.id, { force: true });
+    expect(fs.readdirSync(files)).toEqual([gone]);
+    await t.engine.removeContainer('own', { force: true });
+    expect(fs.existsSync(path.join(containers, owner.id))).toBe(false);
   });
 
   it('container:<ref> of an owner with network none or host: its namespace (or the host\'s) and its files', async () => {
