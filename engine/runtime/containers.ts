@@ -540,16 +540,24 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
    */
   const sharersDir = (owner: string): string => pathUnder(L.container(owner).dir, 'sharers');
   const sharersIndexed = (): string => pathUnder(L.containersDir, 'sharers-indexed');
-  const noteSharer = (owner: string, sharer: string): void => {
-    mkdirSync(sharersDir(owner), { recursive: true, mode: 0o700 });
+  /** False when the owner's dir is gone (removed meanwhile): its dir is not made again. */
+  const noteSharer = (owner: string, sharer: string): boolean => {
+    try {
+      mkdirSync(sharersDir(owner), { mode: 0o700 });
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ENOENT') return false;
+      if (code !== 'EEXIST') throw e;
+    }
     writeFileSync(pathUnder(sharersDir(owner), sharer), '');
+    return true;
   };
   const forgetSharer = (owner: string, sharer: string): void => rmSync(pathUnder(sharersDir(owner), sharer), { force: true });
   const indexSharers = async (): Promise<void> => {
     if (existsSync(sharersIndexed())) return;
     for (const other of await listIds()) {
       const mode = (await readRecord(L.container(other).record, other).catch(() => undefined))?.spec.networkMode;
-      if (mode?.startsWith('container:') && existsSync(L.container(mode.slice('container:'.length)).dir)) noteSharer(mode.slice('container:'.length), other);
+      if (mode?.startsWith('container:')) noteSharer(mode.slice('container:'.length), other);
     }
     try {
       writeFileSync(sharersIndexed(), '');
@@ -621,7 +629,8 @@ export const openContainerRuntime = (o: ContainerRuntimeOptions): ContainerRunti
         // main thread would otherwise wait out while every other container's work waits with it
         await fsp.mkdir(p.dir, { mode: 0o710 });
         await Promise.all([p.upper, p.work].map((d) => fsp.mkdir(d, { mode: 0o755 }))); // the rootfs mount point is the bundle's (start)
-        if (sharedWith) noteSharer(sharedWith.id, id); // before the record: every sharer has its file
+        // before the record: every sharer has its file
+        if (sharedWith && !noteSharer(sharedWith.id, id)) fail(notFound('container', sharedWith.name, 'it was removed meanwhile; the network to share is gone'));
         const rec: CRecord = {
           id, name, created: now(), image: spec.image, imageId: img.id, chain: [...img.chain],
           spec: { ...spec, name, ...(healthcheck ? { healthcheck } : {}), ...(sharedWith ? { networkMode: `container:${sharedWith.id}` } : {}) }, imageDefaults: defaults, runtime: runtimePath, args,
