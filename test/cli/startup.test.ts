@@ -121,22 +121,16 @@ describe('finding the command word', () => {
 });
 
 describe("the launcher's environment", () => {
-  it('drops GLIBC_TUNABLES only when the launcher set it', () => {
-    const set: NodeJS.ProcessEnv = { GLIBC_TUNABLES: 'glibc.malloc.hugetlb=1', BERTH_LAUNCHER_TUNABLES: '1', X: 'y' };
+  it.each([
+    ['GLIBC_TUNABLES', 'BERTH_LAUNCHER_TUNABLES', 'glibc.malloc.hugetlb=1', 'glibc.malloc.check=0'],
+    ['NODE_OPTIONS', 'BERTH_LAUNCHER_NODE_OPTIONS', '--jitless', '--max-old-space-size=100'],
+  ])('drops %s only when the launcher set it (%s=1)', (name, marker, launchers, users) => {
+    const set: NodeJS.ProcessEnv = { [name]: launchers, [marker]: '1', X: 'y' };
     dropLauncherEnv(set);
     expect(set).toEqual({ X: 'y' });
-    const user: NodeJS.ProcessEnv = { GLIBC_TUNABLES: 'glibc.malloc.check=0' };
+    const user: NodeJS.ProcessEnv = { [name]: users };
     dropLauncherEnv(user);
-    expect(user).toEqual({ GLIBC_TUNABLES: 'glibc.malloc.check=0' });
-  });
-
-  it('drops NODE_OPTIONS only when the launcher set it', () => {
-    const set: NodeJS.ProcessEnv = { NODE_OPTIONS: '--jitless', BERTH_LAUNCHER_NODE_OPTIONS: '1', X: 'y' };
-    dropLauncherEnv(set);
-    expect(set).toEqual({ X: 'y' });
-    const user: NodeJS.ProcessEnv = { NODE_OPTIONS: '--max-old-space-size=100' };
-    dropLauncherEnv(user);
-    expect(user).toEqual({ NODE_OPTIONS: '--max-old-space-size=100' });
+    expect(user).toEqual({ [name]: users });
   });
 
   it("reports the exit status on the launcher's pipe, unless a stdio stream was made on a pipe or the fd is no pipe", () => {
